@@ -1,0 +1,88 @@
+// hello_cores: the demo and benchmark server, written only against percore's public headers.
+//
+//   ./hello_cores --port 3000                  # one loop per allowed CPU
+//   ./hello_cores --port 3000 --cpus 0 --threads 1
+//   curl localhost:3000/worker                 # which loop answered
+#include <unistd.h>
+
+#include <cstdio>
+#include <optional>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "percore/cpus.h"
+#include "percore/engine.h"
+#include "percore/http/app.h"
+
+ABSL_FLAG(int, port, 3000, "TCP port to listen on (0: any free port, printed at start-up)");
+ABSL_FLAG(std::string, address, "0.0.0.0", "address to listen on (IPv4 or IPv6 literal)");
+ABSL_FLAG(std::optional<int>, threads, std::nullopt,
+          "number of event loops (default: one per allowed CPU)");
+ABSL_FLAG(std::string, cpus, "", "CPUs to run loops on, like 0-3,6 (default: every allowed CPU)");
+ABSL_FLAG(bool, log_requests, false, "print one line per request (buffered per loop)");
+
+namespace {
+
+using percore::http::Request;
+using percore::http::Response;
+
+int Fail(const std::string& message) {
+  fprintf(stderr, "hello_cores: %s\n", message.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("percore demo server: GET /, GET /worker, /echo");
+  absl::ParseCommandLine(argc, argv);
+
+  percore::EngineOptions options;
+  options.address = absl::GetFlag(FLAGS_address);
+  const int port = absl::GetFlag(FLAGS_port);
+  if (port < 0 || port > 65535) {
+    return Fail("--port " + std::to_string(port) + " is out of range 0-65535");
+  }
+  options.port = port;
+  if (std::optional<int> threads = absl::GetFlag(FLAGS_threads); threads.has_value()) {
+    if (*threads < 1) return Fail("--threads must be at least 1, got " + std::to_string(*threads));
+    options.threads = *threads;
+  }
+  if (std::string cpus = absl::GetFlag(FLAGS_cpus); !cpus.empty()) {
+    absl::StatusOr<std::vector<int>> list = percore::ParseCpuList(cpus);
+    if (!list.ok()) return Fail("--cpus: " + std::string(list.status().message()));
+    options.cpus = *list;
+  }
+
+  percore::http::HttpOptions http;
+  http.log_requests = absl::GetFlag(FLAGS_log_requests);
+  percore::http::App app(http);
+  const pid_t pid = getpid();
+  app.Get("/", [](const Request&, Response& res) { res.Send("Hello World!"); });
+  app.Get("/worker", [pid](const Request& req, Response& res) {
+    res.Send("Hello World from worker " + std::to_string(req.worker_id()) + " (cpu " +
+             std::to_string(req.cpu()) + ", pid " + std::to_string(pid) + ")");
+  });
+  app.All("/echo", [](const Request& req, Response& res) {
+    std::string_view type = req.Header("content-type");
+    res.Type(type.empty() ? "application/octet-stream" : type).Send(req.body());
+  });
+
+  options.on_started = [pid](const percore::Engine& engine) {
+    printf("Supervisor %d is running\n", static_cast<int>(pid));
+    for (const percore::WorkerInfo& w : engine.workers()) {
+      printf("Worker %d started on cpu %d (%s)\n", w.id, w.cpu,
+             std::string(engine.backend_name()).c_str());
+    }
+    printf("Listening on port %d\n", engine.port());
+    fflush(stdout);
+  };
+  absl::StatusOr<std::unique_ptr<percore::Engine>> engine = app.Listen(options);
+  if (!engine.ok()) return Fail(std::string(engine.status().message()));
+  absl::Status status = (*engine)->Run();
+  if (!status.ok()) return Fail(std::string(status.message()));
+  printf("Supervisor %d stopped\n", static_cast<int>(pid));
+  return 0;
+}

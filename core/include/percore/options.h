@@ -1,0 +1,66 @@
+// percore/options.h — how an Engine is configured.
+//
+// Every field has a production default; an embedder usually sets only the port:
+//
+//   percore::EngineOptions options;
+//   options.port = 3000;
+//   options.cpus = {0, 1};   // empty: every CPU the process may run on
+//
+// Engine::Create() validates the whole struct and names the first bad field.
+#ifndef PERCORE_OPTIONS_H_
+#define PERCORE_OPTIONS_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace percore {
+
+class Engine;
+
+// Engine configuration. A plain value type; copy it freely.
+struct EngineOptions {
+  // Address to listen on: an IPv4 or IPv6 literal ("0.0.0.0", "127.0.0.1", "::").
+  std::string address = "0.0.0.0";
+  // TCP port; 0 lets the kernel choose one (Engine::port() tells which).
+  int port = 0;
+  // CPUs to run loops on; empty means every CPU in the process's affinity mask
+  // (sched_getaffinity, so taskset and cgroup cpusets are honoured). Each must be in that mask.
+  std::vector<int> cpus;
+  // Number of loops; 0 means one per CPU in `cpus`. Loop i is pinned to cpus[i % cpus.size()].
+  int threads = 0;
+  // listen() backlog of each loop's socket (the kernel caps it at net.core.somaxconn).
+  int backlog = 4096;
+
+  // Submission queue entries of each loop's io_uring (completion queue is 4x).
+  unsigned ring_entries = 1024;
+  // Provided receive buffers per loop, and the size of each. Shared by all connections of the
+  // loop; a connection holds one only while its bytes are being handled. Count: power of two.
+  unsigned recv_buffers = 512;
+  size_t recv_buffer_size = 16 * 1024;
+
+  // When a connection has more than this many bytes waiting to be sent, the loop stops reading
+  // from it until they are sent: a peer that does not read cannot make the loop buffer without
+  // bound.
+  size_t max_pending_output = 1024 * 1024;
+  // After the last response on a closing connection the loop half-closes (FIN) and keeps reading
+  // and discarding for at most this long, so a peer's unread data does not turn the close into a
+  // reset that destroys the response in flight (the lingering close of nginx).
+  absl::Duration linger_timeout = absl::Seconds(2);
+  // A connection whose pending output makes no progress for this long (the peer stopped
+  // reading) is closed.
+  absl::Duration send_timeout = absl::Seconds(60);
+  // How often each loop checks connection deadlines and runs its protocol's periodic work.
+  absl::Duration tick_interval = absl::Milliseconds(100);
+
+  // Called by Engine::Run() on its own thread once every loop serves (for start-up lines).
+  std::function<void(const Engine&)> on_started;
+};
+
+}  // namespace percore
+
+#endif  // PERCORE_OPTIONS_H_

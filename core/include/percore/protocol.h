@@ -1,0 +1,145 @@
+// percore/protocol.h — the boundary between the engine and a protocol such as HTTP.
+//
+// The engine knows nothing about HTTP. Each loop asks a ProtocolFactory, once, on the loop's own
+// thread, for a Protocol; the Protocol makes one Session per accepted connection. The loop hands
+// the Session every batch of bytes it receives and sends whatever the Session appended to
+// Connection::output() once the current batch of completions has been handled.
+//
+//   class Echo : public percore::Session {
+//     void OnData(percore::Connection& c, std::string_view bytes) override {
+//       c.output().append(bytes);
+//     }
+//     void OnDeadline(percore::Connection& c) override { c.Close(); }
+//   };
+//   class EchoProtocol : public percore::Protocol {
+//     std::unique_ptr<percore::Session> NewSession(percore::Connection&) override {
+//       return std::make_unique<Echo>();
+//     }
+//   };
+//   auto engine = percore::Engine::Create(options, [](percore::Worker&) {
+//     return std::make_unique<EchoProtocol>();
+//   });
+//
+// Everything here is owning-loop-only: a Connection, its Session and the Worker belong to one
+// loop thread and must not be touched from another.
+#ifndef PERCORE_PROTOCOL_H_
+#define PERCORE_PROTOCOL_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace percore {
+
+class Loop;
+class Connection;
+
+// The loop a protocol runs on, as protocol code sees it. Owning-loop-only.
+class Worker {
+ public:
+  // Stable id of this loop (0..threads-1); a restarted loop keeps its id.
+  int id() const { return id_; }
+  // The CPU this loop is pinned to.
+  int cpu() const { return cpu_; }
+  // Monotonic milliseconds, read once per loop iteration.
+  int64_t now_ms() const { return now_ms_; }
+
+ private:
+  friend class Loop;
+  Worker(int id, int cpu) : id_(id), cpu_(cpu) {}
+  int id_;
+  int cpu_;
+  int64_t now_ms_ = 0;
+};
+
+// The per-connection half of a protocol. Created by Protocol::NewSession, destroyed by the loop
+// when the connection is released. Owning-loop-only.
+class Session {
+ public:
+  virtual ~Session() = default;
+  // Bytes received on `conn`. `bytes` is valid only during the call (it is a receive buffer the
+  // loop reuses at once): copy whatever must outlive it.
+  virtual void OnData(Connection& conn, std::string_view bytes) = 0;
+  // The deadline set with Connection::SetDeadline has passed.
+  virtual void OnDeadline(Connection& conn) = 0;
+  // The peer shut down its sending side. The default closes once pending output is sent.
+  virtual void OnPeerClosed(Connection& conn);
+};
+
+// The per-loop half of a protocol. Owning-loop-only.
+class Protocol {
+ public:
+  virtual ~Protocol() = default;
+  // A new connection was accepted; return its session (never null).
+  virtual std::unique_ptr<Session> NewSession(Connection& conn) = 0;
+  // Called about every EngineOptions::tick_interval, and once more before the loop exits.
+  virtual void OnTick() {}
+};
+
+// Makes the Protocol of one loop; called on that loop's thread. Must be callable from any thread.
+using ProtocolFactory = std::function<std::unique_ptr<Protocol>(Worker& worker)>;
+
+// One accepted TCP connection. Owned by its loop; valid until the loop releases it, which is
+// never during a call into its Session. Owning-loop-only.
+class Connection {
+ public:
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // The buffer to append bytes to send. The loop sends it after the current batch of
+  // completions, in one send, and never has two sends in flight on the socket.
+  std::string& output() {
+    if (out_.capacity() < kMinOutputCapacity) TakeOutputBuffer();
+    return out_;
+  }
+  // Closes gracefully: pending output is sent first, then the loop half-closes and releases the
+  // connection when the peer closes too (or after EngineOptions::linger_timeout). Bytes received
+  // after Close() are discarded. Idempotent.
+  void Close();
+  // Whether Close() was called or the connection failed.
+  bool closing() const { return close_requested_ || releasing_; }
+  // Calls Session::OnDeadline once the loop's clock passes `deadline_ms` (Worker::now_ms()
+  // scale, checked every tick); 0 cancels. One deadline per connection; ignored once closing.
+  void SetDeadline(int64_t deadline_ms) {
+    if (!closing()) deadline_ms_ = deadline_ms;
+  }
+  // The loop this connection belongs to.
+  Worker& worker() const;
+  // Bytes appended to output() and not yet acknowledged by a completed send.
+  size_t pending_output() const { return out_.size() + (sending_.size() - sent_); }
+
+ private:
+  friend class Loop;
+  friend class IoUringBackend;
+  static constexpr size_t kMinOutputCapacity = 64;
+
+  Connection(Loop* loop, int fd) : loop_(loop), fd_(fd) {}
+  void TakeOutputBuffer();
+
+  Loop* loop_;
+  int fd_;
+  std::unique_ptr<Session> session_;
+  std::string out_;      // appended to by the session; never in flight
+  std::string sending_;  // the bytes of the one send in flight (or being resumed)
+  size_t sent_ = 0;      // bytes of sending_ the kernel has taken
+  int64_t deadline_ms_ = 0;
+  int64_t send_progress_ms_ = 0;  // when a send last started or took bytes
+  Connection* prev_ = nullptr;  // the loop's list of live connections
+  Connection* next_ = nullptr;
+  bool dirty_ = false;            // queued for the backend this iteration
+  bool reading_ = false;          // a receive is armed
+  bool send_inflight_ = false;
+  bool cancel_inflight_ = false;  // a cancel of the armed receive was submitted
+  bool paused_ = false;           // too much pending output: not reading
+  bool close_requested_ = false;
+  bool write_shut_ = false;       // FIN sent; lingering for the peer's
+  bool peer_eof_ = false;
+  bool releasing_ = false;        // done or failed: cancel what is in flight, then release
+};
+
+}  // namespace percore
+
+#endif  // PERCORE_PROTOCOL_H_

@@ -1,0 +1,14 @@
+#include "loop.h"
+#include "percore/protocol.h"
+
+namespace percore {
+
+void Session::OnPeerClosed(Connection& conn) { conn.Close(); }
+
+void Connection::TakeOutputBuffer() { loop_->TakeOutputBuffer(out_); }
+
+void Connection::Close() { loop_->RequestClose(this); }
+
+Worker& Connection::worker() const { return loop_->worker(); }
+
+}  // namespace percore

@@ -1,0 +1,277 @@
+#include "io_uring_backend.h"
+
+#include <sys/mman.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "loop.h"
+
+namespace percore {
+namespace {
+
+// The io_uring user_data encoding, in one place.
+//
+// The high bits hold a Connection* (8-byte aligned) or 0 for the loop's own operations; the low
+// 3 bits hold the operation. A connection is released only when none of its operations is in
+// flight (Connection::reading_, send_inflight_, cancel_inflight_), so the pointer in a
+// completion always names a live connection.
+enum Op : uint64_t {
+  kAccept = 1,      // multishot accept on the loop's listener
+  kWake = 2,        // read of the loop's eventfd
+  kReceive = 3,     // multishot receive on the connection, buffers from the buffer ring
+  kSend = 4,        // the connection's one send
+  kCancel = 5,      // cancel of the connection's receive, or of all its operations
+  kLoopCancel = 6,  // cancel of the accept or the wake read
+};
+constexpr uint64_t kOpMask = 7;
+
+uint64_t Encode(Connection* c, Op op) { return reinterpret_cast<uint64_t>(c) | op; }
+Op OpOf(uint64_t data) { return static_cast<Op>(data & kOpMask); }
+Connection* ConnectionOf(uint64_t data) { return reinterpret_cast<Connection*>(data & ~kOpMask); }
+
+constexpr unsigned short kBufferGroup = 0;
+constexpr int64_t kAcceptRetryMs = 100;
+
+}  // namespace
+
+IoUringBackend::IoUringBackend(Loop& loop, const EngineOptions& options, int listen_fd,
+                               int wake_fd)
+    : loop_(loop), options_(options), listen_fd_(listen_fd), wake_fd_(wake_fd) {}
+
+absl::StatusOr<std::unique_ptr<Backend>> IoUringBackend::Create(Loop& loop,
+                                                                const EngineOptions& options,
+                                                                int listen_fd, int wake_fd) {
+  std::unique_ptr<IoUringBackend> backend(new IoUringBackend(loop, options, listen_fd, wake_fd));
+  absl::Status status = backend->Init();
+  if (!status.ok()) return status;
+  return std::unique_ptr<Backend>(std::move(backend));
+}
+
+absl::Status IoUringBackend::Init() {
+  // DEFER_TASKRUN runs completion work only when this thread asks for events, instead of
+  // interrupting it with task work at any syscall; it requires SINGLE_ISSUER, which is why the
+  // ring is created on the loop's own thread. Older kernels refuse them with EINVAL: fall back.
+  const unsigned base = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
+  const unsigned attempts[] = {
+      base | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+      base | IORING_SETUP_SINGLE_ISSUER,
+      base,
+      0,
+  };
+  int ret = -EINVAL;
+  for (unsigned flags : attempts) {
+    io_uring_params params{};
+    params.flags = flags;
+    params.cq_entries = options_.ring_entries * 4;
+    ret = io_uring_queue_init_params(options_.ring_entries, &ring_, &params);
+    if (ret != -EINVAL) break;
+  }
+  if (ret < 0) return absl::ErrnoToStatus(-ret, "io_uring_setup");
+  ring_ready_ = true;
+  // Lets io_uring_enter skip the fd table lookup on every call.
+  io_uring_register_ring_fd(&ring_);
+
+  // The provided-buffer ring: the kernel picks a buffer for each receive completion, so an idle
+  // connection holds none. The ring is shared memory we fill and the kernel consumes.
+  const unsigned count = options_.recv_buffers;
+  buf_ring_bytes_ = sizeof(io_uring_buf) * count;
+  void* ring_memory = mmap(nullptr, buf_ring_bytes_, PROT_READ | PROT_WRITE,
+                           MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  if (ring_memory == MAP_FAILED) return absl::ErrnoToStatus(errno, "mmap buffer ring");
+  buf_ring_ = static_cast<io_uring_buf_ring*>(ring_memory);
+  io_uring_buf_ring_init(buf_ring_);
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<uint64_t>(ring_memory);
+  reg.ring_entries = count;
+  reg.bgid = kBufferGroup;
+  ret = io_uring_register_buf_ring(&ring_, &reg, 0);
+  if (ret < 0) {
+    munmap(ring_memory, buf_ring_bytes_);
+    buf_ring_ = nullptr;
+    return absl::ErrnoToStatus(-ret, "io_uring_register_buf_ring");
+  }
+  buffers_bytes_ = options_.recv_buffer_size * count;
+  void* buffers = mmap(nullptr, buffers_bytes_, PROT_READ | PROT_WRITE,
+                       MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  if (buffers == MAP_FAILED) return absl::ErrnoToStatus(errno, "mmap receive buffers");
+  buffers_ = static_cast<char*>(buffers);
+  for (unsigned id = 0; id < count; ++id) ReturnBuffer(id);
+  io_uring_buf_ring_advance(buf_ring_, returned_buffers_);
+  returned_buffers_ = 0;
+
+  ArmAccept();
+  ArmWake();
+  ret = io_uring_submit(&ring_);
+  if (ret < 0) return absl::ErrnoToStatus(-ret, "io_uring_submit");
+  return absl::OkStatus();
+}
+
+IoUringBackend::~IoUringBackend() {
+  if (ring_ready_) {
+    if (buf_ring_ != nullptr) io_uring_unregister_buf_ring(&ring_, kBufferGroup);
+    io_uring_queue_exit(&ring_);
+  }
+  if (buf_ring_ != nullptr) munmap(buf_ring_, buf_ring_bytes_);
+  if (buffers_ != nullptr) munmap(buffers_, buffers_bytes_);
+}
+
+io_uring_sqe* IoUringBackend::Sqe() {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  while (sqe == nullptr) {
+    // The submission queue is full: hand it to the kernel now, then continue filling it.
+    io_uring_submit(&ring_);
+    sqe = io_uring_get_sqe(&ring_);
+  }
+  return sqe;
+}
+
+void IoUringBackend::ReturnBuffer(unsigned id) {
+  io_uring_buf_ring_add(buf_ring_, buffers_ + size_t{id} * options_.recv_buffer_size,
+                        static_cast<unsigned>(options_.recv_buffer_size), id,
+                        io_uring_buf_ring_mask(options_.recv_buffers), returned_buffers_++);
+}
+
+void IoUringBackend::ArmAccept() {
+  io_uring_sqe* sqe = Sqe();
+  io_uring_prep_multishot_accept(sqe, listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+  io_uring_sqe_set_data64(sqe, Encode(nullptr, kAccept));
+  accept_armed_ = true;
+}
+
+void IoUringBackend::ArmWake() {
+  io_uring_sqe* sqe = Sqe();
+  io_uring_prep_read(sqe, wake_fd_, &wake_value_, sizeof(wake_value_), 0);
+  io_uring_sqe_set_data64(sqe, Encode(nullptr, kWake));
+  wake_armed_ = true;
+}
+
+void IoUringBackend::ArmReceive(Connection* c) {
+  io_uring_sqe* sqe = Sqe();
+  io_uring_prep_recv_multishot(sqe, c->fd_, nullptr, 0, 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = kBufferGroup;
+  io_uring_sqe_set_data64(sqe, Encode(c, kReceive));
+  c->reading_ = true;
+}
+
+void IoUringBackend::StartSend(Connection* c) {
+  Loop::PrepareSend(c);
+  io_uring_sqe* sqe = Sqe();
+  io_uring_prep_send(sqe, c->fd_, c->sending_.data() + c->sent_, c->sending_.size() - c->sent_,
+                     MSG_NOSIGNAL);
+  io_uring_sqe_set_data64(sqe, Encode(c, kSend));
+  c->send_inflight_ = true;
+}
+
+void IoUringBackend::Reconcile(Connection* c) {
+  if (c->releasing_) {
+    if ((c->reading_ || c->send_inflight_) && !c->cancel_inflight_) {
+      io_uring_sqe* sqe = Sqe();
+      io_uring_prep_cancel_fd(sqe, c->fd_, IORING_ASYNC_CANCEL_ALL);
+      io_uring_sqe_set_data64(sqe, Encode(c, kCancel));
+      c->cancel_inflight_ = true;
+    }
+    if (!c->reading_ && !c->send_inflight_ && !c->cancel_inflight_) loop_.Release(c);
+    return;
+  }
+  if (Loop::WantsSend(c)) StartSend(c);
+  if (Loop::WantsRead(c)) {
+    if (!c->reading_) ArmReceive(c);
+  } else if (c->reading_ && !c->cancel_inflight_) {
+    io_uring_sqe* sqe = Sqe();
+    io_uring_prep_cancel64(sqe, Encode(c, kReceive), 0);
+    io_uring_sqe_set_data64(sqe, Encode(c, kCancel));
+    c->cancel_inflight_ = true;
+  }
+}
+
+void IoUringBackend::CancelLoopOperations() {
+  loop_cancelled_ = true;
+  for (Op op : {kAccept, kWake}) {
+    io_uring_sqe* sqe = Sqe();
+    io_uring_prep_cancel64(sqe, Encode(nullptr, op), 0);
+    io_uring_sqe_set_data64(sqe, Encode(nullptr, kLoopCancel));
+  }
+}
+
+int IoUringBackend::Iterate(int timeout_ms) {
+  std::vector<Connection*>& dirty = loop_.dirty();
+  for (Connection* c : dirty) {
+    c->dirty_ = false;
+    Reconcile(c);  // may release c; never marks anything dirty
+  }
+  dirty.clear();
+  if (!loop_cancelled_) {
+    if (!accept_armed_ && loop_.worker().now_ms() >= accept_retry_ms_) ArmAccept();
+    if (!wake_armed_) ArmWake();
+  }
+
+  // One syscall: submit everything queued above and sleep until a completion or the timeout.
+  __kernel_timespec timeout{};
+  timeout.tv_sec = timeout_ms / 1000;
+  timeout.tv_nsec = static_cast<long long>(timeout_ms % 1000) * 1000000;
+  io_uring_cqe* cqe = nullptr;
+  int ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &timeout, nullptr);
+  if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) return ret;
+
+  unsigned head;
+  unsigned seen = 0;
+  io_uring_for_each_cqe(&ring_, head, cqe) {
+    Dispatch(cqe);
+    ++seen;
+  }
+  io_uring_cq_advance(&ring_, seen);
+  if (returned_buffers_ > 0) {
+    io_uring_buf_ring_advance(buf_ring_, returned_buffers_);
+    returned_buffers_ = 0;
+  }
+  return 0;
+}
+
+void IoUringBackend::Dispatch(const io_uring_cqe* cqe) {
+  const uint64_t data = cqe->user_data;
+  const int res = cqe->res;
+  const bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+  Connection* c = ConnectionOf(data);
+  switch (OpOf(data)) {
+    case kAccept:
+      if (res >= 0) {
+        loop_.OnAccepted(res);
+      } else if (res != -ECANCELED && !more) {
+        // EMFILE, ENFILE, ENOMEM end the multishot accept; retrying at once would spin while
+        // the limit holds. Connections wait in the accept queue meanwhile.
+        accept_retry_ms_ = loop_.worker().now_ms() + kAcceptRetryMs;
+      }
+      if (!more) accept_armed_ = false;
+      break;
+    case kWake:
+      wake_armed_ = false;
+      break;
+    case kReceive:
+      if (res > 0) {
+        const unsigned id = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+        loop_.OnReceived(c, std::string_view(buffers_ + size_t{id} * options_.recv_buffer_size,
+                                             static_cast<size_t>(res)));
+        ReturnBuffer(id);  // the session copied what it keeps
+        if (!more) loop_.OnReceiveEnded(c, res);
+      } else {
+        loop_.OnReceiveEnded(c, res);
+      }
+      break;
+    case kSend:
+      loop_.OnSent(c, res);
+      break;
+    case kCancel:
+      c->cancel_inflight_ = false;
+      loop_.MarkDirty(c);
+      break;
+    case kLoopCancel:
+      break;
+  }
+}
+
+}  // namespace percore

@@ -1,0 +1,63 @@
+// The io_uring backend: multishot accept, multishot receive into a provided-buffer ring, one
+// send per connection in flight, one io_uring_submit_and_wait per loop iteration.
+#ifndef PERCORE_SRC_IO_URING_BACKEND_H_
+#define PERCORE_SRC_IO_URING_BACKEND_H_
+
+#include <liburing.h>
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "backend.h"
+#include "percore/options.h"
+
+namespace percore {
+
+class Loop;
+class Connection;
+
+class IoUringBackend final : public Backend {
+ public:
+  // Sets up the ring (on the calling thread, which must be the loop's) and its buffer ring, and
+  // arms the accept on `listen_fd` and the read of `wake_fd`.
+  static absl::StatusOr<std::unique_ptr<Backend>> Create(Loop& loop, const EngineOptions& options,
+                                                         int listen_fd, int wake_fd);
+  ~IoUringBackend() override;
+
+  int Iterate(int timeout_ms) override;
+  void CancelLoopOperations() override;
+  bool Idle() const override { return !accept_armed_ && !wake_armed_; }
+
+ private:
+  IoUringBackend(Loop& loop, const EngineOptions& options, int listen_fd, int wake_fd);
+  absl::Status Init();
+  io_uring_sqe* Sqe();
+  void Reconcile(Connection* c);
+  void ArmAccept();
+  void ArmWake();
+  void ArmReceive(Connection* c);
+  void StartSend(Connection* c);
+  void Dispatch(const io_uring_cqe* cqe);
+  void ReturnBuffer(unsigned id);
+
+  Loop& loop_;
+  const EngineOptions& options_;
+  const int listen_fd_;
+  const int wake_fd_;
+  io_uring ring_{};
+  bool ring_ready_ = false;
+  io_uring_buf_ring* buf_ring_ = nullptr;
+  size_t buf_ring_bytes_ = 0;
+  char* buffers_ = nullptr;
+  size_t buffers_bytes_ = 0;
+  unsigned returned_buffers_ = 0;  // added to the buffer ring, not yet published to the kernel
+  uint64_t wake_value_ = 0;         // the eventfd read lands here
+  bool accept_armed_ = false;
+  bool wake_armed_ = false;
+  bool loop_cancelled_ = false;
+  int64_t accept_retry_ms_ = 0;
+};
+
+}  // namespace percore
+
+#endif  // PERCORE_SRC_IO_URING_BACKEND_H_

@@ -1,0 +1,241 @@
+#include "loop.h"
+
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "absl/strings/str_cat.h"
+#include "io_uring_backend.h"
+
+namespace percore {
+namespace {
+
+constexpr size_t kOutputBufferCapacity = 4096;
+constexpr size_t kMaxPooledCapacity = 64 * 1024;
+constexpr size_t kMaxPooledBuffers = 1024;
+// How long a stopping loop waits for cancelled operations to complete.
+constexpr int64_t kShutdownMs = 2000;
+
+int64_t MonotonicMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
+}
+
+}  // namespace
+
+Loop::Loop(int id, int cpu, const EngineOptions& options, int listen_fd, int wake_fd,
+           const std::atomic<bool>* stop)
+    : worker_(id, cpu),
+      options_(options),
+      listen_fd_(listen_fd),
+      wake_fd_(wake_fd),
+      stop_(stop),
+      tick_ms_(std::max<int64_t>(1, absl::ToInt64Milliseconds(options.tick_interval))),
+      linger_ms_(absl::ToInt64Milliseconds(options.linger_timeout)) {}
+
+Loop::~Loop() {
+  // The ring goes first: once it is torn down the kernel holds no pointer into our buffers.
+  backend_.reset();
+  while (connections_ != nullptr) Release(connections_);
+  protocol_.reset();
+}
+
+absl::Status Loop::Init(const ProtocolFactory& factory) {
+  UpdateClock();
+  absl::StatusOr<std::unique_ptr<Backend>> backend =
+      IoUringBackend::Create(*this, options_, listen_fd_, wake_fd_);
+  if (!backend.ok()) return backend.status();
+  backend_ = std::move(*backend);
+  protocol_ = factory(worker_);
+  if (protocol_ == nullptr) return absl::InternalError("protocol factory returned null");
+  next_tick_ms_ = worker_.now_ms() + tick_ms_;
+  return absl::OkStatus();
+}
+
+void Loop::UpdateClock() { worker_.now_ms_ = MonotonicMs(); }
+
+absl::Status Loop::Run() {
+  absl::Status status;
+  while (!stop_->load(std::memory_order_relaxed)) {
+    UpdateClock();
+    if (worker_.now_ms() >= next_tick_ms_) {
+      Tick();
+      next_tick_ms_ = worker_.now_ms() + tick_ms_;
+    }
+    int result = backend_->Iterate(static_cast<int>(next_tick_ms_ - worker_.now_ms()));
+    if (result < 0) {
+      status = absl::ErrnoToStatus(-result, "event loop");
+      break;
+    }
+  }
+  Shutdown();
+  return status;
+}
+
+void Loop::Shutdown() {
+  // Cancel everything in flight and wait for the kernel to confirm it, so no accepted socket is
+  // left in an unread completion and no operation outlives the buffers it points into.
+  backend_->CancelLoopOperations();
+  for (Connection* c = connections_; c != nullptr; c = c->next_) Abort(c);
+  int64_t deadline = MonotonicMs() + kShutdownMs;
+  while ((connections_ != nullptr || !backend_->Idle()) && MonotonicMs() < deadline) {
+    if (backend_->Iterate(10) < 0) break;
+  }
+  protocol_->OnTick();
+}
+
+void Loop::Tick() {
+  protocol_->OnTick();
+  const int64_t now = worker_.now_ms();
+  const int64_t send_timeout_ms = absl::ToInt64Milliseconds(options_.send_timeout);
+  for (Connection* c = connections_; c != nullptr;) {
+    Connection* next = c->next_;  // Release() during the visit is not possible: only Abort().
+    if (c->releasing_) {
+      // Nothing to time: release follows its cancelled operations.
+    } else if (c->pending_output() > 0 && now - c->send_progress_ms_ > send_timeout_ms) {
+      Abort(c);
+    } else if (c->deadline_ms_ != 0 && c->deadline_ms_ <= now) {
+      c->deadline_ms_ = 0;
+      if (c->close_requested_) {
+        Abort(c);  // the linger time is over
+      } else {
+        c->session_->OnDeadline(*c);
+        AfterSession(c);
+      }
+    }
+    c = next;
+  }
+}
+
+void Loop::OnAccepted(int fd) {
+  if (stop_->load(std::memory_order_relaxed)) {
+    close(fd);
+    return;
+  }
+  auto* c = new Connection(this, fd);
+  c->next_ = connections_;
+  if (connections_ != nullptr) connections_->prev_ = c;
+  connections_ = c;
+  ++live_connections_;
+  c->session_ = protocol_->NewSession(*c);
+  MarkDirty(c);  // arm its receive
+}
+
+void Loop::OnReceived(Connection* c, std::string_view bytes) {
+  if (c->close_requested_ || c->releasing_) return;  // lingering: discard
+  c->session_->OnData(*c, bytes);
+  AfterSession(c);
+}
+
+void Loop::OnReceiveEnded(Connection* c, int result) {
+  c->reading_ = false;
+  if (result == 0) {
+    c->peer_eof_ = true;
+    if (!c->close_requested_ && !c->releasing_) {
+      c->session_->OnPeerClosed(*c);
+      AfterSession(c);
+    }
+    AdvanceClose(c);
+  } else if (result < 0 && result != -ENOBUFS && result != -ECANCELED) {
+    Abort(c);
+  }
+  MarkDirty(c);
+}
+
+void Loop::OnSent(Connection* c, int result) {
+  c->send_inflight_ = false;
+  if (result < 0) {
+    Abort(c);
+    MarkDirty(c);
+    return;
+  }
+  c->sent_ += static_cast<size_t>(result);
+  c->send_progress_ms_ = worker_.now_ms();
+  if (c->sent_ == c->sending_.size()) {
+    RecycleOutputBuffer(c->sending_);
+    c->sent_ = 0;
+    if (c->out_.empty() && c->paused_) c->paused_ = false;
+    AdvanceClose(c);
+  }
+  MarkDirty(c);
+}
+
+void Loop::PrepareSend(Connection* c) {
+  if (c->sent_ == c->sending_.size()) {
+    c->sending_.swap(c->out_);
+    c->sent_ = 0;
+  }
+}
+
+void Loop::AfterSession(Connection* c) {
+  if (c->pending_output() > 0) {
+    if (!c->send_inflight_) c->send_progress_ms_ = worker_.now_ms();
+    if (c->pending_output() > options_.max_pending_output) c->paused_ = true;
+    MarkDirty(c);
+  }
+}
+
+void Loop::RequestClose(Connection* c) {
+  if (c->close_requested_ || c->releasing_) return;
+  c->close_requested_ = true;
+  c->deadline_ms_ = 0;  // the session's deadline no longer applies
+  AdvanceClose(c);
+  MarkDirty(c);
+}
+
+void Loop::AdvanceClose(Connection* c) {
+  if (!c->close_requested_ || c->releasing_ || c->pending_output() > 0 || c->send_inflight_) {
+    return;
+  }
+  if (c->peer_eof_) {
+    c->releasing_ = true;
+  } else if (!c->write_shut_) {
+    // FIN after the last response; keep reading (and discarding) until the peer's FIN, so
+    // bytes it sent after our last request do not make close() answer with a reset.
+    shutdown(c->fd_, SHUT_WR);
+    c->write_shut_ = true;
+    c->deadline_ms_ = worker_.now_ms() + linger_ms_;
+  }
+}
+
+void Loop::Abort(Connection* c) {
+  c->releasing_ = true;
+  MarkDirty(c);
+}
+
+void Loop::Release(Connection* c) {
+  if (c->prev_ != nullptr) {
+    c->prev_->next_ = c->next_;
+  } else {
+    connections_ = c->next_;
+  }
+  if (c->next_ != nullptr) c->next_->prev_ = c->prev_;
+  --live_connections_;
+  close(c->fd_);
+  RecycleOutputBuffer(c->out_);
+  RecycleOutputBuffer(c->sending_);
+  delete c;
+}
+
+void Loop::TakeOutputBuffer(std::string& buffer) {
+  if (!output_pool_.empty()) {
+    buffer.swap(output_pool_.back());
+    output_pool_.pop_back();
+  } else {
+    buffer.reserve(kOutputBufferCapacity);
+  }
+}
+
+void Loop::RecycleOutputBuffer(std::string& buffer) {
+  if (buffer.capacity() < Connection::kMinOutputCapacity) return;
+  if (buffer.capacity() <= kMaxPooledCapacity && output_pool_.size() < kMaxPooledBuffers) {
+    buffer.clear();
+    output_pool_.push_back(std::move(buffer));
+  }
+  buffer = std::string();
+}
+
+}  // namespace percore

@@ -1,0 +1,109 @@
+// Loop: one event loop, on one pinned thread, with its own backend, connections and buffers.
+#ifndef PERCORE_SRC_LOOP_H_
+#define PERCORE_SRC_LOOP_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "backend.h"
+#include "percore/options.h"
+#include "percore/protocol.h"
+
+namespace percore {
+
+class Loop {
+ public:
+  // `stop` is the engine's flag, read once per iteration; writing to `wake_fd` (an eventfd the
+  // engine owns) interrupts the loop's wait.
+  Loop(int id, int cpu, const EngineOptions& options, int listen_fd, int wake_fd,
+       const std::atomic<bool>* stop);
+  // Releases every connection; the backend is gone first, so no kernel operation still points
+  // at a connection's buffers.
+  ~Loop();
+
+  Loop(const Loop&) = delete;
+  Loop& operator=(const Loop&) = delete;
+
+  // Creates the backend and the protocol. Must run on the loop's thread:
+  // the ring is created there (IORING_SETUP_SINGLE_ISSUER ties it to its creator).
+  absl::Status Init(const ProtocolFactory& factory);
+  // Serves until the engine's stop flag is seen, then closes every connection. Returns the
+  // backend's fatal error, if any.
+  absl::Status Run();
+  Worker& worker() { return worker_; }
+
+  // ---- Called by the backend, on the loop thread ----
+  // A new connection. The loop owns `fd` from here on.
+  void OnAccepted(int fd);
+  // Bytes received on `c`; valid only during the call.
+  void OnReceived(Connection* c, std::string_view bytes);
+  // The armed receive ended: 0 is the peer's FIN; a positive count (a multishot receive the
+  // kernel ended after delivering bytes), -ENOBUFS and -ECANCELED only end this receive (the
+  // loop re-arms it if still wanted); any other negative errno fails `c`.
+  void OnReceiveEnded(Connection* c, int result);
+  // The send of c->sending_ completed with `result` bytes or a negative errno.
+  void OnSent(Connection* c, int result);
+  // Connections whose state changed since the backend last looked; the backend clears it.
+  std::vector<Connection*>& dirty() { return dirty_; }
+  // Whether `c` should have a receive armed.
+  static bool WantsRead(const Connection* c) {
+    return !c->releasing_ && !c->peer_eof_ && !c->paused_;
+  }
+  // Whether `c` has bytes to send and no send in flight.
+  static bool WantsSend(const Connection* c) {
+    return !c->releasing_ && !c->send_inflight_ && c->pending_output() > 0;
+  }
+  // Moves out_ to sending_ if sending_ is done; the backend then sends sending_[sent_..].
+  static void PrepareSend(Connection* c);
+  // Moves a graceful close forward once output is sent: half-close, or release.
+  void AdvanceClose(Connection* c);
+  // Closes the socket and destroys the connection. Only when nothing is in flight on it.
+  void Release(Connection* c);
+  // Fails the connection: pending output is dropped, in-flight operations are cancelled, and
+  // it is released once they complete.
+  void Abort(Connection* c);
+  // Queues `c` for the backend (once per iteration).
+  void MarkDirty(Connection* c) {
+    if (!c->dirty_) {
+      c->dirty_ = true;
+      dirty_.push_back(c);
+    }
+  }
+  // Called by Connection.
+  void TakeOutputBuffer(std::string& buffer);
+  void RequestClose(Connection* c);
+
+  int64_t live_connections() const { return live_connections_; }
+
+ private:
+  void UpdateClock();
+  void Tick();
+  // After any call into a session: queue output, pause reading past the output limit.
+  void AfterSession(Connection* c);
+  void RecycleOutputBuffer(std::string& buffer);
+  void Shutdown();
+
+  Worker worker_;
+  const EngineOptions& options_;
+  const int listen_fd_;
+  const int wake_fd_;
+  const std::atomic<bool>* stop_;
+  std::unique_ptr<Protocol> protocol_;
+  std::unique_ptr<Backend> backend_;
+  Connection* connections_ = nullptr;  // intrusive list head
+  int64_t live_connections_ = 0;
+  std::vector<Connection*> dirty_;
+  std::vector<std::string> output_pool_;  // empty buffers with capacity, reused across responses
+  int64_t next_tick_ms_ = 0;
+  const int64_t tick_ms_;
+  const int64_t linger_ms_;
+};
+
+}  // namespace percore
+
+#endif  // PERCORE_SRC_LOOP_H_

@@ -1,0 +1,67 @@
+// percore/http/app.h — the Express-like facade.
+//
+//   #include "percore/http/app.h"
+//
+//   int main() {
+//     percore::http::App app;
+//     app.Get("/", [](const percore::http::Request&, percore::http::Response& res) {
+//       res.Send("Hello World!");
+//     });
+//     percore::EngineOptions options;
+//     options.port = 3000;
+//     absl::Status status = app.Run(options);  // one loop per CPU, until SIGINT/SIGTERM
+//     return status.ok() ? 0 : 1;
+//   }
+//
+// Routes are added on one thread before Listen()/Run(); the engine gets a copy of them.
+#ifndef PERCORE_HTTP_APP_H_
+#define PERCORE_HTTP_APP_H_
+
+#include <memory>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "percore/engine.h"
+#include "percore/http/options.h"
+#include "percore/http/request.h"
+#include "percore/http/response.h"
+#include "percore/http/router.h"
+
+namespace percore::http {
+
+// An HTTP/1.1 application: routes plus limits. Not thread-safe while routes are added.
+class App {
+ public:
+  explicit App(HttpOptions options = {}) : options_(options) {}
+
+  // Adds a route for one method; see Router::Add. Returns *this for chaining.
+  App& Get(std::string_view pattern, Handler handler) { return Route("GET", pattern, std::move(handler)); }
+  App& Post(std::string_view pattern, Handler handler) { return Route("POST", pattern, std::move(handler)); }
+  App& Put(std::string_view pattern, Handler handler) { return Route("PUT", pattern, std::move(handler)); }
+  App& Delete(std::string_view pattern, Handler handler) { return Route("DELETE", pattern, std::move(handler)); }
+  App& Patch(std::string_view pattern, Handler handler) { return Route("PATCH", pattern, std::move(handler)); }
+  // Adds a route answering every method.
+  App& All(std::string_view pattern, Handler handler) { return Route("*", pattern, std::move(handler)); }
+  // Adds a route for `method` (a token, or "*" for any).
+  App& Route(std::string_view method, std::string_view pattern, Handler handler) {
+    router_.Add(method, pattern, std::move(handler));
+    return *this;
+  }
+
+  // The protocol factory serving this app, for an embedder that creates the Engine itself.
+  // Fails if the HTTP options are out of range.
+  absl::StatusOr<ProtocolFactory> Factory() const;
+  // Validates the options and binds the port; the returned engine is not started yet.
+  absl::StatusOr<std::unique_ptr<Engine>> Listen(const EngineOptions& options) const;
+  // Listen(), then Engine::Run(): serves until SIGINT, SIGTERM or Engine::Stop().
+  absl::Status Run(const EngineOptions& options) const;
+
+ private:
+  Router router_;
+  HttpOptions options_;
+};
+
+}  // namespace percore::http
+
+#endif  // PERCORE_HTTP_APP_H_

@@ -1,0 +1,40 @@
+// percore/http/options.h — HTTP limits and timeouts.
+//
+//   percore::http::HttpOptions http;
+//   http.max_body_bytes = 8 << 20;               // 8 MiB uploads
+//   http.header_timeout = absl::Seconds(5);
+//   percore::http::App app(http);
+//
+// Every limit answers with its own status and closes the connection: 413 body, 414 request
+// target, 431 header section, 408 timeout.
+#ifndef PERCORE_HTTP_OPTIONS_H_
+#define PERCORE_HTTP_OPTIONS_H_
+
+#include <cstddef>
+
+#include "absl/time/time.h"
+
+namespace percore::http {
+
+// HTTP/1.1 server limits. A plain value type.
+struct HttpOptions {
+  // Largest request body, Content-Length or chunked (413 beyond).
+  size_t max_body_bytes = 1024 * 1024;
+  // Longest request target (414 beyond).
+  size_t max_target_bytes = 8 * 1024;
+  // Largest header section: request line and header fields (431 beyond).
+  size_t max_header_bytes = 16 * 1024;
+  // From a request's first byte until its header section is complete (408 after).
+  absl::Duration header_timeout = absl::Seconds(10);
+  // Between two reads of a request body (408 after).
+  absl::Duration body_timeout = absl::Seconds(60);
+  // A connection with no request in progress is closed after this long.
+  absl::Duration idle_timeout = absl::Seconds(60);
+  // Writes "Request handled by worker <id>: <method> <path> <status>" to stdout for each
+  // request, buffered per loop and flushed every tick.
+  bool log_requests = false;
+};
+
+}  // namespace percore::http
+
+#endif  // PERCORE_HTTP_OPTIONS_H_

@@ -1,0 +1,49 @@
+#include "percore/http/app.h"
+
+#include "session.h"
+
+namespace percore::http {
+namespace {
+
+absl::Status Validate(const HttpOptions& o) {
+  // Spans are 32-bit offsets from a message's first byte.
+  if (o.max_body_bytes > (size_t{1} << 30)) {
+    return absl::InvalidArgumentError("max_body_bytes must be at most 1 GiB");
+  }
+  if (o.max_header_bytes < 256 || o.max_header_bytes > (size_t{1} << 20)) {
+    return absl::InvalidArgumentError("max_header_bytes must be in 256..1048576");
+  }
+  if (o.max_target_bytes == 0 || o.max_target_bytes > o.max_header_bytes) {
+    return absl::InvalidArgumentError("max_target_bytes must be in 1..max_header_bytes");
+  }
+  if (o.header_timeout <= absl::ZeroDuration() || o.body_timeout <= absl::ZeroDuration() ||
+      o.idle_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("HTTP timeouts must be > 0");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ProtocolFactory> App::Factory() const {
+  absl::Status valid = Validate(options_);
+  if (!valid.ok()) return valid;
+  auto config = std::make_shared<const AppConfig>(AppConfig{router_, options_});
+  return ProtocolFactory([config](Worker& worker) -> std::unique_ptr<Protocol> {
+    return std::make_unique<HttpProtocol>(config, worker);
+  });
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> App::Listen(const EngineOptions& options) const {
+  absl::StatusOr<ProtocolFactory> factory = Factory();
+  if (!factory.ok()) return factory.status();
+  return Engine::Create(options, std::move(*factory));
+}
+
+absl::Status App::Run(const EngineOptions& options) const {
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Listen(options);
+  if (!engine.ok()) return engine.status();
+  return (*engine)->Run();
+}
+
+}  // namespace percore::http

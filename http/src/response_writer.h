@@ -1,0 +1,36 @@
+// Constructs Responses for the session and reads back what the handler decided.
+#ifndef PERCORE_HTTP_SRC_RESPONSE_WRITER_H_
+#define PERCORE_HTTP_SRC_RESPONSE_WRITER_H_
+
+#include <string>
+#include <string_view>
+
+#include "percore/http/response.h"
+
+namespace percore::http {
+
+// The reason phrase of a status code ("Not Found"); "Unknown" for codes without one.
+std::string_view ReasonPhrase(int status);
+
+// Appends "HTTP/1.1 <code> <reason>\r\n".
+void AppendStatusLine(std::string& out, int status);
+
+// Appends the decimal form of `n`.
+void AppendDecimal(std::string& out, size_t n);
+
+class ResponseWriter {
+ public:
+  // `fields` is cleared; `date_line` is "Date: ...\r\n".
+  static Response Make(std::string* out, std::string* fields, std::string_view date_line,
+                       bool head, bool close, bool http10_keep_alive) {
+    fields->clear();
+    return Response(out, fields, date_line, head, close, http10_keep_alive);
+  }
+  // Whether the connection must close after this response (the request asked, or the handler
+  // set "Connection: close").
+  static bool Closes(const Response& r) { return r.close_; }
+};
+
+}  // namespace percore::http
+
+#endif  // PERCORE_HTTP_SRC_RESPONSE_WRITER_H_

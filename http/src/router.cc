@@ -1,0 +1,144 @@
+#include "percore/http/router.h"
+
+#include <stdexcept>
+
+namespace percore::http {
+namespace {
+
+bool IsToken(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (c <= ' ' || c >= 127 || std::string_view("\"(),/:;<=>?@[\\]{}").find(c) != s.npos) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+const Handler* Router::Entry::Find(std::string_view method) const {
+  for (const auto& [m, h] : by_method) {
+    if (m == method) return &h;
+  }
+  if (method == "HEAD") {
+    for (const auto& [m, h] : by_method) {
+      if (m == "GET") return &h;
+    }
+  }
+  return has_any ? &any : nullptr;
+}
+
+std::string_view Router::Normalize(std::string_view path) {
+  if (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
+  return path;
+}
+
+void Router::Add(std::string_view method, std::string_view pattern, Handler handler) {
+  if (method != "*" && !IsToken(method)) {
+    throw std::invalid_argument("invalid method \"" + std::string(method) + "\"");
+  }
+  if (pattern.empty() || pattern.front() != '/') {
+    throw std::invalid_argument("route \"" + std::string(pattern) + "\" must start with '/'");
+  }
+  if (!handler) throw std::invalid_argument("route \"" + std::string(pattern) + "\": no handler");
+  pattern = Normalize(pattern);
+  Entry* entry = nullptr;
+  if (pattern.find("/:") == std::string_view::npos) {
+    entry = &exact_[std::string(pattern)];
+  } else {
+    std::vector<std::string> segments;
+    std::string_view rest = pattern.substr(1);
+    while (true) {
+      size_t slash = rest.find('/');
+      std::string_view segment = rest.substr(0, slash);
+      if (segment == ":" || (segment.size() > 1 && segment[0] == ':' &&
+                             segment.find(':', 1) != std::string_view::npos)) {
+        throw std::invalid_argument("route \"" + std::string(pattern) + "\": bad parameter");
+      }
+      segments.emplace_back(segment);
+      if (slash == std::string_view::npos) break;
+      rest.remove_prefix(slash + 1);
+    }
+    for (Pattern& p : patterns_) {
+      if (p.segments == segments) entry = &p.entry;
+    }
+    if (entry == nullptr) {
+      patterns_.push_back(Pattern{std::move(segments), Entry{}});
+      entry = &patterns_.back().entry;
+    }
+  }
+  if (method == "*") {
+    if (entry->has_any) throw std::invalid_argument("duplicate route * " + std::string(pattern));
+    entry->any = std::move(handler);
+    entry->has_any = true;
+    return;
+  }
+  for (const auto& existing : entry->by_method) {
+    if (existing.first == method) {
+      throw std::invalid_argument("duplicate route " + std::string(method) + " " +
+                                  std::string(pattern));
+    }
+  }
+  entry->by_method.emplace_back(std::string(method), std::move(handler));
+}
+
+bool Router::MatchPattern(const Pattern& p, std::string_view path,
+                          std::vector<RouteParam>* params) {
+  const size_t first_param = params->size();
+  std::string_view rest = path.substr(1);
+  for (size_t i = 0; i < p.segments.size(); ++i) {
+    size_t slash = rest.find('/');
+    const bool last = i + 1 == p.segments.size();
+    if (last != (slash == std::string_view::npos)) break;
+    std::string_view segment = rest.substr(0, slash);
+    const std::string& want = p.segments[i];
+    if (!want.empty() && want[0] == ':') {
+      if (segment.empty()) break;
+      params->push_back(RouteParam{std::string_view(want).substr(1), segment});
+    } else if (segment != want) {
+      break;
+    }
+    if (last) return true;
+    rest.remove_prefix(slash + 1);
+  }
+  params->resize(first_param);
+  return false;
+}
+
+const Router::Entry* Router::FindEntry(std::string_view path,
+                                       std::vector<RouteParam>* params) const {
+  path = Normalize(path);
+  auto it = exact_.find(path);
+  if (it != exact_.end()) return &it->second;
+  for (const Pattern& p : patterns_) {
+    if (MatchPattern(p, path, params)) return &p.entry;
+  }
+  return nullptr;
+}
+
+Router::Result Router::Route(std::string_view method, std::string_view path,
+                             std::vector<RouteParam>* params) const {
+  Result result;
+  const Entry* entry = FindEntry(path, params);
+  if (entry == nullptr) return result;
+  result.path_known = true;
+  result.handler = entry->Find(method);
+  return result;
+}
+
+void Router::AppendAllowed(std::string_view path, std::string* out) const {
+  std::vector<RouteParam> ignored;
+  const Entry* entry = FindEntry(path, &ignored);
+  if (entry == nullptr) return;
+  bool get = false, head = false;
+  for (const auto& [m, h] : entry->by_method) {
+    if (!out->empty()) out->append(", ");
+    out->append(m);
+    get |= m == "GET";
+    head |= m == "HEAD";
+  }
+  if (get && !head) out->append(", HEAD");
+}
+
+}  // namespace percore::http
