@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "io_uring_backend.h"
 #include "listener.h"
 #include "loop.h"
 #include "percore/cpus.h"
@@ -127,7 +128,9 @@ void Engine::RunLoop(LoopSlot* slot) {
   absl::Status status;
   {
     Loop loop(slot->id, slot->cpu, options_, listen_fds_[slot->id], wake_fds_[slot->id], &stop_);
-    status = loop.Init(factory_);
+    absl::StatusOr<std::unique_ptr<Backend>> backend =
+        IoUringBackend::Create(loop, options_, loop.listen_fd(), loop.wake_fd());
+    status = backend.ok() ? loop.Init(factory_, std::move(*backend)) : backend.status();
     slot->started.set_value(status);
     if (status.ok()) status = loop.Run();
   }

@@ -7,7 +7,6 @@
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
-#include "io_uring_backend.h"
 
 namespace percore {
 namespace {
@@ -43,12 +42,9 @@ Loop::~Loop() {
   protocol_.reset();
 }
 
-absl::Status Loop::Init(const ProtocolFactory& factory) {
+absl::Status Loop::Init(const ProtocolFactory& factory, std::unique_ptr<Backend> backend) {
   UpdateClock();
-  absl::StatusOr<std::unique_ptr<Backend>> backend =
-      IoUringBackend::Create(*this, options_, listen_fd_, wake_fd_);
-  if (!backend.ok()) return backend.status();
-  backend_ = std::move(*backend);
+  backend_ = std::move(backend);
   protocol_ = factory(worker_);
   if (protocol_ == nullptr) return absl::InternalError("protocol factory returned null");
   next_tick_ms_ = worker_.now_ms() + tick_ms_;
@@ -98,22 +94,26 @@ void Loop::Tick() {
     } else if (c->pending_output() > 0 && now - c->send_progress_ms_ > send_timeout_ms) {
       Abort(c);
     } else if (c->deadline_ms_ != 0 && c->deadline_ms_ <= now) {
-      c->deadline_ms_ = 0;
-      if (c->close_requested_) {
-        Abort(c);  // the linger time is over
-      } else {
-        c->session_->OnDeadline(*c);
-        AfterSession(c);
-      }
+      ExpireDeadline(c);
     }
     c = next;
   }
 }
 
-void Loop::OnAccepted(int fd) {
+void Loop::ExpireDeadline(Connection* c) {
+  c->deadline_ms_ = 0;
+  if (c->close_requested_) {
+    Abort(c);  // the linger time is over
+  } else {
+    c->session_->OnDeadline(*c);
+    AfterSession(c);
+  }
+}
+
+Connection* Loop::OnAccepted(int fd) {
   if (stop_->load(std::memory_order_relaxed)) {
     close(fd);
-    return;
+    return nullptr;
   }
   auto* c = new Connection(this, fd);
   c->next_ = connections_;
@@ -122,6 +122,7 @@ void Loop::OnAccepted(int fd) {
   ++live_connections_;
   c->session_ = protocol_->NewSession(*c);
   MarkDirty(c);  // arm its receive
+  return c;
 }
 
 void Loop::OnReceived(Connection* c, std::string_view bytes) {

@@ -29,17 +29,20 @@ class Loop {
   Loop(const Loop&) = delete;
   Loop& operator=(const Loop&) = delete;
 
-  // Creates the backend and the protocol. Must run on the loop's thread:
-  // the ring is created there (IORING_SETUP_SINGLE_ISSUER ties it to its creator).
-  absl::Status Init(const ProtocolFactory& factory);
+  // Takes the backend (created on this thread for this loop: IORING_SETUP_SINGLE_ISSUER ties
+  // a ring to its creator) and makes the protocol. Must run on the loop's thread.
+  absl::Status Init(const ProtocolFactory& factory, std::unique_ptr<Backend> backend);
   // Serves until the engine's stop flag is seen, then closes every connection. Returns the
   // backend's fatal error, if any.
   absl::Status Run();
   Worker& worker() { return worker_; }
+  const EngineOptions& options() const { return options_; }
+  int listen_fd() const { return listen_fd_; }
+  int wake_fd() const { return wake_fd_; }
 
   // ---- Called by the backend, on the loop thread ----
-  // A new connection. The loop owns `fd` from here on.
-  void OnAccepted(int fd);
+  // A new connection. The loop owns `fd` from here on; null if the loop is stopping.
+  Connection* OnAccepted(int fd);
   // Bytes received on `c`; valid only during the call.
   void OnReceived(Connection* c, std::string_view bytes);
   // The armed receive ended: 0 is the peer's FIN; a positive count (a multishot receive the
@@ -74,6 +77,9 @@ class Loop {
       dirty_.push_back(c);
     }
   }
+  // The connection's deadline passed: ends a linger, or tells the session. Tick() calls it;
+  // tests call it directly.
+  void ExpireDeadline(Connection* c);
   // Called by Connection.
   void TakeOutputBuffer(std::string& buffer);
   void RequestClose(Connection* c);

@@ -1,0 +1,53 @@
+#include "support/loop_harness.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "gtest/gtest.h"
+
+namespace percore::testing {
+namespace {
+
+class NullBackend final : public Backend {
+ public:
+  int Iterate(int) override { return 0; }
+  void CancelLoopOperations() override {}
+  bool Idle() const override { return true; }
+};
+
+}  // namespace
+
+LoopHarness::LoopHarness(ProtocolFactory factory, EngineOptions options) : options_(options) {
+  loop_ = std::make_unique<Loop>(0, 0, options_, -1, -1, &stop_);
+  absl::Status status = loop_->Init(factory, std::make_unique<NullBackend>());
+  EXPECT_TRUE(status.ok()) << status;
+}
+
+LoopHarness::~LoopHarness() = default;
+
+Connection* LoopHarness::Accept() {
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return nullptr;
+  close(fds[1]);
+  return loop_->OnAccepted(fds[0]);
+}
+
+void LoopHarness::Feed(Connection* c, std::string_view bytes) { loop_->OnReceived(c, bytes); }
+
+void LoopHarness::FeedBytewise(Connection* c, std::string_view bytes) {
+  for (char byte : bytes) {
+    // A fresh copy each time, as a receive buffer would be: views into it must not survive.
+    std::string one(1, byte);
+    loop_->OnReceived(c, one);
+  }
+}
+
+std::string LoopHarness::TakeOutput(Connection* c) {
+  std::string out = c->output();
+  c->output().clear();
+  return out;
+}
+
+void LoopHarness::ExpireDeadline(Connection* c) { loop_->ExpireDeadline(c); }
+
+}  // namespace percore::testing

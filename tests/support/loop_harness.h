@@ -1,0 +1,44 @@
+// LoopHarness: one Loop with no kernel backend, for unit tests of a protocol. Bytes go in with
+// Feed(), what the session wrote comes out of TakeOutput(); nothing is sent or received.
+#ifndef PERCORE_TESTS_SUPPORT_LOOP_HARNESS_H_
+#define PERCORE_TESTS_SUPPORT_LOOP_HARNESS_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "loop.h"
+#include "percore/options.h"
+#include "percore/protocol.h"
+
+namespace percore::testing {
+
+class LoopHarness {
+ public:
+  explicit LoopHarness(ProtocolFactory factory, EngineOptions options = {});
+  ~LoopHarness();
+
+  // A new connection (one end of a socketpair; the loop owns it).
+  Connection* Accept();
+  // Hands `bytes` to the connection's session as one receive.
+  void Feed(Connection* c, std::string_view bytes);
+  // Hands `bytes` over one byte per receive.
+  void FeedBytewise(Connection* c, std::string_view bytes);
+  // Everything the session appended since the last call.
+  std::string TakeOutput(Connection* c);
+  // Whether the session closed (or failed) the connection.
+  bool Closing(Connection* c) const { return c->closing(); }
+  // Calls the session's OnDeadline, as the loop's timer would.
+  void ExpireDeadline(Connection* c);
+  Loop& loop() { return *loop_; }
+
+ private:
+  EngineOptions options_;
+  std::atomic<bool> stop_{false};
+  std::unique_ptr<Loop> loop_;
+};
+
+}  // namespace percore::testing
+
+#endif  // PERCORE_TESTS_SUPPORT_LOOP_HARNESS_H_
