@@ -21,6 +21,8 @@ ABSL_FLAG(std::string, address, "0.0.0.0", "address to listen on (IPv4 or IPv6 l
 ABSL_FLAG(std::optional<int>, threads, std::nullopt,
           "number of event loops (default: one per allowed CPU)");
 ABSL_FLAG(std::string, cpus, "", "CPUs to run loops on, like 0-3,6 (default: every allowed CPU)");
+ABSL_FLAG(std::string, backend, "auto",
+          "auto (io_uring when it works here, else epoll), io_uring or epoll");
 ABSL_FLAG(bool, log_requests, false, "print one line per request (buffered per loop)");
 
 namespace {
@@ -56,6 +58,17 @@ int main(int argc, char** argv) {
     options.cpus = *list;
   }
 
+  const std::string backend = absl::GetFlag(FLAGS_backend);
+  if (backend == "auto") {
+    options.backend = percore::BackendKind::kAuto;
+  } else if (backend == "io_uring") {
+    options.backend = percore::BackendKind::kIoUring;
+  } else if (backend == "epoll") {
+    options.backend = percore::BackendKind::kEpoll;
+  } else {
+    return Fail("--backend must be auto, io_uring or epoll, got \"" + backend + "\"");
+  }
+
   percore::http::HttpOptions http;
   http.log_requests = absl::GetFlag(FLAGS_log_requests);
   percore::http::App app(http);
@@ -72,6 +85,7 @@ int main(int argc, char** argv) {
 
   options.on_started = [pid](const percore::Engine& engine) {
     printf("Supervisor %d is running\n", static_cast<int>(pid));
+    if (!engine.backend_note().empty()) printf("%s\n", engine.backend_note().c_str());
     for (const percore::WorkerInfo& w : engine.workers()) {
       printf("Worker %d started on cpu %d (%s)\n", w.id, w.cpu,
              std::string(engine.backend_name()).c_str());

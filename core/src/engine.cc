@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "epoll_backend.h"
 #include "io_uring_backend.h"
 #include "listener.h"
 #include "loop.h"
@@ -94,6 +95,22 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
     engine->workers_.push_back(WorkerInfo{id, cpus[id % cpus.size()]});
   }
 
+  if (options.backend == BackendKind::kEpoll) {
+    engine->backend_ = BackendKind::kEpoll;
+  } else {
+    absl::Status probe = IoUringBackend::Probe(options);
+    if (probe.ok()) {
+      engine->backend_ = BackendKind::kIoUring;
+    } else if (options.backend == BackendKind::kAuto) {
+      engine->backend_ = BackendKind::kEpoll;
+      engine->backend_note_ =
+          absl::StrCat("io_uring unavailable (", probe.message(), "); using epoll");
+    } else {
+      return absl::FailedPreconditionError(
+          absl::StrCat("io_uring unavailable (", probe.message(), ")"));
+    }
+  }
+
   RaiseFileLimit();
   absl::StatusOr<ListenerGroup> group =
       BindListeners(options.address, options.port, threads, options.backlog);
@@ -129,7 +146,9 @@ void Engine::RunLoop(LoopSlot* slot) {
   {
     Loop loop(slot->id, slot->cpu, options_, listen_fds_[slot->id], wake_fds_[slot->id], &stop_);
     absl::StatusOr<std::unique_ptr<Backend>> backend =
-        IoUringBackend::Create(loop, options_, loop.listen_fd(), loop.wake_fd());
+        backend_ == BackendKind::kEpoll
+            ? EpollBackend::Create(loop)
+            : IoUringBackend::Create(loop, options_, loop.listen_fd(), loop.wake_fd());
     status = backend.ok() ? loop.Init(factory_, std::move(*backend)) : backend.status();
     slot->started.set_value(status);
     if (status.ok()) status = loop.Run();

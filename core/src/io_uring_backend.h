@@ -23,6 +23,10 @@ class IoUringBackend final : public Backend {
   static absl::StatusOr<std::unique_ptr<Backend>> Create(Loop& loop, const EngineOptions& options,
                                                          int listen_fd, int wake_fd);
   ~IoUringBackend() override;
+  // Whether io_uring works here as percore uses it: a ring with its set-up flags, a buffer ring,
+  // a multishot accept and a multishot receive, tried for real on a loopback connection. The
+  // error says what failed ("io_uring_setup: Operation not permitted").
+  static absl::Status Probe(const EngineOptions& options);
 
   int Iterate(int timeout_ms) override;
   void CancelLoopOperations() override;

@@ -65,8 +65,13 @@ class Engine {
   int port() const { return port_; }
   // One entry per loop, by id. Thread-safe.
   const std::vector<WorkerInfo>& workers() const { return workers_; }
-  // The I/O backend the loops use ("io_uring"). Thread-safe.
-  std::string_view backend_name() const { return "io_uring"; }
+  // The I/O backend the loops use: "io_uring" or "epoll". Thread-safe.
+  std::string_view backend_name() const {
+    return backend_ == BackendKind::kEpoll ? "epoll" : "io_uring";
+  }
+  // Why BackendKind::kAuto fell back to epoll ("io_uring unavailable (io_uring_setup: Operation
+  // not permitted); using epoll"); empty if it did not. Thread-safe.
+  const std::string& backend_note() const { return backend_note_; }
 
  private:
   struct LoopSlot;
@@ -76,6 +81,8 @@ class Engine {
   const EngineOptions options_;
   const ProtocolFactory factory_;
   int port_ = 0;
+  BackendKind backend_ = BackendKind::kIoUring;  // resolved: never kAuto
+  std::string backend_note_;
   std::vector<WorkerInfo> workers_;
   std::vector<int> listen_fds_;  // one per loop, index = loop id; owned here
   std::vector<int> wake_fds_;    // eventfd per loop, owned here so Stop() never races a close

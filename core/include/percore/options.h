@@ -22,6 +22,13 @@ namespace percore {
 
 class Engine;
 
+// The kernel interface the loops use.
+enum class BackendKind {
+  kAuto,     // io_uring if a probe shows every feature percore uses works, else epoll
+  kIoUring,  // io_uring or an error saying why not
+  kEpoll,    // epoll, everywhere
+};
+
 // Engine configuration. A plain value type; copy it freely.
 struct EngineOptions {
   // Address to listen on: an IPv4 or IPv6 literal ("0.0.0.0", "127.0.0.1", "::").
@@ -33,6 +40,8 @@ struct EngineOptions {
   std::vector<int> cpus;
   // Number of loops; 0 means one per CPU in `cpus`. Loop i is pinned to cpus[i % cpus.size()].
   int threads = 0;
+  // Which backend the loops run; see BackendKind.
+  BackendKind backend = BackendKind::kAuto;
   // listen() backlog of each loop's socket (the kernel caps it at net.core.somaxconn).
   int backlog = 4096;
 

@@ -114,6 +114,7 @@ class Connection {
  private:
   friend class Loop;
   friend class IoUringBackend;
+  friend class EpollBackend;
   static constexpr size_t kMinOutputCapacity = 64;
 
   Connection(Loop* loop, int fd) : loop_(loop), fd_(fd) {}
@@ -130,8 +131,9 @@ class Connection {
   Connection* prev_ = nullptr;  // the loop's list of live connections
   Connection* next_ = nullptr;
   bool dirty_ = false;            // queued for the backend this iteration
-  bool reading_ = false;          // a receive is armed
-  bool send_inflight_ = false;
+  bool reading_ = false;          // io_uring: a receive is armed
+  bool readable_ = false;         // epoll: the socket may have unread bytes
+  bool send_inflight_ = false;    // io_uring: a send is submitted; epoll: waiting for EPOLLOUT
   bool cancel_inflight_ = false;  // a cancel of the armed receive was submitted
   bool paused_ = false;           // too much pending output: not reading
   bool close_requested_ = false;

@@ -1,0 +1,185 @@
+#include "epoll_backend.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "loop.h"
+
+namespace percore {
+namespace {
+
+// epoll_event.data: a Connection*, or one of these for the loop's own descriptors.
+constexpr uint64_t kListener = 1;
+constexpr uint64_t kWake = 2;
+constexpr int kAcceptBatch = 64;
+// Reads per connection per iteration before the others get their turn.
+constexpr int kReadsPerTurn = 4;
+constexpr int64_t kAcceptRetryMs = 100;
+
+}  // namespace
+
+EpollBackend::EpollBackend(Loop& loop) : loop_(loop) {}
+
+absl::StatusOr<std::unique_ptr<Backend>> EpollBackend::Create(Loop& loop) {
+  std::unique_ptr<EpollBackend> backend(new EpollBackend(loop));
+  absl::Status status = backend->Init();
+  if (!status.ok()) return status;
+  return std::unique_ptr<Backend>(std::move(backend));
+}
+
+absl::Status EpollBackend::Init() {
+  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd_ < 0) return absl::ErrnoToStatus(errno, "epoll_create1");
+  // accept() in a batch must stop at EAGAIN instead of blocking. (Only this backend sets it: on
+  // a nonblocking file io_uring returns EAGAIN instead of waiting.)
+  int flags = fcntl(loop_.listen_fd(), F_GETFL);
+  if (flags < 0 || fcntl(loop_.listen_fd(), F_SETFL, flags | O_NONBLOCK) != 0) {
+    return absl::ErrnoToStatus(errno, "fcntl O_NONBLOCK on listener");
+  }
+  epoll_event wake{};
+  wake.events = EPOLLIN;
+  wake.data.u64 = kWake;
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, loop_.wake_fd(), &wake) != 0) {
+    return absl::ErrnoToStatus(errno, "epoll_ctl wake");
+  }
+  WatchListener(true);
+  buffer_.resize(loop_.options().recv_buffer_size);
+  events_.resize(256);
+  return absl::OkStatus();
+}
+
+EpollBackend::~EpollBackend() {
+  if (epoll_fd_ >= 0) close(epoll_fd_);
+}
+
+void EpollBackend::WatchListener(bool on) {
+  if (on == listening_) return;
+  epoll_event ev{};
+  ev.events = EPOLLIN;  // level-triggered: a backlog left by a full batch is reported again
+  ev.data.u64 = kListener;
+  epoll_ctl(epoll_fd_, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, loop_.listen_fd(), &ev);
+  listening_ = on;
+}
+
+void EpollBackend::CancelLoopOperations() {
+  cancelled_ = true;
+  WatchListener(false);
+  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, loop_.wake_fd(), nullptr);
+}
+
+void EpollBackend::AcceptBatch() {
+  for (int i = 0; i < kAcceptBatch; ++i) {
+    int fd = accept4(loop_.listen_fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Out of descriptors or memory: the listener would stay readable and spin the loop.
+        // Connections wait in the accept queue until the retry.
+        WatchListener(false);
+        accept_retry_ms_ = loop_.worker().now_ms() + kAcceptRetryMs;
+      }
+      return;  // EAGAIN: the queue is empty; ECONNABORTED and the like: next readiness
+    }
+    Connection* c = loop_.OnAccepted(fd);
+    if (c == nullptr) continue;
+    // Registered once for everything, edge-triggered: no epoll_ctl per read, write or pause.
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.ptr = c;
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) loop_.Abort(c);
+  }
+}
+
+bool EpollBackend::Read(Connection* c) {
+  for (int i = 0; i < kReadsPerTurn; ++i) {
+    if (!Loop::WantsRead(c)) return false;  // paused or closing: readable_ stays as it is
+    ssize_t n = recv(c->fd_, buffer_.data(), buffer_.size(), 0);
+    if (n > 0) {
+      loop_.OnReceived(c, std::string_view(buffer_.data(), static_cast<size_t>(n)));
+      // A short read drained the socket; bytes arriving later raise a new edge.
+      if (static_cast<size_t>(n) < buffer_.size()) {
+        c->readable_ = false;
+        return false;
+      }
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+      if (errno == EAGAIN) c->readable_ = false;
+      return false;
+    }
+    c->readable_ = false;
+    loop_.OnReceiveEnded(c, n == 0 ? 0 : -errno);
+    return false;
+  }
+  return true;
+}
+
+void EpollBackend::Write(Connection* c) {
+  Loop::PrepareSend(c);
+  const size_t left = c->sending_.size() - c->sent_;
+  ssize_t n = send(c->fd_, c->sending_.data() + c->sent_, left, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (n < 0 && errno == EINTR) n = send(c->fd_, c->sending_.data() + c->sent_, left, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (n < 0 && errno != EAGAIN) {
+    loop_.OnSent(c, -errno);
+    return;
+  }
+  if (n > 0) loop_.OnSent(c, static_cast<int>(n));
+  // The socket buffer is full: wait for EPOLLOUT before the next write.
+  if (n < 0 || static_cast<size_t>(n) < left) c->send_inflight_ = true;
+}
+
+void EpollBackend::Reconcile(Connection* c) {
+  if (c->releasing_) {
+    loop_.Release(c);  // close() also takes the descriptor out of the epoll set
+    return;
+  }
+  if (Loop::WantsSend(c)) Write(c);
+  if (c->readable_ && Loop::WantsRead(c) && Read(c)) unread_.push_back(c);
+}
+
+int EpollBackend::Iterate(int timeout_ms) {
+  // Connections cut short last time read first, again up to their share. (Taken here, before
+  // anything can be released: a connection on this list is alive until it is reconciled.)
+  for (Connection* c : unread_) loop_.MarkDirty(c);
+  unread_.clear();
+  // Reconciling can produce more work (a write that completes may finish a close), so drain the
+  // dirty list a few rounds; what is left waits for the next iteration without sleeping.
+  for (int round = 0; round < 4 && !loop_.dirty().empty(); ++round) {
+    work_.swap(loop_.dirty());
+    for (Connection* c : work_) {
+      c->dirty_ = false;
+      Reconcile(c);
+    }
+    work_.clear();
+  }
+  if (!cancelled_ && !listening_ && loop_.worker().now_ms() >= accept_retry_ms_) {
+    WatchListener(true);
+  }
+  const bool busy = !loop_.dirty().empty() || !unread_.empty();
+  int n = epoll_wait(epoll_fd_, events_.data(), static_cast<int>(events_.size()),
+                     busy ? 0 : timeout_ms);
+  if (n < 0) return errno == EINTR ? 0 : -errno;
+
+  for (int i = 0; i < n; ++i) {
+    const epoll_event& ev = events_[i];
+    if (ev.data.u64 == kListener) {
+      AcceptBatch();
+    } else if (ev.data.u64 == kWake) {
+      uint64_t value;
+      [[maybe_unused]] ssize_t r = read(loop_.wake_fd(), &value, sizeof(value));
+    } else {
+      auto* c = static_cast<Connection*>(ev.data.ptr);
+      if (ev.events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->readable_ = true;
+      if ((ev.events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && c->send_inflight_) {
+        c->send_inflight_ = false;
+      }
+      loop_.MarkDirty(c);
+    }
+  }
+  if (n == static_cast<int>(events_.size())) events_.resize(events_.size() * 2);
+  return 0;
+}
+
+}  // namespace percore

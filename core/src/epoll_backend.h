@@ -1,0 +1,54 @@
+// The epoll backend, for where io_uring is blocked (Docker's default seccomp profile, RHEL 9's
+// kernel.io_uring_disabled) or too old. Same per-loop design as io_uring: edge-triggered
+// readiness for every connection registered once, nonblocking accept in batches, reads into one
+// loop-owned buffer (an idle connection holds none), one write per connection per iteration,
+// resumed on EPOLLOUT after a partial write.
+#ifndef PERCORE_SRC_EPOLL_BACKEND_H_
+#define PERCORE_SRC_EPOLL_BACKEND_H_
+
+#include <sys/epoll.h>
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "backend.h"
+
+namespace percore {
+
+class Loop;
+class Connection;
+
+class EpollBackend final : public Backend {
+ public:
+  static absl::StatusOr<std::unique_ptr<Backend>> Create(Loop& loop);
+  ~EpollBackend() override;
+
+  int Iterate(int timeout_ms) override;
+  void CancelLoopOperations() override;
+  bool Idle() const override { return true; }
+
+ private:
+  explicit EpollBackend(Loop& loop);
+  absl::Status Init();
+  void Reconcile(Connection* c);
+  void Write(Connection* c);
+  // Reads what `c` has, up to a fair share per iteration; true if more may be left.
+  bool Read(Connection* c);
+  void AcceptBatch();
+  void WatchListener(bool on);
+
+  Loop& loop_;
+  int epoll_fd_ = -1;
+  std::vector<char> buffer_;             // every receive of the loop lands here
+  std::vector<epoll_event> events_;
+  std::vector<Connection*> work_;        // the dirty list being reconciled
+  std::vector<Connection*> unread_;      // readable connections cut short for fairness
+  bool listening_ = false;
+  bool cancelled_ = false;
+  int64_t accept_retry_ms_ = 0;
+};
+
+}  // namespace percore
+
+#endif  // PERCORE_SRC_EPOLL_BACKEND_H_
