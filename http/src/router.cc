@@ -85,6 +85,8 @@ void Router::Add(std::string_view method, std::string_view pattern, Handler hand
 
 bool Router::MatchPattern(const Pattern& p, std::string_view path,
                           std::vector<RouteParam>* params) {
+  // Patterns start with '/'; "", "*" (OPTIONS) or "host:443" (CONNECT) match none.
+  if (path.empty() || path.front() != '/') return false;
   const size_t first_param = params->size();
   std::string_view rest = path.substr(1);
   for (size_t i = 0; i < p.segments.size(); ++i) {
@@ -132,8 +134,10 @@ void Router::AppendAllowed(std::string_view path, std::string* out) const {
   const Entry* entry = FindEntry(path, &ignored);
   if (entry == nullptr) return;
   bool get = false, head = false;
+  bool first = true;  // `out` may already hold text: append to it
   for (const auto& [m, h] : entry->by_method) {
-    if (!out->empty()) out->append(", ");
+    if (!first) out->append(", ");
+    first = false;
     out->append(m);
     get |= m == "GET";
     head |= m == "HEAD";

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <ctime>
 #include <exception>
+#include <string_view>
 
 #include "ascii.h"
 #include "errors.h"
@@ -22,12 +23,16 @@ bool HasBody(const llhttp_t* p) {
 }
 
 // The status for a parser error that no callback of ours raised.
-int StatusForError(llhttp_errno_t err) {
+int StatusForError(const llhttp_t* p, llhttp_errno_t err) {
   switch (err) {
     case HPE_INVALID_VERSION:
-      return 505;
+      // A well-formed version llhttp does not support ("HTTP/3.0"); the same code also reports
+      // a malformed one ("HTTP/1.x", "HTTP/1.1 extra"), which is a bad request line.
+      return std::string_view(llhttp_get_error_reason(p)) == "Invalid HTTP version" ? 505 : 400;
     case HPE_INVALID_TRANSFER_ENCODING:
       return 501;
+    case HPE_PAUSED_H2_UPGRADE:  // the HTTP/2 connection preface, "PRI * HTTP/2.0"
+      return 505;
     default:
       return 400;
   }
@@ -60,6 +65,13 @@ class RequestBuilder {
     size_t question = target.find('?');
     r.path_ = target.substr(0, question);
     r.query_ = question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
+    // Absolute form ("http://host/x?q", RFC 9112 3.2.2, sent to proxies and accepted by
+    // servers): the path starts after the authority.
+    if (size_t scheme = r.path_.find("://");
+        !r.path_.empty() && r.path_.front() != '/' && scheme != std::string_view::npos) {
+      size_t slash = r.path_.find('/', scheme + 3);
+      r.path_ = slash == std::string_view::npos ? std::string_view("/") : r.path_.substr(slash);
+    }
     r.headers_ = headers;
     r.body_ = body;
     r.version_minor_ = minor;
@@ -111,9 +123,9 @@ struct Callbacks {
     HttpProtocol& h = S(p).protocol_;
     MessageState& st = *h.state_;
     int result = Record(p, st.target, st.in_target, at, length);
-    if (result == HPE_OK && st.target.length > h.config_->options.max_target_bytes) {
-      return S(p).Fail(414);
-    }
+    // A target over its own limit is a 414 even when it also overflows the header section
+    // (Record's 431): the answer must not depend on how the bytes were split into reads.
+    if (st.target.length > h.config_->options.max_target_bytes) return S(p).Fail(414);
     return result;
   }
   static int OnVersion(llhttp_t* p, const char* at, size_t length) {
@@ -121,21 +133,28 @@ struct Callbacks {
     Span ignored{static_cast<uint32_t>(at - S(p).protocol_.base_), 0};
     return Record(p, ignored, open, at, length);
   }
+  // After the header section, field callbacks are a chunked body's trailer fields: they may lie
+  // in another buffer than `base`, so they have no span; they are ignored.
   static int OnHeaderField(llhttp_t* p, const char* at, size_t length) {
     MessageState& st = *S(p).protocol_.state_;
+    if (st.headers_done) return HPE_OK;
     return Record(p, st.field, st.in_field, at, length);
   }
   static int OnHeaderValue(llhttp_t* p, const char* at, size_t length) {
     MessageState& st = *S(p).protocol_.state_;
+    if (st.headers_done) return HPE_OK;
     return Record(p, st.value, st.in_value, at, length);
   }
   static int OnHeaderValueComplete(llhttp_t* p) {
     HttpProtocol& h = S(p).protocol_;
     MessageState& st = *h.state_;
+    if (st.headers_done) return HPE_OK;
     if (!st.in_value) st.value = Span{};  // an empty value has no span
     st.fields.emplace_back(st.field, st.value);
     const std::string_view name = View(h.base_, st.field);
     const std::string_view value = TrimOws(View(h.base_, st.value));
+    // llhttp lets "Name :" through; RFC 9112 5.1 requires a 400 (a request-smuggling vector).
+    if (!name.empty() && name.back() == ' ') return S(p).Fail(400);
     if (EqualsIgnoreCase(name, "host")) {
       ++st.host_count;
     } else if (EqualsIgnoreCase(name, "transfer-encoding")) {
@@ -165,6 +184,7 @@ struct Callbacks {
       st.body.assign(h.base_ + st.body_view.offset, st.body_view.length);
       st.body.append(at, length);
       st.body_copied = true;
+      st.body_view = Span{};  // `body` has it now
     }
     return HPE_OK;
   }
@@ -362,10 +382,21 @@ void HttpSession::OnData(Connection& conn, std::string_view bytes) {
     h.base_ = st.held.data();
   }
   const llhttp_errno_t err = llhttp_execute(&parser_, begin, length);
+  int status = 0;
   if (err == HPE_OK) {
-    if (st.in_message) KeepUnfinished(begin + length);
+    // Bytes no span covers (whitespace before a value) are counted only once a later span ends;
+    // a header section still arriving is bounded by its raw size. Up to "\r\n\r" of it may be
+    // the terminator, which the span measure leaves out.
+    if (st.in_message && !st.headers_done &&
+        static_cast<size_t>(begin + length - h.base_) > h.config_->options.max_header_bytes + 3) {
+      status = 431;
+    } else if (st.in_message) {
+      KeepUnfinished(begin + length);
+    }
   } else if (err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE) {
-    const int status = st.error_status != 0 ? st.error_status : StatusForError(err);
+    status = st.error_status != 0 ? st.error_status : StatusForError(&parser_, err);
+  }
+  if (status != 0) {
     AppendErrorResponse(conn.output(), status, h.date_.line());
     if (h.config_->options.log_requests) {
       h.log_.append("Request rejected by worker ");
