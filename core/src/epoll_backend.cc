@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "loop.h"
@@ -98,8 +99,10 @@ bool EpollBackend::Read(Connection* c) {
     ssize_t n = recv(c->fd_, buffer_.data(), buffer_.size(), 0);
     if (n > 0) {
       loop_.OnReceived(c, std::string_view(buffer_.data(), static_cast<size_t>(n)));
-      // A short read drained the socket; bytes arriving later raise a new edge.
-      if (static_cast<size_t>(n) < buffer_.size()) {
+      // A short read drained the socket; bytes arriving later raise a new edge. Not so the
+      // peer's FIN: if it came with the edge that brought these bytes, no other edge follows,
+      // so read on until recv() reports it.
+      if (static_cast<size_t>(n) < buffer_.size() && !c->peer_hup_) {
         c->readable_ = false;
         return false;
       }
@@ -132,6 +135,9 @@ void EpollBackend::Write(Connection* c) {
 
 void EpollBackend::Reconcile(Connection* c) {
   if (c->releasing_) {
+    // A connection cut short earlier this iteration may be released in a later round: it must
+    // not stay on unread_, which the next iteration walks.
+    unread_.erase(std::remove(unread_.begin(), unread_.end(), c), unread_.end());
     loop_.Release(c);  // close() also takes the descriptor out of the epoll set
     return;
   }
@@ -172,6 +178,7 @@ int EpollBackend::Iterate(int timeout_ms) {
     } else {
       auto* c = static_cast<Connection*>(ev.data.ptr);
       if (ev.events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->readable_ = true;
+      if (ev.events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->peer_hup_ = true;
       if ((ev.events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && c->send_inflight_) {
         c->send_inflight_ = false;
       }

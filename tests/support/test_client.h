@@ -1,14 +1,18 @@
-// Blocking socket helpers for the integration suites: connect to 127.0.0.1, send, read one
-// HTTP/1.1 response. Every read has a deadline, so a broken server fails a test instead of
-// hanging it.
+// Socket helpers for the integration suites: connect to 127.0.0.1, send, read one HTTP/1.1
+// response (blocking, with a deadline), and an epoll-driven client that keeps many keep-alive
+// connections busy at once. Every read has a deadline, so a broken server fails a test instead
+// of hanging it.
 #ifndef PERCORE_TESTS_SUPPORT_TEST_CLIENT_H_
 #define PERCORE_TESTS_SUPPORT_TEST_CLIENT_H_
 
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace percore::testing {
 
@@ -23,20 +27,79 @@ struct HttpResponse {
   }
 };
 
-// A TCP connection to 127.0.0.1:port; -1 on failure.
+// A TCP connection to 127.0.0.1:port, with TCP_NODELAY (so small writes leave at once); -1 on
+// failure.
 int ConnectLocal(int port);
 // Writes all of `data`; false on error.
 bool SendAll(int fd, std::string_view data);
 // Reads one response (Content-Length framed). `buffer` carries bytes read past it to the next
 // call. nullopt on EOF, error, malformed response or when `timeout` passes.
-std::optional<HttpResponse> ReadResponse(int fd, std::string& buffer,
-                                         std::chrono::milliseconds timeout =
-                                             std::chrono::milliseconds(10000));
+std::optional<HttpResponse> ReadResponse(
+    int fd, std::string& buffer,
+    std::chrono::milliseconds timeout = std::chrono::milliseconds(10000));
 // Reads until the peer closes or `timeout` passes; returns what was read.
-std::string ReadUntilClose(int fd, std::chrono::milliseconds timeout =
-                                       std::chrono::milliseconds(10000));
+std::string ReadUntilClose(int fd,
+                           std::chrono::milliseconds timeout = std::chrono::milliseconds(10000));
 // Parses one response at the start of `data`; sets `consumed`. nullopt if incomplete/malformed.
 std::optional<HttpResponse> ParseResponse(std::string_view data, size_t* consumed);
+
+// How ReadToEnd() stopped.
+enum class StreamEnd {
+  kClosed,   // the peer's FIN
+  kReset,    // ECONNRESET or another receive error
+  kTimeout,  // the timeout passed with the connection still open
+};
+
+// Everything read until the peer closes, the connection fails or `timeout` passes.
+struct ReadToEndResult {
+  std::string data;
+  StreamEnd end = StreamEnd::kTimeout;
+};
+ReadToEndResult ReadToEnd(int fd, std::chrono::milliseconds timeout);
+
+// Sets O_NONBLOCK on `fd`; false on error.
+bool SetNonBlocking(int fd);
+// Makes close() of `fd` send a reset instead of a FIN (SO_LINGER with a zero timeout).
+bool SetResetOnClose(int fd);
+
+// Number of open descriptors of this process (entries of /proc/self/fd, not counting the one
+// used to list them); -1 on error.
+int CountOpenFds();
+// Polls CountOpenFds() until it equals `expected` or `timeout` passes; returns the last count.
+int WaitForFdCount(int expected, std::chrono::milliseconds timeout);
+
+// Raises this process's RLIMIT_NOFILE soft limit to at least `wanted` (never above the hard
+// limit); returns the soft limit in force afterwards.
+uint64_t RaiseFdLimit(uint64_t wanted);
+
+// What RunConnections() does: `connections` keep-alive connections to 127.0.0.1:port, all open
+// at once, each sending `requests_per_connection` requests one after another (the next once the
+// previous response is in) and checking every response.
+struct ConnectionsOptions {
+  int port = 0;
+  int connections = 1;
+  int requests_per_connection = 1;
+  // The bytes of request `index` (0-based) on connection `conn`.
+  std::function<std::string(int conn, int index)> make_request;
+  // Checks the response to that request: empty if right, otherwise what is wrong.
+  std::function<std::string(int conn, int index, const HttpResponse& response)> check_response;
+  // The whole run ends here, finished or not.
+  std::chrono::milliseconds timeout{60000};
+};
+
+// What RunConnections() saw.
+struct ConnectionsResult {
+  int connected = 0;                // connections that were established
+  int completed = 0;                // connections that got every response, all of them right
+  int64_t responses = 0;            // responses received (right or wrong)
+  int64_t bad_responses = 0;        // responses check_response rejected
+  bool timed_out = false;           // the timeout passed before every connection finished
+  std::vector<std::string> errors;  // the first few problems, for a failure message
+};
+
+// Drives the connections from one epoll loop on the calling thread. Every connection stays
+// open until all have finished (so all of them are open at once), then all are closed.
+ConnectionsResult RunConnections(const ConnectionsOptions& options);
 
 }  // namespace percore::testing
 

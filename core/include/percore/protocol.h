@@ -133,6 +133,7 @@ class Connection {
   bool dirty_ = false;            // queued for the backend this iteration
   bool reading_ = false;          // io_uring: a receive is armed
   bool readable_ = false;         // epoll: the socket may have unread bytes
+  bool peer_hup_ = false;         // epoll: the peer's FIN (or an error) was reported: read to it
   bool send_inflight_ = false;    // io_uring: a send is submitted; epoll: waiting for EPOLLOUT
   bool cancel_inflight_ = false;  // a cancel of the armed receive was submitted
   bool paused_ = false;           // too much pending output: not reading

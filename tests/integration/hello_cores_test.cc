@@ -1,0 +1,454 @@
+// hello_cores as a child process: its start-up lines, its routes, its exit status on SIGTERM and
+// on bad flags. Every wait has a deadline; the child is always killed and reaped by its pid.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <optional>
+#include <regex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "percore/cpus.h"
+#include "support/test_client.h"
+
+#ifndef PERCORE_HELLO_CORES
+#error "PERCORE_HELLO_CORES must name the hello_cores binary"
+#endif
+
+namespace percore {
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+using percore::testing::ConnectLocal;
+using percore::testing::HttpResponse;
+using percore::testing::ReadResponse;
+using percore::testing::SendAll;
+
+constexpr milliseconds kStartTimeout(20000);
+constexpr milliseconds kExitTimeout(20000);
+constexpr milliseconds kReadTimeout(10000);
+
+// One run of hello_cores with its stdout and stderr on pipes.
+class HelloCores {
+ public:
+  HelloCores() = default;
+  ~HelloCores() { Kill(); }
+  HelloCores(const HelloCores&) = delete;
+  HelloCores& operator=(const HelloCores&) = delete;
+
+  // Starts hello_cores with `flags`; false (with errno set) if it could not be started.
+  bool Spawn(const std::vector<std::string>& flags) {
+    std::vector<std::string> args = {PERCORE_HELLO_CORES};
+    args.insert(args.end(), flags.begin(), flags.end());
+    std::vector<char*> argv;
+    for (std::string& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+
+    int out[2], err[2];
+    if (pipe2(out, O_CLOEXEC) != 0) return false;
+    if (pipe2(err, O_CLOEXEC) != 0) {
+      close(out[0]);
+      close(out[1]);
+      return false;
+    }
+    const pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+      for (int fd : {out[0], out[1], err[0], err[1]}) close(fd);
+      return false;
+    }
+    if (pid == 0) {
+      // Only async-signal-safe calls until exec. The child dies with the test.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(127);
+      int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (null >= 0) dup2(null, STDIN_FILENO);
+      dup2(out[1], STDOUT_FILENO);
+      dup2(err[1], STDERR_FILENO);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    close(out[1]);
+    close(err[1]);
+    pid_ = pid;
+    stdout_fd_ = out[0];
+    stderr_fd_ = err[0];
+    return true;
+  }
+
+  pid_t pid() const { return pid_; }
+
+  // Reads stdout until a complete line starting with `prefix` appears after the lines already
+  // returned by earlier calls, or `timeout` passes, or stdout closes.
+  std::optional<std::string> WaitForLine(std::string_view prefix, milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    while (true) {
+      while (next_line_ < lines_.size()) {
+        const std::string& line = lines_[next_line_++];
+        if (line.compare(0, prefix.size(), prefix) == 0) return line;
+      }
+      if (!ReadInto(stdout_fd_, stdout_, deadline)) return std::nullopt;
+      SplitLines();
+    }
+  }
+
+  // Every complete stdout line read so far.
+  const std::vector<std::string>& lines() const { return lines_; }
+
+  // The port from "Listening on port N"; 0 if it did not appear in time.
+  int WaitForPort() {
+    std::optional<std::string> line = WaitForLine("Listening on port ", kStartTimeout);
+    if (!line) return 0;
+    return std::atoi(line->c_str() + strlen("Listening on port "));
+  }
+
+  // Waits for the child to exit; its wait status, or nullopt if it is still running.
+  std::optional<int> WaitForExit(milliseconds timeout) {
+    if (pid_ <= 0) return exit_status_;
+    const auto deadline = Clock::now() + timeout;
+    while (true) {
+      int status = 0;
+      pid_t done = waitpid(pid_, &status, WNOHANG);
+      if (done == pid_) {
+        pid_ = -1;
+        exit_status_ = status;
+        return status;
+      }
+      if (done < 0 && errno != EINTR) return std::nullopt;
+      if (Clock::now() >= deadline) return std::nullopt;
+      std::this_thread::sleep_for(milliseconds(10));  // polling the condition, bounded above
+    }
+  }
+
+  // Everything left on stdout and stderr until both close (the child exited) or `timeout`.
+  void DrainOutput(milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    while (stdout_fd_ >= 0 && ReadInto(stdout_fd_, stdout_, deadline)) {
+    }
+    SplitLines();
+    while (stderr_fd_ >= 0 && ReadInto(stderr_fd_, stderr_, deadline)) {
+    }
+  }
+  const std::string& stderr_text() const { return stderr_; }
+
+  // Kills the child (if still running), reaps it, closes the pipes.
+  void Kill() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      int status = 0;
+      while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+      }
+      pid_ = -1;
+    }
+    for (int* fd : {&stdout_fd_, &stderr_fd_}) {
+      if (*fd >= 0) close(*fd);
+      *fd = -1;
+    }
+  }
+
+ private:
+  // Appends what `fd` has within the deadline; false on EOF, error or timeout.
+  static bool ReadInto(int fd, std::string& text, Clock::time_point deadline) {
+    if (fd < 0) return false;
+    while (true) {
+      auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) return false;
+      pollfd p{fd, POLLIN, 0};
+      int ready = poll(&p, 1, static_cast<int>(left.count()));
+      if (ready < 0 && errno == EINTR) continue;
+      if (ready <= 0) return false;
+      char chunk[4096];
+      ssize_t n = read(fd, chunk, sizeof(chunk));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      text.append(chunk, static_cast<size_t>(n));
+      return true;
+    }
+  }
+
+  void SplitLines() {
+    size_t eol;
+    while ((eol = stdout_.find('\n', split_offset_)) != std::string::npos) {
+      lines_.push_back(stdout_.substr(split_offset_, eol - split_offset_));
+      split_offset_ = eol + 1;
+    }
+  }
+
+  pid_t pid_ = -1;
+  std::optional<int> exit_status_;
+  int stdout_fd_ = -1;
+  int stderr_fd_ = -1;
+  std::string stdout_;
+  size_t split_offset_ = 0;
+  std::vector<std::string> lines_;
+  size_t next_line_ = 0;
+  std::string stderr_;
+};
+
+std::optional<HttpResponse> Fetch(int port, std::string_view request) {
+  int fd = ConnectLocal(port);
+  if (fd < 0) return std::nullopt;
+  std::optional<HttpResponse> response;
+  std::string buffer;
+  if (SendAll(fd, request)) response = ReadResponse(fd, buffer, kReadTimeout);
+  close(fd);
+  return response;
+}
+
+std::string Get(std::string_view path) {
+  return "GET " + std::string(path) + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+}
+
+// Describes a wait status for a failure message.
+std::string DescribeStatus(std::optional<int> status) {
+  if (!status) return "still running";
+  if (WIFEXITED(*status)) return "exit " + std::to_string(WEXITSTATUS(*status));
+  if (WIFSIGNALED(*status)) return "killed by signal " + std::to_string(WTERMSIG(*status));
+  return "status " + std::to_string(*status);
+}
+
+// Flags every run gets: traffic stays on 127.0.0.1, the port is any free one.
+std::vector<std::string> Flags(std::vector<std::string> extra) {
+  std::vector<std::string> flags = {"--address", "127.0.0.1", "--port", "0"};
+  flags.insert(flags.end(), extra.begin(), extra.end());
+  return flags;
+}
+
+// Marks the running test skipped (GTEST_SKIP returns from the function it is used in).
+void Skip(const std::string& why) { GTEST_SKIP() << why; }
+
+// Starts hello_cores and waits for its port. 0 if it did not come up: the test is then marked
+// failed, or skipped if io_uring is unavailable here, and should return.
+int StartServer(HelloCores& child, const std::vector<std::string>& flags) {
+  if (!child.Spawn(flags)) {
+    ADD_FAILURE() << "cannot start " << PERCORE_HELLO_CORES << ": " << strerror(errno);
+    return 0;
+  }
+  const int port = child.WaitForPort();
+  if (port != 0) return port;
+  std::optional<int> status = child.WaitForExit(kExitTimeout);
+  child.DrainOutput(kReadTimeout);
+  if (child.stderr_text().find("io_uring unavailable") != std::string::npos) {
+    Skip("io_uring is not available here: " + child.stderr_text());
+    return 0;
+  }
+  ADD_FAILURE() << "no \"Listening on port\" line (" << DescribeStatus(status)
+                << "); stderr: " << child.stderr_text();
+  return 0;
+}
+
+// The tests of a running server, once per backend (the value of --backend).
+class RunningHelloCoresTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  // Flags(extra) plus --threads 2 and this run's backend.
+  static std::vector<std::string> ServerFlags(std::vector<std::string> extra = {}) {
+    extra.insert(extra.begin(), {"--threads", "2", "--backend", GetParam()});
+    return Flags(extra);
+  }
+};
+
+TEST_P(RunningHelloCoresTest, PrintsStartUpLines) {
+  HelloCores child;
+  const int port = StartServer(child, ServerFlags());
+  if (port == 0) return;
+  EXPECT_GT(port, 0);
+  EXPECT_LE(port, 65535);
+  const std::vector<int> allowed = AllowedCpus();
+  ASSERT_FALSE(allowed.empty());
+  const std::vector<std::string> expected = {
+      "Supervisor " + std::to_string(child.pid()) + " is running",
+      "Worker 0 started on cpu " + std::to_string(allowed[0]) + " (" + GetParam() + ")",
+      "Worker 1 started on cpu " + std::to_string(allowed[1 % allowed.size()]) + " (" + GetParam() +
+          ")",
+      "Listening on port " + std::to_string(port),
+  };
+  EXPECT_EQ(child.lines(), expected);
+}
+
+TEST_P(RunningHelloCoresTest, AnswersRootAndWorker) {
+  HelloCores child;
+  const int port = StartServer(child, ServerFlags());
+  if (port == 0) return;
+  std::optional<HttpResponse> root = Fetch(port, Get("/"));
+  ASSERT_TRUE(root.has_value());
+  EXPECT_EQ(root->status, 200);
+  EXPECT_EQ(root->body, "Hello World!");
+
+  const std::vector<int> allowed = AllowedCpus();
+  const std::regex pattern("Hello World from worker ([0-9]+) \\(cpu ([0-9]+), pid ([0-9]+)\\)");
+  std::set<int> workers;
+  for (int i = 0; i < 100 && workers.size() < 2; ++i) {  // fresh connections reach both loops
+    std::optional<HttpResponse> response = Fetch(port, Get("/worker"));
+    ASSERT_TRUE(response.has_value()) << "connection " << i;
+    EXPECT_EQ(response->status, 200);
+    std::smatch match;
+    ASSERT_TRUE(std::regex_match(response->body, match, pattern)) << response->body;
+    const int id = std::stoi(match[1]);
+    ASSERT_TRUE(id == 0 || id == 1) << response->body;
+    EXPECT_EQ(std::stoi(match[2]), allowed[static_cast<size_t>(id) % allowed.size()])
+        << response->body;
+    EXPECT_EQ(std::stoi(match[3]), child.pid()) << response->body;
+    workers.insert(id);
+  }
+  EXPECT_EQ(workers, (std::set<int>{0, 1}));
+
+  std::optional<HttpResponse> echo =
+      Fetch(port,
+            "PUT /echo HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/x-test\r\n"
+            "Content-Length: 11\r\n\r\nhello cores");
+  ASSERT_TRUE(echo.has_value());
+  EXPECT_EQ(echo->status, 200);
+  EXPECT_EQ(echo->body, "hello cores");
+  EXPECT_EQ(echo->Header("content-type"), "text/x-test");
+}
+
+TEST_P(RunningHelloCoresTest, SigtermExitsWithStatusZero) {
+  HelloCores child;
+  const int port = StartServer(child, ServerFlags());
+  if (port == 0) return;
+  // An open keep-alive connection must not hold the exit up.
+  int idle = ConnectLocal(port);
+  ASSERT_GE(idle, 0);
+  std::string buffer;
+  ASSERT_TRUE(SendAll(idle, Get("/")));
+  ASSERT_TRUE(ReadResponse(idle, buffer, kReadTimeout).has_value());
+  const pid_t pid = child.pid();
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  std::optional<int> status = child.WaitForExit(kExitTimeout);
+  close(idle);
+  ASSERT_TRUE(status.has_value()) << "hello_cores did not exit after SIGTERM";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << DescribeStatus(status);
+  child.DrainOutput(kReadTimeout);
+  EXPECT_EQ(child.stderr_text(), "");
+  ASSERT_FALSE(child.lines().empty());
+  EXPECT_EQ(child.lines().back(), "Supervisor " + std::to_string(pid) + " stopped");
+}
+
+TEST_P(RunningHelloCoresTest, SigintExitsWithStatusZero) {
+  HelloCores child;
+  const int port = StartServer(child, ServerFlags());
+  if (port == 0) return;
+  ASSERT_EQ(kill(child.pid(), SIGINT), 0);
+  std::optional<int> status = child.WaitForExit(kExitTimeout);
+  ASSERT_TRUE(status.has_value()) << "hello_cores did not exit after SIGINT";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << DescribeStatus(status);
+}
+
+TEST_P(RunningHelloCoresTest, LogRequestsPrintsOneLinePerRequest) {
+  HelloCores child;
+  const int port = StartServer(child, ServerFlags({"--log_requests"}));
+  if (port == 0) return;
+  const std::vector<std::string> paths = {"/", "/worker", "/no-such-page"};
+  for (const std::string& path : paths) ASSERT_TRUE(Fetch(port, Get(path)).has_value()) << path;
+  // Lines are buffered per loop and flushed every tick.
+  std::multiset<std::string> logged;
+  const std::regex pattern("Request handled by worker [01]: GET (\\S+) ([0-9]{3})");
+  for (size_t i = 0; i < paths.size(); ++i) {
+    std::optional<std::string> line = child.WaitForLine("Request handled by worker", kReadTimeout);
+    ASSERT_TRUE(line.has_value()) << "got " << i << " of " << paths.size() << " log lines";
+    std::smatch match;
+    ASSERT_TRUE(std::regex_match(*line, match, pattern)) << *line;
+    logged.insert(match[1].str() + " " + match[2].str());
+  }
+  EXPECT_EQ(logged, (std::multiset<std::string>{"/ 200", "/worker 200", "/no-such-page 404"}));
+}
+
+TEST(HelloCoresTest, DefaultBackendIsIoUringUnlessItSaysWhyNot) {
+  HelloCores child;
+  const int port = StartServer(child, Flags({"--threads", "2"}));
+  if (port == 0) return;
+  const std::vector<std::string>& lines = child.lines();
+  ASSERT_EQ(lines.size(), 4u + (lines.size() == 5 ? 1 : 0)) << ::testing::PrintToString(lines);
+  std::string backend = "io_uring";
+  if (lines.size() == 5) {  // the fallback names its reason on its own line
+    EXPECT_EQ(lines[1].rfind("io_uring unavailable (", 0), 0u) << lines[1];
+    EXPECT_NE(lines[1].find("); using epoll"), std::string::npos) << lines[1];
+    backend = "epoll";
+  }
+  EXPECT_NE(lines[lines.size() - 3].find("(" + backend + ")"), std::string::npos);
+  EXPECT_NE(lines[lines.size() - 2].find("(" + backend + ")"), std::string::npos);
+  std::optional<HttpResponse> root = Fetch(port, Get("/"));
+  ASSERT_TRUE(root.has_value());
+  EXPECT_EQ(root->body, "Hello World!");
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, RunningHelloCoresTest, ::testing::Values("io_uring", "epoll"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param == "epoll" ? "Epoll" : "IoUring";
+                         });
+
+// Runs hello_cores with bad `flags`; expects exit status 1 and one line on stderr containing
+// every string of `mentions`.
+void ExpectStartUpFailure(const std::vector<std::string>& flags,
+                          const std::vector<std::string>& mentions) {
+  HelloCores child;
+  ASSERT_TRUE(child.Spawn(flags)) << strerror(errno);
+  std::optional<int> status = child.WaitForExit(kExitTimeout);
+  ASSERT_TRUE(status.has_value()) << "hello_cores kept running with bad flags";
+  child.DrainOutput(kReadTimeout);
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1) << DescribeStatus(status);
+  const std::string& err = child.stderr_text();
+  ASSERT_FALSE(err.empty());
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << "stderr: " << err;
+  EXPECT_EQ(err.back(), '\n') << "stderr: " << err;
+  for (const std::string& mention : mentions) {
+    EXPECT_NE(err.find(mention), std::string::npos)
+        << "stderr \"" << err << "\" lacks \"" << mention << "\"";
+  }
+  for (const std::string& line : child.lines()) {
+    EXPECT_EQ(line.find("Listening"), std::string::npos) << line;
+  }
+}
+
+TEST(HelloCoresTest, ZeroThreadsIsRejected) {
+  ExpectStartUpFailure(Flags({"--threads", "0"}), {"threads"});
+}
+
+TEST(HelloCoresTest, UnknownBackendIsRejected) {
+  ExpectStartUpFailure(Flags({"--backend", "kqueue"}), {"backend", "kqueue"});
+}
+
+TEST(HelloCoresTest, PortOutOfRangeIsRejected) {
+  ExpectStartUpFailure({"--address", "127.0.0.1", "--port", "70000"}, {"port", "70000"});
+}
+
+TEST(HelloCoresTest, CpuOutsideAllowedSetIsRejected) {
+  const std::vector<int> allowed = AllowedCpus();
+  int cpu = 99;
+  while (std::find(allowed.begin(), allowed.end(), cpu) != allowed.end()) ++cpu;
+  ExpectStartUpFailure(Flags({"--cpus", std::to_string(cpu)}), {"cpu", std::to_string(cpu)});
+}
+
+TEST(HelloCoresTest, PortInUseIsRejected) {
+  // A plain listener (no SO_REUSEPORT) holds the port.
+  int holder = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(holder, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(holder, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << strerror(errno);
+  ASSERT_EQ(listen(holder, 16), 0);
+  socklen_t length = sizeof(addr);
+  ASSERT_EQ(getsockname(holder, reinterpret_cast<sockaddr*>(&addr), &length), 0);
+  const std::string port = std::to_string(ntohs(addr.sin_port));
+  ExpectStartUpFailure({"--address", "127.0.0.1", "--port", port}, {port, "in use"});
+  close(holder);
+}
+
+}  // namespace
+}  // namespace percore
