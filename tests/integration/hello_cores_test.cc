@@ -4,7 +4,12 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -43,6 +48,35 @@ constexpr milliseconds kStartTimeout(20000);
 constexpr milliseconds kExitTimeout(20000);
 constexpr milliseconds kReadTimeout(10000);
 
+#if defined(__x86_64__)
+constexpr uint32_t kAuditArch = AUDIT_ARCH_X86_64;
+#elif defined(__aarch64__)
+constexpr uint32_t kAuditArch = AUDIT_ARCH_AARCH64;
+#else
+constexpr uint32_t kAuditArch = 0;  // no filter: the fallback tests skip
+#endif
+
+// Makes io_uring_setup, io_uring_enter and io_uring_register fail with EPERM in this process
+// and what it executes, as Docker's default seccomp profile does. Async-signal-safe (it runs
+// between fork and exec). False if the filter could not be installed.
+bool BlockIoUring() {
+  if (kAuditArch == 0) return false;
+  sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kAuditArch, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 3, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_enter, 2, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_register, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+  };
+  sock_fprog program{static_cast<unsigned short>(sizeof(filter) / sizeof(filter[0])), filter};
+  return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+         prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) == 0;
+}
+
 // One run of hello_cores with its stdout and stderr on pipes.
 class HelloCores {
  public:
@@ -50,6 +84,9 @@ class HelloCores {
   ~HelloCores() { Kill(); }
   HelloCores(const HelloCores&) = delete;
   HelloCores& operator=(const HelloCores&) = delete;
+
+  // Runs the child under a seccomp filter that blocks io_uring (see BlockIoUring).
+  void set_block_io_uring(bool block) { block_io_uring_ = block; }
 
   // Starts hello_cores with `flags`; false (with errno set) if it could not be started.
   bool Spawn(const std::vector<std::string>& flags) {
@@ -80,6 +117,7 @@ class HelloCores {
       if (null >= 0) dup2(null, STDIN_FILENO);
       dup2(out[1], STDOUT_FILENO);
       dup2(err[1], STDERR_FILENO);
+      if (block_io_uring_ && !BlockIoUring()) _exit(126);
       execv(argv[0], argv.data());
       _exit(127);
     }
@@ -189,6 +227,7 @@ class HelloCores {
     }
   }
 
+  bool block_io_uring_ = false;
   pid_t pid_ = -1;
   std::optional<int> exit_status_;
   int stdout_fd_ = -1;
@@ -413,6 +452,56 @@ void ExpectStartUpFailure(const std::vector<std::string>& flags,
   for (const std::string& line : child.lines()) {
     EXPECT_EQ(line.find("Listening"), std::string::npos) << line;
   }
+}
+
+// Where io_uring is blocked the way Docker blocks it, the default backend falls back to epoll,
+// says why in one line, and serves exactly what the io_uring backend serves.
+TEST(BackendFallbackTest, BlockedIoUringFallsBackToEpollAndSaysWhy) {
+  if (kAuditArch == 0) GTEST_SKIP() << "no seccomp filter for this architecture";
+  HelloCores child;
+  child.set_block_io_uring(true);
+  const int port = StartServer(child, Flags({"--threads", "2"}));
+  ASSERT_NE(port, 0);
+  const std::vector<std::string>& lines = child.lines();
+  EXPECT_NE(std::find(lines.begin(), lines.end(),
+                      "io_uring unavailable (io_uring_setup: Operation not permitted); using epoll"),
+            lines.end())
+      << ::testing::PrintToString(lines);
+  for (int id = 0; id < 2; ++id) {
+    const std::string prefix = "Worker " + std::to_string(id) + " started on cpu ";
+    auto line = std::find_if(lines.begin(), lines.end(),
+                             [&](const std::string& l) { return l.rfind(prefix, 0) == 0; });
+    ASSERT_NE(line, lines.end()) << ::testing::PrintToString(lines);
+    EXPECT_TRUE(line->size() > 8 && line->substr(line->size() - 7) == "(epoll)") << *line;
+  }
+  std::optional<HttpResponse> root = Fetch(port, Get("/"));
+  ASSERT_TRUE(root.has_value());
+  EXPECT_EQ(root->status, 200);
+  EXPECT_EQ(root->body, "Hello World!");
+  const std::string body(100000, 'x');
+  std::optional<HttpResponse> echo = Fetch(
+      port, "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: " + std::to_string(body.size()) +
+                "\r\n\r\n" + body);
+  ASSERT_TRUE(echo.has_value());
+  EXPECT_EQ(echo->body, body);
+  kill(child.pid(), SIGTERM);
+  std::optional<int> status = child.WaitForExit(kExitTimeout);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << DescribeStatus(status);
+}
+
+// Asking for io_uring where it cannot work is an error, not a silent fallback.
+TEST(BackendFallbackTest, BlockedIoUringAskedForExplicitlyIsAnError) {
+  if (kAuditArch == 0) GTEST_SKIP() << "no seccomp filter for this architecture";
+  HelloCores child;
+  child.set_block_io_uring(true);
+  ASSERT_TRUE(child.Spawn(Flags({"--backend", "io_uring"})));
+  std::optional<int> status = child.WaitForExit(kExitTimeout);
+  child.DrainOutput(kReadTimeout);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1) << DescribeStatus(status);
+  EXPECT_EQ(child.stderr_text(),
+            "hello_cores: io_uring unavailable (io_uring_setup: Operation not permitted)\n");
 }
 
 TEST(HelloCoresTest, ZeroThreadsIsRejected) {

@@ -856,6 +856,68 @@ TEST_P(ServerTest, NoDescriptorLeftAfterEngineIsDestroyed) {
   EXPECT_EQ(CountOpenFds(), before);
 }
 
+// The bytes a server answers to `requests`, each conversation on its own connection, read to
+// the server's close; Date lines (the only thing allowed to differ) blanked.
+std::vector<std::string> Conversations(int port, const std::vector<std::string>& requests) {
+  std::vector<std::string> answers;
+  for (const std::string& request : requests) {
+    Socket socket(ConnectLocal(port));
+    EXPECT_TRUE(socket.ok() && SendAll(socket.fd(), request));
+    std::string data = ReadToEnd(socket.fd(), kReadTimeout).data;
+    for (size_t at = data.find("\r\nDate: "); at != std::string::npos;
+         at = data.find("\r\nDate: ", at + 2)) {
+      size_t end = data.find("\r\n", at + 2);
+      for (size_t i = at + 8; i < end; ++i) data[i] = '#';
+    }
+    answers.push_back(std::move(data));
+  }
+  return answers;
+}
+
+// io_uring and epoll answer the same conversations with the same bytes.
+TEST(BackendEquivalenceTest, BothBackendsAnswerByteForByteTheSame) {
+  const std::string close = "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+  const std::vector<std::string> requests = {
+      close,
+      Get("/") + Get("/worker?x=1") + PostEcho("hello") + "HEAD / HTTP/1.1\r\nHost: a\r\n\r\n" +
+          Get("/missing") + "DELETE / HTTP/1.1\r\nHost: a\r\n\r\n" +
+          "OPTIONS / HTTP/1.1\r\nHost: a\r\n\r\n" + close,
+      "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n" + close,
+      "POST /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc" +
+          close,
+      PostEcho(RandomBytes(300000, 7)) + close,
+      "GET / HTTP/1.0\r\n\r\n",
+      "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + close,
+      "GET / HTTP/1.1\r\n\r\n",                      // 400: no Host
+      "GET / HTTP/3.0\r\nHost: a\r\n\r\n",            // 505
+      "GARBAGE\r\n\r\n",                              // 400
+      "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2000000\r\n\r\n",  // 413
+      "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",  // 501
+  };
+  std::vector<std::vector<std::string>> answers;
+  for (BackendKind kind : {BackendKind::kIoUring, BackendKind::kEpoll}) {
+    EngineOptions options;
+    options.address = "127.0.0.1";
+    options.threads = 1;
+    options.backend = kind;
+    absl::StatusOr<std::unique_ptr<Engine>> engine = MakeApp(HttpOptions()).Listen(options);
+    if (!engine.ok() && kind == BackendKind::kIoUring) {
+      GTEST_SKIP() << "this machine cannot run the io_uring backend: " << engine.status();
+    }
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    ASSERT_TRUE((*engine)->Start().ok());
+    answers.push_back(Conversations((*engine)->port(), requests));
+    (*engine)->Stop();
+    (*engine)->Wait();
+  }
+  ASSERT_EQ(answers[0].size(), requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    EXPECT_FALSE(answers[0][i].empty()) << "conversation " << i;
+    EXPECT_EQ(answers[0][i], answers[1][i]) << "conversation " << i;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, ServerTest,
                          ::testing::Values(BackendKind::kIoUring, BackendKind::kEpoll),
                          [](const ::testing::TestParamInfo<BackendKind>& info) {
