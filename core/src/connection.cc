@@ -5,7 +5,7 @@ namespace percore {
 
 void Session::OnPeerClosed(Connection& conn) { conn.Close(); }
 
-void Connection::TakeOutputBuffer() { loop_->TakeOutputBuffer(out_); }
+void Connection::TakeOutput() { loop_->TakeOutput(this); }
 
 void Connection::Close() { loop_->RequestClose(this); }
 

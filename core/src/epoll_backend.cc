@@ -121,9 +121,12 @@ bool EpollBackend::Read(Connection* c) {
 
 void EpollBackend::Write(Connection* c) {
   Loop::PrepareSend(c);
-  const size_t left = c->sending_.size() - c->sent_;
-  ssize_t n = send(c->fd_, c->sending_.data() + c->sent_, left, MSG_NOSIGNAL | MSG_DONTWAIT);
-  if (n < 0 && errno == EINTR) n = send(c->fd_, c->sending_.data() + c->sent_, left, MSG_NOSIGNAL | MSG_DONTWAIT);
+  const Connection::Output* o = c->output_;
+  const size_t left = o->sending.size() - o->sent;
+  ssize_t n;
+  do {
+    n = send(c->fd_, o->sending.data() + o->sent, left, MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
   if (n < 0 && errno != EAGAIN) {
     loop_.OnSent(c, -errno);
     return;

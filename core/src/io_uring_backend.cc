@@ -208,8 +208,10 @@ absl::Status IoUringBackend::Init() {
   buf_ring_ = *buf_ring;
   buf_ring_bytes_ = sizeof(io_uring_buf) * count;
   buffers_bytes_ = options_.recv_buffer_size * count;
+  // Populated now: the kernel cycles through every buffer of the ring, and a page first
+  // touched by a receive would fault inside the kernel's copy on the request path.
   void* buffers = mmap(nullptr, buffers_bytes_, PROT_READ | PROT_WRITE,
-                       MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+                       MAP_ANONYMOUS | MAP_PRIVATE | MAP_POPULATE, -1, 0);
   if (buffers == MAP_FAILED) return absl::ErrnoToStatus(errno, "mmap receive buffers");
   buffers_ = static_cast<char*>(buffers);
   for (unsigned id = 0; id < count; ++id) ReturnBuffer(id);
@@ -274,7 +276,8 @@ void IoUringBackend::ArmReceive(Connection* c) {
 void IoUringBackend::StartSend(Connection* c) {
   Loop::PrepareSend(c);
   io_uring_sqe* sqe = Sqe();
-  io_uring_prep_send(sqe, c->fd_, c->sending_.data() + c->sent_, c->sending_.size() - c->sent_,
+  const Connection::Output* o = c->output_;
+  io_uring_prep_send(sqe, c->fd_, o->sending.data() + o->sent, o->sending.size() - o->sent,
                      MSG_NOSIGNAL);
   io_uring_sqe_set_data64(sqe, Encode(c, kSend));
   c->send_inflight_ = true;

@@ -11,9 +11,9 @@
 namespace percore {
 namespace {
 
-constexpr size_t kOutputBufferCapacity = 4096;
+constexpr size_t kOutputBufferCapacity = 1024;
 constexpr size_t kMaxPooledCapacity = 64 * 1024;
-constexpr size_t kMaxPooledBuffers = 1024;
+constexpr size_t kMaxPooledOutputs = 256;
 // How long a stopping loop waits for cancelled operations to complete.
 constexpr int64_t kShutdownMs = 2000;
 
@@ -91,7 +91,7 @@ void Loop::Tick() {
     Connection* next = c->next_;  // Release() during the visit is not possible: only Abort().
     if (c->releasing_) {
       // Nothing to time: release follows its cancelled operations.
-    } else if (c->pending_output() > 0 && now - c->send_progress_ms_ > send_timeout_ms) {
+    } else if (c->pending_output() > 0 && now - c->output_->progress_ms > send_timeout_ms) {
       Abort(c);
     } else if (c->deadline_ms_ != 0 && c->deadline_ms_ <= now) {
       ExpireDeadline(c);
@@ -153,27 +153,33 @@ void Loop::OnSent(Connection* c, int result) {
     MarkDirty(c);
     return;
   }
-  c->sent_ += static_cast<size_t>(result);
-  c->send_progress_ms_ = worker_.now_ms();
-  if (c->sent_ == c->sending_.size()) {
-    RecycleOutputBuffer(c->sending_);
-    c->sent_ = 0;
-    if (c->out_.empty() && c->paused_) c->paused_ = false;
+  Connection::Output* o = c->output_;
+  o->sent += static_cast<size_t>(result);
+  o->progress_ms = worker_.now_ms();
+  if (o->sent == o->sending.size()) {
+    o->sending.clear();
+    o->sent = 0;
+    if (o->pending.empty()) {
+      ReleaseOutput(c);
+      c->paused_ = false;
+    }
     AdvanceClose(c);
   }
   MarkDirty(c);
 }
 
 void Loop::PrepareSend(Connection* c) {
-  if (c->sent_ == c->sending_.size()) {
-    c->sending_.swap(c->out_);
-    c->sent_ = 0;
+  Connection::Output* o = c->output_;
+  if (o->sent == o->sending.size()) {
+    o->sending.swap(o->pending);
+    o->pending.clear();
+    o->sent = 0;
   }
 }
 
 void Loop::AfterSession(Connection* c) {
   if (c->pending_output() > 0) {
-    if (!c->send_inflight_) c->send_progress_ms_ = worker_.now_ms();
+    if (!c->send_inflight_) c->output_->progress_ms = worker_.now_ms();
     if (c->pending_output() > options_.max_pending_output) c->paused_ = true;
     MarkDirty(c);
   }
@@ -216,27 +222,31 @@ void Loop::Release(Connection* c) {
   if (c->next_ != nullptr) c->next_->prev_ = c->prev_;
   --live_connections_;
   close(c->fd_);
-  RecycleOutputBuffer(c->out_);
-  RecycleOutputBuffer(c->sending_);
+  if (c->output_ != nullptr) ReleaseOutput(c);
   delete c;
 }
 
-void Loop::TakeOutputBuffer(std::string& buffer) {
+void Loop::TakeOutput(Connection* c) {
   if (!output_pool_.empty()) {
-    buffer.swap(output_pool_.back());
+    c->output_ = output_pool_.back().release();
     output_pool_.pop_back();
   } else {
-    buffer.reserve(kOutputBufferCapacity);
+    c->output_ = new Connection::Output;
+    c->output_->pending.reserve(kOutputBufferCapacity);
   }
 }
 
-void Loop::RecycleOutputBuffer(std::string& buffer) {
-  if (buffer.capacity() < Connection::kMinOutputCapacity) return;
-  if (buffer.capacity() <= kMaxPooledCapacity && output_pool_.size() < kMaxPooledBuffers) {
-    buffer.clear();
-    output_pool_.push_back(std::move(buffer));
+void Loop::ReleaseOutput(Connection* c) {
+  std::unique_ptr<Connection::Output> o(c->output_);
+  c->output_ = nullptr;
+  if (output_pool_.size() >= kMaxPooledOutputs) return;
+  // A large response's buffers are not worth keeping: the pool holds small ones.
+  for (std::string* s : {&o->pending, &o->sending}) {
+    if (s->capacity() > kMaxPooledCapacity) *s = std::string();
+    s->clear();
   }
-  buffer = std::string();
+  o->sent = 0;
+  output_pool_.push_back(std::move(o));
 }
 
 }  // namespace percore

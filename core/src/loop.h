@@ -49,7 +49,7 @@ class Loop {
   // kernel ended after delivering bytes), -ENOBUFS and -ECANCELED only end this receive (the
   // loop re-arms it if still wanted); any other negative errno fails `c`.
   void OnReceiveEnded(Connection* c, int result);
-  // The send of c->sending_ completed with `result` bytes or a negative errno.
+  // The send of c->output_->sending completed with `result` bytes or a negative errno.
   void OnSent(Connection* c, int result);
   // Connections whose state changed since the backend last looked; the backend clears it.
   std::vector<Connection*>& dirty() { return dirty_; }
@@ -61,7 +61,8 @@ class Loop {
   static bool WantsSend(const Connection* c) {
     return !c->releasing_ && !c->send_inflight_ && c->pending_output() > 0;
   }
-  // Moves out_ to sending_ if sending_ is done; the backend then sends sending_[sent_..].
+  // Moves pending output to `sending` if that is done; the backend then sends
+  // output_->sending from output_->sent on.
   static void PrepareSend(Connection* c);
   // Moves a graceful close forward once output is sent: half-close, or release.
   void AdvanceClose(Connection* c);
@@ -81,7 +82,7 @@ class Loop {
   // tests call it directly.
   void ExpireDeadline(Connection* c);
   // Called by Connection.
-  void TakeOutputBuffer(std::string& buffer);
+  void TakeOutput(Connection* c);
   void RequestClose(Connection* c);
 
   int64_t live_connections() const { return live_connections_; }
@@ -91,7 +92,8 @@ class Loop {
   void Tick();
   // After any call into a session: queue output, pause reading past the output limit.
   void AfterSession(Connection* c);
-  void RecycleOutputBuffer(std::string& buffer);
+  // Gives c's output buffers back to the pool.
+  void ReleaseOutput(Connection* c);
   void Shutdown();
 
   Worker worker_;
@@ -104,7 +106,7 @@ class Loop {
   Connection* connections_ = nullptr;  // intrusive list head
   int64_t live_connections_ = 0;
   std::vector<Connection*> dirty_;
-  std::vector<std::string> output_pool_;  // empty buffers with capacity, reused across responses
+  std::vector<std::unique_ptr<Connection::Output>> output_pool_;  // reused across responses
   int64_t next_tick_ms_ = 0;
   const int64_t tick_ms_;
   const int64_t linger_ms_;

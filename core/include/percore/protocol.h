@@ -92,8 +92,8 @@ class Connection {
   // The buffer to append bytes to send. The loop sends it after the current batch of
   // completions, in one send, and never has two sends in flight on the socket.
   std::string& output() {
-    if (out_.capacity() < kMinOutputCapacity) TakeOutputBuffer();
-    return out_;
+    if (output_ == nullptr) TakeOutput();
+    return output_->pending;
   }
   // Closes gracefully: pending output is sent first, then the loop half-closes and releases the
   // connection when the peer closes too (or after EngineOptions::linger_timeout). Bytes received
@@ -109,38 +109,46 @@ class Connection {
   // The loop this connection belongs to.
   Worker& worker() const;
   // Bytes appended to output() and not yet acknowledged by a completed send.
-  size_t pending_output() const { return out_.size() + (sending_.size() - sent_); }
+  size_t pending_output() const {
+    return output_ == nullptr ? 0
+                              : output_->pending.size() + output_->sending.size() - output_->sent;
+  }
 
  private:
   friend class Loop;
   friend class IoUringBackend;
   friend class EpollBackend;
-  static constexpr size_t kMinOutputCapacity = 64;
+
+  // Bytes on their way out. Taken from the loop's pool when the session first writes and given
+  // back once all is sent, so an idle connection holds no output buffer.
+  struct Output {
+    std::string pending;      // appended to by the session; never in flight
+    std::string sending;      // the bytes of the one send in flight (or being resumed)
+    size_t sent = 0;          // bytes of `sending` the kernel has taken
+    int64_t progress_ms = 0;  // when a send last started or took bytes
+  };
 
   Connection(Loop* loop, int fd) : loop_(loop), fd_(fd) {}
-  void TakeOutputBuffer();
+  void TakeOutput();
 
   Loop* loop_;
-  int fd_;
   std::unique_ptr<Session> session_;
-  std::string out_;      // appended to by the session; never in flight
-  std::string sending_;  // the bytes of the one send in flight (or being resumed)
-  size_t sent_ = 0;      // bytes of sending_ the kernel has taken
-  int64_t deadline_ms_ = 0;
-  int64_t send_progress_ms_ = 0;  // when a send last started or took bytes
+  Output* output_ = nullptr;    // owned by the loop's pool
   Connection* prev_ = nullptr;  // the loop's list of live connections
   Connection* next_ = nullptr;
-  bool dirty_ = false;            // queued for the backend this iteration
-  bool reading_ = false;          // io_uring: a receive is armed
-  bool readable_ = false;         // epoll: the socket may have unread bytes
-  bool peer_hup_ = false;         // epoll: the peer's FIN (or an error) was reported: read to it
-  bool send_inflight_ = false;    // io_uring: a send is submitted; epoll: waiting for EPOLLOUT
-  bool cancel_inflight_ = false;  // a cancel of the armed receive was submitted
-  bool paused_ = false;           // too much pending output: not reading
-  bool close_requested_ = false;
-  bool write_shut_ = false;       // FIN sent; lingering for the peer's
-  bool peer_eof_ = false;
-  bool releasing_ = false;        // done or failed: cancel what is in flight, then release
+  int64_t deadline_ms_ = 0;
+  int fd_;
+  bool dirty_ : 1 = false;            // queued for the backend this iteration
+  bool reading_ : 1 = false;          // io_uring: a receive is armed
+  bool readable_ : 1 = false;         // epoll: the socket may have unread bytes
+  bool peer_hup_ : 1 = false;         // epoll: the peer's FIN (or an error) was reported
+  bool send_inflight_ : 1 = false;    // io_uring: a send is submitted; epoll: awaiting EPOLLOUT
+  bool cancel_inflight_ : 1 = false;  // a cancel of the armed receive was submitted
+  bool paused_ : 1 = false;           // too much pending output: not reading
+  bool close_requested_ : 1 = false;
+  bool write_shut_ : 1 = false;       // FIN sent; lingering for the peer's
+  bool peer_eof_ : 1 = false;
+  bool releasing_ : 1 = false;        // done or failed: cancel what is in flight, then release
 };
 
 }  // namespace percore
