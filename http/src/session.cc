@@ -107,7 +107,7 @@ struct Callbacks {
     HttpSession& s = S(p);
     s.protocol_.state_->Reset();
     s.protocol_.state_->in_message = true;
-    s.SetDeadline(s.protocol_.config_->options.header_timeout);
+    s.SetDeadline(s.protocol_.header_timeout_ms_);
     return HPE_OK;
   }
   static int OnMethod(llhttp_t* p, const char* at, size_t length) {
@@ -192,7 +192,11 @@ struct Callbacks {
 };
 
 HttpProtocol::HttpProtocol(std::shared_ptr<const AppConfig> config, Worker& worker)
-    : config_(std::move(config)), worker_(worker) {
+    : config_(std::move(config)),
+      worker_(worker),
+      header_timeout_ms_(absl::ToInt64Milliseconds(config_->options.header_timeout)),
+      body_timeout_ms_(absl::ToInt64Milliseconds(config_->options.body_timeout)),
+      idle_timeout_ms_(absl::ToInt64Milliseconds(config_->options.idle_timeout)) {
   llhttp_settings_init(&settings_);
   settings_.on_message_begin = &Callbacks::OnMessageBegin;
   settings_.on_method = &Callbacks::OnMethod;
@@ -235,12 +239,11 @@ HttpSession::HttpSession(HttpProtocol& protocol, Connection& conn) : protocol_(p
   llhttp_init(&parser_, HTTP_REQUEST, &protocol.settings_);
   parser_.data = this;
   // Until the first byte of a request, a connection is idle.
-  conn.SetDeadline(conn.worker().now_ms() +
-                   absl::ToInt64Milliseconds(protocol.config_->options.idle_timeout));
+  conn.SetDeadline(conn.worker().now_ms() + protocol.idle_timeout_ms_);
 }
 
-void HttpSession::SetDeadline(absl::Duration timeout) {
-  protocol_.conn_->SetDeadline(protocol_.worker_.now_ms() + absl::ToInt64Milliseconds(timeout));
+void HttpSession::SetDeadline(int64_t timeout_ms) {
+  protocol_.conn_->SetDeadline(protocol_.worker_.now_ms() + timeout_ms);
 }
 
 int HttpSession::Fail(int status) {
@@ -265,7 +268,7 @@ int HttpSession::OnHeadersComplete() {
     if (st.expect_continue && parser_.http_minor == 1) {
       h.conn_->output().append("HTTP/1.1 100 Continue\r\n\r\n");
     }
-    SetDeadline(options.body_timeout);
+    SetDeadline(h.body_timeout_ms_);
   }
   return HPE_OK;
 }
@@ -275,7 +278,7 @@ int HttpSession::OnMessageComplete() {
   MessageState& st = *h.state_;
   Respond(st, h.base_);
   st.in_message = false;
-  SetDeadline(h.config_->options.idle_timeout);
+  SetDeadline(h.idle_timeout_ms_);
   // After a response that closes, the rest of the input is not read.
   return h.conn_->closing() ? HPE_PAUSED : HPE_OK;
 }
@@ -377,7 +380,7 @@ void HttpSession::OnData(Connection& conn, std::string_view bytes) {
       begin = st.held.data() + old_size;
       h.parsing_held_ = true;
     } else {
-      SetDeadline(h.config_->options.body_timeout);
+      SetDeadline(h.body_timeout_ms_);
     }
     h.base_ = st.held.data();
   }

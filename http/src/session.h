@@ -79,6 +79,10 @@ class HttpProtocol final : public percore::Protocol {
 
   std::shared_ptr<const AppConfig> config_;
   Worker& worker_;
+  // The timeouts in milliseconds, converted once: deadlines are set twice per request.
+  const int64_t header_timeout_ms_;
+  const int64_t body_timeout_ms_;
+  const int64_t idle_timeout_ms_;
   llhttp_settings_t settings_;
   DateCache date_;
   MessageState scratch_;             // the message being parsed, while it fits in one read
@@ -108,7 +112,7 @@ class HttpSession final : public percore::Session {
   int OnMessageComplete();
   void Respond(MessageState& st, const char* base);
   void KeepUnfinished(const char* end);
-  void SetDeadline(absl::Duration timeout);
+  void SetDeadline(int64_t timeout_ms);
 
   HttpProtocol& protocol_;
   llhttp_t parser_;
