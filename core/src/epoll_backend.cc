@@ -170,6 +170,7 @@ int EpollBackend::Iterate(int timeout_ms) {
   int n = epoll_wait(epoll_fd_, events_.data(), static_cast<int>(events_.size()),
                      busy ? 0 : timeout_ms);
   if (n < 0) return errno == EINTR ? 0 : -errno;
+  loop_.UpdateClock();
 
   for (int i = 0; i < n; ++i) {
     const epoll_event& ev = events_[i];

@@ -333,6 +333,7 @@ int IoUringBackend::Iterate(int timeout_ms) {
   io_uring_cqe* cqe = nullptr;
   int ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &timeout, nullptr);
   if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) return ret;
+  loop_.UpdateClock();
 
   unsigned head;
   unsigned seen = 0;

@@ -41,6 +41,9 @@ class Loop {
   int wake_fd() const { return wake_fd_; }
 
   // ---- Called by the backend, on the loop thread ----
+  // Reads the clock into Worker::now_ms(). The backend calls it when its wait returns, so
+  // deadlines set while completions are handled start from the time they arrived.
+  void UpdateClock();
   // A new connection. The loop owns `fd` from here on; null if the loop is stopping.
   Connection* OnAccepted(int fd);
   // Bytes received on `c`; valid only during the call.
@@ -88,7 +91,6 @@ class Loop {
   int64_t live_connections() const { return live_connections_; }
 
  private:
-  void UpdateClock();
   void Tick();
   // After any call into a session: queue output, pause reading past the output limit.
   void AfterSession(Connection* c);
