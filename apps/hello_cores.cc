@@ -83,6 +83,11 @@ int main(int argc, char** argv) {
     res.Type(type.empty() ? "application/octet-stream" : type).Send(req.body());
   });
 
+  // The engine's own lines (a worker died and restarts, draining) go to stdout with the rest.
+  options.log = [](std::string_view line) {
+    printf("%.*s\n", static_cast<int>(line.size()), line.data());
+    fflush(stdout);
+  };
   options.on_started = [pid](const percore::Engine& engine) {
     printf("Supervisor %d is running\n", static_cast<int>(pid));
     if (!engine.backend_note().empty()) printf("%s\n", engine.backend_note().c_str());

@@ -16,6 +16,8 @@ class Backend {
   // or the loop is woken, and reports completions to the loop. Returns 0, or a negative errno
   // that the loop cannot survive.
   virtual int Iterate(int timeout_ms) = 0;
+  // Stops accepting: cancels the listener's operation for good. The socket stays open.
+  virtual void StopAccepting() = 0;
   // Stops accepting and waking: cancels the listener's and the wake descriptor's operations.
   // The listening socket itself stays open (the engine owns it).
   virtual void CancelLoopOperations() = 0;

@@ -5,6 +5,8 @@ namespace percore {
 
 void Session::OnPeerClosed(Connection& conn) { conn.Close(); }
 
+void Session::OnDrain(Connection& conn) { conn.Close(); }
+
 void Connection::TakeOutput() { loop_->TakeOutput(this); }
 
 void Connection::Close() { loop_->RequestClose(this); }

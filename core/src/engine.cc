@@ -9,10 +9,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <deque>
 #include <future>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "control.h"
 #include "epoll_backend.h"
 #include "io_uring_backend.h"
 #include "listener.h"
@@ -21,6 +24,12 @@
 
 namespace percore {
 namespace {
+
+// A loop that dies this often within the window makes the engine report not ready.
+constexpr size_t kCrashLoopDeaths = 5;
+constexpr absl::Duration kCrashLoopWindow = absl::Seconds(60);
+// A loop that ran this long before dying is restarted after the initial backoff again.
+constexpr absl::Duration kHealthyAfter = absl::Seconds(30);
 
 bool IsPowerOfTwo(uint64_t n) { return n != 0 && (n & (n - 1)) == 0; }
 
@@ -52,6 +61,12 @@ absl::Status Validate(const EngineOptions& o, const std::vector<int>& allowed) {
       o.send_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("tick_interval and send_timeout must be > 0");
   }
+  if (o.drain_delay < absl::ZeroDuration() || o.shutdown_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("drain_delay must be >= 0 and shutdown_timeout > 0");
+  }
+  if (o.restart_backoff <= absl::ZeroDuration() || o.max_restart_backoff < o.restart_backoff) {
+    return absl::InvalidArgumentError("restart_backoff must be > 0 and <= max_restart_backoff");
+  }
   return absl::OkStatus();
 }
 
@@ -67,16 +82,31 @@ void RaiseFileLimit() {
 }  // namespace
 
 struct Engine::LoopSlot {
-  int id;
-  int cpu;
+  int id = 0;
+  int cpu = 0;
   std::thread thread;
   std::promise<absl::Status> started;
-  absl::Status exit_status;          // written by the loop thread before `exited`
+  absl::Status exit_status;  // written by the loop thread before `exited`
   std::atomic<bool> exited{false};
+  // Run()'s own, for restarts:
+  bool down = false;        // died; restarts at `restart_at`
+  absl::Time restart_at;
+  absl::Time running_since;
+  absl::Duration backoff;   // the delay before the next restart
+  std::deque<absl::Time> deaths;  // within kCrashLoopWindow
 };
 
 Engine::Engine(const EngineOptions& options, ProtocolFactory factory)
-    : options_(options), factory_(std::move(factory)) {}
+    : options_(options), factory_(std::move(factory)), control_(std::make_unique<LoopControl>()) {}
+
+void Engine::Log(std::string_view line) const {
+  if (options_.log) {
+    options_.log(line);
+  } else {
+    std::string text = std::string(line) + "\n";
+    [[maybe_unused]] ssize_t n = write(STDERR_FILENO, text.data(), text.size());
+  }
+}
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options,
                                                        ProtocolFactory factory) {
@@ -144,7 +174,8 @@ void Engine::RunLoop(LoopSlot* slot) {
   }
   absl::Status status;
   {
-    Loop loop(slot->id, slot->cpu, options_, listen_fds_[slot->id], wake_fds_[slot->id], &stop_);
+    Loop loop(slot->id, slot->cpu, options_, listen_fds_[slot->id], wake_fds_[slot->id],
+              control_.get());
     absl::StatusOr<std::unique_ptr<Backend>> backend =
         backend_ == BackendKind::kEpoll
             ? EpollBackend::Create(loop)
@@ -157,16 +188,27 @@ void Engine::RunLoop(LoopSlot* slot) {
   slot->exited.store(true, std::memory_order_release);
 }
 
+std::future<absl::Status> Engine::StartLoop(LoopSlot* slot) {
+  slot->exited.store(false);
+  slot->exit_status = absl::OkStatus();
+  slot->started = std::promise<absl::Status>();
+  std::future<absl::Status> started = slot->started.get_future();
+  slot->thread = std::thread(&Engine::RunLoop, this, slot);
+  return started;
+}
+
 absl::Status Engine::Start() {
   if (started_) return absl::FailedPreconditionError("Engine::Start called twice");
   started_ = true;
   std::vector<std::future<absl::Status>> started;
+  const absl::Time now = absl::Now();
   for (const WorkerInfo& w : workers_) {
     auto slot = std::make_unique<LoopSlot>();
     slot->id = w.id;
     slot->cpu = w.cpu;
-    started.push_back(slot->started.get_future());
-    slot->thread = std::thread(&Engine::RunLoop, this, slot.get());
+    slot->backoff = options_.restart_backoff;
+    slot->running_since = now;
+    started.push_back(StartLoop(slot.get()));
     slots_.push_back(std::move(slot));
   }
   absl::Status first_error;
@@ -180,11 +222,12 @@ absl::Status Engine::Start() {
     Stop();
     Wait();
   }
+  ready_.store(first_error.ok());
   return first_error;
 }
 
 void Engine::Stop() {
-  stop_.store(true);
+  control_->stop.store(true);
   const uint64_t one = 1;
   for (int fd : wake_fds_) {
     // EAGAIN only means the counter is already non-zero: the loop will wake either way.
@@ -192,10 +235,63 @@ void Engine::Stop() {
   }
 }
 
+void Engine::Drain() { drain_requested_.store(true); }
+
 void Engine::Wait() {
   for (auto& slot : slots_) {
     if (slot->thread.joinable()) slot->thread.join();
   }
+}
+
+absl::Duration Engine::Supervise(absl::Time now) {
+  absl::Duration next_look = absl::Milliseconds(100);
+  bool all_up = true;
+  bool crash_looping = false;
+  for (auto& slot_ptr : slots_) {
+    LoopSlot& slot = *slot_ptr;
+    if (!slot.down && slot.thread.joinable() && slot.exited.load(std::memory_order_acquire)) {
+      slot.thread.join();
+      if (control_->stop.load() || control_->draining.load()) {
+        all_up = false;  // an exit that was asked for
+        continue;
+      }
+      // A loop that ran long enough before dying starts its backoff over.
+      if (now - slot.running_since >= kHealthyAfter) slot.backoff = options_.restart_backoff;
+      slot.down = true;
+      slot.restart_at = now + slot.backoff;
+      Log(absl::StrCat("Worker ", slot.id, " died (", slot.exit_status.message(),
+                       "); restarting in ", absl::FormatDuration(slot.backoff)));
+      slot.backoff = std::min(slot.backoff * 1.5, options_.max_restart_backoff);
+      slot.deaths.push_back(now);
+      while (!slot.deaths.empty() && now - slot.deaths.front() > kCrashLoopWindow) {
+        slot.deaths.pop_front();
+      }
+      if (slot.deaths.size() == kCrashLoopDeaths) {
+        Log(absl::StrCat("Worker ", slot.id, " died ", kCrashLoopDeaths, " times in ",
+                         absl::FormatDuration(kCrashLoopWindow), "; reporting not ready"));
+      }
+    }
+    if (slot.down) {
+      all_up = false;
+      if (now >= slot.restart_at) {
+        // The listener stayed open: connections that arrived meanwhile wait in its accept
+        // queue for the new loop.
+        absl::Status status = StartLoop(&slot).get();
+        slot.down = false;
+        slot.running_since = now;
+        restarts_.fetch_add(1);
+        if (!status.ok()) Log(absl::StrCat("Worker ", slot.id, " failed to restart: ", status.message()));
+      } else {
+        next_look = std::min(next_look, slot.restart_at - now);
+      }
+    }
+    while (!slot.deaths.empty() && now - slot.deaths.front() > kCrashLoopWindow) {
+      slot.deaths.pop_front();
+    }
+    crash_looping |= slot.deaths.size() >= kCrashLoopDeaths;
+  }
+  ready_.store(all_up && !crash_looping && !drain_requested_.load());
+  return next_look;
 }
 
 absl::Status Engine::Run() {
@@ -208,22 +304,48 @@ absl::Status Engine::Run() {
   pthread_sigmask(SIG_BLOCK, &signals, &previous);
   absl::Status status = Start();
   if (status.ok() && options_.on_started) options_.on_started(*this);
-  while (status.ok() && !stop_.load()) {
-    timespec poll{0, 100 * 1000 * 1000};
-    int signal = sigtimedwait(&signals, nullptr, &poll);
-    if (signal == SIGINT || signal == SIGTERM) break;
-    bool any_exited = std::any_of(slots_.begin(), slots_.end(),
-                                  [](const auto& slot) { return slot->exited.load(); });
-    if (any_exited) break;
+  absl::Time drain_started = absl::InfiniteFuture();
+  while (status.ok() && !control_->stop.load()) {
+    const absl::Time now = absl::Now();
+    if (drain_requested_.load() && drain_started == absl::InfiniteFuture()) {
+      drain_started = now;
+      ready_.store(false);
+      Log(absl::StrCat("Draining: not ready; finishing the requests in flight",
+                       options_.drain_delay > absl::ZeroDuration()
+                           ? absl::StrCat(" after ", absl::FormatDuration(options_.drain_delay))
+                           : ""));
+    }
+    if (!control_->draining.load() && now >= drain_started + options_.drain_delay) {
+      control_->draining.store(true);
+      const uint64_t one = 1;
+      for (int fd : wake_fds_) [[maybe_unused]] ssize_t n = write(fd, &one, sizeof(one));
+    }
+    if (control_->draining.load()) {
+      if (std::all_of(slots_.begin(), slots_.end(),
+                      [](const auto& slot) { return slot->exited.load(); })) {
+        break;  // every loop finished its connections
+      }
+      if (now >= drain_started + options_.drain_delay + options_.shutdown_timeout) {
+        Log("Shutdown timeout: closing the connections left");
+        break;
+      }
+    }
+    absl::Duration wait = Supervise(now);
+    if (drain_started != absl::InfiniteFuture()) wait = std::min(wait, absl::Milliseconds(20));
+    const timespec timeout = absl::ToTimespec(wait);
+    const int signal = sigtimedwait(&signals, nullptr, &timeout);
+    if (signal == SIGINT || signal == SIGTERM) {
+      if (drain_started == absl::InfiniteFuture()) {
+        Drain();
+      } else {
+        Log("Second signal: stopping now");
+        break;
+      }
+    }
   }
   Stop();
   Wait();
-  for (const auto& slot : slots_) {
-    if (status.ok() && !slot->exit_status.ok()) {
-      status = absl::Status(slot->exit_status.code(),
-                            absl::StrCat("worker ", slot->id, ": ", slot->exit_status.message()));
-    }
-  }
+  ready_.store(false);
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   return status;
 }

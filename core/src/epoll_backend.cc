@@ -65,9 +65,13 @@ void EpollBackend::WatchListener(bool on) {
   listening_ = on;
 }
 
-void EpollBackend::CancelLoopOperations() {
-  cancelled_ = true;
+void EpollBackend::StopAccepting() {
+  accept_stopped_ = true;
   WatchListener(false);
+}
+
+void EpollBackend::CancelLoopOperations() {
+  StopAccepting();
   epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, loop_.wake_fd(), nullptr);
 }
 
@@ -163,7 +167,7 @@ int EpollBackend::Iterate(int timeout_ms) {
     }
     work_.clear();
   }
-  if (!cancelled_ && !listening_ && loop_.worker().now_ms() >= accept_retry_ms_) {
+  if (!accept_stopped_ && !listening_ && loop_.worker().now_ms() >= accept_retry_ms_) {
     WatchListener(true);
   }
   const bool busy = !loop_.dirty().empty() || !unread_.empty();

@@ -25,6 +25,7 @@ class EpollBackend final : public Backend {
   ~EpollBackend() override;
 
   int Iterate(int timeout_ms) override;
+  void StopAccepting() override;
   void CancelLoopOperations() override;
   bool Idle() const override { return true; }
 
@@ -45,7 +46,7 @@ class EpollBackend final : public Backend {
   std::vector<Connection*> work_;        // the dirty list being reconciled
   std::vector<Connection*> unread_;      // readable connections cut short for fairness
   bool listening_ = false;
-  bool cancelled_ = false;
+  bool accept_stopped_ = false;
   int64_t accept_retry_ms_ = 0;
 };
 

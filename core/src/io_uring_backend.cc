@@ -305,9 +305,18 @@ void IoUringBackend::Reconcile(Connection* c) {
   }
 }
 
+void IoUringBackend::StopAccepting() {
+  if (accept_stopped_) return;
+  accept_stopped_ = true;
+  io_uring_sqe* sqe = Sqe();
+  io_uring_prep_cancel64(sqe, Encode(nullptr, kAccept), 0);
+  io_uring_sqe_set_data64(sqe, Encode(nullptr, kLoopCancel));
+}
+
 void IoUringBackend::CancelLoopOperations() {
+  StopAccepting();
   loop_cancelled_ = true;
-  for (Op op : {kAccept, kWake}) {
+  for (Op op : {kWake}) {
     io_uring_sqe* sqe = Sqe();
     io_uring_prep_cancel64(sqe, Encode(nullptr, op), 0);
     io_uring_sqe_set_data64(sqe, Encode(nullptr, kLoopCancel));
@@ -321,10 +330,10 @@ int IoUringBackend::Iterate(int timeout_ms) {
     Reconcile(c);  // may release c; never marks anything dirty
   }
   dirty.clear();
-  if (!loop_cancelled_) {
-    if (!accept_armed_ && loop_.worker().now_ms() >= accept_retry_ms_) ArmAccept();
-    if (!wake_armed_) ArmWake();
+  if (!accept_stopped_ && !accept_armed_ && loop_.worker().now_ms() >= accept_retry_ms_) {
+    ArmAccept();
   }
+  if (!loop_cancelled_ && !wake_armed_) ArmWake();
 
   // One syscall: submit everything queued above and sleep until a completion or the timeout.
   __kernel_timespec timeout{};
@@ -335,13 +344,14 @@ int IoUringBackend::Iterate(int timeout_ms) {
   if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) return ret;
   loop_.UpdateClock();
 
+  // Each completion is consumed before it is handled: if handling it throws (the loop dies),
+  // the shutdown that follows must not see it twice.
   unsigned head;
-  unsigned seen = 0;
   io_uring_for_each_cqe(&ring_, head, cqe) {
-    Dispatch(cqe);
-    ++seen;
+    const io_uring_cqe copy = *cqe;
+    io_uring_cq_advance(&ring_, 1);
+    Dispatch(&copy);
   }
-  io_uring_cq_advance(&ring_, seen);
   if (returned_buffers_ > 0) {
     io_uring_buf_ring_advance(buf_ring_, returned_buffers_);
     returned_buffers_ = 0;

@@ -29,6 +29,7 @@ class IoUringBackend final : public Backend {
   static absl::Status Probe(const EngineOptions& options);
 
   int Iterate(int timeout_ms) override;
+  void StopAccepting() override;
   void CancelLoopOperations() override;
   bool Idle() const override { return !accept_armed_ && !wake_armed_; }
 
@@ -58,6 +59,7 @@ class IoUringBackend final : public Backend {
   uint64_t wake_value_ = 0;         // the eventfd read lands here
   bool accept_armed_ = false;
   bool wake_armed_ = false;
+  bool accept_stopped_ = false;  // draining or shutting down: never re-armed
   bool loop_cancelled_ = false;
   int64_t accept_retry_ms_ = 0;
 };

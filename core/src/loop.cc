@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <stdexcept>
 
 #include "absl/strings/str_cat.h"
 
@@ -26,12 +27,12 @@ int64_t MonotonicMs() {
 }  // namespace
 
 Loop::Loop(int id, int cpu, const EngineOptions& options, int listen_fd, int wake_fd,
-           const std::atomic<bool>* stop)
+           const LoopControl* control)
     : worker_(id, cpu),
       options_(options),
       listen_fd_(listen_fd),
       wake_fd_(wake_fd),
-      stop_(stop),
+      control_(control),
       tick_ms_(std::max<int64_t>(1, absl::ToInt64Milliseconds(options.tick_interval))),
       linger_ms_(absl::ToInt64Milliseconds(options.linger_timeout)) {}
 
@@ -55,20 +56,40 @@ void Loop::UpdateClock() { worker_.now_ms_ = MonotonicMs(); }
 
 absl::Status Loop::Run() {
   absl::Status status;
-  while (!stop_->load(std::memory_order_relaxed)) {
-    UpdateClock();
-    if (worker_.now_ms() >= next_tick_ms_) {
-      Tick();
-      next_tick_ms_ = worker_.now_ms() + tick_ms_;
+  try {
+    while (!control_->stop.load(std::memory_order_relaxed)) {
+      UpdateClock();
+      if (control_->draining.load(std::memory_order_relaxed)) {
+        if (!worker_.draining_) BeginDrain();
+        if (connections_ == nullptr) break;
+      }
+      if (worker_.now_ms() >= next_tick_ms_) {
+        Tick();
+        next_tick_ms_ = worker_.now_ms() + tick_ms_;
+      }
+      int result = backend_->Iterate(static_cast<int>(next_tick_ms_ - worker_.now_ms()));
+      if (result < 0) {
+        status = absl::ErrnoToStatus(-result, "event loop");
+        break;
+      }
     }
-    int result = backend_->Iterate(static_cast<int>(next_tick_ms_ - worker_.now_ms()));
-    if (result < 0) {
-      status = absl::ErrnoToStatus(-result, "event loop");
-      break;
-    }
+  } catch (const std::exception& e) {
+    status = absl::InternalError(e.what());
+  } catch (...) {
+    status = absl::InternalError("unknown exception");
   }
   Shutdown();
   return status;
+}
+
+void Loop::BeginDrain() {
+  worker_.draining_ = true;
+  backend_->StopAccepting();
+  for (Connection* c = connections_; c != nullptr; c = c->next_) {
+    if (c->closing()) continue;
+    c->session_->OnDrain(*c);
+    AfterSession(c);
+  }
 }
 
 void Loop::Shutdown() {
@@ -111,7 +132,7 @@ void Loop::ExpireDeadline(Connection* c) {
 }
 
 Connection* Loop::OnAccepted(int fd) {
-  if (stop_->load(std::memory_order_relaxed)) {
+  if (control_->stop.load(std::memory_order_relaxed)) {
     close(fd);
     return nullptr;
   }
@@ -178,6 +199,12 @@ void Loop::PrepareSend(Connection* c) {
 }
 
 void Loop::AfterSession(Connection* c) {
+  if (worker_.crash_requested_) {
+    // Fault injection: die the way a bug in the loop's own code would.
+    worker_.crash_requested_ = false;
+    MarkDirty(c);
+    throw std::runtime_error(worker_.crash_reason_);
+  }
   if (c->pending_output() > 0) {
     if (!c->send_inflight_) c->output_->progress_ms = worker_.now_ms();
     if (c->pending_output() > options_.max_pending_output) c->paused_ = true;

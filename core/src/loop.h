@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "backend.h"
+#include "control.h"
 #include "percore/options.h"
 #include "percore/protocol.h"
 
@@ -18,10 +19,10 @@ namespace percore {
 
 class Loop {
  public:
-  // `stop` is the engine's flag, read once per iteration; writing to `wake_fd` (an eventfd the
-  // engine owns) interrupts the loop's wait.
+  // `control` holds the engine's orders, read once per iteration; writing to `wake_fd` (an
+  // eventfd the engine owns) interrupts the loop's wait.
   Loop(int id, int cpu, const EngineOptions& options, int listen_fd, int wake_fd,
-       const std::atomic<bool>* stop);
+       const LoopControl* control);
   // Releases every connection; the backend is gone first, so no kernel operation still points
   // at a connection's buffers.
   ~Loop();
@@ -32,8 +33,9 @@ class Loop {
   // Takes the backend (created on this thread for this loop: IORING_SETUP_SINGLE_ISSUER ties
   // a ring to its creator) and makes the protocol. Must run on the loop's thread.
   absl::Status Init(const ProtocolFactory& factory, std::unique_ptr<Backend> backend);
-  // Serves until the engine's stop flag is seen, then closes every connection. Returns the
-  // backend's fatal error, if any.
+  // Serves until the engine says stop, or says drain and the last connection is gone; then
+  // closes every connection. Returns why the loop died, if it did: the backend's fatal error,
+  // or an exception that escaped the loop's own code (a session's exceptions are its own).
   absl::Status Run();
   Worker& worker() { return worker_; }
   const EngineOptions& options() const { return options_; }
@@ -92,6 +94,8 @@ class Loop {
 
  private:
   void Tick();
+  // Stops accepting and tells every session the loop is draining.
+  void BeginDrain();
   // After any call into a session: queue output, pause reading past the output limit.
   void AfterSession(Connection* c);
   // Gives c's output buffers back to the pool.
@@ -102,7 +106,7 @@ class Loop {
   const EngineOptions& options_;
   const int listen_fd_;
   const int wake_fd_;
-  const std::atomic<bool>* stop_;
+  const LoopControl* control_;
   std::unique_ptr<Protocol> protocol_;
   std::unique_ptr<Backend> backend_;
   Connection* connections_ = nullptr;  // intrusive list head

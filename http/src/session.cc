@@ -59,7 +59,7 @@ class RequestBuilder {
  public:
   static void Fill(Request& r, std::string_view method, std::string_view target,
                    std::span<const HeaderField> headers, std::string_view body, int minor,
-                   bool keep_alive, const Worker& worker) {
+                   bool keep_alive, Worker& worker) {
     r.method_ = method;
     r.target_ = target;
     size_t question = target.find('?');
@@ -78,6 +78,7 @@ class RequestBuilder {
     r.keep_alive_ = keep_alive;
     r.worker_id_ = worker.id();
     r.cpu_ = worker.cpu();
+    r.worker_ = &worker;
   }
   static void SetParams(Request& r, std::span<const RouteParam> params) { r.params_ = params; }
 };
@@ -291,7 +292,8 @@ void HttpSession::Respond(MessageState& st, const char* base) {
     h.headers_.push_back(HeaderField{View(base, name), TrimOws(View(base, value))});
   }
   const std::string_view method = View(base, st.method);
-  const bool close = !llhttp_should_keep_alive(&parser_) || st.upgrade;
+  // While draining, every response closes its connection.
+  const bool close = !llhttp_should_keep_alive(&parser_) || st.upgrade || h.worker_.draining();
   Request req;
   RequestBuilder::Fill(req, method, View(base, st.target), h.headers_,
                        st.body_copied ? std::string_view(st.body) : View(base, st.body_view),
@@ -419,6 +421,12 @@ void HttpSession::OnData(Connection& conn, std::string_view bytes) {
   }
   h.state_ = nullptr;
   h.conn_ = nullptr;
+}
+
+void HttpSession::OnDrain(Connection& conn) {
+  // A request in progress is finished, and its response closes the connection; an idle
+  // connection closes now.
+  if (partial_ == nullptr || !partial_->in_message) conn.Close();
 }
 
 void HttpSession::OnDeadline(Connection& conn) {

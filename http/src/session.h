@@ -104,6 +104,7 @@ class HttpSession final : public percore::Session {
   HttpSession(HttpProtocol& protocol, Connection& conn);
   void OnData(Connection& conn, std::string_view bytes) override;
   void OnDeadline(Connection& conn) override;
+  void OnDrain(Connection& conn) override;
 
  private:
   friend struct Callbacks;

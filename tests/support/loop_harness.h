@@ -35,7 +35,7 @@ class LoopHarness {
 
  private:
   EngineOptions options_;
-  std::atomic<bool> stop_{false};
+  LoopControl control_;
   std::unique_ptr<Loop> loop_;
 };
 

@@ -16,6 +16,7 @@
 #define PERCORE_ENGINE_H_
 
 #include <atomic>
+#include <future>
 #include <memory>
 #include <string>
 #include <thread>
@@ -35,6 +36,7 @@ struct WorkerInfo {
 };
 
 class Loop;
+struct LoopControl;
 
 // The thread-per-core server engine.
 class Engine {
@@ -52,14 +54,24 @@ class Engine {
   // Starts one pinned thread per loop and returns once every loop serves, or the first loop's
   // set-up error (the others are then stopped). Call once; not thread-safe.
   absl::Status Start();
-  // Asks every loop to exit: each closes its connections and frees its ring and buffers.
+  // Asks every loop to exit now: each closes its connections and frees its ring and buffers.
   // Thread-safe and async-signal-safe; returns at once.
   void Stop();
+  // Starts a graceful shutdown (see EngineOptions::drain_delay); Run() returns when it is done.
+  // Thread-safe and async-signal-safe; returns at once.
+  void Drain();
   // Blocks until every loop has exited. Call from the thread that called Start().
   void Wait();
-  // Start(), then wait for SIGINT, SIGTERM or Stop(), then stop and Wait(). The signals are
-  // blocked in the engine's threads and taken here, so no handler runs on a loop.
+  // Start(), then supervise until the engine is stopped: restarts a loop that dies (with
+  // backoff), drains gracefully on the first SIGINT/SIGTERM or Drain(), exits at once on a
+  // second signal or Stop(). The signals are blocked in the engine's threads and taken here, so
+  // no handler runs on a loop. OK after a graceful or requested stop.
   absl::Status Run();
+  // Whether every loop serves, none is crash-looping and no drain has begun: the answer of a
+  // readiness probe. Thread-safe.
+  bool ready() const { return ready_.load(std::memory_order_relaxed); }
+  // How many times loops were restarted after dying. Thread-safe.
+  int restarts() const { return restarts_.load(std::memory_order_relaxed); }
 
   // The bound port (useful when options.port was 0). Thread-safe.
   int port() const { return port_; }
@@ -77,6 +89,12 @@ class Engine {
   struct LoopSlot;
   Engine(const EngineOptions& options, ProtocolFactory factory);
   void RunLoop(LoopSlot* slot);
+  // Starts (or restarts) the loop of `slot` on a new thread; the future tells its set-up result.
+  std::future<absl::Status> StartLoop(LoopSlot* slot);
+  // One look at the loops from Run(): restarts the dead ones that are due. Returns how long
+  // Run() may wait before looking again.
+  absl::Duration Supervise(absl::Time now);
+  void Log(std::string_view line) const;
 
   const EngineOptions options_;
   const ProtocolFactory factory_;
@@ -87,7 +105,10 @@ class Engine {
   std::vector<int> listen_fds_;  // one per loop, index = loop id; owned here
   std::vector<int> wake_fds_;    // eventfd per loop, owned here so Stop() never races a close
   std::vector<std::unique_ptr<LoopSlot>> slots_;
-  std::atomic<bool> stop_{false};
+  std::unique_ptr<LoopControl> control_;
+  std::atomic<bool> drain_requested_{false};
+  std::atomic<bool> ready_{false};
+  std::atomic<int> restarts_{0};
   bool started_ = false;
 };
 

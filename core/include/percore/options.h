@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -66,8 +67,22 @@ struct EngineOptions {
   // How often each loop checks connection deadlines and runs its protocol's periodic work.
   absl::Duration tick_interval = absl::Milliseconds(100);
 
+  // Graceful shutdown (SIGTERM/SIGINT in Engine::Run(), or Engine::Drain()): readiness fails at
+  // once; after `drain_delay` (time for a load balancer to notice) the loops stop accepting,
+  // finish the requests in flight with "Connection: close" and close idle connections; whatever
+  // is left after `shutdown_timeout` more is closed.
+  absl::Duration drain_delay = absl::ZeroDuration();
+  absl::Duration shutdown_timeout = absl::Seconds(30);
+  // A loop that dies is restarted after a delay that starts here and grows 1.5x per death, up
+  // to the maximum; it starts over once the loop has run 30 s.
+  absl::Duration restart_backoff = absl::Milliseconds(100);
+  absl::Duration max_restart_backoff = absl::Seconds(15);
+
   // Called by Engine::Run() on its own thread once every loop serves (for start-up lines).
   std::function<void(const Engine&)> on_started;
+  // Where the engine's log lines go ("Worker 1 died (...); restarting in 100 ms"); one call
+  // per line, without the newline, from the supervising thread. Default: stderr.
+  std::function<void(std::string_view)> log;
 };
 
 }  // namespace percore

@@ -44,8 +44,17 @@ class Worker {
   int id() const { return id_; }
   // The CPU this loop is pinned to.
   int cpu() const { return cpu_; }
-  // Monotonic milliseconds, read once per loop iteration.
+  // Monotonic milliseconds, read when the loop's wait returns.
   int64_t now_ms() const { return now_ms_; }
+  // Whether the engine is shutting down gracefully: finish what is in flight, keep nothing open.
+  bool draining() const { return draining_; }
+  // Fault injection: once the current call into the session returns, the loop dies the way a
+  // bug in its own code would kill it (an exception escapes the loop). The engine's supervisor
+  // logs `reason` and starts a replacement. For tests and demos.
+  void Crash(std::string_view reason) {
+    crash_reason_ = std::string(reason);
+    crash_requested_ = true;
+  }
 
  private:
   friend class Loop;
@@ -53,6 +62,9 @@ class Worker {
   int id_;
   int cpu_;
   int64_t now_ms_ = 0;
+  bool draining_ = false;
+  bool crash_requested_ = false;
+  std::string crash_reason_;
 };
 
 // The per-connection half of a protocol. Created by Protocol::NewSession, destroyed by the loop
@@ -67,6 +79,9 @@ class Session {
   virtual void OnDeadline(Connection& conn) = 0;
   // The peer shut down its sending side. The default closes once pending output is sent.
   virtual void OnPeerClosed(Connection& conn);
+  // The engine started draining (Worker::draining()). The default closes the connection once
+  // pending output is sent; a protocol with a request in flight finishes it first.
+  virtual void OnDrain(Connection& conn);
 };
 
 // The per-loop half of a protocol. Owning-loop-only.

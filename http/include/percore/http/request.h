@@ -15,6 +15,8 @@
 #include <span>
 #include <string_view>
 
+#include "percore/protocol.h"
+
 namespace percore::http {
 
 // One header field as received (name case preserved, value without surrounding whitespace).
@@ -62,6 +64,8 @@ class Request {
   int worker_id() const { return worker_id_; }
   // CPU of the loop serving this request.
   int cpu() const { return cpu_; }
+  // The loop serving this request (Worker::draining(), Worker::Crash()).
+  Worker& worker() const { return *worker_; }
 
  private:
   friend class RequestBuilder;
@@ -72,6 +76,7 @@ class Request {
   bool keep_alive_ = true;
   int worker_id_ = 0;
   int cpu_ = 0;
+  Worker* worker_ = nullptr;
 };
 
 }  // namespace percore::http
