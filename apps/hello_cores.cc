@@ -5,13 +5,18 @@
 //   curl localhost:3000/worker                 # which loop answered
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/time/time.h"
 #include "percore/cpus.h"
 #include "percore/engine.h"
 #include "percore/http/app.h"
@@ -23,6 +28,15 @@ ABSL_FLAG(std::optional<int>, threads, std::nullopt,
 ABSL_FLAG(std::string, cpus, "", "CPUs to run loops on, like 0-3,6 (default: every allowed CPU)");
 ABSL_FLAG(std::string, backend, "auto",
           "auto (io_uring when it works here, else epoll), io_uring or epoll");
+ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(30),
+          "on SIGTERM/SIGINT, how long requests in flight may take before their connections are "
+          "closed (a second signal stops at once)");
+ABSL_FLAG(absl::Duration, drain_delay, absl::ZeroDuration(),
+          "on SIGTERM/SIGINT, how long to keep accepting while readiness fails (for a load "
+          "balancer to notice) before draining");
+ABSL_FLAG(bool, enable_fault_routes, false,
+          "serve /crash (the serving loop dies), /stall?ms=N (the loop blocks N ms) and /abort "
+          "(the process aborts): for tests and demos only");
 ABSL_FLAG(bool, log_requests, false, "print one line per request (buffered per loop)");
 
 namespace {
@@ -69,6 +83,12 @@ int main(int argc, char** argv) {
     return Fail("--backend must be auto, io_uring or epoll, got \"" + backend + "\"");
   }
 
+  options.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
+  options.drain_delay = absl::GetFlag(FLAGS_drain_delay);
+  if (options.shutdown_timeout <= absl::ZeroDuration() || options.drain_delay < absl::ZeroDuration()) {
+    return Fail("--shutdown_timeout must be > 0 and --drain_delay >= 0");
+  }
+
   percore::http::HttpOptions http;
   http.log_requests = absl::GetFlag(FLAGS_log_requests);
   percore::http::App app(http);
@@ -82,6 +102,24 @@ int main(int argc, char** argv) {
     std::string_view type = req.Header("content-type");
     res.Type(type.empty() ? "application/octet-stream" : type).Send(req.body());
   });
+
+  if (absl::GetFlag(FLAGS_enable_fault_routes)) {
+    app.Get("/crash", [](const Request& req, Response& res) {
+      req.worker().Crash("crash requested by /crash");
+      res.Send("crashing worker " + std::to_string(req.worker_id()));
+    });
+    app.Get("/stall", [](const Request& req, Response& res) {
+      int ms = 0;
+      std::string text(req.Query("ms"));
+      if (!absl::SimpleAtoi(text, &ms) || ms < 0 || ms > 600000) {
+        res.Status(400).Send("ms must be 0..600000\n");
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(ms));  // blocks the whole loop
+      res.Send("stalled worker " + std::to_string(req.worker_id()) + " for " + text + " ms");
+    });
+    app.Get("/abort", [](const Request&, Response&) { std::abort(); });
+  }
 
   // The engine's own lines (a worker died and restarts, draining) go to stdout with the rest.
   options.log = [](std::string_view line) {

@@ -14,6 +14,10 @@ struct LoopControl {
   // Stop accepting, let requests in flight finish (their responses close their connections),
   // close idle connections, and exit once no connection is left.
   std::atomic<bool> draining{false};
+  // Loops that have stopped accepting since the drain began: once all have, the engine closes
+  // the listening sockets, so new connections are refused instead of waiting in a queue no
+  // loop reads.
+  std::atomic<int> stopped_accepting{0};
 };
 
 }  // namespace percore

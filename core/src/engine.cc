@@ -25,9 +25,6 @@
 namespace percore {
 namespace {
 
-// A loop that dies this often within the window makes the engine report not ready.
-constexpr size_t kCrashLoopDeaths = 5;
-constexpr absl::Duration kCrashLoopWindow = absl::Seconds(60);
 // A loop that ran this long before dying is restarted after the initial backoff again.
 constexpr absl::Duration kHealthyAfter = absl::Seconds(30);
 
@@ -67,6 +64,9 @@ absl::Status Validate(const EngineOptions& o, const std::vector<int>& allowed) {
   if (o.restart_backoff <= absl::ZeroDuration() || o.max_restart_backoff < o.restart_backoff) {
     return absl::InvalidArgumentError("restart_backoff must be > 0 and <= max_restart_backoff");
   }
+  if (o.crash_loop_deaths < 1 || o.crash_loop_window <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("crash_loop_deaths must be >= 1 and crash_loop_window > 0");
+  }
   return absl::OkStatus();
 }
 
@@ -93,7 +93,7 @@ struct Engine::LoopSlot {
   absl::Time restart_at;
   absl::Time running_since;
   absl::Duration backoff;   // the delay before the next restart
-  std::deque<absl::Time> deaths;  // within kCrashLoopWindow
+  std::deque<absl::Time> deaths;  // within options_.crash_loop_window
 };
 
 Engine::Engine(const EngineOptions& options, ProtocolFactory factory)
@@ -158,7 +158,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
 Engine::~Engine() {
   Stop();
   Wait();
-  for (int fd : listen_fds_) close(fd);
+  for (int fd : listen_fds_) {
+    if (fd >= 0) close(fd);
+  }
   for (int fd : wake_fds_) close(fd);
 }
 
@@ -263,16 +265,17 @@ absl::Duration Engine::Supervise(absl::Time now) {
                        "); restarting in ", absl::FormatDuration(slot.backoff)));
       slot.backoff = std::min(slot.backoff * 1.5, options_.max_restart_backoff);
       slot.deaths.push_back(now);
-      while (!slot.deaths.empty() && now - slot.deaths.front() > kCrashLoopWindow) {
+      while (!slot.deaths.empty() && now - slot.deaths.front() > options_.crash_loop_window) {
         slot.deaths.pop_front();
       }
-      if (slot.deaths.size() == kCrashLoopDeaths) {
-        Log(absl::StrCat("Worker ", slot.id, " died ", kCrashLoopDeaths, " times in ",
-                         absl::FormatDuration(kCrashLoopWindow), "; reporting not ready"));
+      if (slot.deaths.size() == static_cast<size_t>(options_.crash_loop_deaths)) {
+        Log(absl::StrCat("Worker ", slot.id, " died ", options_.crash_loop_deaths, " times in ",
+                         absl::FormatDuration(options_.crash_loop_window), "; reporting not ready"));
       }
     }
     if (slot.down) {
       all_up = false;
+      if (control_->draining.load()) continue;  // not restarted to be drained
       if (now >= slot.restart_at) {
         // The listener stayed open: connections that arrived meanwhile wait in its accept
         // queue for the new loop.
@@ -285,10 +288,10 @@ absl::Duration Engine::Supervise(absl::Time now) {
         next_look = std::min(next_look, slot.restart_at - now);
       }
     }
-    while (!slot.deaths.empty() && now - slot.deaths.front() > kCrashLoopWindow) {
+    while (!slot.deaths.empty() && now - slot.deaths.front() > options_.crash_loop_window) {
       slot.deaths.pop_front();
     }
-    crash_looping |= slot.deaths.size() >= kCrashLoopDeaths;
+    crash_looping |= slot.deaths.size() >= static_cast<size_t>(options_.crash_loop_deaths);
   }
   ready_.store(all_up && !crash_looping && !drain_requested_.load());
   return next_look;
@@ -305,6 +308,7 @@ absl::Status Engine::Run() {
   absl::Status status = Start();
   if (status.ok() && options_.on_started) options_.on_started(*this);
   absl::Time drain_started = absl::InfiniteFuture();
+  bool listeners_closed = false;
   while (status.ok() && !control_->stop.load()) {
     const absl::Time now = absl::Now();
     if (drain_requested_.load() && drain_started == absl::InfiniteFuture()) {
@@ -321,6 +325,15 @@ absl::Status Engine::Run() {
       for (int fd : wake_fds_) [[maybe_unused]] ssize_t n = write(fd, &one, sizeof(one));
     }
     if (control_->draining.load()) {
+      const int serving = static_cast<int>(std::count_if(
+          slots_.begin(), slots_.end(), [](const auto& slot) { return !slot->down; }));
+      if (!listeners_closed && control_->stopped_accepting.load() >= serving) {
+        for (int& fd : listen_fds_) {
+          close(fd);
+          fd = -1;
+        }
+        listeners_closed = true;
+      }
       if (std::all_of(slots_.begin(), slots_.end(),
                       [](const auto& slot) { return slot->exited.load(); })) {
         break;  // every loop finished its connections

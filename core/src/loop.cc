@@ -85,6 +85,7 @@ absl::Status Loop::Run() {
 void Loop::BeginDrain() {
   worker_.draining_ = true;
   backend_->StopAccepting();
+  const_cast<LoopControl*>(control_)->stopped_accepting.fetch_add(1);
   for (Connection* c = connections_; c != nullptr; c = c->next_) {
     if (c->closing()) continue;
     c->session_->OnDrain(*c);

@@ -77,6 +77,10 @@ struct EngineOptions {
   // to the maximum; it starts over once the loop has run 30 s.
   absl::Duration restart_backoff = absl::Milliseconds(100);
   absl::Duration max_restart_backoff = absl::Seconds(15);
+  // A loop that dies `crash_loop_deaths` times within `crash_loop_window` makes the engine
+  // report not ready (Engine::ready()) until those deaths are older than the window.
+  int crash_loop_deaths = 5;
+  absl::Duration crash_loop_window = absl::Seconds(60);
 
   // Called by Engine::Run() on its own thread once every loop serves (for start-up lines).
   std::function<void(const Engine&)> on_started;
