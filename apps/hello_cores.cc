@@ -20,6 +20,7 @@
 #include "percore/cpus.h"
 #include "percore/engine.h"
 #include "percore/http/app.h"
+#include "percore/http/health.h"
 
 ABSL_FLAG(int, port, 3000, "TCP port to listen on (0: any free port, printed at start-up)");
 ABSL_FLAG(std::string, address, "0.0.0.0", "address to listen on (IPv4 or IPv6 literal)");
@@ -103,6 +104,7 @@ int main(int argc, char** argv) {
     res.Type(type.empty() ? "application/octet-stream" : type).Send(req.body());
   });
 
+  percore::http::MountHealthRoutes(app);
   if (absl::GetFlag(FLAGS_enable_fault_routes)) {
     app.Get("/crash", [](const Request& req, Response& res) {
       req.worker().Crash("crash requested by /crash");

@@ -96,8 +96,11 @@ struct Engine::LoopSlot {
   std::deque<absl::Time> deaths;  // within options_.crash_loop_window
 };
 
-Engine::Engine(const EngineOptions& options, ProtocolFactory factory)
-    : options_(options), factory_(std::move(factory)), control_(std::make_unique<LoopControl>()) {}
+Engine::Engine(const EngineOptions& options, ProtocolFactory factory, size_t loops)
+    : options_(options),
+      factory_(std::move(factory)),
+      control_(std::make_unique<LoopControl>()),
+      stats_(loops) {}
 
 void Engine::Log(std::string_view line) const {
   if (options_.log) {
@@ -116,13 +119,14 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   if (!valid.ok()) return valid;
   if (!factory) return absl::InvalidArgumentError("a protocol factory is required");
 
-  std::unique_ptr<Engine> engine(new Engine(options, std::move(factory)));
   std::vector<int> cpus = options.cpus.empty() ? allowed : options.cpus;
   std::sort(cpus.begin(), cpus.end());
   cpus.erase(std::unique(cpus.begin(), cpus.end()), cpus.end());
   const int threads = options.threads > 0 ? options.threads : static_cast<int>(cpus.size());
+  std::unique_ptr<Engine> engine(new Engine(options, std::move(factory), threads));
   for (int id = 0; id < threads; ++id) {
     engine->workers_.push_back(WorkerInfo{id, cpus[id % cpus.size()]});
+    engine->stats_.loop(id).cpu = cpus[id % cpus.size()];
   }
 
   if (options.backend == BackendKind::kEpoll) {
@@ -177,7 +181,7 @@ void Engine::RunLoop(LoopSlot* slot) {
   absl::Status status;
   {
     Loop loop(slot->id, slot->cpu, options_, listen_fds_[slot->id], wake_fds_[slot->id],
-              control_.get());
+              control_.get(), &stats_);
     absl::StatusOr<std::unique_ptr<Backend>> backend =
         backend_ == BackendKind::kEpoll
             ? EpollBackend::Create(loop)
@@ -224,7 +228,7 @@ absl::Status Engine::Start() {
     Stop();
     Wait();
   }
-  ready_.store(first_error.ok());
+  stats_.ready_.store(first_error.ok());
   return first_error;
 }
 
@@ -235,6 +239,12 @@ void Engine::Stop() {
     // EAGAIN only means the counter is already non-zero: the loop will wake either way.
     [[maybe_unused]] ssize_t n = write(fd, &one, sizeof(one));
   }
+}
+
+int Engine::restarts() const {
+  uint64_t total = 0;
+  for (size_t i = 0; i < stats_.size(); ++i) total += stats_.loop(i).restarts.load();
+  return static_cast<int>(total);
 }
 
 void Engine::Drain() { drain_requested_.store(true); }
@@ -282,7 +292,7 @@ absl::Duration Engine::Supervise(absl::Time now) {
         absl::Status status = StartLoop(&slot).get();
         slot.down = false;
         slot.running_since = now;
-        restarts_.fetch_add(1);
+        LoopStats::Add(stats_.loop(slot.id).restarts, 1);
         if (!status.ok()) Log(absl::StrCat("Worker ", slot.id, " failed to restart: ", status.message()));
       } else {
         next_look = std::min(next_look, slot.restart_at - now);
@@ -293,7 +303,7 @@ absl::Duration Engine::Supervise(absl::Time now) {
     }
     crash_looping |= slot.deaths.size() >= static_cast<size_t>(options_.crash_loop_deaths);
   }
-  ready_.store(all_up && !crash_looping && !drain_requested_.load());
+  stats_.ready_.store(all_up && !crash_looping && !drain_requested_.load());
   return next_look;
 }
 
@@ -313,7 +323,7 @@ absl::Status Engine::Run() {
     const absl::Time now = absl::Now();
     if (drain_requested_.load() && drain_started == absl::InfiniteFuture()) {
       drain_started = now;
-      ready_.store(false);
+      stats_.ready_.store(false);
       Log(absl::StrCat("Draining: not ready; finishing the requests in flight",
                        options_.drain_delay > absl::ZeroDuration()
                            ? absl::StrCat(" after ", absl::FormatDuration(options_.drain_delay))
@@ -358,7 +368,7 @@ absl::Status Engine::Run() {
   }
   Stop();
   Wait();
-  ready_.store(false);
+  stats_.ready_.store(false);
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   return status;
 }

@@ -161,9 +161,19 @@ int EpollBackend::Iterate(int timeout_ms) {
   // dirty list a few rounds; what is left waits for the next iteration without sleeping.
   for (int round = 0; round < 4 && !loop_.dirty().empty(); ++round) {
     work_.swap(loop_.dirty());
-    for (Connection* c : work_) {
-      c->dirty_ = false;
-      Reconcile(c);
+    size_t i = 0;
+    try {
+      for (; i < work_.size(); ++i) {
+        work_[i]->dirty_ = false;
+        Reconcile(work_[i]);
+      }
+    } catch (...) {
+      // The loop is dying (an exception from a session call, e.g. Worker::Crash). work_ must
+      // not keep connections already reconciled (maybe released) for the shutdown's Iterate;
+      // the ones not reached are still marked dirty, so they go back on the dirty list.
+      for (++i; i < work_.size(); ++i) loop_.dirty().push_back(work_[i]);
+      work_.clear();
+      throw;
     }
     work_.clear();
   }

@@ -27,8 +27,8 @@ int64_t MonotonicMs() {
 }  // namespace
 
 Loop::Loop(int id, int cpu, const EngineOptions& options, int listen_fd, int wake_fd,
-           const LoopControl* control)
-    : worker_(id, cpu),
+           const LoopControl* control, EngineStats* engine_stats)
+    : worker_(id, cpu, &engine_stats->loop(id), engine_stats),
       options_(options),
       listen_fd_(listen_fd),
       wake_fd_(wake_fd),
@@ -64,6 +64,10 @@ absl::Status Loop::Run() {
         if (connections_ == nullptr) break;
       }
       if (worker_.now_ms() >= next_tick_ms_) {
+        // A loop blocked by a slow handler, or flooded, runs its tick late.
+        worker_.stats_->lag_us.store(
+            static_cast<uint64_t>(worker_.now_ms() - next_tick_ms_) * 1000,
+            std::memory_order_relaxed);
         Tick();
         next_tick_ms_ = worker_.now_ms() + tick_ms_;
       }
@@ -142,12 +146,21 @@ Connection* Loop::OnAccepted(int fd) {
   if (connections_ != nullptr) connections_->prev_ = c;
   connections_ = c;
   ++live_connections_;
+  LoopStats::Add(worker_.stats_->accepted, 1);
+  LoopStats::Add(worker_.stats_->active, 1);
   c->session_ = protocol_->NewSession(*c);
   MarkDirty(c);  // arm its receive
+  if (worker_.draining_) {
+    // Accepted after BeginDrain (io_uring: the accept completed before its cancel did): told
+    // at once, as BeginDrain told the others, or it would hold the drain up while idle.
+    c->session_->OnDrain(*c);
+    AfterSession(c);
+  }
   return c;
 }
 
 void Loop::OnReceived(Connection* c, std::string_view bytes) {
+  LoopStats::Add(worker_.stats_->bytes_in, bytes.size());
   if (c->close_requested_ || c->releasing_) return;  // lingering: discard
   c->session_->OnData(*c, bytes);
   AfterSession(c);
@@ -175,6 +188,7 @@ void Loop::OnSent(Connection* c, int result) {
     MarkDirty(c);
     return;
   }
+  LoopStats::Add(worker_.stats_->bytes_out, static_cast<uint64_t>(result));
   Connection::Output* o = c->output_;
   o->sent += static_cast<size_t>(result);
   o->progress_ms = worker_.now_ms();
@@ -249,6 +263,8 @@ void Loop::Release(Connection* c) {
   }
   if (c->next_ != nullptr) c->next_->prev_ = c->prev_;
   --live_connections_;
+  worker_.stats_->active.store(worker_.stats_->active.load(std::memory_order_relaxed) - 1,
+                               std::memory_order_relaxed);
   close(c->fd_);
   if (c->output_ != nullptr) ReleaseOutput(c);
   delete c;

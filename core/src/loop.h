@@ -14,6 +14,7 @@
 #include "control.h"
 #include "percore/options.h"
 #include "percore/protocol.h"
+#include "percore/stats.h"
 
 namespace percore {
 
@@ -21,8 +22,9 @@ class Loop {
  public:
   // `control` holds the engine's orders, read once per iteration; writing to `wake_fd` (an
   // eventfd the engine owns) interrupts the loop's wait.
+  // `stats` (this loop's counters within `engine_stats`) outlive the loop.
   Loop(int id, int cpu, const EngineOptions& options, int listen_fd, int wake_fd,
-       const LoopControl* control);
+       const LoopControl* control, EngineStats* engine_stats);
   // Releases every connection; the backend is gone first, so no kernel operation still points
   // at a connection's buffers.
   ~Loop();

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "ascii.h"
+#include "percore/stats.h"
 #include "errors.h"
 #include "response_writer.h"
 
@@ -327,6 +328,7 @@ void HttpSession::Respond(MessageState& st, const char* base) {
     error.Status(500).Send("Internal Server Error\n");
     res = error;
   }
+  CountResponse(res.status());
   if (h.config_->options.log_requests) {
     h.log_.append("Request handled by worker ");
     AppendDecimal(h.log_, static_cast<size_t>(h.worker_.id()));
@@ -403,6 +405,7 @@ void HttpSession::OnData(Connection& conn, std::string_view bytes) {
   }
   if (status != 0) {
     AppendErrorResponse(conn.output(), status, h.date_.line());
+    CountResponse(status);
     if (h.config_->options.log_requests) {
       h.log_.append("Request rejected by worker ");
       AppendDecimal(h.log_, static_cast<size_t>(h.worker_.id()));
@@ -423,6 +426,10 @@ void HttpSession::OnData(Connection& conn, std::string_view bytes) {
   h.conn_ = nullptr;
 }
 
+void HttpSession::CountResponse(int status) {
+  LoopStats::Add(protocol_.worker_.stats().responses[status / 100 - 1], 1);
+}
+
 void HttpSession::OnDrain(Connection& conn) {
   // A request in progress is finished, and its response closes the connection; an idle
   // connection closes now.
@@ -434,6 +441,7 @@ void HttpSession::OnDeadline(Connection& conn) {
   // was idle, and closes without a word, as keep-alive clients expect.
   if (partial_ != nullptr && partial_->in_message) {
     AppendErrorResponse(conn.output(), 408, protocol_.date_.line());
+    CountResponse(408);
   }
   conn.Close();
 }

@@ -114,6 +114,8 @@ class HttpSession final : public percore::Session {
   void Respond(MessageState& st, const char* base);
   void KeepUnfinished(const char* end);
   void SetDeadline(int64_t timeout_ms);
+  // Counts a response by status class in the loop's stats.
+  void CountResponse(int status);
 
   HttpProtocol& protocol_;
   llhttp_t parser_;

@@ -26,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "percore/options.h"
 #include "percore/protocol.h"
+#include "percore/stats.h"
 
 namespace percore {
 
@@ -69,9 +70,11 @@ class Engine {
   absl::Status Run();
   // Whether every loop serves, none is crash-looping and no drain has begun: the answer of a
   // readiness probe. Thread-safe.
-  bool ready() const { return ready_.load(std::memory_order_relaxed); }
+  bool ready() const { return stats_.ready(); }
+  // Every loop's counters. Thread-safe.
+  const EngineStats& stats() const { return stats_; }
   // How many times loops were restarted after dying. Thread-safe.
-  int restarts() const { return restarts_.load(std::memory_order_relaxed); }
+  int restarts() const;
 
   // The bound port (useful when options.port was 0). Thread-safe.
   int port() const { return port_; }
@@ -87,7 +90,7 @@ class Engine {
 
  private:
   struct LoopSlot;
-  Engine(const EngineOptions& options, ProtocolFactory factory);
+  Engine(const EngineOptions& options, ProtocolFactory factory, size_t loops);
   void RunLoop(LoopSlot* slot);
   // Starts (or restarts) the loop of `slot` on a new thread; the future tells its set-up result.
   std::future<absl::Status> StartLoop(LoopSlot* slot);
@@ -106,9 +109,8 @@ class Engine {
   std::vector<int> wake_fds_;    // eventfd per loop, owned here so Stop() never races a close
   std::vector<std::unique_ptr<LoopSlot>> slots_;
   std::unique_ptr<LoopControl> control_;
+  EngineStats stats_;
   std::atomic<bool> drain_requested_{false};
-  std::atomic<bool> ready_{false};
-  std::atomic<int> restarts_{0};
   bool started_ = false;
 };
 

@@ -36,6 +36,8 @@ namespace percore {
 
 class Loop;
 class Connection;
+class EngineStats;
+struct LoopStats;
 
 // The loop a protocol runs on, as protocol code sees it. Owning-loop-only.
 class Worker {
@@ -46,6 +48,10 @@ class Worker {
   int cpu() const { return cpu_; }
   // Monotonic milliseconds, read when the loop's wait returns.
   int64_t now_ms() const { return now_ms_; }
+  // This loop's counters (written only by this loop; see percore/stats.h).
+  LoopStats& stats() const { return *stats_; }
+  // Every loop's counters and the engine's readiness, for health and metrics endpoints.
+  const EngineStats& engine_stats() const { return *engine_stats_; }
   // Whether the engine is shutting down gracefully: finish what is in flight, keep nothing open.
   bool draining() const { return draining_; }
   // Fault injection: once the current call into the session returns, the loop dies the way a
@@ -58,9 +64,12 @@ class Worker {
 
  private:
   friend class Loop;
-  Worker(int id, int cpu) : id_(id), cpu_(cpu) {}
+  Worker(int id, int cpu, LoopStats* stats, const EngineStats* engine_stats)
+      : id_(id), cpu_(cpu), stats_(stats), engine_stats_(engine_stats) {}
   int id_;
   int cpu_;
+  LoopStats* stats_;
+  const EngineStats* engine_stats_;
   int64_t now_ms_ = 0;
   bool draining_ = false;
   bool crash_requested_ = false;

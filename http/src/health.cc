@@ -1,0 +1,90 @@
+#include "percore/http/health.h"
+
+#include <atomic>
+
+#include "response_writer.h"
+
+namespace percore::http {
+namespace {
+
+// One metric family: its HELP and TYPE lines, then one sample per loop.
+template <typename Value>
+void AppendFamily(const EngineStats& stats, std::string_view name, std::string_view type,
+                  std::string_view help, Value value, std::string* out) {
+  out->append("# HELP ").append(name).append(" ").append(help).append("\n");
+  out->append("# TYPE ").append(name).append(" ").append(type).append("\n");
+  for (size_t id = 0; id < stats.size(); ++id) {
+    const LoopStats& loop = stats.loop(id);
+    out->append(name).append("{worker=\"");
+    AppendDecimal(*out, id);
+    out->append("\",cpu=\"");
+    AppendDecimal(*out, static_cast<size_t>(loop.cpu));
+    out->append("\"} ");
+    out->append(value(loop));
+    out->push_back('\n');
+  }
+}
+
+std::string Count(const std::atomic<uint64_t>& counter) {
+  return std::to_string(counter.load(std::memory_order_relaxed));
+}
+
+}  // namespace
+
+void AppendMetrics(const EngineStats& stats, std::string* out) {
+  out->append("# HELP percore_requests_total Responses sent, by status class.\n");
+  out->append("# TYPE percore_requests_total counter\n");
+  for (size_t id = 0; id < stats.size(); ++id) {
+    const LoopStats& loop = stats.loop(id);
+    for (int cls = 0; cls < 5; ++cls) {
+      out->append("percore_requests_total{worker=\"");
+      AppendDecimal(*out, id);
+      out->append("\",cpu=\"");
+      AppendDecimal(*out, static_cast<size_t>(loop.cpu));
+      out->append("\",code=\"");
+      AppendDecimal(*out, static_cast<size_t>(cls + 1));
+      out->append("xx\"} ");
+      out->append(Count(loop.responses[cls]));
+      out->push_back('\n');
+    }
+  }
+  AppendFamily(stats, "percore_connections_accepted_total", "counter", "Connections accepted.",
+               [](const LoopStats& l) { return Count(l.accepted); }, out);
+  AppendFamily(stats, "percore_connections_active", "gauge", "Connections open now.",
+               [](const LoopStats& l) { return Count(l.active); }, out);
+  AppendFamily(stats, "percore_received_bytes_total", "counter", "Bytes received.",
+               [](const LoopStats& l) { return Count(l.bytes_in); }, out);
+  AppendFamily(stats, "percore_sent_bytes_total", "counter", "Bytes sent.",
+               [](const LoopStats& l) { return Count(l.bytes_out); }, out);
+  AppendFamily(stats, "percore_loop_restarts_total", "counter",
+               "Times the loop died and was replaced.",
+               [](const LoopStats& l) { return Count(l.restarts); }, out);
+  AppendFamily(stats, "percore_loop_lag_seconds", "gauge",
+               "How late the loop's last periodic tick ran.",
+               [](const LoopStats& l) {
+                 return std::to_string(l.lag_us.load(std::memory_order_relaxed) / 1e6);
+               },
+               out);
+  out->append("# HELP percore_ready Whether every loop serves and no drain has begun.\n");
+  out->append("# TYPE percore_ready gauge\n");
+  out->append(stats.ready() ? "percore_ready 1\n" : "percore_ready 0\n");
+}
+
+void MountHealthRoutes(App& app, std::string_view prefix) {
+  const std::string base(prefix);
+  app.Get(base + "/healthz", [](const Request&, Response& res) { res.Send("ok\n"); });
+  app.Get(base + "/readyz", [](const Request& req, Response& res) {
+    if (req.worker().engine_stats().ready()) {
+      res.Send("ready\n");
+    } else {
+      res.Status(503).Send("not ready\n");
+    }
+  });
+  app.Get(base + "/metrics", [](const Request& req, Response& res) {
+    std::string body;
+    AppendMetrics(req.worker().engine_stats(), &body);
+    res.Type("text/plain; version=0.0.4; charset=utf-8").Send(body);
+  });
+}
+
+}  // namespace percore::http
