@@ -42,7 +42,10 @@ using Clock = std::chrono::steady_clock;
 using percore::testing::ConnectLocal;
 using percore::testing::HttpResponse;
 using percore::testing::ReadResponse;
+using percore::testing::ReadToEnd;
+using percore::testing::ReadToEndResult;
 using percore::testing::SendAll;
+using percore::testing::StreamEnd;
 
 constexpr milliseconds kStartTimeout(20000);
 constexpr milliseconds kExitTimeout(20000);
@@ -253,6 +256,43 @@ std::string Get(std::string_view path) {
   return "GET " + std::string(path) + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
 }
 
+// Closes client sockets when it goes out of scope.
+struct ClientSockets {
+  ~ClientSockets() {
+    for (int fd : fds) {
+      if (fd >= 0) close(fd);
+    }
+  }
+  std::vector<int> fds;
+};
+
+// The header section of a POST /echo whose `length`-byte body the server must ask for
+// ("100 Continue"), so the client knows the server holds the request.
+std::string EchoHeadersExpectingContinue(size_t length) {
+  return "POST /echo HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\n"
+         "Content-Length: " +
+         std::to_string(length) + "\r\n\r\n";
+}
+
+// Connects to 127.0.0.1:port until a connect is refused (the server closed its listeners) or
+// `timeout` passes; whether it was refused. Accepted connects are closed at once.
+bool WaitForRefusedConnect(int port, milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (true) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return false;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const int error = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 ? 0 : errno;
+    close(fd);
+    if (error == ECONNREFUSED) return true;
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(milliseconds(5));  // polling the condition, bounded above
+  }
+}
+
 // Describes a wait status for a failure message.
 std::string DescribeStatus(std::optional<int> status) {
   if (!status) return "still running";
@@ -405,6 +445,157 @@ TEST_P(RunningHelloCoresTest, LogRequestsPrintsOneLinePerRequest) {
     logged.insert(match[1].str() + " " + match[2].str());
   }
   EXPECT_EQ(logged, (std::multiset<std::string>{"/ 200", "/worker 200", "/no-such-page 404"}));
+}
+
+TEST_P(RunningHelloCoresTest, SigtermFinishesHundredRequestsInFlight) {
+  constexpr int kClients = 100;
+  constexpr size_t kBodySize = 20;
+  HelloCores child;
+  const int port = StartServer(child, ServerFlags());
+  if (port == 0) return;
+  // 100 requests in flight: each server loop holds a header section and asked for the body.
+  ClientSockets clients;
+  std::vector<std::string> buffers(kClients);
+  for (int i = 0; i < kClients; ++i) {
+    const int fd = ConnectLocal(port);
+    ASSERT_GE(fd, 0) << "client " << i << ": " << strerror(errno);
+    clients.fds.push_back(fd);
+    ASSERT_TRUE(SendAll(fd, EchoHeadersExpectingContinue(kBodySize))) << "client " << i;
+  }
+  for (int i = 0; i < kClients; ++i) {
+    std::optional<HttpResponse> go_on = ReadResponse(clients.fds[i], buffers[i], kReadTimeout);
+    ASSERT_TRUE(go_on.has_value()) << "client " << i << " got no 100 Continue";
+    ASSERT_EQ(go_on->status, 100) << "client " << i;
+  }
+
+  const pid_t pid = child.pid();
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  ASSERT_TRUE(child.WaitForLine("Draining", kReadTimeout).has_value()) << "no \"Draining\" line";
+  // Every loop has begun draining once the listeners are closed.
+  ASSERT_TRUE(WaitForRefusedConnect(port, kReadTimeout)) << "still accepting while draining";
+
+  for (int i = 0; i < kClients; ++i) {
+    std::string body = "slow request " + std::to_string(i);
+    body.resize(kBodySize, '.');
+    ASSERT_TRUE(SendAll(clients.fds[i], body)) << "client " << i;
+  }
+  for (int i = 0; i < kClients; ++i) {
+    std::string body = "slow request " + std::to_string(i);
+    body.resize(kBodySize, '.');
+    std::optional<HttpResponse> response = ReadResponse(clients.fds[i], buffers[i], kReadTimeout);
+    ASSERT_TRUE(response.has_value()) << "client " << i << " got no response";
+    EXPECT_EQ(response->status, 200) << "client " << i;
+    EXPECT_EQ(response->body, body) << "client " << i;
+    EXPECT_EQ(response->Header("connection"), "close") << "client " << i;
+    close(clients.fds[i]);
+    clients.fds[i] = -1;
+  }
+
+  std::optional<int> status = child.WaitForExit(kExitTimeout);
+  ASSERT_TRUE(status.has_value()) << "hello_cores did not exit after the drain";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << DescribeStatus(status);
+  child.DrainOutput(kReadTimeout);
+  EXPECT_EQ(child.stderr_text(), "");
+  const std::vector<std::string>& lines = child.lines();
+  EXPECT_NE(std::find(lines.begin(), lines.end(),
+                      "Draining: not ready; finishing the requests in flight"),
+            lines.end())
+      << ::testing::PrintToString(lines);
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines.back(), "Supervisor " + std::to_string(pid) + " stopped");
+}
+
+TEST_P(RunningHelloCoresTest, SecondSigtermStopsAtOnce) {
+  HelloCores child;
+  const int port = StartServer(child, ServerFlags({"--shutdown_timeout", "30s"}));
+  if (port == 0) return;
+  // A request in flight that would hold the drain up for the whole shutdown timeout.
+  const int fd = ConnectLocal(port);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  ClientSockets client{{fd}};
+  std::string buffer;
+  ASSERT_TRUE(SendAll(fd, EchoHeadersExpectingContinue(20)));
+  std::optional<HttpResponse> go_on = ReadResponse(fd, buffer, kReadTimeout);
+  ASSERT_TRUE(go_on.has_value());
+  ASSERT_EQ(go_on->status, 100);
+
+  ASSERT_EQ(kill(child.pid(), SIGTERM), 0);
+  // The first signal is taken (two pending ones would merge into one).
+  ASSERT_TRUE(child.WaitForLine("Draining", kReadTimeout).has_value()) << "no \"Draining\" line";
+  ASSERT_EQ(kill(child.pid(), SIGTERM), 0);
+  // Well before the 30 s shutdown timeout.
+  std::optional<int> status = child.WaitForExit(milliseconds(10000));
+  ASSERT_TRUE(status.has_value()) << "hello_cores still running 10 s after a second SIGTERM";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << DescribeStatus(status);
+  ReadToEndResult end = ReadToEnd(fd, kReadTimeout);
+  EXPECT_NE(end.end, StreamEnd::kTimeout) << "the request in flight was left open";
+  EXPECT_EQ(end.data.find("HTTP/1.1 200"), std::string::npos) << end.data;
+  child.DrainOutput(kReadTimeout);
+  const std::vector<std::string>& lines = child.lines();
+  EXPECT_NE(std::find(lines.begin(), lines.end(), "Second signal: stopping now"), lines.end())
+      << ::testing::PrintToString(lines);
+}
+
+TEST_P(RunningHelloCoresTest, FaultRouteCrashRestartsTheLoop) {
+  HelloCores child;
+  const int port = StartServer(child, ServerFlags({"--enable_fault_routes"}));
+  if (port == 0) return;
+  // Which loop serves this connection, then crash it from the same connection.
+  const int fd = ConnectLocal(port);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  ClientSockets client{{fd}};
+  std::string buffer;
+  ASSERT_TRUE(SendAll(fd, Get("/worker")));
+  std::optional<HttpResponse> worker = ReadResponse(fd, buffer, kReadTimeout);
+  ASSERT_TRUE(worker.has_value());
+  std::smatch match;
+  ASSERT_TRUE(std::regex_search(worker->body, match, std::regex("^Hello World from worker ([01]) ")))
+      << worker->body;
+  const std::string id = match[1];
+  ASSERT_TRUE(SendAll(fd, Get("/crash")));
+
+  std::optional<std::string> died = child.WaitForLine("Worker " + id + " died", kReadTimeout);
+  ASSERT_TRUE(died.has_value()) << ::testing::PrintToString(child.lines());
+  EXPECT_EQ(*died, "Worker " + id + " died (crash requested by /crash); restarting in 100ms");
+  // The crashed loop closed the connection.
+  EXPECT_NE(ReadToEnd(fd, kReadTimeout).end, StreamEnd::kTimeout);
+
+  // Serving goes on; fresh connections reach both loops, the restarted one included (one that
+  // lands on it before the restart waits in its listener's queue).
+  std::set<std::string> workers;
+  for (int i = 0; i < 100 && workers.size() < 2; ++i) {
+    std::optional<HttpResponse> root = Fetch(port, Get("/"));
+    ASSERT_TRUE(root.has_value()) << "connection " << i;
+    EXPECT_EQ(root->status, 200);
+    EXPECT_EQ(root->body, "Hello World!");
+    std::optional<HttpResponse> response = Fetch(port, Get("/worker"));
+    ASSERT_TRUE(response.has_value()) << "connection " << i;
+    workers.insert(response->body.substr(0, std::string_view("Hello World from worker 0").size()));
+  }
+  EXPECT_EQ(workers, (std::set<std::string>{"Hello World from worker 0",
+                                            "Hello World from worker 1"}));
+
+  ASSERT_EQ(kill(child.pid(), SIGTERM), 0);
+  std::optional<int> status = child.WaitForExit(kExitTimeout);
+  ASSERT_TRUE(status.has_value()) << "hello_cores did not exit after SIGTERM";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << DescribeStatus(status);
+}
+
+TEST_P(RunningHelloCoresTest, FaultRoutesAreNotServedWithoutTheFlag) {
+  HelloCores child;
+  const int port = StartServer(child, ServerFlags());
+  if (port == 0) return;
+  for (const char* path : {"/crash", "/stall?ms=1", "/abort"}) {
+    std::optional<HttpResponse> response = Fetch(port, Get(path));
+    ASSERT_TRUE(response.has_value()) << path;
+    EXPECT_EQ(response->status, 404) << path;
+  }
+  std::optional<HttpResponse> root = Fetch(port, Get("/"));
+  ASSERT_TRUE(root.has_value());
+  EXPECT_EQ(root->body, "Hello World!");
+  for (const std::string& line : child.lines()) {
+    EXPECT_EQ(line.find(" died "), std::string::npos) << line;
+  }
 }
 
 TEST(HelloCoresTest, DefaultBackendIsIoUringUnlessItSaysWhyNot) {

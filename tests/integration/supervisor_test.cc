@@ -1,0 +1,618 @@
+// The supervisor and the graceful drain, with the engine in-process: Engine::Run() on a
+// background thread (stopped with Stop() and joined in teardown), the engine's log lines captured,
+// the test thread as the client on 127.0.0.1. Every wait has a deadline; sleeps only pace a
+// sender or a poll of a condition that has its own deadline.
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <ostream>
+#include <set>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "percore/engine.h"
+#include "percore/http/app.h"
+#include "percore/options.h"
+#include "support/test_client.h"
+
+namespace percore {
+
+// Names the backend in test output (found by argument-dependent lookup).
+void PrintTo(BackendKind kind, std::ostream* os) {
+  *os << (kind == BackendKind::kEpoll     ? "epoll"
+          : kind == BackendKind::kIoUring ? "io_uring"
+                                          : "auto");
+}
+
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+using percore::http::App;
+using percore::http::Request;
+using percore::http::Response;
+using percore::testing::ConnectLocal;
+using percore::testing::HttpResponse;
+using percore::testing::ReadResponse;
+using percore::testing::ReadToEnd;
+using percore::testing::ReadToEndResult;
+using percore::testing::SendAll;
+using percore::testing::StreamEnd;
+
+constexpr milliseconds kReadTimeout(10000);
+constexpr milliseconds kWaitTimeout(20000);
+
+// Closes a client socket when it goes out of scope.
+class Socket {
+ public:
+  explicit Socket(int fd = -1) : fd_(fd) {}
+  ~Socket() { Reset(); }
+  Socket(Socket&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  Socket& operator=(Socket&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      fd_ = other.fd_;
+      other.fd_ = -1;
+    }
+    return *this;
+  }
+  int fd() const { return fd_; }
+  bool ok() const { return fd_ >= 0; }
+  void Reset() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
+std::string Get(std::string_view path) {
+  return "GET " + std::string(path) + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+}
+
+// The header section of a POST /echo whose `length`-byte body the server must ask for.
+std::string EchoHeadersExpectingContinue(size_t length) {
+  return "POST /echo HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\n"
+         "Content-Length: " +
+         std::to_string(length) + "\r\n\r\n";
+}
+
+// Polls `condition` (every few milliseconds) until it holds or `timeout` passes; its last value.
+bool WaitUntil(const std::function<bool()>& condition, milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (!condition()) {
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+  return true;
+}
+
+// One connect() to 127.0.0.1:port: 0 if it was accepted (the socket is closed at once), else
+// the errno.
+int ConnectError(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int error = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 ? 0 : errno;
+  close(fd);
+  return error;
+}
+
+// Waits (bounded) until a connect to `port` is refused; false if it never was.
+bool WaitForRefusedConnect(int port, milliseconds timeout) {
+  return WaitUntil([port] { return ConnectError(port) == ECONNREFUSED; }, timeout);
+}
+
+App MakeApp() {
+  App app;
+  app.Get("/", [](const Request&, Response& res) { res.Send("Hello World!"); });
+  app.Get("/worker", [](const Request& req, Response& res) {
+    res.Send(std::to_string(req.worker_id()));
+  });
+  app.Get("/crash", [](const Request& req, Response& res) {
+    req.worker().Crash("crash requested by /crash");
+    res.Send("crashing worker " + std::to_string(req.worker_id()));
+  });
+  app.All("/echo", [](const Request& req, Response& res) { res.Send(req.body()); });
+  return app;
+}
+
+// CPU time (user + system) this process has used so far, all threads.
+absl::Duration ProcessCpuTime() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return absl::DurationFromTimeval(usage.ru_utime) + absl::DurationFromTimeval(usage.ru_stime);
+}
+
+// The suite runs once per backend.
+class SupervisorTest : public ::testing::TestWithParam<BackendKind> {
+ protected:
+  // `threads` loops on 127.0.0.1, any free port, the backend under test, log lines captured.
+  EngineOptions TestEngineOptions(int threads) {
+    EngineOptions options;
+    options.address = "127.0.0.1";
+    options.port = 0;
+    options.threads = threads;
+    options.backend = GetParam();
+    options.log = [this](std::string_view line) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      log_.emplace_back(line);
+      log_times_.push_back(Clock::now());
+      changed_.notify_all();
+    };
+    options.on_started = [this](const Engine&) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      started_ = true;
+      changed_.notify_all();
+    };
+    return options;
+  }
+
+  // Creates the engine and runs Engine::Run() on a background thread until it serves. Marks the
+  // test skipped (the caller returns) if the io_uring backend cannot run here.
+  void RunEngine(const EngineOptions& options) {
+    absl::StatusOr<std::unique_ptr<Engine>> engine = MakeApp().Listen(options);
+    if (!engine.ok() && GetParam() == BackendKind::kIoUring &&
+        engine.status().message().find("io_uring unavailable") != std::string_view::npos) {
+      GTEST_SKIP() << "this machine cannot run the io_uring backend: " << engine.status();
+    }
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = std::move(*engine);
+    port_ = engine_->port();
+    runner_ = std::thread([this] {
+      absl::Status status = engine_->Run();
+      std::lock_guard<std::mutex> lock(mutex_);
+      run_status_ = status;
+      returned_ = true;
+      changed_.notify_all();
+    });
+    std::unique_lock<std::mutex> lock(mutex_);
+    ASSERT_TRUE(changed_.wait_for(lock, kWaitTimeout, [this] { return started_ || returned_; }))
+        << "Run() did not start serving";
+    ASSERT_TRUE(started_) << "Run() returned at start: " << run_status_;
+  }
+
+  void TearDown() override {
+    if (engine_ == nullptr) return;
+    engine_->Stop();
+    EXPECT_TRUE(WaitForRunToReturn(kWaitTimeout)) << "Run() did not return after Stop()";
+    runner_.join();  // (only hangs if Run() never returns; the failure above says so)
+    engine_.reset();
+  }
+
+  // Stops the engine (if running), so that RunEngine() may start another.
+  void StopEngine() {
+    TearDown();
+    std::lock_guard<std::mutex> lock(mutex_);
+    started_ = returned_ = false;
+    run_status_ = absl::OkStatus();
+    log_.clear();
+    log_times_.clear();
+  }
+  // Waits for Run() to return; false if it is still running after `timeout`.
+  bool WaitForRunToReturn(milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    return changed_.wait_for(lock, timeout, [this] { return returned_; });
+  }
+  absl::Status run_status() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return run_status_;
+  }
+
+  // A copy of the log lines so far.
+  std::vector<std::string> Log() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return log_;
+  }
+  // Waits until `count` log lines contain `text`; false if they do not within `timeout`.
+  bool WaitForLogLines(std::string_view text, size_t count, milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    return changed_.wait_for(lock, timeout, [&] { return CountLocked(text) >= count; });
+  }
+  size_t CountLogLines(std::string_view text) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return CountLocked(text);
+  }
+  // When the `index`th (0-based) log line containing `text` was logged.
+  std::optional<Clock::time_point> LogTime(std::string_view text, size_t index) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (size_t i = 0; i < log_.size(); ++i) {
+      if (log_[i].find(text) != std::string::npos && index-- == 0) return log_times_[i];
+    }
+    return std::nullopt;
+  }
+
+  Socket Connect() {
+    Socket socket(ConnectLocal(port_));
+    EXPECT_TRUE(socket.ok()) << "connect to port " << port_ << ": " << strerror(errno);
+    return socket;
+  }
+
+  // One request on a fresh connection; the response, or nullopt.
+  std::optional<HttpResponse> Fetch(const std::string& request) {
+    Socket socket = Connect();
+    if (!socket.ok() || !SendAll(socket.fd(), request)) return std::nullopt;
+    std::string buffer;
+    return ReadResponse(socket.fd(), buffer, kReadTimeout);
+  }
+
+  std::unique_ptr<Engine> engine_;
+  int port_ = 0;
+
+ private:
+  size_t CountLocked(std::string_view text) const {
+    size_t count = 0;
+    for (const std::string& line : log_) count += line.find(text) != std::string::npos ? 1 : 0;
+    return count;
+  }
+
+  std::thread runner_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<std::string> log_;
+  std::vector<Clock::time_point> log_times_;
+  bool started_ = false;
+  bool returned_ = false;
+  absl::Status run_status_;
+};
+
+TEST_P(SupervisorTest, CrashedLoopRestartsWhileTheOtherLoopServesOn) {
+  ASSERT_NO_FATAL_FAILURE(RunEngine(TestEngineOptions(2)));
+  if (IsSkipped()) return;
+
+  // A keep-alive connection, and the loop that owns it.
+  Socket kept = Connect();
+  ASSERT_TRUE(kept.ok());
+  std::string kept_buffer;
+  ASSERT_TRUE(SendAll(kept.fd(), Get("/worker")));
+  std::optional<HttpResponse> first = ReadResponse(kept.fd(), kept_buffer, kReadTimeout);
+  ASSERT_TRUE(first.has_value());
+  const std::string kept_worker = first->body;
+
+  // A connection on the other loop: fresh connections until one lands there.
+  Socket victim;
+  std::string victim_worker;
+  for (int i = 0; i < 500 && !victim.ok(); ++i) {
+    Socket socket = Connect();
+    ASSERT_TRUE(socket.ok());
+    std::string buffer;
+    ASSERT_TRUE(SendAll(socket.fd(), Get("/worker")));
+    std::optional<HttpResponse> response = ReadResponse(socket.fd(), buffer, kReadTimeout);
+    ASSERT_TRUE(response.has_value()) << "connection " << i;
+    if (response->body != kept_worker) {
+      victim_worker = response->body;
+      victim = std::move(socket);
+    }
+  }
+  ASSERT_TRUE(victim.ok()) << "500 fresh connections all landed on worker " << kept_worker;
+
+  // ~200 sequential requests on the kept connection from another thread: 50 before the crash,
+  // 100 paced over the time the other loop is down, the rest once it was restarted.
+  std::atomic<int> kept_done{0};
+  std::atomic<bool> crashed{false};
+  std::string kept_errors;  // written by the thread, read after join
+  std::thread keeper([&] {
+    for (int i = 0; i < 200; ++i) {
+      if (i == 50) {
+        if (!WaitUntil([&] { return crashed.load(); }, kWaitTimeout)) {
+          kept_errors += "the crash was never logged\n";
+          return;
+        }
+      }
+      if (i == 150 && !WaitUntil([&] { return engine_->restarts() >= 1; }, kWaitTimeout)) {
+        kept_errors += "the crashed loop was never restarted\n";
+        return;
+      }
+      if (i >= 50 && i < 150) std::this_thread::sleep_for(milliseconds(1));  // pacing
+      const bool root = i % 2 == 0;
+      std::optional<HttpResponse> response;
+      if (SendAll(kept.fd(), Get(root ? "/" : "/worker"))) {
+        response = ReadResponse(kept.fd(), kept_buffer, kReadTimeout);
+      }
+      const std::string expected = root ? "Hello World!" : kept_worker;
+      if (!response.has_value()) {
+        kept_errors += "request " + std::to_string(i) + ": no response\n";
+        return;
+      }
+      if (response->status != 200 || response->body != expected ||
+          response->Header("connection") == "close") {
+        kept_errors += "request " + std::to_string(i) + ": status " +
+                       std::to_string(response->status) + ", body \"" + response->body +
+                       "\", connection \"" + response->Header("connection") + "\"\n";
+      }
+      kept_done.store(i + 1);
+    }
+  });
+
+  // However this test ends, the thread is released and joined.
+  struct Joiner {
+    std::thread& thread;
+    std::atomic<bool>& release;
+    ~Joiner() {
+      release.store(true);
+      if (thread.joinable()) thread.join();
+    }
+  } joiner{keeper, crashed};
+
+  ASSERT_TRUE(WaitUntil([&] { return kept_done.load() >= 50; }, kWaitTimeout));
+  ASSERT_TRUE(SendAll(victim.fd(), Get("/crash")));
+  const std::string died = "Worker " + victim_worker + " died (";
+  const bool logged = WaitForLogLines(died, 1, kWaitTimeout);
+  crashed.store(true);
+  EXPECT_TRUE(logged) << "no \"" << died << "\" line";
+
+  // The crashed loop closed its connections.
+  ReadToEndResult victim_end = ReadToEnd(victim.fd(), kReadTimeout);
+  EXPECT_NE(victim_end.end, StreamEnd::kTimeout) << "the crashed loop left its connection open";
+
+  // Fresh connections while the loop is down and after it is back: every one is served (one
+  // that lands on the dead loop's listener waits in its accept queue for the new loop).
+  int fresh = 0;
+  int fresh_after_restart = 0;
+  for (; fresh < 400 && fresh_after_restart < 20; ++fresh) {
+    const bool restarted = engine_->restarts() >= 1;
+    std::optional<HttpResponse> response = Fetch(Get("/"));
+    ASSERT_TRUE(response.has_value()) << "fresh connection " << fresh;
+    EXPECT_EQ(response->status, 200);
+    EXPECT_EQ(response->body, "Hello World!");
+    if (restarted) ++fresh_after_restart;
+  }
+  EXPECT_EQ(fresh_after_restart, 20) << "no restart within " << fresh << " fresh connections";
+  RecordProperty("fresh_connections_before_restart", fresh - fresh_after_restart);
+
+  keeper.join();
+  EXPECT_EQ(kept_errors, "");
+  EXPECT_EQ(kept_done.load(), 200);
+
+  EXPECT_TRUE(WaitUntil([&] { return engine_->ready(); }, kWaitTimeout))
+      << "not ready again after the restart";
+  EXPECT_EQ(engine_->restarts(), 1);
+  const std::vector<std::string> log = Log();
+  EXPECT_EQ(CountLogLines(" died ("), 1u) << ::testing::PrintToString(log);
+  EXPECT_NE(std::find(log.begin(), log.end(),
+                      "Worker " + victim_worker +
+                          " died (crash requested by /crash); restarting in 100ms"),
+            log.end())
+      << ::testing::PrintToString(log);
+  // Both loops serve again.
+  std::set<std::string> workers;
+  for (int i = 0; i < 200 && workers.size() < 2; ++i) {
+    std::optional<HttpResponse> response = Fetch(Get("/worker"));
+    ASSERT_TRUE(response.has_value());
+    workers.insert(response->body);
+  }
+  EXPECT_EQ(workers, (std::set<std::string>{"0", "1"}));
+}
+
+TEST_P(SupervisorTest, CrashLoopBacksOffAndFailsReadinessUntilTheWindowPasses) {
+  EngineOptions options = TestEngineOptions(1);
+  options.restart_backoff = absl::Milliseconds(10);
+  options.max_restart_backoff = absl::Milliseconds(80);
+  options.crash_loop_deaths = 5;
+  options.crash_loop_window = absl::Seconds(2);
+  ASSERT_NO_FATAL_FAILURE(RunEngine(options));
+  if (IsSkipped()) return;
+  EXPECT_TRUE(engine_->ready());
+
+  constexpr int kCrashes = 20;
+  const absl::Duration cpu_before = ProcessCpuTime();
+  const auto wall_before = Clock::now();
+  bool saw_not_ready = false;
+  for (int i = 0; i < kCrashes; ++i) {
+    // A fresh connection: while the loop is down it waits in the listener's accept queue.
+    Socket socket = Connect();
+    ASSERT_TRUE(socket.ok());
+    ASSERT_TRUE(SendAll(socket.fd(), Get("/crash")));
+    ASSERT_TRUE(WaitForLogLines(" died (", static_cast<size_t>(i) + 1, kWaitTimeout))
+        << "crash " << i << " was not logged: " << ::testing::PrintToString(Log());
+    if (!saw_not_ready && CountLogLines("reporting not ready") > 0) {
+      // Logged just before the readiness is stored; false stays until the window passes.
+      saw_not_ready = WaitUntil([&] { return !engine_->ready(); }, kReadTimeout);
+      EXPECT_TRUE(saw_not_ready) << "ready() after \"reporting not ready\"";
+    }
+  }
+  const absl::Duration cpu = ProcessCpuTime() - cpu_before;
+  const absl::Duration wall = absl::FromChrono(Clock::now() - wall_before);
+  // Each restart waits its backoff: a busy supervisor (or loop) would burn a CPU meanwhile.
+  EXPECT_LT(cpu, wall * 0.5) << "CPU " << cpu << " over " << wall << " of crashes";
+  RecordProperty("crash_sequence_cpu", absl::FormatDuration(cpu));
+  RecordProperty("crash_sequence_wall", absl::FormatDuration(wall));
+
+  // The delays: 10ms, then x1.5 each death, capped at 80ms.
+  const std::vector<std::string> log = Log();
+  std::vector<std::string> delays;
+  for (const std::string& line : log) {
+    const std::string prefix = "Worker 0 died (crash requested by /crash); restarting in ";
+    if (line.find(" died (") == std::string::npos) continue;
+    ASSERT_EQ(line.rfind(prefix, 0), 0u) << line;
+    delays.push_back(line.substr(prefix.size()));
+  }
+  ASSERT_EQ(delays.size(), static_cast<size_t>(kCrashes)) << ::testing::PrintToString(log);
+  const std::vector<std::string> first = {"10ms",     "15ms",      "22.5ms", "33.75ms",
+                                          "50.625ms", "75.9375ms", "80ms"};
+  absl::Duration expected = absl::Milliseconds(10);
+  for (size_t i = 0; i < delays.size(); ++i) {
+    absl::Duration parsed;
+    ASSERT_TRUE(absl::ParseDuration(delays[i], &parsed)) << delays[i];
+    EXPECT_EQ(parsed, expected) << "death " << i << ": \"" << delays[i] << "\"";
+    if (i < first.size()) {
+      EXPECT_EQ(delays[i], first[i]) << "death " << i;
+    }
+    expected = std::min(expected * 1.5, absl::Milliseconds(80));
+  }
+
+  EXPECT_TRUE(saw_not_ready) << ::testing::PrintToString(log);
+  EXPECT_NE(std::find(log.begin(), log.end(), "Worker 0 died 5 times in 2s; reporting not ready"),
+            log.end())
+      << ::testing::PrintToString(log);
+
+  // Ready again once fewer than 5 deaths are within the window: when the 16th death (the 5th
+  // most recent) is older than 2 s.
+  ASSERT_TRUE(WaitUntil([&] { return engine_->ready(); }, kWaitTimeout))
+      << "still not ready long after the last crash";
+  const auto ready_again = Clock::now();
+  std::optional<Clock::time_point> fifth_last = LogTime(" died (", kCrashes - 5);
+  ASSERT_TRUE(fifth_last.has_value());
+  // (The log line comes a moment after the death was recorded: a little slack.)
+  EXPECT_GE(ready_again - *fifth_last, milliseconds(2000 - 250))
+      << "ready again before the deaths left the window";
+  EXPECT_EQ(engine_->restarts(), kCrashes);
+  std::optional<HttpResponse> response = Fetch(Get("/"));
+  ASSERT_TRUE(response.has_value());
+  EXPECT_EQ(response->body, "Hello World!");
+}
+
+TEST_P(SupervisorTest, DrainFinishesRequestInFlightClosesIdleAndRefusesNewConnections) {
+  ASSERT_NO_FATAL_FAILURE(RunEngine(TestEngineOptions(2)));
+  if (IsSkipped()) return;
+
+  // A request in flight: the server has its header section (it asked for the body).
+  Socket inflight = Connect();
+  ASSERT_TRUE(inflight.ok());
+  std::string inflight_buffer;
+  const std::string body = "drained body";
+  ASSERT_TRUE(SendAll(inflight.fd(), EchoHeadersExpectingContinue(body.size())));
+  std::optional<HttpResponse> go_on = ReadResponse(inflight.fd(), inflight_buffer, kReadTimeout);
+  ASSERT_TRUE(go_on.has_value());
+  ASSERT_EQ(go_on->status, 100);
+  // An idle keep-alive connection.
+  Socket idle = Connect();
+  ASSERT_TRUE(idle.ok());
+  std::string idle_buffer;
+  ASSERT_TRUE(SendAll(idle.fd(), Get("/")));
+  ASSERT_TRUE(ReadResponse(idle.fd(), idle_buffer, kReadTimeout).has_value());
+
+  engine_->Drain();
+  ReadToEndResult idle_end = ReadToEnd(idle.fd(), kReadTimeout);
+  EXPECT_EQ(idle_end.end, StreamEnd::kClosed) << "the idle connection was not closed";
+  EXPECT_EQ(idle_end.data, "");
+  idle.Reset();
+  EXPECT_FALSE(engine_->ready());
+  EXPECT_TRUE(WaitForRefusedConnect(port_, kWaitTimeout))
+      << "new connections still accepted while draining";
+
+  ASSERT_TRUE(SendAll(inflight.fd(), body));
+  std::optional<HttpResponse> response = ReadResponse(inflight.fd(), inflight_buffer, kReadTimeout);
+  ASSERT_TRUE(response.has_value()) << "the request in flight was not answered";
+  EXPECT_EQ(response->status, 200);
+  EXPECT_EQ(response->body, body);
+  EXPECT_EQ(response->Header("connection"), "close");
+  ReadToEndResult inflight_end = ReadToEnd(inflight.fd(), kReadTimeout);
+  EXPECT_EQ(inflight_end.end, StreamEnd::kClosed);
+  EXPECT_EQ(inflight_end.data, "");
+  inflight.Reset();
+
+  ASSERT_TRUE(WaitForRunToReturn(kWaitTimeout)) << "Run() did not return after the drain";
+  EXPECT_TRUE(run_status().ok()) << run_status();
+  EXPECT_FALSE(engine_->ready());
+  EXPECT_EQ(engine_->restarts(), 0);
+  const std::vector<std::string> log = Log();
+  EXPECT_NE(std::find(log.begin(), log.end(),
+                      "Draining: not ready; finishing the requests in flight"),
+            log.end())
+      << ::testing::PrintToString(log);
+  EXPECT_EQ(CountLogLines("Shutdown timeout"), 0u) << ::testing::PrintToString(log);
+}
+
+TEST_P(SupervisorTest, ShutdownTimeoutEndsADrainARequestNeverFinishes) {
+  EngineOptions options = TestEngineOptions(2);
+  options.shutdown_timeout = absl::Milliseconds(500);
+  ASSERT_NO_FATAL_FAILURE(RunEngine(options));
+  if (IsSkipped()) return;
+
+  // The header section of a request whose body never comes.
+  Socket stuck = Connect();
+  ASSERT_TRUE(stuck.ok());
+  std::string buffer;
+  ASSERT_TRUE(SendAll(stuck.fd(), EchoHeadersExpectingContinue(100)));
+  std::optional<HttpResponse> go_on = ReadResponse(stuck.fd(), buffer, kReadTimeout);
+  ASSERT_TRUE(go_on.has_value());
+  ASSERT_EQ(go_on->status, 100);
+
+  const auto drain_called = Clock::now();
+  engine_->Drain();
+  ASSERT_TRUE(WaitForRunToReturn(kWaitTimeout)) << "Run() did not return after the timeout";
+  EXPECT_GE(Clock::now() - drain_called, milliseconds(500)) << "Run() returned before the timeout";
+  EXPECT_TRUE(run_status().ok()) << run_status();
+  ReadToEndResult end = ReadToEnd(stuck.fd(), kReadTimeout);
+  EXPECT_NE(end.end, StreamEnd::kTimeout) << "the connection was left open";
+  EXPECT_EQ(end.data.find("HTTP/1.1 200"), std::string::npos) << end.data;
+  const std::vector<std::string> log = Log();
+  EXPECT_NE(std::find(log.begin(), log.end(), "Shutdown timeout: closing the connections left"),
+            log.end())
+      << ::testing::PrintToString(log);
+}
+
+TEST_P(SupervisorTest, ConnectionsArrivingAsTheDrainBeginsDoNotHoldItUp) {
+  // A storm of connections, held open without a byte sent, while the drain begins: each one is
+  // either refused, reset with the closed listener's queue, or accepted and then closed by the
+  // drain. None may be kept as an idle keep-alive connection, which would hold the drain up
+  // until the shutdown timeout. (io_uring: accepts that complete just before their cancel.)
+  constexpr int kMaxHeld = 3000;
+  const uint64_t limit = percore::testing::RaiseFdLimit(2 * kMaxHeld + 256);
+  if (limit < 2 * kMaxHeld + 256) {
+    GTEST_SKIP() << "RLIMIT_NOFILE is " << limit << ", too low for " << kMaxHeld
+                 << " connections with both ends in one process";
+  }
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    if (engine_ != nullptr) {
+      ASSERT_NO_FATAL_FAILURE(StopEngine());
+    }
+    EngineOptions options = TestEngineOptions(2);
+    options.shutdown_timeout = absl::Seconds(60);     // longer than this test waits
+    options.linger_timeout = absl::Milliseconds(200);  // the held connections do not close
+    ASSERT_NO_FATAL_FAILURE(RunEngine(options));
+    if (IsSkipped()) return;
+    std::atomic<bool> stop{false};
+    std::atomic<int> connected{0};
+    std::vector<Socket> held;
+    held.reserve(kMaxHeld);
+    std::thread storm([&] {
+      while (!stop.load() && held.size() < static_cast<size_t>(kMaxHeld)) {
+        int fd = ConnectLocal(port_);
+        if (fd < 0) break;  // refused: the listeners are closed
+        held.emplace_back(fd);
+        connected.fetch_add(1);
+      }
+    });
+    const bool storming = WaitUntil([&] { return connected.load() >= 100; }, kWaitTimeout);
+    engine_->Drain();
+    const bool returned = WaitForRunToReturn(kWaitTimeout);
+    stop.store(true);
+    storm.join();
+    ASSERT_TRUE(storming);
+    ASSERT_TRUE(returned) << "Run() still draining with " << held.size() << " connections held";
+    EXPECT_TRUE(run_status().ok()) << run_status();
+    EXPECT_EQ(CountLogLines("Shutdown timeout"), 0u) << ::testing::PrintToString(Log());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, SupervisorTest,
+                         ::testing::Values(BackendKind::kIoUring, BackendKind::kEpoll),
+                         [](const ::testing::TestParamInfo<BackendKind>& info) {
+                           return info.param == BackendKind::kEpoll ? "Epoll" : "IoUring";
+                         });
+
+}  // namespace
+}  // namespace percore
