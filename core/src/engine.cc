@@ -19,6 +19,7 @@
 #include "epoll_backend.h"
 #include "io_uring_backend.h"
 #include "listener.h"
+#include "notify.h"
 #include "loop.h"
 #include "percore/cpus.h"
 
@@ -317,6 +318,11 @@ absl::Status Engine::Run() {
   pthread_sigmask(SIG_BLOCK, &signals, &previous);
   absl::Status status = Start();
   if (status.ok() && options_.on_started) options_.on_started(*this);
+  // systemd (Type=notify): READY=1 once every loop serves, WATCHDOG=1 while all are healthy,
+  // STOPPING=1 when the drain begins.
+  SystemdNotifier notifier;
+  if (status.ok()) notifier.Send("READY=1");
+  absl::Time last_watchdog = absl::Now();
   absl::Time drain_started = absl::InfiniteFuture();
   bool listeners_closed = false;
   while (status.ok() && !control_->stop.load()) {
@@ -324,6 +330,7 @@ absl::Status Engine::Run() {
     if (drain_requested_.load() && drain_started == absl::InfiniteFuture()) {
       drain_started = now;
       stats_.ready_.store(false);
+      notifier.Send("STOPPING=1");
       Log(absl::StrCat("Draining: not ready; finishing the requests in flight",
                        options_.drain_delay > absl::ZeroDuration()
                            ? absl::StrCat(" after ", absl::FormatDuration(options_.drain_delay))
@@ -354,6 +361,18 @@ absl::Status Engine::Run() {
       }
     }
     absl::Duration wait = Supervise(now);
+    if (notifier.watchdog_interval() > absl::ZeroDuration()) {
+      // A loop that is down or crash-looping withholds the watchdog: systemd then acts on it.
+      const bool healthy = drain_started == absl::InfiniteFuture()
+                               ? stats_.ready()
+                               : std::none_of(slots_.begin(), slots_.end(),
+                                              [](const auto& slot) { return slot->down; });
+      if (healthy && now - last_watchdog >= notifier.watchdog_interval()) {
+        notifier.Send("WATCHDOG=1");
+        last_watchdog = now;
+      }
+      wait = std::min(wait, notifier.watchdog_interval());
+    }
     if (drain_started != absl::InfiniteFuture()) wait = std::min(wait, absl::Milliseconds(20));
     const timespec timeout = absl::ToTimespec(wait);
     const int signal = sigtimedwait(&signals, nullptr, &timeout);

@@ -27,7 +27,7 @@ int64_t MonotonicMs() {
 }  // namespace
 
 Loop::Loop(int id, int cpu, const EngineOptions& options, int listen_fd, int wake_fd,
-           const LoopControl* control, EngineStats* engine_stats)
+           LoopControl* control, EngineStats* engine_stats)
     : worker_(id, cpu, &engine_stats->loop(id), engine_stats),
       options_(options),
       listen_fd_(listen_fd),
@@ -89,7 +89,7 @@ absl::Status Loop::Run() {
 void Loop::BeginDrain() {
   worker_.draining_ = true;
   backend_->StopAccepting();
-  const_cast<LoopControl*>(control_)->stopped_accepting.fetch_add(1);
+  control_->stopped_accepting.fetch_add(1);
   for (Connection* c = connections_; c != nullptr; c = c->next_) {
     if (c->closing()) continue;
     c->session_->OnDrain(*c);

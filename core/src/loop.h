@@ -24,7 +24,7 @@ class Loop {
   // eventfd the engine owns) interrupts the loop's wait.
   // `stats` (this loop's counters within `engine_stats`) outlive the loop.
   Loop(int id, int cpu, const EngineOptions& options, int listen_fd, int wake_fd,
-       const LoopControl* control, EngineStats* engine_stats);
+       LoopControl* control, EngineStats* engine_stats);
   // Releases every connection; the backend is gone first, so no kernel operation still points
   // at a connection's buffers.
   ~Loop();
@@ -108,7 +108,7 @@ class Loop {
   const EngineOptions& options_;
   const int listen_fd_;
   const int wake_fd_;
-  const LoopControl* control_;
+  LoopControl* control_;  // the engine's; this loop only reads it, but for stopped_accepting
   std::unique_ptr<Protocol> protocol_;
   std::unique_ptr<Backend> backend_;
   Connection* connections_ = nullptr;  // intrusive list head

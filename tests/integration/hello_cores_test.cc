@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -693,6 +694,53 @@ TEST(BackendFallbackTest, BlockedIoUringAskedForExplicitlyIsAnError) {
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1) << DescribeStatus(status);
   EXPECT_EQ(child.stderr_text(),
             "hello_cores: io_uring unavailable (io_uring_setup: Operation not permitted)\n");
+}
+
+// With NOTIFY_SOCKET set (systemd Type=notify), READY=1 once serving, WATCHDOG=1 while healthy
+// (WATCHDOG_USEC asked for), STOPPING=1 when SIGTERM starts the drain.
+TEST(HelloCoresTest, NotifiesSystemdReadyWatchdogAndStopping) {
+  const std::string path = "/tmp/percore-notify-" + std::to_string(getpid());
+  unlink(path.c_str());
+  int listener = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  path.copy(address.sun_path, sizeof(address.sun_path) - 1);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  // Read by the child at exec; this test process has no other thread reading the environment.
+  setenv("NOTIFY_SOCKET", path.c_str(), 1);
+  setenv("WATCHDOG_USEC", "200000", 1);
+  HelloCores child;
+  const int port = StartServer(child, Flags({"--threads", "2"}));
+  unsetenv("NOTIFY_SOCKET");
+  unsetenv("WATCHDOG_USEC");
+  // The next datagram, or "" once `timeout` passes.
+  auto next = [&](milliseconds timeout) {
+    pollfd p{listener, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(timeout.count())) != 1) return std::string();
+    char text[256];
+    ssize_t n = recv(listener, text, sizeof(text), 0);
+    return n > 0 ? std::string(text, static_cast<size_t>(n)) : std::string();
+  };
+  // Waits for `state`, skipping others; false if it does not come within the deadline.
+  auto await = [&](const std::string& state) {
+    const auto deadline = Clock::now() + kReadTimeout;
+    while (Clock::now() < deadline) {
+      if (next(milliseconds(500)) == state) return true;
+    }
+    return false;
+  };
+  if (port != 0) {
+    EXPECT_TRUE(await("READY=1"));
+    EXPECT_TRUE(await("WATCHDOG=1"));
+    kill(child.pid(), SIGTERM);
+    EXPECT_TRUE(await("STOPPING=1"));
+    std::optional<int> status = child.WaitForExit(kExitTimeout);
+    ASSERT_TRUE(status.has_value());
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << DescribeStatus(status);
+  }
+  close(listener);
+  unlink(path.c_str());
 }
 
 TEST(HelloCoresTest, ZeroThreadsIsRejected) {
