@@ -53,35 +53,11 @@ using percore::testing::ReadResponse;
 using percore::testing::ReadToEnd;
 using percore::testing::ReadToEndResult;
 using percore::testing::SendAll;
+using percore::testing::Socket;
 using percore::testing::StreamEnd;
 
 constexpr milliseconds kReadTimeout(10000);
 constexpr milliseconds kWaitTimeout(20000);
-
-// Closes a client socket when it goes out of scope.
-class Socket {
- public:
-  explicit Socket(int fd = -1) : fd_(fd) {}
-  ~Socket() { Reset(); }
-  Socket(Socket&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
-  Socket& operator=(Socket&& other) noexcept {
-    if (this != &other) {
-      Reset();
-      fd_ = other.fd_;
-      other.fd_ = -1;
-    }
-    return *this;
-  }
-  int fd() const { return fd_; }
-  bool ok() const { return fd_ >= 0; }
-  void Reset() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
 
 std::string Get(std::string_view path) {
   return "GET " + std::string(path) + " HTTP/1.1\r\nHost: localhost\r\n\r\n";

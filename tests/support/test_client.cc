@@ -55,6 +55,11 @@ sockaddr_in LoopbackAddress(int port) {
 
 }  // namespace
 
+void Socket::Reset() {
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+}
+
 int ConnectLocal(int port) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;

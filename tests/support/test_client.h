@@ -27,6 +27,28 @@ struct HttpResponse {
   }
 };
 
+// Owns a client socket: closes it when it goes out of scope.
+class Socket {
+ public:
+  explicit Socket(int fd = -1) : fd_(fd) {}
+  ~Socket() { Reset(); }
+  Socket(Socket&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  Socket& operator=(Socket&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      fd_ = other.fd_;
+      other.fd_ = -1;
+    }
+    return *this;
+  }
+  int fd() const { return fd_; }
+  bool ok() const { return fd_ >= 0; }
+  void Reset();
+
+ private:
+  int fd_;
+};
+
 // A TCP connection to 127.0.0.1:port, with TCP_NODELAY (so small writes leave at once); -1 on
 // failure.
 int ConnectLocal(int port);
