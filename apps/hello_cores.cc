@@ -5,12 +5,14 @@
 //   curl localhost:3000/worker                 # which loop answered
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -38,12 +40,50 @@ ABSL_FLAG(absl::Duration, drain_delay, absl::ZeroDuration(),
 ABSL_FLAG(bool, enable_fault_routes, false,
           "serve /crash (the serving loop dies), /stall?ms=N (the loop blocks N ms) and /abort "
           "(the process aborts): for tests and demos only");
+ABSL_FLAG(bool, stats, false,
+          "print a per-worker table (requests/s, open connections, restarts) on stderr every "
+          "second, like pm2 monit");
 ABSL_FLAG(bool, log_requests, false, "print one line per request (buffered per loop)");
 
 namespace {
 
 using percore::http::Request;
 using percore::http::Response;
+
+// Prints the live per-worker table to stderr once a second until `done`: requests/s from the
+// difference of each loop's response counters, connections open now, restarts.
+void PrintStats(const percore::Engine& engine, const std::atomic<bool>& done) {
+  const percore::EngineStats& stats = engine.stats();
+  std::vector<uint64_t> last(stats.size(), 0);
+  auto total = [&](size_t id) {
+    uint64_t sum = 0;
+    for (const auto& counter : stats.loop(id).responses) sum += counter.load();
+    return sum;
+  };
+  for (size_t id = 0; id < stats.size(); ++id) last[id] = total(id);
+  auto next = std::chrono::steady_clock::now();
+  while (!done.load()) {
+    next += std::chrono::seconds(1);
+    while (!done.load() && std::chrono::steady_clock::now() < next) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));  // to notice `done` promptly
+    }
+    std::string table = "worker  cpu   requests/s  connections  restarts\n";
+    for (size_t id = 0; id < stats.size(); ++id) {
+      const uint64_t now = total(id);
+      char row[96];
+      snprintf(row, sizeof(row), "%6zu  %3d  %11llu  %11llu  %8llu\n", id, stats.loop(id).cpu,
+               static_cast<unsigned long long>(now - last[id]),
+               static_cast<unsigned long long>(stats.loop(id).active.load()),
+               static_cast<unsigned long long>(stats.loop(id).restarts.load()));
+      table += row;
+      last[id] = now;
+    }
+    table += engine.ready() ? "ready\n\n" : "not ready\n\n";
+    // On a terminal the table is redrawn in place; to a file or pipe it is appended.
+    if (isatty(STDERR_FILENO)) table = "\033[H\033[2J" + table;
+    fputs(table.c_str(), stderr);
+  }
+}
 
 int Fail(const std::string& message) {
   fprintf(stderr, "hello_cores: %s\n", message.c_str());
@@ -140,7 +180,14 @@ int main(int argc, char** argv) {
   };
   absl::StatusOr<std::unique_ptr<percore::Engine>> engine = app.Listen(options);
   if (!engine.ok()) return Fail(std::string(engine.status().message()));
+  std::atomic<bool> done{false};
+  std::thread stats_printer;
+  if (absl::GetFlag(FLAGS_stats)) {
+    stats_printer = std::thread(PrintStats, std::cref(**engine), std::cref(done));
+  }
   absl::Status status = (*engine)->Run();
+  done.store(true);
+  if (stats_printer.joinable()) stats_printer.join();
   if (!status.ok()) return Fail(std::string(status.message()));
   printf("Supervisor %d stopped\n", static_cast<int>(pid));
   return 0;

@@ -188,6 +188,15 @@ class HelloCores {
   }
   const std::string& stderr_text() const { return stderr_; }
 
+  // Reads stderr until it contains `text` or `timeout` passes.
+  bool WaitForStderr(std::string_view text, milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    while (stderr_.find(text) == std::string::npos) {
+      if (!ReadInto(stderr_fd_, stderr_, deadline)) return false;
+    }
+    return true;
+  }
+
   // Kills the child (if still running), reaps it, closes the pipes.
   void Kill() {
     if (pid_ > 0) {
@@ -741,6 +750,20 @@ TEST(HelloCoresTest, NotifiesSystemdReadyWatchdogAndStopping) {
   }
   close(listener);
   unlink(path.c_str());
+}
+
+// --stats prints a per-worker table on stderr every second.
+TEST(HelloCoresTest, StatsPrintsAPerWorkerTable) {
+  HelloCores child;
+  const int port = StartServer(child, Flags({"--threads", "2", "--stats"}));
+  ASSERT_NE(port, 0);
+  std::optional<HttpResponse> root = Fetch(port, Get("/"));
+  ASSERT_TRUE(root.has_value());
+  ASSERT_TRUE(child.WaitForStderr("\nready\n", kReadTimeout)) << child.stderr_text();
+  const std::string& text = child.stderr_text();
+  EXPECT_NE(text.find("worker  cpu   requests/s  connections  restarts\n"), std::string::npos);
+  EXPECT_TRUE(std::regex_search(text, std::regex("\n +0 +[0-9]+ +[0-9]+ +[0-9]+ +0\n"))) << text;
+  EXPECT_TRUE(std::regex_search(text, std::regex("\n +1 +[0-9]+ +[0-9]+ +[0-9]+ +0\n"))) << text;
 }
 
 TEST(HelloCoresTest, ZeroThreadsIsRejected) {
