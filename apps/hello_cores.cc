@@ -40,6 +40,8 @@ ABSL_FLAG(absl::Duration, drain_delay, absl::ZeroDuration(),
 ABSL_FLAG(bool, enable_fault_routes, false,
           "serve /crash (the serving loop dies), /stall?ms=N (the loop blocks N ms) and /abort "
           "(the process aborts): for tests and demos only");
+ABSL_FLAG(int, stall_ms, 1000,
+          "log a worker stuck in one request for longer than this, with the request");
 ABSL_FLAG(bool, stats, false,
           "print a per-worker table (requests/s, open connections, restarts) on stderr every "
           "second, like pm2 monit");
@@ -124,6 +126,8 @@ int main(int argc, char** argv) {
     return Fail("--backend must be auto, io_uring or epoll, got \"" + backend + "\"");
   }
 
+  if (absl::GetFlag(FLAGS_stall_ms) < 1) return Fail("--stall_ms must be at least 1");
+  options.stall_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_stall_ms));
   options.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
   options.drain_delay = absl::GetFlag(FLAGS_drain_delay);
   if (options.shutdown_timeout <= absl::ZeroDuration() || options.drain_delay < absl::ZeroDuration()) {

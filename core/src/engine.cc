@@ -29,6 +29,12 @@ namespace {
 // A loop that ran this long before dying is restarted after the initial backoff again.
 constexpr absl::Duration kHealthyAfter = absl::Seconds(30);
 
+int64_t MonotonicMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
+}
+
 bool IsPowerOfTwo(uint64_t n) { return n != 0 && (n & (n - 1)) == 0; }
 
 absl::Status Validate(const EngineOptions& o, const std::vector<int>& allowed) {
@@ -65,6 +71,9 @@ absl::Status Validate(const EngineOptions& o, const std::vector<int>& allowed) {
   if (o.restart_backoff <= absl::ZeroDuration() || o.max_restart_backoff < o.restart_backoff) {
     return absl::InvalidArgumentError("restart_backoff must be > 0 and <= max_restart_backoff");
   }
+  if (o.stall_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("stall_timeout must be > 0");
+  }
   if (o.crash_loop_deaths < 1 || o.crash_loop_window <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("crash_loop_deaths must be >= 1 and crash_loop_window > 0");
   }
@@ -95,6 +104,7 @@ struct Engine::LoopSlot {
   absl::Time running_since;
   absl::Duration backoff;   // the delay before the next restart
   std::deque<absl::Time> deaths;  // within options_.crash_loop_window
+  int64_t stall_logged_for = 0;   // the busy_since_ms of the stall already logged
 };
 
 Engine::Engine(const EngineOptions& options, ProtocolFactory factory, size_t loops)
@@ -242,6 +252,17 @@ void Engine::Stop() {
   }
 }
 
+void Engine::CheckStall(LoopSlot& slot) {
+  LoopStats& stats = stats_.loop(slot.id);
+  const int64_t busy_since = stats.busy_since_ms.load(std::memory_order_relaxed);
+  if (busy_since == 0 || busy_since == slot.stall_logged_for) return;
+  const int64_t busy_ms = MonotonicMs() - busy_since;
+  if (busy_ms < absl::ToInt64Milliseconds(options_.stall_timeout)) return;
+  slot.stall_logged_for = busy_since;  // once per stall
+  LoopStats::Add(stats.stalls, 1);
+  Log(absl::StrCat("Worker ", slot.id, " stalled for ", busy_ms, "ms in ", stats.Activity()));
+}
+
 int Engine::restarts() const {
   uint64_t total = 0;
   for (size_t i = 0; i < stats_.size(); ++i) total += stats_.loop(i).restarts.load();
@@ -302,6 +323,7 @@ absl::Duration Engine::Supervise(absl::Time now) {
     while (!slot.deaths.empty() && now - slot.deaths.front() > options_.crash_loop_window) {
       slot.deaths.pop_front();
     }
+    if (!slot.down) CheckStall(slot);
     crash_looping |= slot.deaths.size() >= static_cast<size_t>(options_.crash_loop_deaths);
   }
   stats_.ready_.store(all_up && !crash_looping && !drain_requested_.load());

@@ -181,6 +181,7 @@ int EpollBackend::Iterate(int timeout_ms) {
     WatchListener(true);
   }
   const bool busy = !loop_.dirty().empty() || !unread_.empty();
+  loop_.BeginWait();
   int n = epoll_wait(epoll_fd_, events_.data(), static_cast<int>(events_.size()),
                      busy ? 0 : timeout_ms);
   if (n < 0) return errno == EINTR ? 0 : -errno;

@@ -340,6 +340,7 @@ int IoUringBackend::Iterate(int timeout_ms) {
   timeout.tv_sec = timeout_ms / 1000;
   timeout.tv_nsec = static_cast<long long>(timeout_ms % 1000) * 1000000;
   io_uring_cqe* cqe = nullptr;
+  loop_.BeginWait();
   int ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &timeout, nullptr);
   if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) return ret;
   loop_.UpdateClock();

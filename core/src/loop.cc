@@ -52,7 +52,10 @@ absl::Status Loop::Init(const ProtocolFactory& factory, std::unique_ptr<Backend>
   return absl::OkStatus();
 }
 
-void Loop::UpdateClock() { worker_.now_ms_ = MonotonicMs(); }
+void Loop::UpdateClock() {
+  worker_.now_ms_ = MonotonicMs();
+  worker_.stats_->busy_since_ms.store(worker_.now_ms_, std::memory_order_relaxed);
+}
 
 absl::Status Loop::Run() {
   absl::Status status;

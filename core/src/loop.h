@@ -48,6 +48,9 @@ class Loop {
   // Reads the clock into Worker::now_ms(). The backend calls it when its wait returns, so
   // deadlines set while completions are handled start from the time they arrived.
   void UpdateClock();
+  // The backend is about to wait for the kernel: the loop is not busy (see
+  // LoopStats::busy_since_ms); UpdateClock() marks it busy again when the wait returns.
+  void BeginWait() { worker_.stats_->busy_since_ms.store(0, std::memory_order_relaxed); }
   // A new connection. The loop owns `fd` from here on; null if the loop is stopping.
   Connection* OnAccepted(int fd);
   // Bytes received on `c`; valid only during the call.

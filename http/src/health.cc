@@ -59,6 +59,9 @@ void AppendMetrics(const EngineStats& stats, std::string* out) {
   AppendFamily(stats, "percore_loop_restarts_total", "counter",
                "Times the loop died and was replaced.",
                [](const LoopStats& l) { return Count(l.restarts); }, out);
+  AppendFamily(stats, "percore_loop_stalls_total", "counter",
+               "Times the loop was seen stuck in one request past the stall timeout.",
+               [](const LoopStats& l) { return Count(l.stalls); }, out);
   AppendFamily(stats, "percore_loop_lag_seconds", "gauge",
                "How late the loop's last periodic tick ran.",
                [](const LoopStats& l) {

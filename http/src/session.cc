@@ -306,6 +306,8 @@ void HttpSession::Respond(MessageState& st, const char* base) {
   h.params_.clear();
   const Router::Result route = h.config_->router.Route(method, req.path(), &h.params_);
   RequestBuilder::SetParams(req, h.params_);
+  // For the supervisor's stall log: what this loop is doing if it never comes back.
+  h.worker_.stats().SetActivity(method, req.target());
   try {
     if (route.handler != nullptr) {
       (*route.handler)(req, res);

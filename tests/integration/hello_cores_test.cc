@@ -752,6 +752,38 @@ TEST(HelloCoresTest, NotifiesSystemdReadyWatchdogAndStopping) {
   unlink(path.c_str());
 }
 
+// A worker stuck in one request past --stall_ms is logged with the request; fresh connections
+// keep being answered meanwhile (by the other loop, or by this one once it returns).
+TEST(HelloCoresTest, StallIsLoggedWithTheRequest) {
+  HelloCores child;
+  const int port =
+      StartServer(child, Flags({"--threads", "2", "--enable_fault_routes", "--stall_ms", "200"}));
+  ASSERT_NE(port, 0);
+  std::optional<HttpResponse> stalled;
+  std::thread slow([&] { stalled = Fetch(port, Get("/stall?ms=1500")); });
+  std::optional<std::string> line = child.WaitForLine("Worker ", kReadTimeout);
+  while (line && line->find(" stalled for ") == std::string::npos) {
+    line = child.WaitForLine("Worker ", kReadTimeout);
+  }
+  ASSERT_TRUE(line.has_value()) << "no stall line";
+  EXPECT_TRUE(std::regex_match(*line, std::regex("Worker [01] stalled for [0-9]+ms in "
+                                                 "GET /stall\\?ms=1500")))
+      << *line;
+  for (int i = 0; i < 10; ++i) {
+    std::optional<HttpResponse> fresh = Fetch(port, Get("/"));
+    ASSERT_TRUE(fresh.has_value()) << "fresh connection " << i;
+    EXPECT_EQ(fresh->status, 200);
+  }
+  slow.join();
+  ASSERT_TRUE(stalled.has_value());
+  EXPECT_EQ(stalled->status, 200);
+  std::optional<HttpResponse> metrics = Fetch(port, Get("/metrics"));
+  ASSERT_TRUE(metrics.has_value());
+  EXPECT_TRUE(std::regex_search(metrics->body,
+                                std::regex("percore_loop_stalls_total\\{worker=\"[01]\",cpu=\"[0-9]+\"\\} 1\n")))
+      << metrics->body;
+}
+
 // --stats prints a per-worker table on stderr every second.
 TEST(HelloCoresTest, StatsPrintsAPerWorkerTable) {
   HelloCores child;

@@ -98,6 +98,8 @@ class Engine {
   // Run() may wait before looking again.
   absl::Duration Supervise(absl::Time now);
   void Log(std::string_view line) const;
+  // Logs a loop busy past EngineOptions::stall_timeout, once per stall, and counts it.
+  void CheckStall(LoopSlot& slot);
 
   const EngineOptions options_;
   const ProtocolFactory factory_;

@@ -82,6 +82,10 @@ struct EngineOptions {
   int crash_loop_deaths = 5;
   absl::Duration crash_loop_window = absl::Seconds(60);
 
+  // A loop busy for longer than this without returning to the kernel (stuck in one request) is
+  // logged with what it was doing: "Worker 1 stalled for 1000ms in GET /slow".
+  absl::Duration stall_timeout = absl::Seconds(1);
+
   // Called by Engine::Run() on its own thread once every loop serves (for start-up lines).
   std::function<void(const Engine&)> on_started;
   // Where the engine's log lines go ("Worker 1 died (...); restarting in 100 ms"); one call

@@ -13,6 +13,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <string_view>
 
 namespace percore {
 
@@ -32,6 +34,21 @@ struct alignas(64) LoopStats {
   std::atomic<uint64_t> lag_us{0};     // how late the loop's last periodic tick ran, in µs
   // Responses by class, counted by the protocol (HTTP: 1xx .. 5xx at index 0 .. 4).
   std::atomic<uint64_t> responses[5] = {};
+  std::atomic<uint64_t> stalls{0};     // times the loop was seen stuck (supervisor)
+  // Monotonic ms since which the loop has been busy handling completions; 0 while it waits for
+  // the kernel. The supervisor reads it to find a loop stuck in one request.
+  std::atomic<int64_t> busy_since_ms{0};
+
+  // What the loop is doing ("GET /stall?ms=3000"), for the stall log line. Written by the loop
+  // before each request is handled, read by the supervisor while the loop may be writing: a
+  // sequence count tells a torn read from a whole one (words, so every access is atomic).
+  // Records `first` and `second` joined by a space (a method and a target), truncated.
+  void SetActivity(std::string_view first, std::string_view second);
+  std::string Activity() const;
+
+ private:
+  std::atomic<uint32_t> activity_sequence_{0};
+  std::atomic<uint64_t> activity_[8] = {};  // up to 63 bytes, NUL-padded
 };
 
 // Every loop's counters and the engine's readiness. Owned by the Engine.

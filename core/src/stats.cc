@@ -1,0 +1,44 @@
+#include "percore/stats.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace percore {
+
+void LoopStats::SetActivity(std::string_view first, std::string_view second) {
+  char bytes[sizeof(activity_)] = {};
+  const size_t room = sizeof(bytes) - 1;
+  size_t length = std::min(first.size(), room);
+  std::memcpy(bytes, first.data(), length);
+  if (length < room) bytes[length++] = ' ';
+  std::memcpy(bytes + length, second.data(), std::min(second.size(), room - length));
+  const uint32_t sequence = activity_sequence_.load(std::memory_order_relaxed);
+  activity_sequence_.store(sequence + 1, std::memory_order_relaxed);  // odd: being written
+  std::atomic_thread_fence(std::memory_order_release);
+  for (size_t i = 0; i < 8; ++i) {
+    uint64_t word;
+    std::memcpy(&word, bytes + i * 8, 8);
+    activity_[i].store(word, std::memory_order_relaxed);
+  }
+  activity_sequence_.store(sequence + 2, std::memory_order_release);
+}
+
+std::string LoopStats::Activity() const {
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const uint32_t before = activity_sequence_.load(std::memory_order_acquire);
+    if (before & 1) continue;
+    char bytes[sizeof(activity_)];
+    for (size_t i = 0; i < 8; ++i) {
+      const uint64_t word = activity_[i].load(std::memory_order_relaxed);
+      std::memcpy(bytes + i * 8, &word, 8);
+    }
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (activity_sequence_.load(std::memory_order_relaxed) == before) {
+      bytes[sizeof(bytes) - 1] = '\0';
+      return std::string(bytes);
+    }
+  }
+  return "?";
+}
+
+}  // namespace percore
