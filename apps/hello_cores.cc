@@ -130,7 +130,8 @@ int main(int argc, char** argv) {
   options.stall_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_stall_ms));
   options.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
   options.drain_delay = absl::GetFlag(FLAGS_drain_delay);
-  if (options.shutdown_timeout <= absl::ZeroDuration() || options.drain_delay < absl::ZeroDuration()) {
+  if (options.shutdown_timeout <= absl::ZeroDuration() ||
+      options.drain_delay < absl::ZeroDuration()) {
     return Fail("--shutdown_timeout must be > 0 and --drain_delay >= 0");
   }
 

@@ -60,7 +60,8 @@ long ContentLength(const std::string& head) {
   static const char kName[] = "\r\ncontent-length:";
   const size_t n = sizeof(kName) - 1;
   for (size_t i = 0; i + n <= head.size(); ++i) {
-    if (strncasecmp(head.data() + i, kName, n) == 0) return strtol(head.c_str() + i + n, nullptr, 10);
+    if (strncasecmp(head.data() + i, kName, n) == 0)
+      return strtol(head.c_str() + i + n, nullptr, 10);
   }
   return -1;
 }
@@ -71,8 +72,8 @@ bool ResponseComplete(const std::string& in, size_t index, std::string* body) {
   const size_t end = in.find("\r\n\r\n");
   if (end == std::string::npos) return false;
   if (in.compare(0, 9, "HTTP/1.1 ") != 0 || in.size() < 12 || in[9] != '2') {
-    Die("connection " + std::to_string(index) + ": unexpected response: " +
-        in.substr(0, in.find("\r\n")));
+    Die("connection " + std::to_string(index) +
+        ": unexpected response: " + in.substr(0, in.find("\r\n")));
   }
   const long length = ContentLength(in.substr(0, end + 2));
   if (length < 0) Die("connection " + std::to_string(index) + ": response without Content-Length");
@@ -155,8 +156,8 @@ int main(int argc, char** argv) {
   sigaction(SIGINT, &sa, nullptr);
   RaiseFileLimit(static_cast<size_t>(connections) + 64);
 
-  const std::string request = "GET " + path + " HTTP/1.1\r\nHost: " + address + ":" +
-                              std::to_string(port) + "\r\n\r\n";
+  const std::string request =
+      "GET " + path + " HTTP/1.1\r\nHost: " + address + ":" + std::to_string(port) + "\r\n\r\n";
   std::vector<Conn> conns(static_cast<size_t>(connections));
   const int64_t deadline = NowMs() + timeout_s * 1000;
   size_t next = 0;  // next connection to open
@@ -207,8 +208,10 @@ int main(int argc, char** argv) {
         c.state = State::kSending;
       }
       if (c.state == State::kSending) {
-        const ssize_t w = send(c.fd, request.data() + c.sent, request.size() - c.sent, MSG_NOSIGNAL);
-        if (w < 0 && errno != EAGAIN) Die("send #" + std::to_string(index) + ": " + strerror(errno));
+        const ssize_t w =
+            send(c.fd, request.data() + c.sent, request.size() - c.sent, MSG_NOSIGNAL);
+        if (w < 0 && errno != EAGAIN)
+          Die("send #" + std::to_string(index) + ": " + strerror(errno));
         if (w > 0) c.sent += static_cast<size_t>(w);
         if (c.sent == request.size()) c.state = State::kReading;
         continue;

@@ -9,8 +9,9 @@
 //
 // Prints "Listening on port N" once listening (0 picks a free port); exits 0 on SIGTERM/SIGINT.
 // A read holding "Connection: close" (case-sensitive) gets its last answer marked so (wrk reuses
-// a connection its answer did not say would close) and the connection closed once it is written. What the socket does not take is kept and finished on
-// EPOLLOUT, reading nothing more from that connection meanwhile.
+// a connection its answer did not say would close) and the connection closed once it is written.
+// What the socket does not take is kept and finished on EPOLLOUT, reading nothing more from that
+// connection meanwhile.
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>

@@ -24,9 +24,9 @@ Router MakeRouter() {
   router.Add("GET", "/", handler);
   router.Add("POST", "/", handler);
   static const char* const kPatterns[] = {
-      "/users/:id",        "/users/:id/posts",       "/users/:id/posts/:post",
-      "/teams/:team",      "/teams/:team/members",   "/orders/:order",
-      "/orders/:order/items/:item", "/products/:sku", "/search/:term", "/files/:name/meta",
+      "/users/:id",           "/users/:id/posts",  "/users/:id/posts/:post",     "/teams/:team",
+      "/teams/:team/members", "/orders/:order",    "/orders/:order/items/:item", "/products/:sku",
+      "/search/:term",        "/files/:name/meta",
   };
   for (const char* p : kPatterns) router.Add("GET", p, handler);
   return router;

@@ -12,8 +12,8 @@ namespace {
 constexpr int kMaxCpu = CPU_SETSIZE - 1;
 
 absl::Status ListError(std::string_view whole, std::string_view why) {
-  return absl::InvalidArgumentError("invalid CPU list \"" + std::string(whole) + "\": " +
-                                    std::string(why));
+  return absl::InvalidArgumentError("invalid CPU list \"" + std::string(whole) +
+                                    "\": " + std::string(why));
 }
 
 bool ParseCpu(std::string_view text, int* cpu) {

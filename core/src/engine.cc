@@ -19,8 +19,8 @@
 #include "epoll_backend.h"
 #include "io_uring_backend.h"
 #include "listener.h"
-#include "notify.h"
 #include "loop.h"
+#include "notify.h"
 #include "percore/cpus.h"
 
 namespace percore {
@@ -46,8 +46,9 @@ absl::Status Validate(const EngineOptions& o, const std::vector<int>& allowed) {
   }
   for (int cpu : o.cpus) {
     if (!std::binary_search(allowed.begin(), allowed.end(), cpu)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "cpu ", cpu, " is not in this process's allowed set (", absl::StrJoin(allowed, ","), ")"));
+      return absl::InvalidArgumentError(absl::StrCat("cpu ", cpu,
+                                                     " is not in this process's allowed set (",
+                                                     absl::StrJoin(allowed, ","), ")"));
     }
   }
   if (o.backlog < 1) return absl::InvalidArgumentError("backlog must be >= 1");
@@ -60,7 +61,8 @@ absl::Status Validate(const EngineOptions& o, const std::vector<int>& allowed) {
   if (o.recv_buffer_size < 512 || o.recv_buffer_size > (1u << 20)) {
     return absl::InvalidArgumentError("recv_buffer_size must be in 512..1048576");
   }
-  if (o.max_pending_output == 0) return absl::InvalidArgumentError("max_pending_output must be > 0");
+  if (o.max_pending_output == 0)
+    return absl::InvalidArgumentError("max_pending_output must be > 0");
   if (o.tick_interval <= absl::ZeroDuration() || o.linger_timeout < absl::ZeroDuration() ||
       o.send_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("tick_interval and send_timeout must be > 0");
@@ -99,10 +101,10 @@ struct Engine::LoopSlot {
   absl::Status exit_status;  // written by the loop thread before `exited`
   std::atomic<bool> exited{false};
   // Run()'s own, for restarts:
-  bool down = false;        // died; restarts at `restart_at`
+  bool down = false;  // died; restarts at `restart_at`
   absl::Time restart_at;
   absl::Time running_since;
-  absl::Duration backoff;   // the delay before the next restart
+  absl::Duration backoff;         // the delay before the next restart
   std::deque<absl::Time> deaths;  // within options_.crash_loop_window
   int64_t stall_logged_for = 0;   // the busy_since_ms of the stall already logged
 };
@@ -302,7 +304,8 @@ absl::Duration Engine::Supervise(absl::Time now) {
       }
       if (slot.deaths.size() == static_cast<size_t>(options_.crash_loop_deaths)) {
         Log(absl::StrCat("Worker ", slot.id, " died ", options_.crash_loop_deaths, " times in ",
-                         absl::FormatDuration(options_.crash_loop_window), "; reporting not ready"));
+                         absl::FormatDuration(options_.crash_loop_window),
+                         "; reporting not ready"));
       }
     }
     if (slot.down) {
@@ -315,7 +318,8 @@ absl::Duration Engine::Supervise(absl::Time now) {
         slot.down = false;
         slot.running_since = now;
         LoopStats::Add(stats_.loop(slot.id).restarts, 1);
-        if (!status.ok()) Log(absl::StrCat("Worker ", slot.id, " failed to restart: ", status.message()));
+        if (!status.ok())
+          Log(absl::StrCat("Worker ", slot.id, " failed to restart: ", status.message()));
       } else {
         next_look = std::min(next_look, slot.restart_at - now);
       }

@@ -41,10 +41,10 @@ class EpollBackend final : public Backend {
 
   Loop& loop_;
   int epoll_fd_ = -1;
-  std::vector<char> buffer_;             // every receive of the loop lands here
+  std::vector<char> buffer_;  // every receive of the loop lands here
   std::vector<epoll_event> events_;
-  std::vector<Connection*> work_;        // the dirty list being reconciled
-  std::vector<Connection*> unread_;      // readable connections cut short for fairness
+  std::vector<Connection*> work_;    // the dirty list being reconciled
+  std::vector<Connection*> unread_;  // readable connections cut short for fairness
   bool listening_ = false;
   bool accept_stopped_ = false;
   int64_t accept_retry_ms_ = 0;

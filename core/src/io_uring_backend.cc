@@ -3,8 +3,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/mman.h>
-#include <unistd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -97,7 +97,8 @@ absl::StatusOr<io_uring_cqe> WaitFor(io_uring* ring, uint64_t user_data) {
     __kernel_timespec timeout{0, 100 * 1000 * 1000};
     io_uring_cqe* cqe = nullptr;
     int ret = io_uring_submit_and_wait_timeout(ring, &cqe, 1, &timeout, nullptr);
-    if (ret < 0 && ret != -ETIME && ret != -EINTR) return absl::ErrnoToStatus(-ret, "io_uring_enter");
+    if (ret < 0 && ret != -ETIME && ret != -EINTR)
+      return absl::ErrnoToStatus(-ret, "io_uring_enter");
     if (cqe != nullptr) {
       io_uring_cqe copy = *cqe;
       io_uring_cqe_seen(ring, cqe);
@@ -176,8 +177,7 @@ absl::Status ProbeOperations(io_uring* ring) {
 
 }  // namespace
 
-IoUringBackend::IoUringBackend(Loop& loop, const EngineOptions& options, int listen_fd,
-                               int wake_fd)
+IoUringBackend::IoUringBackend(Loop& loop, const EngineOptions& options, int listen_fd, int wake_fd)
     : loop_(loop), options_(options), listen_fd_(listen_fd), wake_fd_(wake_fd) {}
 
 absl::StatusOr<std::unique_ptr<Backend>> IoUringBackend::Create(Loop& loop,

@@ -56,7 +56,7 @@ class IoUringBackend final : public Backend {
   char* buffers_ = nullptr;
   size_t buffers_bytes_ = 0;
   unsigned returned_buffers_ = 0;  // added to the buffer ring, not yet published to the kernel
-  uint64_t wake_value_ = 0;         // the eventfd read lands here
+  uint64_t wake_value_ = 0;        // the eventfd read lands here
   bool accept_armed_ = false;
   bool wake_armed_ = false;
   bool accept_stopped_ = false;  // draining or shutting down: never re-armed

@@ -45,7 +45,8 @@ void SetPort(Address& address, int port) {
   if (address.family == AF_INET) {
     reinterpret_cast<sockaddr_in*>(&address.storage)->sin_port = htons(static_cast<uint16_t>(port));
   } else {
-    reinterpret_cast<sockaddr_in6*>(&address.storage)->sin6_port = htons(static_cast<uint16_t>(port));
+    reinterpret_cast<sockaddr_in6*>(&address.storage)->sin6_port =
+        htons(static_cast<uint16_t>(port));
   }
 }
 
@@ -85,7 +86,8 @@ int BoundPort(int fd) {
   sockaddr_storage storage{};
   socklen_t length = sizeof(storage);
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &length) != 0) return -1;
-  if (storage.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&storage)->sin_port);
+  if (storage.ss_family == AF_INET)
+    return ntohs(reinterpret_cast<sockaddr_in*>(&storage)->sin_port);
   return ntohs(reinterpret_cast<sockaddr_in6*>(&storage)->sin6_port);
 }
 

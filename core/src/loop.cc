@@ -68,9 +68,8 @@ absl::Status Loop::Run() {
       }
       if (worker_.now_ms() >= next_tick_ms_) {
         // A loop blocked by a slow handler, or flooded, runs its tick late.
-        worker_.stats_->lag_us.store(
-            static_cast<uint64_t>(worker_.now_ms() - next_tick_ms_) * 1000,
-            std::memory_order_relaxed);
+        worker_.stats_->lag_us.store(static_cast<uint64_t>(worker_.now_ms() - next_tick_ms_) * 1000,
+                                     std::memory_order_relaxed);
         Tick();
         next_tick_ms_ = worker_.now_ms() + tick_ms_;
       }

@@ -35,9 +35,8 @@ void SystemdNotifier::Send(std::string_view state) {
   address.sun_family = AF_UNIX;
   path_.copy(address.sun_path, path_.size());
   const socklen_t length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path_.size());
-  [[maybe_unused]] ssize_t sent =
-      sendto(fd_, state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&address),
-             length);
+  [[maybe_unused]] ssize_t sent = sendto(fd_, state.data(), state.size(), MSG_NOSIGNAL,
+                                         reinterpret_cast<sockaddr*>(&address), length);
 }
 
 }  // namespace percore

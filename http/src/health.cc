@@ -48,26 +48,31 @@ void AppendMetrics(const EngineStats& stats, std::string* out) {
       out->push_back('\n');
     }
   }
-  AppendFamily(stats, "percore_connections_accepted_total", "counter", "Connections accepted.",
-               [](const LoopStats& l) { return Count(l.accepted); }, out);
-  AppendFamily(stats, "percore_connections_active", "gauge", "Connections open now.",
-               [](const LoopStats& l) { return Count(l.active); }, out);
-  AppendFamily(stats, "percore_received_bytes_total", "counter", "Bytes received.",
-               [](const LoopStats& l) { return Count(l.bytes_in); }, out);
-  AppendFamily(stats, "percore_sent_bytes_total", "counter", "Bytes sent.",
-               [](const LoopStats& l) { return Count(l.bytes_out); }, out);
-  AppendFamily(stats, "percore_loop_restarts_total", "counter",
-               "Times the loop died and was replaced.",
-               [](const LoopStats& l) { return Count(l.restarts); }, out);
-  AppendFamily(stats, "percore_loop_stalls_total", "counter",
-               "Times the loop was seen stuck in one request past the stall timeout.",
-               [](const LoopStats& l) { return Count(l.stalls); }, out);
-  AppendFamily(stats, "percore_loop_lag_seconds", "gauge",
-               "How late the loop's last periodic tick ran.",
-               [](const LoopStats& l) {
-                 return std::to_string(l.lag_us.load(std::memory_order_relaxed) / 1e6);
-               },
-               out);
+  AppendFamily(
+      stats, "percore_connections_accepted_total", "counter", "Connections accepted.",
+      [](const LoopStats& l) { return Count(l.accepted); }, out);
+  AppendFamily(
+      stats, "percore_connections_active", "gauge", "Connections open now.",
+      [](const LoopStats& l) { return Count(l.active); }, out);
+  AppendFamily(
+      stats, "percore_received_bytes_total", "counter", "Bytes received.",
+      [](const LoopStats& l) { return Count(l.bytes_in); }, out);
+  AppendFamily(
+      stats, "percore_sent_bytes_total", "counter", "Bytes sent.",
+      [](const LoopStats& l) { return Count(l.bytes_out); }, out);
+  AppendFamily(
+      stats, "percore_loop_restarts_total", "counter", "Times the loop died and was replaced.",
+      [](const LoopStats& l) { return Count(l.restarts); }, out);
+  AppendFamily(
+      stats, "percore_loop_stalls_total", "counter",
+      "Times the loop was seen stuck in one request past the stall timeout.",
+      [](const LoopStats& l) { return Count(l.stalls); }, out);
+  AppendFamily(
+      stats, "percore_loop_lag_seconds", "gauge", "How late the loop's last periodic tick ran.",
+      [](const LoopStats& l) {
+        return std::to_string(l.lag_us.load(std::memory_order_relaxed) / 1e6);
+      },
+      out);
   out->append("# HELP percore_ready Whether every loop serves and no drain has begun.\n");
   out->append("# TYPE percore_ready gauge\n");
   out->append(stats.ready() ? "percore_ready 1\n" : "percore_ready 0\n");

@@ -21,8 +21,8 @@ void AppendDecimal(std::string& out, size_t n);
 class ResponseWriter {
  public:
   // `fields` is cleared; `date_line` is "Date: ...\r\n".
-  static Response Make(std::string* out, std::string* fields, std::string_view date_line,
-                       bool head, bool close, bool http10_keep_alive) {
+  static Response Make(std::string* out, std::string* fields, std::string_view date_line, bool head,
+                       bool close, bool http10_keep_alive) {
     fields->clear();
     return Response(out, fields, date_line, head, close, http10_keep_alive);
   }

@@ -8,8 +8,8 @@
 #include <string_view>
 
 #include "ascii.h"
-#include "percore/stats.h"
 #include "errors.h"
+#include "percore/stats.h"
 #include "response_writer.h"
 
 namespace percore::http {
@@ -20,7 +20,8 @@ std::string_view View(const char* base, Span span) {
 }
 
 bool HasBody(const llhttp_t* p) {
-  return (p->flags & F_CHUNKED) != 0 || ((p->flags & F_CONTENT_LENGTH) != 0 && p->content_length > 0);
+  return (p->flags & F_CHUNKED) != 0 ||
+         ((p->flags & F_CONTENT_LENGTH) != 0 && p->content_length > 0);
 }
 
 // The status for a parser error that no callback of ours raised.
@@ -65,7 +66,8 @@ class RequestBuilder {
     r.target_ = target;
     size_t question = target.find('?');
     r.path_ = target.substr(0, question);
-    r.query_ = question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
+    r.query_ =
+        question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
     // Absolute form ("http://host/x?q", RFC 9112 3.2.2, sent to proxies and accepted by
     // servers): the path starts after the authority.
     if (size_t scheme = r.path_.find("://");

@@ -46,7 +46,7 @@ struct MessageState {
   Span method, target, field, value, body_view;
   uint32_t header_end = 0;  // just past the last header-section span
   uint64_t body_bytes = 0;
-  int error_status = 0;     // set by a callback that failed the message
+  int error_status = 0;  // set by a callback that failed the message
   uint8_t host_count = 0;
   bool in_message = false;
   bool headers_done = false;
@@ -85,7 +85,7 @@ class HttpProtocol final : public percore::Protocol {
   const int64_t idle_timeout_ms_;
   llhttp_settings_t settings_;
   DateCache date_;
-  MessageState scratch_;             // the message being parsed, while it fits in one read
+  MessageState scratch_;              // the message being parsed, while it fits in one read
   std::vector<HeaderField> headers_;  // views handed to the handler
   std::vector<RouteParam> params_;
   std::string fields_;  // Response::Set() fields of the response being written

@@ -18,15 +18,14 @@ TEST(HealthTest, MetricsHaveOneLabelledSamplePerLoop) {
   stats.loop(1).lag_us.store(1500);
   std::string out;
   AppendMetrics(stats, &out);
-  for (const char* line : {
-           "# TYPE percore_requests_total counter\n",
-           "percore_requests_total{worker=\"0\",cpu=\"4\",code=\"2xx\"} 41\n",
-           "percore_requests_total{worker=\"1\",cpu=\"7\",code=\"4xx\"} 2\n",
-           "percore_requests_total{worker=\"1\",cpu=\"7\",code=\"2xx\"} 0\n",
-           "percore_connections_accepted_total{worker=\"1\",cpu=\"7\"} 9\n",
-           "percore_loop_restarts_total{worker=\"0\",cpu=\"4\"} 3\n",
-           "percore_loop_lag_seconds{worker=\"1\",cpu=\"7\"} 0.001500\n",
-           "percore_ready 0\n"}) {
+  for (const char* line :
+       {"# TYPE percore_requests_total counter\n",
+        "percore_requests_total{worker=\"0\",cpu=\"4\",code=\"2xx\"} 41\n",
+        "percore_requests_total{worker=\"1\",cpu=\"7\",code=\"4xx\"} 2\n",
+        "percore_requests_total{worker=\"1\",cpu=\"7\",code=\"2xx\"} 0\n",
+        "percore_connections_accepted_total{worker=\"1\",cpu=\"7\"} 9\n",
+        "percore_loop_restarts_total{worker=\"0\",cpu=\"4\"} 3\n",
+        "percore_loop_lag_seconds{worker=\"1\",cpu=\"7\"} 0.001500\n", "percore_ready 0\n"}) {
     EXPECT_NE(out.find(line), std::string::npos) << line << " in\n" << out;
   }
   // Every sample line is "name{labels} value" or a comment: what Prometheus parses.

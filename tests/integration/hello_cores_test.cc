@@ -1,17 +1,17 @@
 // hello_cores as a child process: its start-up lines, its routes, its exit status on SIGTERM and
 // on bad flags. Every wait has a deadline; the child is always killed and reaped by its pid.
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
 #include <stddef.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -295,7 +295,8 @@ bool WaitForRefusedConnect(int port, milliseconds timeout) {
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<uint16_t>(port));
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    const int error = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 ? 0 : errno;
+    const int error =
+        connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 ? 0 : errno;
     close(fd);
     if (error == ECONNREFUSED) return true;
     if (Clock::now() >= deadline) return false;
@@ -559,7 +560,8 @@ TEST_P(RunningHelloCoresTest, FaultRouteCrashRestartsTheLoop) {
   std::optional<HttpResponse> worker = ReadResponse(fd, buffer, kReadTimeout);
   ASSERT_TRUE(worker.has_value());
   std::smatch match;
-  ASSERT_TRUE(std::regex_search(worker->body, match, std::regex("^Hello World from worker ([01]) ")))
+  ASSERT_TRUE(
+      std::regex_search(worker->body, match, std::regex("^Hello World from worker ([01]) ")))
       << worker->body;
   const std::string id = match[1];
   ASSERT_TRUE(SendAll(fd, Get("/crash")));
@@ -582,8 +584,8 @@ TEST_P(RunningHelloCoresTest, FaultRouteCrashRestartsTheLoop) {
     ASSERT_TRUE(response.has_value()) << "connection " << i;
     workers.insert(response->body.substr(0, std::string_view("Hello World from worker 0").size()));
   }
-  EXPECT_EQ(workers, (std::set<std::string>{"Hello World from worker 0",
-                                            "Hello World from worker 1"}));
+  EXPECT_EQ(workers,
+            (std::set<std::string>{"Hello World from worker 0", "Hello World from worker 1"}));
 
   ASSERT_EQ(kill(child.pid(), SIGTERM), 0);
   std::optional<int> status = child.WaitForExit(kExitTimeout);
@@ -664,9 +666,10 @@ TEST(BackendFallbackTest, BlockedIoUringFallsBackToEpollAndSaysWhy) {
   const int port = StartServer(child, Flags({"--threads", "2"}));
   ASSERT_NE(port, 0);
   const std::vector<std::string>& lines = child.lines();
-  EXPECT_NE(std::find(lines.begin(), lines.end(),
-                      "io_uring unavailable (io_uring_setup: Operation not permitted); using epoll"),
-            lines.end())
+  EXPECT_NE(
+      std::find(lines.begin(), lines.end(),
+                "io_uring unavailable (io_uring_setup: Operation not permitted); using epoll"),
+      lines.end())
       << ::testing::PrintToString(lines);
   for (int id = 0; id < 2; ++id) {
     const std::string prefix = "Worker " + std::to_string(id) + " started on cpu ";
@@ -779,8 +782,9 @@ TEST(HelloCoresTest, StallIsLoggedWithTheRequest) {
   EXPECT_EQ(stalled->status, 200);
   std::optional<HttpResponse> metrics = Fetch(port, Get("/metrics"));
   ASSERT_TRUE(metrics.has_value());
-  EXPECT_TRUE(std::regex_search(metrics->body,
-                                std::regex("percore_loop_stalls_total\\{worker=\"[01]\",cpu=\"[0-9]+\"\\} 1\n")))
+  EXPECT_TRUE(std::regex_search(
+      metrics->body,
+      std::regex("percore_loop_stalls_total\\{worker=\"[01]\",cpu=\"[0-9]+\"\\} 1\n")))
       << metrics->body;
 }
 

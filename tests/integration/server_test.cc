@@ -859,15 +859,16 @@ TEST(BackendEquivalenceTest, BothBackendsAnswerByteForByteTheSame) {
           Get("/missing") + "DELETE / HTTP/1.1\r\nHost: a\r\n\r\n" +
           "OPTIONS / HTTP/1.1\r\nHost: a\r\n\r\n" + close,
       "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-      "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n" + close,
+      "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n" +
+          close,
       "POST /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc" +
           close,
       PostEcho(RandomBytes(300000, 7)) + close,
       "GET / HTTP/1.0\r\n\r\n",
       "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + close,
-      "GET / HTTP/1.1\r\n\r\n",                      // 400: no Host
-      "GET / HTTP/3.0\r\nHost: a\r\n\r\n",            // 505
-      "GARBAGE\r\n\r\n",                              // 400
+      "GET / HTTP/1.1\r\n\r\n",                                             // 400: no Host
+      "GET / HTTP/3.0\r\nHost: a\r\n\r\n",                                  // 505
+      "GARBAGE\r\n\r\n",                                                    // 400
       "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2000000\r\n\r\n",  // 413
       "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",  // 501
   };

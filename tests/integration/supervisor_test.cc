@@ -102,9 +102,8 @@ bool WaitForRefusedConnect(int port, milliseconds timeout) {
 App MakeApp() {
   App app;
   app.Get("/", [](const Request&, Response& res) { res.Send("Hello World!"); });
-  app.Get("/worker", [](const Request& req, Response& res) {
-    res.Send(std::to_string(req.worker_id()));
-  });
+  app.Get("/worker",
+          [](const Request& req, Response& res) { res.Send(std::to_string(req.worker_id())); });
   app.Get("/crash", [](const Request& req, Response& res) {
     req.worker().Crash("crash requested by /crash");
     res.Send("crashing worker " + std::to_string(req.worker_id()));
@@ -503,9 +502,9 @@ TEST_P(SupervisorTest, DrainFinishesRequestInFlightClosesIdleAndRefusesNewConnec
   EXPECT_FALSE(engine_->ready());
   EXPECT_EQ(engine_->restarts(), 0);
   const std::vector<std::string> log = Log();
-  EXPECT_NE(std::find(log.begin(), log.end(),
-                      "Draining: not ready; finishing the requests in flight"),
-            log.end())
+  EXPECT_NE(
+      std::find(log.begin(), log.end(), "Draining: not ready; finishing the requests in flight"),
+      log.end())
       << ::testing::PrintToString(log);
   EXPECT_EQ(CountLogLines("Shutdown timeout"), 0u) << ::testing::PrintToString(log);
 }
@@ -556,7 +555,7 @@ TEST_P(SupervisorTest, ConnectionsArrivingAsTheDrainBeginsDoNotHoldItUp) {
       ASSERT_NO_FATAL_FAILURE(StopEngine());
     }
     EngineOptions options = TestEngineOptions(2);
-    options.shutdown_timeout = absl::Seconds(60);     // longer than this test waits
+    options.shutdown_timeout = absl::Seconds(60);      // longer than this test waits
     options.linger_timeout = absl::Milliseconds(200);  // the held connections do not close
     ASSERT_NO_FATAL_FAILURE(RunEngine(options));
     if (IsSkipped()) return;

@@ -170,9 +170,9 @@ class Connection {
   bool cancel_inflight_ : 1 = false;  // a cancel of the armed receive was submitted
   bool paused_ : 1 = false;           // too much pending output: not reading
   bool close_requested_ : 1 = false;
-  bool write_shut_ : 1 = false;       // FIN sent; lingering for the peer's
+  bool write_shut_ : 1 = false;  // FIN sent; lingering for the peer's
   bool peer_eof_ : 1 = false;
-  bool releasing_ : 1 = false;        // done or failed: cancel what is in flight, then release
+  bool releasing_ : 1 = false;  // done or failed: cancel what is in flight, then release
 };
 
 }  // namespace percore

@@ -34,7 +34,7 @@ struct alignas(64) LoopStats {
   std::atomic<uint64_t> lag_us{0};     // how late the loop's last periodic tick ran, in µs
   // Responses by class, counted by the protocol (HTTP: 1xx .. 5xx at index 0 .. 4).
   std::atomic<uint64_t> responses[5] = {};
-  std::atomic<uint64_t> stalls{0};     // times the loop was seen stuck (supervisor)
+  std::atomic<uint64_t> stalls{0};  // times the loop was seen stuck (supervisor)
   // Monotonic ms since which the loop has been busy handling completions; 0 while it waits for
   // the kernel. The supervisor reads it to find a loop stuck in one request.
   std::atomic<int64_t> busy_since_ms{0};

@@ -37,8 +37,8 @@ class Response {
 
  private:
   friend class ResponseWriter;
-  Response(std::string* out, std::string* fields, std::string_view date_line, bool head,
-           bool close, bool http10_keep_alive)
+  Response(std::string* out, std::string* fields, std::string_view date_line, bool head, bool close,
+           bool http10_keep_alive)
       : out_(out),
         fields_(fields),
         date_line_(date_line),
