@@ -70,10 +70,11 @@ class RequestBuilder {
         question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
     // Absolute form ("http://host/x?q", RFC 9112 3.2.2, sent to proxies and accepted by
     // servers): the path starts after the authority.
-    if (size_t scheme = r.path_.find("://");
-        !r.path_.empty() && r.path_.front() != '/' && scheme != std::string_view::npos) {
-      size_t slash = r.path_.find('/', scheme + 3);
-      r.path_ = slash == std::string_view::npos ? std::string_view("/") : r.path_.substr(slash);
+    if (!r.path_.empty() && r.path_.front() != '/') {
+      if (size_t scheme = r.path_.find("://"); scheme != std::string_view::npos) {
+        size_t slash = r.path_.find('/', scheme + 3);
+        r.path_ = slash == std::string_view::npos ? std::string_view("/") : r.path_.substr(slash);
+      }
     }
     r.headers_ = headers;
     r.body_ = body;
