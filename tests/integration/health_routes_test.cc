@@ -13,6 +13,7 @@
 #include "percore/engine.h"
 #include "percore/http/app.h"
 #include "percore/http/health.h"
+#include "support/backends.h"
 #include "support/test_client.h"
 
 namespace percore {
@@ -24,13 +25,10 @@ using percore::http::App;
 using percore::http::Request;
 using percore::http::Response;
 using percore::testing::ConnectLocal;
+using percore::testing::Get;
 using percore::testing::HttpResponse;
 using percore::testing::ReadResponse;
 using percore::testing::SendAll;
-
-std::string Get(std::string_view path) {
-  return "GET " + std::string(path) + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
-}
 
 // Sums the samples of `metric` whose labels contain `label` (any, if empty).
 double Sum(const std::string& metrics, const std::string& metric, const std::string& label = "") {
@@ -159,11 +157,8 @@ TEST_P(HealthRoutesTest, ReadinessDropsAfterACrashAndRecovers) {
   EXPECT_EQ(engine_->restarts(), 1);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, HealthRoutesTest,
-                         ::testing::Values(BackendKind::kIoUring, BackendKind::kEpoll),
-                         [](const ::testing::TestParamInfo<BackendKind>& info) {
-                           return info.param == BackendKind::kEpoll ? "Epoll" : "IoUring";
-                         });
+INSTANTIATE_TEST_SUITE_P(Backends, HealthRoutesTest, percore::testing::AllBackends(),
+                         percore::testing::BackendTestName);
 
 }  // namespace
 }  // namespace percore

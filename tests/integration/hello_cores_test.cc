@@ -41,6 +41,7 @@ namespace {
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 using percore::testing::ConnectLocal;
+using percore::testing::Get;
 using percore::testing::HttpResponse;
 using percore::testing::ReadResponse;
 using percore::testing::ReadToEnd;
@@ -260,10 +261,6 @@ std::optional<HttpResponse> Fetch(int port, std::string_view request) {
   if (SendAll(fd, request)) response = ReadResponse(fd, buffer, kReadTimeout);
   close(fd);
   return response;
-}
-
-std::string Get(std::string_view path) {
-  return "GET " + std::string(path) + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
 }
 
 // Closes client sockets when it goes out of scope.

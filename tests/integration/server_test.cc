@@ -27,16 +27,10 @@
 #include "percore/engine.h"
 #include "percore/http/app.h"
 #include "percore/options.h"
+#include "support/backends.h"
 #include "support/test_client.h"
 
 namespace percore {
-
-// Names the backend in test output (found by argument-dependent lookup).
-void PrintTo(BackendKind kind, std::ostream* os) {
-  *os << (kind == BackendKind::kEpoll     ? "epoll"
-          : kind == BackendKind::kIoUring ? "io_uring"
-                                          : "auto");
-}
 
 namespace {
 
@@ -50,6 +44,7 @@ using percore::testing::ConnectionsOptions;
 using percore::testing::ConnectionsResult;
 using percore::testing::ConnectLocal;
 using percore::testing::CountOpenFds;
+using percore::testing::Get;
 using percore::testing::HttpResponse;
 using percore::testing::ReadResponse;
 using percore::testing::ReadToEnd;
@@ -59,10 +54,6 @@ using percore::testing::StreamEnd;
 using percore::testing::WaitForFdCount;
 
 constexpr milliseconds kReadTimeout(10000);
-
-std::string Get(std::string_view path) {
-  return "GET " + std::string(path) + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
-}
 
 std::string PostEcho(std::string_view body) {
   return "POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\n"
@@ -895,11 +886,8 @@ TEST(BackendEquivalenceTest, BothBackendsAnswerByteForByteTheSame) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, ServerTest,
-                         ::testing::Values(BackendKind::kIoUring, BackendKind::kEpoll),
-                         [](const ::testing::TestParamInfo<BackendKind>& info) {
-                           return info.param == BackendKind::kEpoll ? "Epoll" : "IoUring";
-                         });
+INSTANTIATE_TEST_SUITE_P(Backends, ServerTest, percore::testing::AllBackends(),
+                         percore::testing::BackendTestName);
 
 }  // namespace
 }  // namespace percore

@@ -29,16 +29,10 @@
 #include "percore/engine.h"
 #include "percore/http/app.h"
 #include "percore/options.h"
+#include "support/backends.h"
 #include "support/test_client.h"
 
 namespace percore {
-
-// Names the backend in test output (found by argument-dependent lookup).
-void PrintTo(BackendKind kind, std::ostream* os) {
-  *os << (kind == BackendKind::kEpoll     ? "epoll"
-          : kind == BackendKind::kIoUring ? "io_uring"
-                                          : "auto");
-}
 
 namespace {
 
@@ -48,6 +42,7 @@ using percore::http::App;
 using percore::http::Request;
 using percore::http::Response;
 using percore::testing::ConnectLocal;
+using percore::testing::Get;
 using percore::testing::HttpResponse;
 using percore::testing::ReadResponse;
 using percore::testing::ReadToEnd;
@@ -58,10 +53,6 @@ using percore::testing::StreamEnd;
 
 constexpr milliseconds kReadTimeout(10000);
 constexpr milliseconds kWaitTimeout(20000);
-
-std::string Get(std::string_view path) {
-  return "GET " + std::string(path) + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
-}
 
 // The header section of a POST /echo whose `length`-byte body the server must ask for.
 std::string EchoHeadersExpectingContinue(size_t length) {
@@ -583,11 +574,8 @@ TEST_P(SupervisorTest, ConnectionsArrivingAsTheDrainBeginsDoNotHoldItUp) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, SupervisorTest,
-                         ::testing::Values(BackendKind::kIoUring, BackendKind::kEpoll),
-                         [](const ::testing::TestParamInfo<BackendKind>& info) {
-                           return info.param == BackendKind::kEpoll ? "Epoll" : "IoUring";
-                         });
+INSTANTIATE_TEST_SUITE_P(Backends, SupervisorTest, percore::testing::AllBackends(),
+                         percore::testing::BackendTestName);
 
 }  // namespace
 }  // namespace percore

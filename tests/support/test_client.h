@@ -52,6 +52,8 @@ class Socket {
 // A TCP connection to 127.0.0.1:port, with TCP_NODELAY (so small writes leave at once); -1 on
 // failure.
 int ConnectLocal(int port);
+// "GET <path> HTTP/1.1" with Host: localhost, as one request's bytes.
+std::string Get(std::string_view path);
 // Writes all of `data`; false on error.
 bool SendAll(int fd, std::string_view data);
 // Reads one response (Content-Length framed). `buffer` carries bytes read past it to the next
