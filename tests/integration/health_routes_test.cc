@@ -83,13 +83,7 @@ class HealthRoutesTest : public ::testing::TestWithParam<BackendKind> {
   }
 
   std::optional<HttpResponse> Fetch(std::string_view path) {
-    int fd = ConnectLocal(engine_->port());
-    if (fd < 0) return std::nullopt;
-    std::string buffer;
-    std::optional<HttpResponse> response;
-    if (SendAll(fd, Get(path))) response = ReadResponse(fd, buffer, milliseconds(10000));
-    close(fd);
-    return response;
+    return percore::testing::Fetch(engine_->port(), Get(path));
   }
 
   // Polls `path` until it answers `status`, within the deadline.

@@ -41,6 +41,7 @@ namespace {
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 using percore::testing::ConnectLocal;
+using percore::testing::Fetch;
 using percore::testing::Get;
 using percore::testing::HttpResponse;
 using percore::testing::ReadResponse;
@@ -252,16 +253,6 @@ class HelloCores {
   size_t next_line_ = 0;
   std::string stderr_;
 };
-
-std::optional<HttpResponse> Fetch(int port, std::string_view request) {
-  int fd = ConnectLocal(port);
-  if (fd < 0) return std::nullopt;
-  std::optional<HttpResponse> response;
-  std::string buffer;
-  if (SendAll(fd, request)) response = ReadResponse(fd, buffer, kReadTimeout);
-  close(fd);
-  return response;
-}
 
 // Closes client sockets when it goes out of scope.
 struct ClientSockets {

@@ -141,10 +141,7 @@ class ServerTest : public ::testing::TestWithParam<BackendKind> {
 
   // One request on a fresh connection; the response, or nullopt.
   std::optional<HttpResponse> Fetch(const std::string& request) {
-    Socket socket = Connect();
-    if (!socket.ok() || !SendAll(socket.fd(), request)) return std::nullopt;
-    std::string buffer;
-    return ReadResponse(socket.fd(), buffer, kReadTimeout);
+    return percore::testing::Fetch(port_, request, kReadTimeout);
   }
 
   // The server still answers a new connection, several requests on it.

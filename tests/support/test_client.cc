@@ -132,6 +132,14 @@ std::optional<HttpResponse> ReadResponse(int fd, std::string& buffer,
   }
 }
 
+std::optional<HttpResponse> Fetch(int port, std::string_view request,
+                                  std::chrono::milliseconds timeout) {
+  Socket socket(ConnectLocal(port));
+  if (!socket.ok() || !SendAll(socket.fd(), request)) return std::nullopt;
+  std::string buffer;
+  return ReadResponse(socket.fd(), buffer, timeout);
+}
+
 std::string ReadUntilClose(int fd, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   std::string buffer;

@@ -61,6 +61,11 @@ bool SendAll(int fd, std::string_view data);
 std::optional<HttpResponse> ReadResponse(
     int fd, std::string& buffer,
     std::chrono::milliseconds timeout = std::chrono::milliseconds(10000));
+// Sends `request` on a fresh connection to 127.0.0.1:port and reads one response; nullopt if
+// the connection or the response failed.
+std::optional<HttpResponse> Fetch(int port, std::string_view request,
+                                  std::chrono::milliseconds timeout =
+                                      std::chrono::milliseconds(10000));
 // Reads until the peer closes or `timeout` passes; returns what was read.
 std::string ReadUntilClose(int fd,
                            std::chrono::milliseconds timeout = std::chrono::milliseconds(10000));
