@@ -57,12 +57,7 @@ using percore::http::Response;
 void PrintStats(const percore::Engine& engine, const std::atomic<bool>& done) {
   const percore::EngineStats& stats = engine.stats();
   std::vector<uint64_t> last(stats.size(), 0);
-  auto total = [&](size_t id) {
-    uint64_t sum = 0;
-    for (const auto& counter : stats.loop(id).responses) sum += counter.load();
-    return sum;
-  };
-  for (size_t id = 0; id < stats.size(); ++id) last[id] = total(id);
+  for (size_t id = 0; id < stats.size(); ++id) last[id] = stats.Read(id).requests();
   auto next = std::chrono::steady_clock::now();
   while (!done.load()) {
     next += std::chrono::seconds(1);
@@ -71,14 +66,14 @@ void PrintStats(const percore::Engine& engine, const std::atomic<bool>& done) {
     }
     std::string table = "worker  cpu   requests/s  connections  restarts\n";
     for (size_t id = 0; id < stats.size(); ++id) {
-      const uint64_t now = total(id);
+      const percore::WorkerCounters worker = stats.Read(id);
       char row[96];
-      snprintf(row, sizeof(row), "%6zu  %3d  %11llu  %11llu  %8llu\n", id, stats.loop(id).cpu,
-               static_cast<unsigned long long>(now - last[id]),
-               static_cast<unsigned long long>(stats.loop(id).active.load()),
-               static_cast<unsigned long long>(stats.loop(id).restarts.load()));
+      snprintf(row, sizeof(row), "%6zu  %3d  %11llu  %11llu  %8llu\n", id, worker.cpu,
+               static_cast<unsigned long long>(worker.requests() - last[id]),
+               static_cast<unsigned long long>(worker.active),
+               static_cast<unsigned long long>(worker.restarts));
       table += row;
-      last[id] = now;
+      last[id] = worker.requests();
     }
     table += engine.ready() ? "ready\n\n" : "not ready\n\n";
     // On a terminal the table is redrawn in place; to a file or pipe it is appended.

@@ -8,16 +8,18 @@
 
 namespace percore {
 
+// Each loop instance reads two of these: the engine's, for every loop, and its own, so one
+// instance can be retired (a rolling restart, a stuck loop replaced) while the others serve.
 struct LoopControl {
   // Exit now, closing every connection.
   std::atomic<bool> stop{false};
   // Stop accepting, let requests in flight finish (their responses close their connections),
   // close idle connections, and exit once no connection is left.
   std::atomic<bool> draining{false};
-  // Loops that have stopped accepting since the drain began: once all have, the engine closes
-  // the listening sockets, so new connections are refused instead of waiting in a queue no
-  // loop reads.
-  std::atomic<int> stopped_accepting{0};
+  // Set by the loop (in its own control) once it has stopped accepting: when every loop has,
+  // the engine closes the listening sockets, so new connections are refused instead of waiting
+  // in a queue no loop reads.
+  std::atomic<bool> stopped_accepting{false};
 };
 
 }  // namespace percore

@@ -3,7 +3,9 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -73,8 +75,18 @@ absl::Status Validate(const EngineOptions& o, const std::vector<int>& allowed) {
   if (o.restart_backoff <= absl::ZeroDuration() || o.max_restart_backoff < o.restart_backoff) {
     return absl::InvalidArgumentError("restart_backoff must be > 0 and <= max_restart_backoff");
   }
-  if (o.stall_timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("stall_timeout must be > 0");
+  if (o.stall_timeout <= absl::ZeroDuration() || o.stuck_timeout <= o.stall_timeout) {
+    return absl::InvalidArgumentError("stall_timeout must be > 0 and stuck_timeout longer");
+  }
+  if (!o.listen_fds.empty() && o.threads != 0 &&
+      static_cast<size_t>(o.threads) != o.listen_fds.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("threads ", o.threads, " differs from the ",
+                                                   o.listen_fds.size(), " listen_fds given"));
+  }
+  for (int fd : o.listen_fds) {
+    if (BoundPort(fd) < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("listen_fds: ", fd, " is not a bound socket"));
+    }
   }
   if (o.crash_loop_deaths < 1 || o.crash_loop_window <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("crash_loop_deaths must be >= 1 and crash_loop_window > 0");
@@ -91,15 +103,39 @@ void RaiseFileLimit() {
   }
 }
 
+// Whether the kernel moves the connections queued on a listener that leaves its SO_REUSEPORT
+// group to the group's other listeners, rather than resetting them.
+bool MigratesQueuedConnections() {
+  char value = '0';
+  int fd = open("/proc/sys/net/ipv4/tcp_migrate_req", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    if (read(fd, &value, 1) != 1) value = '0';
+    close(fd);
+  }
+  return value == '1';
+}
+
 }  // namespace
 
-struct Engine::LoopSlot {
-  int id = 0;
-  int cpu = 0;
+// One run of a loop on its own thread.
+struct Engine::Instance {
   std::thread thread;
   std::promise<absl::Status> started;
   absl::Status exit_status;  // written by the loop thread before `exited`
   std::atomic<bool> exited{false};
+  LoopControl control;         // this instance's orders
+  int listen_fd = -1;          // the listener it accepts on
+  bool owns_listener = false;  // a replaced stuck loop's listener: closed once it exits
+  absl::Time stop_at = absl::InfiniteFuture();  // a retiring instance is stopped then
+  bool running() const { return thread.joinable(); }
+};
+
+// One worker: its serving loop instance, and while one is being replaced, the retiring one.
+struct Engine::LoopSlot {
+  int id = 0;
+  int cpu = 0;
+  Instance lanes[2];
+  int current = 0;  // the serving instance's lane
   // Run()'s own, for restarts:
   bool down = false;  // died; restarts at `restart_at`
   absl::Time restart_at;
@@ -107,6 +143,7 @@ struct Engine::LoopSlot {
   absl::Duration backoff;         // the delay before the next restart
   std::deque<absl::Time> deaths;  // within options_.crash_loop_window
   int64_t stall_logged_for = 0;   // the busy_since_ms of the stall already logged
+  int64_t stuck_handled_for = 0;  // the busy_since_ms of the stall already replaced
 };
 
 Engine::Engine(const EngineOptions& options, ProtocolFactory factory, size_t loops)
@@ -135,11 +172,13 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   std::vector<int> cpus = options.cpus.empty() ? allowed : options.cpus;
   std::sort(cpus.begin(), cpus.end());
   cpus.erase(std::unique(cpus.begin(), cpus.end()), cpus.end());
-  const int threads = options.threads > 0 ? options.threads : static_cast<int>(cpus.size());
+  const int threads = !options.listen_fds.empty() ? static_cast<int>(options.listen_fds.size())
+                      : options.threads > 0       ? options.threads
+                                                  : static_cast<int>(cpus.size());
   std::unique_ptr<Engine> engine(new Engine(options, std::move(factory), threads));
   for (int id = 0; id < threads; ++id) {
     engine->workers_.push_back(WorkerInfo{id, cpus[id % cpus.size()]});
-    engine->stats_.loop(id).cpu = cpus[id % cpus.size()];
+    engine->stats_.worker(id).cpu = cpus[id % cpus.size()];
   }
 
   if (options.backend == BackendKind::kEpoll) {
@@ -159,12 +198,17 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   }
 
   RaiseFileLimit();
-  absl::StatusOr<ListenerGroup> group =
-      BindListeners(options.address, options.port, threads, options.backlog);
-  if (!group.ok()) return group.status();
-  engine->listen_fds_ = std::move(group->fds);
-  engine->port_ = group->port;
-  for (int id = 0; id < threads; ++id) {
+  if (!options.listen_fds.empty()) {
+    engine->listen_fds_ = options.listen_fds;
+    engine->port_ = BoundPort(options.listen_fds[0]);
+  } else {
+    absl::StatusOr<ListenerGroup> group =
+        BindListeners(options.address, options.port, threads, options.backlog);
+    if (!group.ok()) return group.status();
+    engine->listen_fds_ = std::move(group->fds);
+    engine->port_ = group->port;
+  }
+  for (int i = 0; i < 2 * threads; ++i) {
     int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (fd < 0) return absl::ErrnoToStatus(errno, "eventfd");
     engine->wake_fds_.push_back(fd);
@@ -181,39 +225,109 @@ Engine::~Engine() {
   for (int fd : wake_fds_) close(fd);
 }
 
-void Engine::RunLoop(LoopSlot* slot) {
+void Engine::RunLoop(LoopSlot* slot, int lane) {
+  Instance& self = slot->lanes[lane];
   pthread_setname_np(pthread_self(), absl::StrCat("percore/", slot->id).c_str());
   cpu_set_t set;
   CPU_ZERO(&set);
   CPU_SET(slot->cpu, &set);
   if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0) {
-    slot->started.set_value(absl::InternalError(absl::StrCat("cannot pin to cpu ", slot->cpu)));
-    slot->exited.store(true);
+    self.started.set_value(absl::InternalError(absl::StrCat("cannot pin to cpu ", slot->cpu)));
+    self.exited.store(true, std::memory_order_release);
     return;
   }
   absl::Status status;
   {
-    Loop loop(slot->id, slot->cpu, options_, listen_fds_[slot->id], wake_fds_[slot->id],
-              control_.get(), &stats_);
+    Loop loop(slot->id, slot->cpu, options_, self.listen_fd, wake_fds_[2 * slot->id + lane],
+              control_.get(), &self.control, &stats_.worker(slot->id).lanes[lane], &stats_);
     absl::StatusOr<std::unique_ptr<Backend>> backend =
         backend_ == BackendKind::kEpoll
             ? EpollBackend::Create(loop)
             : IoUringBackend::Create(loop, options_, loop.listen_fd(), loop.wake_fd());
     status = backend.ok() ? loop.Init(factory_, std::move(*backend)) : backend.status();
-    slot->started.set_value(status);
+    self.started.set_value(status);
     if (status.ok()) status = loop.Run();
   }
-  slot->exit_status = status;
-  slot->exited.store(true, std::memory_order_release);
+  self.exit_status = status;
+  self.exited.store(true, std::memory_order_release);
 }
 
-std::future<absl::Status> Engine::StartLoop(LoopSlot* slot) {
-  slot->exited.store(false);
-  slot->exit_status = absl::OkStatus();
-  slot->started = std::promise<absl::Status>();
-  std::future<absl::Status> started = slot->started.get_future();
-  slot->thread = std::thread(&Engine::RunLoop, this, slot);
+std::future<absl::Status> Engine::StartLoop(LoopSlot* slot, int lane) {
+  Instance& instance = slot->lanes[lane];
+  instance.exited.store(false);
+  instance.exit_status = absl::OkStatus();
+  instance.control.stop.store(false);
+  instance.control.draining.store(false);
+  instance.control.stopped_accepting.store(false);
+  instance.stop_at = absl::InfiniteFuture();
+  instance.started = std::promise<absl::Status>();
+  std::future<absl::Status> started = instance.started.get_future();
+  instance.thread = std::thread(&Engine::RunLoop, this, slot, lane);
   return started;
+}
+
+void Engine::Join(Instance& instance) {
+  if (instance.running()) instance.thread.join();
+  if (instance.owns_listener) {
+    close(instance.listen_fd);
+    instance.owns_listener = false;
+  }
+}
+
+bool Engine::Reap(Instance& instance) {
+  if (instance.running() && !instance.exited.load(std::memory_order_acquire)) return false;
+  Join(instance);
+  return true;
+}
+
+void Engine::Wake(int id, int lane) {
+  const uint64_t one = 1;
+  // EAGAIN only means the counter is already non-zero: the loop will wake either way.
+  [[maybe_unused]] ssize_t n = write(wake_fds_[2 * id + lane], &one, sizeof(one));
+}
+
+void Engine::Retire(LoopSlot& slot, int lane, absl::Time now) {
+  Instance& instance = slot.lanes[lane];
+  instance.control.draining.store(true);
+  instance.stop_at = now + options_.shutdown_timeout;
+  Wake(slot.id, lane);
+}
+
+bool Engine::Replace(LoopSlot& slot, bool fresh_listener, absl::Time now) {
+  const int old_lane = slot.current;
+  const int new_lane = 1 - old_lane;
+  Instance& old = slot.lanes[old_lane];
+  Instance& fresh = slot.lanes[new_lane];
+  if (!Reap(fresh)) return false;  // the instance replaced before is still finishing
+  int fd = old.listen_fd;
+  if (fresh_listener) {
+    absl::StatusOr<int> added = AddListener(old.listen_fd, options_.backlog);
+    if (!added.ok()) {
+      Log(absl::StrCat("Worker ", slot.id, " not replaced: ", added.status().message()));
+      return false;
+    }
+    fd = *added;
+  }
+  fresh.listen_fd = fd;
+  absl::Status status = StartLoop(&slot, new_lane).get();
+  if (!status.ok()) {
+    fresh.thread.join();
+    if (fresh_listener) close(fd);
+    Log(absl::StrCat("Worker ", slot.id, " not replaced: ", status.message()));
+    return false;
+  }
+  slot.current = new_lane;
+  listen_fds_[slot.id] = fd;
+  if (fresh_listener) {
+    // Shutting a listening socket down takes it out of the SO_REUSEPORT group: new connections
+    // hash to the others only, and with net.ipv4.tcp_migrate_req=1 the ones already queued on it
+    // move to them too. The old loop may still have an accept armed on it; it is closed once that
+    // loop has exited.
+    old.owns_listener = true;
+    shutdown(old.listen_fd, SHUT_RDWR);
+  }
+  Retire(slot, old_lane, now);
+  return true;
 }
 
 absl::Status Engine::Start() {
@@ -227,7 +341,8 @@ absl::Status Engine::Start() {
     slot->cpu = w.cpu;
     slot->backoff = options_.restart_backoff;
     slot->running_since = now;
-    started.push_back(StartLoop(slot.get()));
+    slot->lanes[0].listen_fd = listen_fds_[w.id];
+    started.push_back(StartLoop(slot.get(), 0));
     slots_.push_back(std::move(slot));
   }
   absl::Status first_error;
@@ -247,35 +362,54 @@ absl::Status Engine::Start() {
 
 void Engine::Stop() {
   control_->stop.store(true);
-  const uint64_t one = 1;
-  for (int fd : wake_fds_) {
-    // EAGAIN only means the counter is already non-zero: the loop will wake either way.
-    [[maybe_unused]] ssize_t n = write(fd, &one, sizeof(one));
-  }
+  for (size_t i = 0; i < wake_fds_.size(); ++i) Wake(static_cast<int>(i / 2), i % 2);
 }
 
-void Engine::CheckStall(LoopSlot& slot) {
-  LoopStats& stats = stats_.loop(slot.id);
+void Engine::CheckStall(LoopSlot& slot, absl::Time now) {
+  WorkerStats& worker = stats_.worker(slot.id);
+  const LoopStats& stats = worker.lanes[slot.current];
   const int64_t busy_since = stats.busy_since_ms.load(std::memory_order_relaxed);
-  if (busy_since == 0 || busy_since == slot.stall_logged_for) return;
-  const int64_t busy_ms = MonotonicMs() - busy_since;
-  if (busy_ms < absl::ToInt64Milliseconds(options_.stall_timeout)) return;
-  slot.stall_logged_for = busy_since;  // once per stall
-  LoopStats::Add(stats.stalls, 1);
-  Log(absl::StrCat("Worker ", slot.id, " stalled for ", busy_ms, "ms in ", stats.Activity()));
+  if (busy_since == 0) return;
+  const absl::Duration busy = absl::Milliseconds(MonotonicMs() - busy_since);
+  if (busy >= options_.stall_timeout && busy_since != slot.stall_logged_for) {
+    slot.stall_logged_for = busy_since;  // once per stall
+    LoopStats::Add(worker.stalls, 1);
+    Log(absl::StrCat("Worker ", slot.id, " stalled for ", absl::ToInt64Milliseconds(busy),
+                     "ms in ", stats.Activity()));
+  }
+  if (busy < options_.stuck_timeout || busy_since == slot.stuck_handled_for ||
+      control_->draining.load()) {
+    return;
+  }
+  slot.stuck_handled_for = busy_since;  // once per stall
+  const std::string activity = stats.Activity();
+  if (!Replace(slot, /*fresh_listener=*/true, now)) {
+    Log(absl::StrCat("Worker ", slot.id, " stuck for ", absl::ToInt64Milliseconds(busy),
+                     "ms in ", activity, "; not replaced while the loop it replaced is stuck"));
+    return;
+  }
+  LoopStats::Add(worker.restarts, 1);
+  Log(absl::StrCat("Worker ", slot.id, " stuck for ", absl::ToInt64Milliseconds(busy), "ms in ",
+                   activity, "; replaced by a new loop on cpu ", slot.cpu,
+                   MigratesQueuedConnections()
+                       ? " (its queued connections move to the other listeners)"
+                       : " (connections queued on its listener are reset: set "
+                         "net.ipv4.tcp_migrate_req=1 to move them)"));
 }
 
 int Engine::restarts() const {
   uint64_t total = 0;
-  for (size_t i = 0; i < stats_.size(); ++i) total += stats_.loop(i).restarts.load();
+  for (size_t i = 0; i < stats_.size(); ++i) total += stats_.worker(i).restarts.load();
   return static_cast<int>(total);
 }
 
 void Engine::Drain() { drain_requested_.store(true); }
 
+void Engine::Reload() { reload_requested_.store(true); }
+
 void Engine::Wait() {
   for (auto& slot : slots_) {
-    if (slot->thread.joinable()) slot->thread.join();
+    for (Instance& instance : slot->lanes) Join(instance);
   }
 }
 
@@ -283,11 +417,18 @@ absl::Duration Engine::Supervise(absl::Time now) {
   absl::Duration next_look = absl::Milliseconds(100);
   bool all_up = true;
   bool crash_looping = false;
+  const bool ending = control_->stop.load() || control_->draining.load();
   for (auto& slot_ptr : slots_) {
     LoopSlot& slot = *slot_ptr;
-    if (!slot.down && slot.thread.joinable() && slot.exited.load(std::memory_order_acquire)) {
-      slot.thread.join();
-      if (control_->stop.load() || control_->draining.load()) {
+    // A retiring instance: done once it exits; stopped if it takes too long.
+    Instance& retiring = slot.lanes[1 - slot.current];
+    if (!Reap(retiring) && now >= retiring.stop_at && !retiring.control.stop.load()) {
+      retiring.control.stop.store(true);
+      Wake(slot.id, 1 - slot.current);
+    }
+    Instance& serving = slot.lanes[slot.current];
+    if (!slot.down && serving.running() && Reap(serving)) {
+      if (ending) {
         all_up = false;  // an exit that was asked for
         continue;
       }
@@ -295,7 +436,7 @@ absl::Duration Engine::Supervise(absl::Time now) {
       if (now - slot.running_since >= kHealthyAfter) slot.backoff = options_.restart_backoff;
       slot.down = true;
       slot.restart_at = now + slot.backoff;
-      Log(absl::StrCat("Worker ", slot.id, " died (", slot.exit_status.message(),
+      Log(absl::StrCat("Worker ", slot.id, " died (", serving.exit_status.message(),
                        "); restarting in ", absl::FormatDuration(slot.backoff)));
       slot.backoff = std::min(slot.backoff * 1.5, options_.max_restart_backoff);
       slot.deaths.push_back(now);
@@ -310,14 +451,15 @@ absl::Duration Engine::Supervise(absl::Time now) {
     }
     if (slot.down) {
       all_up = false;
-      if (control_->draining.load()) continue;  // not restarted to be drained
+      if (ending) continue;  // not restarted to be drained
       if (now >= slot.restart_at) {
         // The listener stayed open: connections that arrived meanwhile wait in its accept
         // queue for the new loop.
-        absl::Status status = StartLoop(&slot).get();
+        serving.listen_fd = listen_fds_[slot.id];
+        absl::Status status = StartLoop(&slot, slot.current).get();
         slot.down = false;
         slot.running_since = now;
-        LoopStats::Add(stats_.loop(slot.id).restarts, 1);
+        LoopStats::Add(stats_.worker(slot.id).restarts, 1);
         if (!status.ok())
           Log(absl::StrCat("Worker ", slot.id, " failed to restart: ", status.message()));
       } else {
@@ -327,20 +469,56 @@ absl::Duration Engine::Supervise(absl::Time now) {
     while (!slot.deaths.empty() && now - slot.deaths.front() > options_.crash_loop_window) {
       slot.deaths.pop_front();
     }
-    if (!slot.down) CheckStall(slot);
+    if (!slot.down) CheckStall(slot, now);
     crash_looping |= slot.deaths.size() >= static_cast<size_t>(options_.crash_loop_deaths);
   }
   stats_.ready_.store(all_up && !crash_looping && !drain_requested_.load());
   return next_look;
 }
 
+void Engine::AdvanceRoll(absl::Time now) {
+  if (roll_id_ < 0) {
+    if (!reload_requested_.exchange(false)) return;
+    Log("Rolling restart: replacing the workers one at a time");
+    roll_id_ = 0;
+    roll_replaced_ = false;
+  }
+  LoopSlot& slot = *slots_[roll_id_];
+  Instance& retiring = slot.lanes[1 - slot.current];
+  if (!roll_replaced_) {
+    if (slot.down) {
+      roll_replaced_ = true;  // its restart is a new loop already
+    } else if (retiring.running()) {
+      // A stuck loop replaced earlier that has not returned: wait for it, unless it outlived its
+      // stop time (stuck for good), which the roll cannot fix.
+      if (now < retiring.stop_at) return;
+      Log(absl::StrCat("Rolling restart: worker ", slot.id, " skipped: its old loop is stuck"));
+      roll_replaced_ = true;
+    } else if (Replace(slot, /*fresh_listener=*/false, now)) {
+      Log(absl::StrCat("Worker ", slot.id, " restarted on cpu ", slot.cpu,
+                       "; the old loop is draining"));
+      roll_replaced_ = true;
+      return;
+    } else {
+      roll_replaced_ = true;  // logged by Replace; the old loop keeps serving
+    }
+  }
+  if (retiring.running() && now < retiring.stop_at) return;  // still draining
+  roll_replaced_ = false;
+  if (++roll_id_ == static_cast<int>(slots_.size())) {
+    roll_id_ = -1;
+    Log("Rolling restart done");
+  }
+}
+
 absl::Status Engine::Run() {
-  // Block the stop signals before the loop threads exist, so they inherit the mask and the
-  // signals stay pending for sigtimedwait below instead of interrupting a loop.
+  // Block the signals before the loop threads exist, so they inherit the mask and the signals
+  // stay pending for sigtimedwait below instead of interrupting a loop.
   sigset_t signals, previous;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, &previous);
   absl::Status status = Start();
   if (status.ok() && options_.on_started) options_.on_started(*this);
@@ -351,6 +529,14 @@ absl::Status Engine::Run() {
   absl::Time last_watchdog = absl::Now();
   absl::Time drain_started = absl::InfiniteFuture();
   bool listeners_closed = false;
+  auto all_instances = [this](auto predicate) {
+    for (const auto& slot : slots_) {
+      for (const Instance& instance : slot->lanes) {
+        if (!predicate(instance)) return false;
+      }
+    }
+    return true;
+  };
   while (status.ok() && !control_->stop.load()) {
     const absl::Time now = absl::Now();
     if (drain_requested_.load() && drain_started == absl::InfiniteFuture()) {
@@ -364,27 +550,30 @@ absl::Status Engine::Run() {
     }
     if (!control_->draining.load() && now >= drain_started + options_.drain_delay) {
       control_->draining.store(true);
-      const uint64_t one = 1;
-      for (int fd : wake_fds_) [[maybe_unused]] ssize_t n = write(fd, &one, sizeof(one));
+      for (size_t i = 0; i < wake_fds_.size(); ++i) Wake(static_cast<int>(i / 2), i % 2);
     }
     if (control_->draining.load()) {
-      const int serving = static_cast<int>(std::count_if(
-          slots_.begin(), slots_.end(), [](const auto& slot) { return !slot->down; }));
-      if (!listeners_closed && control_->stopped_accepting.load() >= serving) {
+      if (!listeners_closed && all_instances([](const Instance& instance) {
+            return !instance.running() || instance.exited.load() ||
+                   instance.control.stopped_accepting.load();
+          })) {
         for (int& fd : listen_fds_) {
           close(fd);
           fd = -1;
         }
         listeners_closed = true;
       }
-      if (std::all_of(slots_.begin(), slots_.end(),
-                      [](const auto& slot) { return slot->exited.load(); })) {
+      if (all_instances([](const Instance& instance) {
+            return !instance.running() || instance.exited.load();
+          })) {
         break;  // every loop finished its connections
       }
       if (now >= drain_started + options_.drain_delay + options_.shutdown_timeout) {
         Log("Shutdown timeout: closing the connections left");
         break;
       }
+    } else {
+      AdvanceRoll(now);
     }
     absl::Duration wait = Supervise(now);
     if (notifier.watchdog_interval() > absl::ZeroDuration()) {
@@ -399,10 +588,14 @@ absl::Status Engine::Run() {
       }
       wait = std::min(wait, notifier.watchdog_interval());
     }
-    if (drain_started != absl::InfiniteFuture()) wait = std::min(wait, absl::Milliseconds(20));
+    if (drain_started != absl::InfiniteFuture() || roll_id_ >= 0) {
+      wait = std::min(wait, absl::Milliseconds(20));
+    }
     const timespec timeout = absl::ToTimespec(wait);
     const int signal = sigtimedwait(&signals, nullptr, &timeout);
-    if (signal == SIGINT || signal == SIGTERM) {
+    if (signal == SIGHUP) {
+      Reload();
+    } else if (signal == SIGINT || signal == SIGTERM) {
       if (drain_started == absl::InfiniteFuture()) {
         Drain();
       } else {
@@ -412,7 +605,19 @@ absl::Status Engine::Run() {
     }
   }
   Stop();
-  Wait();
+  // Every loop closes its connections and exits within a few seconds, unless one is stuck in a
+  // request: that thread is left to the destructor rather than holding Run() up.
+  const absl::Time give_up = absl::Now() + absl::Seconds(5);
+  while (!all_instances([](const Instance& instance) {
+    return !instance.running() || instance.exited.load();
+  }) && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  for (auto& slot : slots_) {
+    for (Instance& instance : slot->lanes) {
+      if (!Reap(instance)) Log(absl::StrCat("Worker ", slot->id, " is stuck; not waiting for it"));
+    }
+  }
   stats_.ready_.store(false);
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   return status;

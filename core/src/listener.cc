@@ -82,16 +82,38 @@ absl::StatusOr<int> BoundSocket(const Address& address, bool reuse_port, const s
   return fd;
 }
 
+absl::StatusOr<int> Listen(absl::StatusOr<int> fd, int backlog) {
+  if (fd.ok() && listen(*fd, backlog) != 0) {
+    int err = errno;
+    close(*fd);
+    return absl::ErrnoToStatus(err, "listen");
+  }
+  return fd;
+}
+
+}  // namespace
+
 int BoundPort(int fd) {
   sockaddr_storage storage{};
   socklen_t length = sizeof(storage);
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &length) != 0) return -1;
   if (storage.ss_family == AF_INET)
     return ntohs(reinterpret_cast<sockaddr_in*>(&storage)->sin_port);
-  return ntohs(reinterpret_cast<sockaddr_in6*>(&storage)->sin6_port);
+  if (storage.ss_family == AF_INET6)
+    return ntohs(reinterpret_cast<sockaddr_in6*>(&storage)->sin6_port);
+  return -1;
 }
 
-}  // namespace
+absl::StatusOr<int> AddListener(int sibling, int backlog) {
+  Address address;
+  address.length = sizeof(address.storage);
+  if (getsockname(sibling, reinterpret_cast<sockaddr*>(&address.storage), &address.length) != 0) {
+    return absl::ErrnoToStatus(errno, "getsockname");
+  }
+  address.family = address.storage.ss_family;
+  const int port = BoundPort(sibling);
+  return Listen(BoundSocket(address, /*reuse_port=*/true, "listener", port), backlog);
+}
 
 absl::StatusOr<ListenerGroup> BindListeners(const std::string& address, int port, int count,
                                             int backlog) {
@@ -110,12 +132,8 @@ absl::StatusOr<ListenerGroup> BindListeners(const std::string& address, int port
   ListenerGroup group;
   group.port = bound_port;
   for (int i = 0; i < count; ++i) {
-    absl::StatusOr<int> fd = BoundSocket(*addr, /*reuse_port=*/true, address, bound_port);
-    if (fd.ok() && listen(*fd, backlog) != 0) {
-      int err = errno;
-      close(*fd);
-      fd = absl::ErrnoToStatus(err, "listen");
-    }
+    absl::StatusOr<int> fd =
+        Listen(BoundSocket(*addr, /*reuse_port=*/true, address, bound_port), backlog);
     if (!fd.ok()) {
       for (int open_fd : group.fds) close(open_fd);
       return fd.status();

@@ -27,12 +27,14 @@ int64_t MonotonicMs() {
 }  // namespace
 
 Loop::Loop(int id, int cpu, const EngineOptions& options, int listen_fd, int wake_fd,
-           LoopControl* control, EngineStats* engine_stats)
-    : worker_(id, cpu, &engine_stats->loop(id), engine_stats),
+           const LoopControl* engine, LoopControl* own, LoopStats* stats,
+           EngineStats* engine_stats)
+    : worker_(id, cpu, stats, engine_stats),
       options_(options),
       listen_fd_(listen_fd),
       wake_fd_(wake_fd),
-      control_(control),
+      engine_(engine),
+      own_(own),
       tick_ms_(std::max<int64_t>(1, absl::ToInt64Milliseconds(options.tick_interval))),
       linger_ms_(absl::ToInt64Milliseconds(options.linger_timeout)) {}
 
@@ -60,9 +62,9 @@ void Loop::UpdateClock() {
 absl::Status Loop::Run() {
   absl::Status status;
   try {
-    while (!control_->stop.load(std::memory_order_relaxed)) {
+    while (!Stopping()) {
       UpdateClock();
-      if (control_->draining.load(std::memory_order_relaxed)) {
+      if (Draining()) {
         if (!worker_.draining_) BeginDrain();
         if (connections_ == nullptr) break;
       }
@@ -91,7 +93,7 @@ absl::Status Loop::Run() {
 void Loop::BeginDrain() {
   worker_.draining_ = true;
   backend_->StopAccepting();
-  control_->stopped_accepting.fetch_add(1);
+  own_->stopped_accepting.store(true);
   for (Connection* c = connections_; c != nullptr; c = c->next_) {
     if (c->closing()) continue;
     c->session_->OnDrain(*c);
@@ -109,6 +111,9 @@ void Loop::Shutdown() {
     if (backend_->Iterate(10) < 0) break;
   }
   protocol_->OnTick();
+  // The counters outlive this instance and are summed with its successor's: leave no gauge.
+  worker_.stats_->lag_us.store(0, std::memory_order_relaxed);
+  worker_.stats_->busy_since_ms.store(0, std::memory_order_relaxed);
 }
 
 void Loop::Tick() {
@@ -139,7 +144,7 @@ void Loop::ExpireDeadline(Connection* c) {
 }
 
 Connection* Loop::OnAccepted(int fd) {
-  if (control_->stop.load(std::memory_order_relaxed)) {
+  if (Stopping()) {
     close(fd);
     return nullptr;
   }

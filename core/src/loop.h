@@ -20,11 +20,11 @@ namespace percore {
 
 class Loop {
  public:
-  // `control` holds the engine's orders, read once per iteration; writing to `wake_fd` (an
-  // eventfd the engine owns) interrupts the loop's wait.
-  // `stats` (this loop's counters within `engine_stats`) outlive the loop.
+  // `engine` and `own` hold the orders for every loop and for this instance, read once per
+  // iteration; writing to `wake_fd` (an eventfd the engine owns) interrupts the loop's wait.
+  // `stats` (this instance's counters within `engine_stats`) outlive the loop.
   Loop(int id, int cpu, const EngineOptions& options, int listen_fd, int wake_fd,
-       LoopControl* control, EngineStats* engine_stats);
+       const LoopControl* engine, LoopControl* own, LoopStats* stats, EngineStats* engine_stats);
   // Releases every connection; the backend is gone first, so no kernel operation still points
   // at a connection's buffers.
   ~Loop();
@@ -111,7 +111,17 @@ class Loop {
   const EngineOptions& options_;
   const int listen_fd_;
   const int wake_fd_;
-  LoopControl* control_;  // the engine's; this loop only reads it, but for stopped_accepting
+  bool Stopping() const {
+    return engine_->stop.load(std::memory_order_relaxed) ||
+           own_->stop.load(std::memory_order_relaxed);
+  }
+  bool Draining() const {
+    return engine_->draining.load(std::memory_order_relaxed) ||
+           own_->draining.load(std::memory_order_relaxed);
+  }
+
+  const LoopControl* engine_;
+  LoopControl* own_;  // read, but for stopped_accepting
   std::unique_ptr<Protocol> protocol_;
   std::unique_ptr<Backend> backend_;
   Connection* connections_ = nullptr;  // intrusive list head

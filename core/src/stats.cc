@@ -23,6 +23,23 @@ void LoopStats::SetActivity(std::string_view first, std::string_view second) {
   activity_sequence_.store(sequence + 2, std::memory_order_release);
 }
 
+WorkerCounters EngineStats::Read(size_t id) const {
+  const WorkerStats& w = workers_[id];
+  WorkerCounters out;
+  out.cpu = w.cpu;
+  out.restarts = w.restarts.load(std::memory_order_relaxed);
+  out.stalls = w.stalls.load(std::memory_order_relaxed);
+  for (const LoopStats& l : w.lanes) {
+    out.accepted += l.accepted.load(std::memory_order_relaxed);
+    out.active += l.active.load(std::memory_order_relaxed);
+    out.bytes_in += l.bytes_in.load(std::memory_order_relaxed);
+    out.bytes_out += l.bytes_out.load(std::memory_order_relaxed);
+    out.lag_us = std::max(out.lag_us, l.lag_us.load(std::memory_order_relaxed));
+    for (int i = 0; i < 5; ++i) out.responses[i] += l.responses[i].load(std::memory_order_relaxed);
+  }
+  return out;
+}
+
 std::string LoopStats::Activity() const {
   for (int attempt = 0; attempt < 100; ++attempt) {
     const uint32_t before = activity_sequence_.load(std::memory_order_acquire);

@@ -1,6 +1,6 @@
 #include "percore/http/health.h"
 
-#include <atomic>
+#include <vector>
 
 #include "response_writer.h"
 
@@ -9,12 +9,12 @@ namespace {
 
 // One metric family: its HELP and TYPE lines, then one sample per loop.
 template <typename Value>
-void AppendFamily(const EngineStats& stats, std::string_view name, std::string_view type,
-                  std::string_view help, Value value, std::string* out) {
+void AppendFamily(const std::vector<WorkerCounters>& workers, std::string_view name,
+                  std::string_view type, std::string_view help, Value value, std::string* out) {
   out->append("# HELP ").append(name).append(" ").append(help).append("\n");
   out->append("# TYPE ").append(name).append(" ").append(type).append("\n");
-  for (size_t id = 0; id < stats.size(); ++id) {
-    const LoopStats& loop = stats.loop(id);
+  for (size_t id = 0; id < workers.size(); ++id) {
+    const WorkerCounters& loop = workers[id];
     out->append(name).append("{worker=\"");
     AppendDecimal(*out, id);
     out->append("\",cpu=\"");
@@ -25,17 +25,17 @@ void AppendFamily(const EngineStats& stats, std::string_view name, std::string_v
   }
 }
 
-std::string Count(const std::atomic<uint64_t>& counter) {
-  return std::to_string(counter.load(std::memory_order_relaxed));
-}
+std::string Count(uint64_t counter) { return std::to_string(counter); }
 
 }  // namespace
 
 void AppendMetrics(const EngineStats& stats, std::string* out) {
+  std::vector<WorkerCounters> workers;
+  for (size_t id = 0; id < stats.size(); ++id) workers.push_back(stats.Read(id));
   out->append("# HELP percore_requests_total Responses sent, by status class.\n");
   out->append("# TYPE percore_requests_total counter\n");
-  for (size_t id = 0; id < stats.size(); ++id) {
-    const LoopStats& loop = stats.loop(id);
+  for (size_t id = 0; id < workers.size(); ++id) {
+    const WorkerCounters& loop = workers[id];
     for (int cls = 0; cls < 5; ++cls) {
       out->append("percore_requests_total{worker=\"");
       AppendDecimal(*out, id);
@@ -49,28 +49,28 @@ void AppendMetrics(const EngineStats& stats, std::string* out) {
     }
   }
   AppendFamily(
-      stats, "percore_connections_accepted_total", "counter", "Connections accepted.",
-      [](const LoopStats& l) { return Count(l.accepted); }, out);
+      workers, "percore_connections_accepted_total", "counter", "Connections accepted.",
+      [](const WorkerCounters& l) { return Count(l.accepted); }, out);
   AppendFamily(
-      stats, "percore_connections_active", "gauge", "Connections open now.",
-      [](const LoopStats& l) { return Count(l.active); }, out);
+      workers, "percore_connections_active", "gauge", "Connections open now.",
+      [](const WorkerCounters& l) { return Count(l.active); }, out);
   AppendFamily(
-      stats, "percore_received_bytes_total", "counter", "Bytes received.",
-      [](const LoopStats& l) { return Count(l.bytes_in); }, out);
+      workers, "percore_received_bytes_total", "counter", "Bytes received.",
+      [](const WorkerCounters& l) { return Count(l.bytes_in); }, out);
   AppendFamily(
-      stats, "percore_sent_bytes_total", "counter", "Bytes sent.",
-      [](const LoopStats& l) { return Count(l.bytes_out); }, out);
+      workers, "percore_sent_bytes_total", "counter", "Bytes sent.",
+      [](const WorkerCounters& l) { return Count(l.bytes_out); }, out);
   AppendFamily(
-      stats, "percore_loop_restarts_total", "counter", "Times the loop died and was replaced.",
-      [](const LoopStats& l) { return Count(l.restarts); }, out);
+      workers, "percore_loop_restarts_total", "counter", "Times the loop died or was stuck and was replaced.",
+      [](const WorkerCounters& l) { return Count(l.restarts); }, out);
   AppendFamily(
-      stats, "percore_loop_stalls_total", "counter",
+      workers, "percore_loop_stalls_total", "counter",
       "Times the loop was seen stuck in one request past the stall timeout.",
-      [](const LoopStats& l) { return Count(l.stalls); }, out);
+      [](const WorkerCounters& l) { return Count(l.stalls); }, out);
   AppendFamily(
-      stats, "percore_loop_lag_seconds", "gauge", "How late the loop's last periodic tick ran.",
-      [](const LoopStats& l) {
-        return std::to_string(l.lag_us.load(std::memory_order_relaxed) / 1e6);
+      workers, "percore_loop_lag_seconds", "gauge", "How late the loop's last periodic tick ran.",
+      [](const WorkerCounters& l) {
+        return std::to_string(static_cast<double>(l.lag_us) / 1e6);
       },
       out);
   out->append("# HELP percore_ready Whether every loop serves and no drain has begun.\n");

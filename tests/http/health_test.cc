@@ -9,13 +9,15 @@ namespace {
 
 TEST(HealthTest, MetricsHaveOneLabelledSamplePerLoop) {
   EngineStats stats(2);
-  stats.loop(0).cpu = 4;
-  stats.loop(1).cpu = 7;
-  LoopStats::Add(stats.loop(0).responses[1], 41);
-  LoopStats::Add(stats.loop(1).responses[3], 2);
-  LoopStats::Add(stats.loop(1).accepted, 9);
-  LoopStats::Add(stats.loop(0).restarts, 3);
-  stats.loop(1).lag_us.store(1500);
+  stats.worker(0).cpu = 4;
+  stats.worker(1).cpu = 7;
+  LoopStats::Add(stats.worker(0).lanes[0].responses[1], 40);
+  LoopStats::Add(stats.worker(0).lanes[1].responses[1], 1);  // a second instance's: summed
+  LoopStats::Add(stats.worker(1).lanes[1].responses[3], 2);
+  LoopStats::Add(stats.worker(1).lanes[0].accepted, 9);
+  LoopStats::Add(stats.worker(0).restarts, 3);
+  stats.worker(1).lanes[0].lag_us.store(1500);
+  stats.worker(1).lanes[1].lag_us.store(700);  // the larger lag is shown
   std::string out;
   AppendMetrics(stats, &out);
   for (const char* line :

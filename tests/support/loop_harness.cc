@@ -19,7 +19,8 @@ class NullBackend final : public Backend {
 }  // namespace
 
 LoopHarness::LoopHarness(ProtocolFactory factory, EngineOptions options) : options_(options) {
-  loop_ = std::make_unique<Loop>(0, 0, options_, -1, -1, &control_, &stats_);
+  loop_ = std::make_unique<Loop>(0, 0, options_, -1, -1, &control_, &own_control_,
+                                 &stats_.worker(0).lanes[0], &stats_);
   absl::Status status = loop_->Init(factory, std::make_unique<NullBackend>());
   EXPECT_TRUE(status.ok()) << status;
 }

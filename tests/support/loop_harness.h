@@ -36,6 +36,7 @@ class LoopHarness {
  private:
   EngineOptions options_;
   LoopControl control_;
+  LoopControl own_control_;
   EngineStats stats_{1};
   std::unique_ptr<Loop> loop_;
 };

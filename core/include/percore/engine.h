@@ -3,7 +3,8 @@
 // The Engine owns what must outlive a loop: one SO_REUSEPORT listening socket per loop (created
 // by Create(), before any loop runs), the CPU list and the loop threads. Each loop runs on its own
 // pinned thread with its own ring, connections and buffers; nothing on the request path is
-// shared between loops.
+// shared between loops. A worker (loop id) runs one loop instance, and two for a while when one
+// is being replaced: a rolling restart, or a loop stuck in a request.
 //
 //   percore::EngineOptions options;
 //   options.port = 3000;
@@ -61,19 +62,26 @@ class Engine {
   // Starts a graceful shutdown (see EngineOptions::drain_delay); Run() returns when it is done.
   // Thread-safe and async-signal-safe; returns at once.
   void Drain();
+  // Starts a rolling restart, carried out by Run(): one worker at a time, a new loop starts on
+  // the worker's CPU and listening socket and serves, then the old one stops accepting and
+  // drains (bounded by EngineOptions::shutdown_timeout). Asked during a restart, another follows
+  // it. Thread-safe and async-signal-safe; returns at once.
+  void Reload();
   // Blocks until every loop has exited. Call from the thread that called Start().
   void Wait();
   // Start(), then supervise until the engine is stopped: restarts a loop that dies (with
-  // backoff), drains gracefully on the first SIGINT/SIGTERM or Drain(), exits at once on a
-  // second signal or Stop(). The signals are blocked in the engine's threads and taken here, so
-  // no handler runs on a loop. OK after a graceful or requested stop.
+  // backoff), replaces a stuck one, rolls on SIGHUP or Reload(), drains gracefully on the first
+  // SIGINT/SIGTERM or Drain(), exits at once on a second signal or Stop(). The signals are
+  // blocked in the engine's threads and taken here, so no handler runs on a loop. OK after a
+  // graceful or requested stop. A loop thread still stuck in a request when Run() returns is
+  // left running (the destructor waits for it).
   absl::Status Run();
   // Whether every loop serves, none is crash-looping and no drain has begun: the answer of a
   // readiness probe. Thread-safe.
   bool ready() const { return stats_.ready(); }
   // Every loop's counters. Thread-safe.
   const EngineStats& stats() const { return stats_; }
-  // How many times loops were restarted after dying. Thread-safe.
+  // How many times loops were replaced after dying or being stuck. Thread-safe.
   int restarts() const;
 
   // The bound port (useful when options.port was 0). Thread-safe.
@@ -89,17 +97,33 @@ class Engine {
   const std::string& backend_note() const { return backend_note_; }
 
  private:
+  struct Instance;
   struct LoopSlot;
   Engine(const EngineOptions& options, ProtocolFactory factory, size_t loops);
-  void RunLoop(LoopSlot* slot);
-  // Starts (or restarts) the loop of `slot` on a new thread; the future tells its set-up result.
-  std::future<absl::Status> StartLoop(LoopSlot* slot);
-  // One look at the loops from Run(): restarts the dead ones that are due. Returns how long
-  // Run() may wait before looking again.
+  void RunLoop(LoopSlot* slot, int lane);
+  // Starts a loop for `slot` in `lane` on a new thread, accepting on the lane's listen_fd; the
+  // future tells its set-up result.
+  std::future<absl::Status> StartLoop(LoopSlot* slot, int lane);
+  // Starts a new instance of `slot` in its free lane, on a fresh listener in the group if
+  // `fresh_listener` (else the current one), and retires the serving one. False if the free
+  // lane is still busy or the new instance failed to start (logged).
+  bool Replace(LoopSlot& slot, bool fresh_listener, absl::Time now);
+  // Tells the instance in `lane` to drain, and when to stop it if it has not finished.
+  void Retire(LoopSlot& slot, int lane, absl::Time now);
+  void Wake(int id, int lane);
+  // One look at the loops from Run(): restarts the dead ones that are due, replaces stuck ones,
+  // finishes retired ones. Returns how long Run() may wait before looking again.
   absl::Duration Supervise(absl::Time now);
+  // One step of a rolling restart, if one is under way.
+  void AdvanceRoll(absl::Time now);
+  // Waits for the instance's thread, and closes a listener the instance owns.
+  void Join(Instance& instance);
+  // Joins the instance if its thread has exited; true if it is not running (any more).
+  bool Reap(Instance& instance);
   void Log(std::string_view line) const;
-  // Logs a loop busy past EngineOptions::stall_timeout, once per stall, and counts it.
-  void CheckStall(LoopSlot& slot);
+  // Logs a loop busy past EngineOptions::stall_timeout, once per stall, and counts it; replaces
+  // one busy past EngineOptions::stuck_timeout.
+  void CheckStall(LoopSlot& slot, absl::Time now);
 
   const EngineOptions options_;
   const ProtocolFactory factory_;
@@ -107,13 +131,21 @@ class Engine {
   BackendKind backend_ = BackendKind::kIoUring;  // resolved: never kAuto
   std::string backend_note_;
   std::vector<WorkerInfo> workers_;
-  std::vector<int> listen_fds_;  // one per loop, index = loop id; owned here
-  std::vector<int> wake_fds_;    // eventfd per loop, owned here so Stop() never races a close
+  // The serving listener of each worker, index = loop id; owned here (a stuck loop's old one is
+  // owned by its instance until it exits).
+  std::vector<int> listen_fds_;
+  // An eventfd per worker and lane (index 2 * id + lane), owned here so Stop() never races a
+  // close.
+  std::vector<int> wake_fds_;
   std::vector<std::unique_ptr<LoopSlot>> slots_;
   std::unique_ptr<LoopControl> control_;
   EngineStats stats_;
   std::atomic<bool> drain_requested_{false};
+  std::atomic<bool> reload_requested_{false};
   bool started_ = false;
+  // Run()'s own: the worker a rolling restart is at (-1: none), and whether its new loop started.
+  int roll_id_ = -1;
+  bool roll_replaced_ = false;
 };
 
 }  // namespace percore

@@ -45,6 +45,10 @@ struct EngineOptions {
   BackendKind backend = BackendKind::kAuto;
   // listen() backlog of each loop's socket (the kernel caps it at net.core.somaxconn).
   int backlog = 4096;
+  // Listening sockets to serve instead of binding `address` and `port`: one per loop (so
+  // `threads` must be 0 or their number), bound with SO_REUSEPORT and listening, for example
+  // inherited from a guard process (percore/guard.h). The engine owns them.
+  std::vector<int> listen_fds;
 
   // Submission queue entries of each loop's io_uring (completion queue is 4x).
   unsigned ring_entries = 1024;
@@ -70,7 +74,8 @@ struct EngineOptions {
   // Graceful shutdown (SIGTERM/SIGINT in Engine::Run(), or Engine::Drain()): readiness fails at
   // once; after `drain_delay` (time for a load balancer to notice) the loops stop accepting,
   // finish the requests in flight with "Connection: close" and close idle connections; whatever
-  // is left after `shutdown_timeout` more is closed.
+  // is left after `shutdown_timeout` more is closed. A loop retired by a rolling restart
+  // (SIGHUP, Engine::Reload()) drains the same way, bounded by `shutdown_timeout`.
   absl::Duration drain_delay = absl::ZeroDuration();
   absl::Duration shutdown_timeout = absl::Seconds(30);
   // A loop that dies is restarted after a delay that starts here and grows 1.5x per death, up
@@ -85,6 +90,13 @@ struct EngineOptions {
   // A loop busy for longer than this without returning to the kernel (stuck in one request) is
   // logged with what it was doing: "Worker 1 stalled for 1000ms in GET /slow".
   absl::Duration stall_timeout = absl::Seconds(1);
+  // A loop busy for longer than this is replaced, so its share of new connections is served
+  // again: a new loop on its CPU takes over with a fresh listening socket in the port's
+  // SO_REUSEPORT group, and the stuck loop's socket is shut down, which takes it out of the group
+  // (with net.ipv4.tcp_migrate_req=1 the kernel moves the connections queued on it to the other
+  // sockets; otherwise they are reset). If the stuck loop ever returns, it finishes its
+  // connections as in a drain and exits. absl::InfiniteDuration() never replaces.
+  absl::Duration stuck_timeout = absl::Seconds(10);
 
   // Called by Engine::Run() on its own thread once every loop serves (for start-up lines).
   std::function<void(const Engine&)> on_started;

@@ -1,11 +1,13 @@
 // percore/stats.h — per-loop counters, written by their loop and readable from any thread.
 //
 //   const percore::EngineStats& stats = req.worker().engine_stats();
-//   for (size_t i = 0; i < stats.size(); ++i) total += stats.loop(i).accepted.load();
+//   for (size_t i = 0; i < stats.size(); ++i) total += stats.Read(i).accepted;
 //
-// Each counter has one writer (its loop, or the supervisor for `restarts`), so an update is a
-// relaxed load and store, with no locked instruction on the request path; a reader sees a value
-// at most an instant old.
+// Each counter has one writer (its loop instance, or the supervisor for restarts and stalls), so
+// an update is a relaxed load and store, with no locked instruction on the request path; a
+// reader sees a value at most an instant old. A worker can run two loop instances at once (the
+// new and the old one during a rolling restart, or a stuck loop and its replacement), so each
+// worker has two sets of loop counters, one per instance, and readers see their sum.
 #ifndef PERCORE_STATS_H_
 #define PERCORE_STATS_H_
 
@@ -18,23 +20,21 @@
 
 namespace percore {
 
-// The counters of one loop; they survive the loop's restarts.
+// The counters of one loop instance (see above); they survive the loop's restarts.
 struct alignas(64) LoopStats {
   // Adds `n` to a counter this thread is the only writer of.
   static void Add(std::atomic<uint64_t>& counter, uint64_t n) {
     counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
 
-  int cpu = 0;
   std::atomic<uint64_t> accepted{0};   // connections accepted
   std::atomic<uint64_t> active{0};     // connections open now
   std::atomic<uint64_t> bytes_in{0};   // bytes received
   std::atomic<uint64_t> bytes_out{0};  // bytes sent
-  std::atomic<uint64_t> restarts{0};   // times the loop died and was replaced (supervisor)
-  std::atomic<uint64_t> lag_us{0};     // how late the loop's last periodic tick ran, in µs
+  std::atomic<uint64_t> lag_us{0};     // how late the loop's last periodic tick ran, in µs; 0
+                                       // once the instance exited
   // Responses by class, counted by the protocol (HTTP: 1xx .. 5xx at index 0 .. 4).
   std::atomic<uint64_t> responses[5] = {};
-  std::atomic<uint64_t> stalls{0};  // times the loop was seen stuck (supervisor)
   // Monotonic ms since which the loop has been busy handling completions; 0 while it waits for
   // the kernel. The supervisor reads it to find a loop stuck in one request.
   std::atomic<int64_t> busy_since_ms{0};
@@ -51,21 +51,43 @@ struct alignas(64) LoopStats {
   std::atomic<uint64_t> activity_[8] = {};  // up to 63 bytes, NUL-padded
 };
 
-// Every loop's counters and the engine's readiness. Owned by the Engine.
+// One worker (loop id): the counters of its loop instances and the supervisor's.
+struct WorkerStats {
+  int cpu = 0;
+  std::atomic<uint64_t> restarts{0};  // loops that died or were stuck and were replaced
+  std::atomic<uint64_t> stalls{0};    // times the loop was seen stuck past stall_timeout
+  LoopStats lanes[2];                 // one per loop instance that may run at once
+};
+
+// A snapshot of one worker: its supervisor counters plus the sum over its loop instances
+// (lag_us: the larger).
+struct WorkerCounters {
+  int cpu = 0;
+  uint64_t accepted = 0, active = 0, bytes_in = 0, bytes_out = 0, restarts = 0, stalls = 0,
+           lag_us = 0;
+  uint64_t responses[5] = {};
+  uint64_t requests() const {
+    return responses[0] + responses[1] + responses[2] + responses[3] + responses[4];
+  }
+};
+
+// Every worker's counters and the engine's readiness. Owned by the Engine.
 class EngineStats {
  public:
-  explicit EngineStats(size_t loops) : loops_(new LoopStats[loops]), size_(loops) {}
-  // Number of loops. Thread-safe.
+  explicit EngineStats(size_t workers) : workers_(new WorkerStats[workers]), size_(workers) {}
+  // Number of workers (loop ids). Thread-safe.
   size_t size() const { return size_; }
-  // The counters of loop `id`. Thread-safe.
-  LoopStats& loop(size_t id) { return loops_[id]; }
-  const LoopStats& loop(size_t id) const { return loops_[id]; }
+  // The counters of worker `id`, summed over its loop instances. Thread-safe.
+  WorkerCounters Read(size_t id) const;
+  // Worker `id`'s counter blocks, for their writers. Thread-safe.
+  WorkerStats& worker(size_t id) { return workers_[id]; }
+  const WorkerStats& worker(size_t id) const { return workers_[id]; }
   // Whether every loop serves, none is crash-looping and no drain has begun (Engine::ready()).
   bool ready() const { return ready_.load(std::memory_order_relaxed); }
 
  private:
   friend class Engine;
-  std::unique_ptr<LoopStats[]> loops_;
+  std::unique_ptr<WorkerStats[]> workers_;
   size_t size_;
   std::atomic<bool> ready_{false};
 };
