@@ -3,6 +3,7 @@
 //   ./hello_cores --port 3000                  # one loop per allowed CPU
 //   ./hello_cores --port 3000 --cpus 0 --threads 1
 //   curl localhost:3000/worker                 # which loop answered
+//   ./hello_cores --port 3000 --guard          # engine in a child process, restarted if killed
 #include <unistd.h>
 
 #include <atomic>
@@ -21,6 +22,7 @@
 #include "absl/time/time.h"
 #include "percore/cpus.h"
 #include "percore/engine.h"
+#include "percore/guard.h"
 #include "percore/http/app.h"
 #include "percore/http/health.h"
 
@@ -42,6 +44,16 @@ ABSL_FLAG(bool, enable_fault_routes, false,
           "(the process aborts): for tests and demos only");
 ABSL_FLAG(int, stall_ms, 1000,
           "log a worker stuck in one request for longer than this, with the request");
+ABSL_FLAG(int, stuck_ms, 10000,
+          "replace a worker stuck in one request for longer than this with a new loop on its "
+          "CPU (0: never)");
+ABSL_FLAG(absl::Duration, restart_backoff, absl::Milliseconds(100),
+          "delay before restarting a worker (or, with --guard, the worker process) that died; "
+          "grows 1.5x per death up to 15s, and starts over after 30s healthy");
+ABSL_FLAG(bool, guard, false,
+          "hold the listening sockets in a guard process and run the engine in a child process, "
+          "restarted when it dies by a signal (SIGSEGV, SIGABRT, SIGKILL); connections that "
+          "arrive meanwhile wait for the next child instead of being refused");
 ABSL_FLAG(bool, stats, false,
           "print a per-worker table (requests/s, open connections, restarts) on stderr every "
           "second, like pm2 monit");
@@ -87,6 +99,26 @@ int Fail(const std::string& message) {
   return 1;
 }
 
+// Runs the engine until it stops; the process's exit code.
+int Serve(percore::http::App& app, const percore::EngineOptions& options) {
+  absl::StatusOr<std::unique_ptr<percore::Engine>> engine = app.Listen(options);
+  if (!engine.ok()) return Fail(std::string(engine.status().message()));
+  std::atomic<bool> done{false};
+  std::thread stats_printer;
+  if (absl::GetFlag(FLAGS_stats)) {
+    stats_printer = std::thread(PrintStats, std::cref(**engine), std::cref(done));
+  }
+  absl::Status status = (*engine)->Run();
+  done.store(true);
+  if (stats_printer.joinable()) stats_printer.join();
+  if (!status.ok()) return Fail(std::string(status.message()));
+  printf("Supervisor %d stopped\n", static_cast<int>(getpid()));
+  fflush(stdout);
+  // Not `return`: a loop thread still stuck in a request (Engine::Run() gave up on it) would
+  // hold the engine's destructor; the process ends with it instead.
+  std::exit(0);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -123,6 +155,17 @@ int main(int argc, char** argv) {
 
   if (absl::GetFlag(FLAGS_stall_ms) < 1) return Fail("--stall_ms must be at least 1");
   options.stall_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_stall_ms));
+  const int stuck_ms = absl::GetFlag(FLAGS_stuck_ms);
+  if (stuck_ms != 0 && stuck_ms <= absl::GetFlag(FLAGS_stall_ms)) {
+    return Fail("--stuck_ms must be 0 (never) or longer than --stall_ms");
+  }
+  options.stuck_timeout = stuck_ms == 0 ? absl::InfiniteDuration() : absl::Milliseconds(stuck_ms);
+  options.restart_backoff = absl::GetFlag(FLAGS_restart_backoff);
+  if (options.restart_backoff <= absl::ZeroDuration() ||
+      options.restart_backoff > options.max_restart_backoff) {
+    return Fail("--restart_backoff must be > 0 and at most " +
+                absl::FormatDuration(options.max_restart_backoff));
+  }
   options.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
   options.drain_delay = absl::GetFlag(FLAGS_drain_delay);
   if (options.shutdown_timeout <= absl::ZeroDuration() ||
@@ -133,11 +176,10 @@ int main(int argc, char** argv) {
   percore::http::HttpOptions http;
   http.log_requests = absl::GetFlag(FLAGS_log_requests);
   percore::http::App app(http);
-  const pid_t pid = getpid();
   app.Get("/", [](const Request&, Response& res) { res.Send("Hello World!"); });
-  app.Get("/worker", [pid](const Request& req, Response& res) {
+  app.Get("/worker", [](const Request& req, Response& res) {
     res.Send("Hello World from worker " + std::to_string(req.worker_id()) + " (cpu " +
-             std::to_string(req.cpu()) + ", pid " + std::to_string(pid) + ")");
+             std::to_string(req.cpu()) + ", pid " + std::to_string(getpid()) + ")");
   });
   app.All("/echo", [](const Request& req, Response& res) {
     std::string_view type = req.Header("content-type");
@@ -168,8 +210,8 @@ int main(int argc, char** argv) {
     printf("%.*s\n", static_cast<int>(line.size()), line.data());
     fflush(stdout);
   };
-  options.on_started = [pid](const percore::Engine& engine) {
-    printf("Supervisor %d is running\n", static_cast<int>(pid));
+  options.on_started = [](const percore::Engine& engine) {
+    printf("Supervisor %d is running\n", static_cast<int>(getpid()));
     if (!engine.backend_note().empty()) printf("%s\n", engine.backend_note().c_str());
     for (const percore::WorkerInfo& w : engine.workers()) {
       printf("Worker %d started on cpu %d (%s)\n", w.id, w.cpu,
@@ -178,17 +220,9 @@ int main(int argc, char** argv) {
     printf("Listening on port %d\n", engine.port());
     fflush(stdout);
   };
-  absl::StatusOr<std::unique_ptr<percore::Engine>> engine = app.Listen(options);
-  if (!engine.ok()) return Fail(std::string(engine.status().message()));
-  std::atomic<bool> done{false};
-  std::thread stats_printer;
-  if (absl::GetFlag(FLAGS_stats)) {
-    stats_printer = std::thread(PrintStats, std::cref(**engine), std::cref(done));
-  }
-  absl::Status status = (*engine)->Run();
-  done.store(true);
-  if (stats_printer.joinable()) stats_printer.join();
-  if (!status.ok()) return Fail(std::string(status.message()));
-  printf("Supervisor %d stopped\n", static_cast<int>(pid));
-  return 0;
+  if (!absl::GetFlag(FLAGS_guard)) return Serve(app, options);
+  absl::StatusOr<int> code = percore::RunGuarded(
+      options, [&app](const percore::EngineOptions& child) { return Serve(app, child); });
+  if (!code.ok()) return Fail(std::string(code.status().message()));
+  return *code;
 }

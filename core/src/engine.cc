@@ -3,9 +3,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
-#include <fcntl.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -103,18 +101,6 @@ void RaiseFileLimit() {
   }
 }
 
-// Whether the kernel moves the connections queued on a listener that leaves its SO_REUSEPORT
-// group to the group's other listeners, rather than resetting them.
-bool MigratesQueuedConnections() {
-  char value = '0';
-  int fd = open("/proc/sys/net/ipv4/tcp_migrate_req", O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    if (read(fd, &value, 1) != 1) value = '0';
-    close(fd);
-  }
-  return value == '1';
-}
-
 }  // namespace
 
 // One run of a loop on its own thread.
@@ -123,9 +109,7 @@ struct Engine::Instance {
   std::promise<absl::Status> started;
   absl::Status exit_status;  // written by the loop thread before `exited`
   std::atomic<bool> exited{false};
-  LoopControl control;         // this instance's orders
-  int listen_fd = -1;          // the listener it accepts on
-  bool owns_listener = false;  // a replaced stuck loop's listener: closed once it exits
+  LoopControl control;  // this instance's orders
   absl::Time stop_at = absl::InfiniteFuture();  // a retiring instance is stopped then
   bool running() const { return thread.joinable(); }
 };
@@ -161,6 +145,14 @@ void Engine::Log(std::string_view line) const {
   }
 }
 
+int Engine::LoopCount(const EngineOptions& options) {
+  if (!options.listen_fds.empty()) return static_cast<int>(options.listen_fds.size());
+  if (options.threads > 0) return options.threads;
+  std::vector<int> cpus = options.cpus.empty() ? AllowedCpus() : options.cpus;
+  std::sort(cpus.begin(), cpus.end());
+  return static_cast<int>(std::unique(cpus.begin(), cpus.end()) - cpus.begin());
+}
+
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options,
                                                        ProtocolFactory factory) {
   std::vector<int> allowed = AllowedCpus();
@@ -172,9 +164,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   std::vector<int> cpus = options.cpus.empty() ? allowed : options.cpus;
   std::sort(cpus.begin(), cpus.end());
   cpus.erase(std::unique(cpus.begin(), cpus.end()), cpus.end());
-  const int threads = !options.listen_fds.empty() ? static_cast<int>(options.listen_fds.size())
-                      : options.threads > 0       ? options.threads
-                                                  : static_cast<int>(cpus.size());
+  const int threads = LoopCount(options);
   std::unique_ptr<Engine> engine(new Engine(options, std::move(factory), threads));
   for (int id = 0; id < threads; ++id) {
     engine->workers_.push_back(WorkerInfo{id, cpus[id % cpus.size()]});
@@ -238,7 +228,7 @@ void Engine::RunLoop(LoopSlot* slot, int lane) {
   }
   absl::Status status;
   {
-    Loop loop(slot->id, slot->cpu, options_, self.listen_fd, wake_fds_[2 * slot->id + lane],
+    Loop loop(slot->id, slot->cpu, options_, listen_fds_[slot->id], wake_fds_[2 * slot->id + lane],
               control_.get(), &self.control, &stats_.worker(slot->id).lanes[lane], &stats_);
     absl::StatusOr<std::unique_ptr<Backend>> backend =
         backend_ == BackendKind::kEpoll
@@ -266,17 +256,9 @@ std::future<absl::Status> Engine::StartLoop(LoopSlot* slot, int lane) {
   return started;
 }
 
-void Engine::Join(Instance& instance) {
-  if (instance.running()) instance.thread.join();
-  if (instance.owns_listener) {
-    close(instance.listen_fd);
-    instance.owns_listener = false;
-  }
-}
-
 bool Engine::Reap(Instance& instance) {
   if (instance.running() && !instance.exited.load(std::memory_order_acquire)) return false;
-  Join(instance);
+  if (instance.running()) instance.thread.join();
   return true;
 }
 
@@ -293,39 +275,21 @@ void Engine::Retire(LoopSlot& slot, int lane, absl::Time now) {
   Wake(slot.id, lane);
 }
 
-bool Engine::Replace(LoopSlot& slot, bool fresh_listener, absl::Time now) {
+bool Engine::Replace(LoopSlot& slot, absl::Time now) {
   const int old_lane = slot.current;
   const int new_lane = 1 - old_lane;
-  Instance& old = slot.lanes[old_lane];
   Instance& fresh = slot.lanes[new_lane];
   if (!Reap(fresh)) return false;  // the instance replaced before is still finishing
-  int fd = old.listen_fd;
-  if (fresh_listener) {
-    absl::StatusOr<int> added = AddListener(old.listen_fd, options_.backlog);
-    if (!added.ok()) {
-      Log(absl::StrCat("Worker ", slot.id, " not replaced: ", added.status().message()));
-      return false;
-    }
-    fd = *added;
-  }
-  fresh.listen_fd = fd;
+  // The new loop accepts on the same listener. The old one has at most a few accepts armed
+  // (see kAcceptsArmed in the io_uring backend; epoll accepts only when the loop asks), so once
+  // it stops accepting, or while it is stuck, the queue is the new loop's.
   absl::Status status = StartLoop(&slot, new_lane).get();
   if (!status.ok()) {
     fresh.thread.join();
-    if (fresh_listener) close(fd);
     Log(absl::StrCat("Worker ", slot.id, " not replaced: ", status.message()));
     return false;
   }
   slot.current = new_lane;
-  listen_fds_[slot.id] = fd;
-  if (fresh_listener) {
-    // Shutting a listening socket down takes it out of the SO_REUSEPORT group: new connections
-    // hash to the others only, and with net.ipv4.tcp_migrate_req=1 the ones already queued on it
-    // move to them too. The old loop may still have an accept armed on it; it is closed once that
-    // loop has exited.
-    old.owns_listener = true;
-    shutdown(old.listen_fd, SHUT_RDWR);
-  }
   Retire(slot, old_lane, now);
   return true;
 }
@@ -341,7 +305,6 @@ absl::Status Engine::Start() {
     slot->cpu = w.cpu;
     slot->backoff = options_.restart_backoff;
     slot->running_since = now;
-    slot->lanes[0].listen_fd = listen_fds_[w.id];
     started.push_back(StartLoop(slot.get(), 0));
     slots_.push_back(std::move(slot));
   }
@@ -383,18 +346,14 @@ void Engine::CheckStall(LoopSlot& slot, absl::Time now) {
   }
   slot.stuck_handled_for = busy_since;  // once per stall
   const std::string activity = stats.Activity();
-  if (!Replace(slot, /*fresh_listener=*/true, now)) {
+  if (!Replace(slot, now)) {
     Log(absl::StrCat("Worker ", slot.id, " stuck for ", absl::ToInt64Milliseconds(busy),
                      "ms in ", activity, "; not replaced while the loop it replaced is stuck"));
     return;
   }
   LoopStats::Add(worker.restarts, 1);
   Log(absl::StrCat("Worker ", slot.id, " stuck for ", absl::ToInt64Milliseconds(busy), "ms in ",
-                   activity, "; replaced by a new loop on cpu ", slot.cpu,
-                   MigratesQueuedConnections()
-                       ? " (its queued connections move to the other listeners)"
-                       : " (connections queued on its listener are reset: set "
-                         "net.ipv4.tcp_migrate_req=1 to move them)"));
+                   activity, "; replaced by a new loop on cpu ", slot.cpu));
 }
 
 int Engine::restarts() const {
@@ -409,7 +368,9 @@ void Engine::Reload() { reload_requested_.store(true); }
 
 void Engine::Wait() {
   for (auto& slot : slots_) {
-    for (Instance& instance : slot->lanes) Join(instance);
+    for (Instance& instance : slot->lanes) {
+      if (instance.running()) instance.thread.join();
+    }
   }
 }
 
@@ -422,9 +383,13 @@ absl::Duration Engine::Supervise(absl::Time now) {
     LoopSlot& slot = *slot_ptr;
     // A retiring instance: done once it exits; stopped if it takes too long.
     Instance& retiring = slot.lanes[1 - slot.current];
-    if (!Reap(retiring) && now >= retiring.stop_at && !retiring.control.stop.load()) {
-      retiring.control.stop.store(true);
-      Wake(slot.id, 1 - slot.current);
+    if (retiring.running()) {
+      if (Reap(retiring)) {
+        Log(absl::StrCat("Worker ", slot.id, "'s replaced loop finished its connections and exited"));
+      } else if (now >= retiring.stop_at && !retiring.control.stop.load()) {
+        retiring.control.stop.store(true);
+        Wake(slot.id, 1 - slot.current);
+      }
     }
     Instance& serving = slot.lanes[slot.current];
     if (!slot.down && serving.running() && Reap(serving)) {
@@ -455,7 +420,6 @@ absl::Duration Engine::Supervise(absl::Time now) {
       if (now >= slot.restart_at) {
         // The listener stayed open: connections that arrived meanwhile wait in its accept
         // queue for the new loop.
-        serving.listen_fd = listen_fds_[slot.id];
         absl::Status status = StartLoop(&slot, slot.current).get();
         slot.down = false;
         slot.running_since = now;
@@ -494,7 +458,7 @@ void Engine::AdvanceRoll(absl::Time now) {
       if (now < retiring.stop_at) return;
       Log(absl::StrCat("Rolling restart: worker ", slot.id, " skipped: its old loop is stuck"));
       roll_replaced_ = true;
-    } else if (Replace(slot, /*fresh_listener=*/false, now)) {
+    } else if (Replace(slot, now)) {
       Log(absl::StrCat("Worker ", slot.id, " restarted on cpu ", slot.cpu,
                        "; the old loop is draining"));
       roll_replaced_ = true;

@@ -23,7 +23,7 @@ namespace {
 // flight (Connection::reading_, send_inflight_, cancel_inflight_), so the pointer in a
 // completion always names a live connection.
 enum Op : uint64_t {
-  kAccept = 1,      // multishot accept on the loop's listener
+  kAccept = 1,      // one of the accepts armed on the loop's listener
   kWake = 2,        // read of the loop's eventfd
   kReceive = 3,     // multishot receive on the connection, buffers from the buffer ring
   kSend = 4,        // the connection's one send
@@ -38,6 +38,14 @@ Connection* ConnectionOf(uint64_t data) { return reinterpret_cast<Connection*>(d
 
 constexpr unsigned short kBufferGroup = 0;
 constexpr int64_t kAcceptRetryMs = 100;
+// Accepts kept armed on the listener: single-shot, re-armed as they complete, not one multishot
+// accept. The kernel completes an armed accept in task work that runs even while the loop's
+// thread is inside a handler (a sleeping thread is woken for it), so a loop stuck in a request
+// would take in every connection that reaches its listener, where nobody can serve it. With a
+// few single-shot accepts it takes at most this many; the rest wait in the listener's queue for
+// the loop that replaces it (EngineOptions::stuck_timeout). Several, so a burst of connections
+// is accepted in one iteration.
+constexpr int kAcceptsArmed = 4;
 
 // Creates `ring` on the calling thread, which must be the loop's: SINGLE_ISSUER ties the ring to
 // it. COOP_TASKRUN lets completion work wait for this thread's next syscall instead of
@@ -108,7 +116,7 @@ absl::StatusOr<io_uring_cqe> WaitFor(io_uring* ring, uint64_t user_data) {
   return absl::DeadlineExceededError("io_uring: no completion within 1 s");
 }
 
-// The probe's part that needs a ring: multishot accept and multishot receive on loopback.
+// The probe's part that needs a ring: accept and multishot receive on loopback.
 absl::Status ProbeOperations(io_uring* ring) {
   absl::StatusOr<io_uring_buf_ring*> buf_ring = SetUpBufferRing(ring, 8);
   if (!buf_ring.ok()) return buf_ring.status();
@@ -136,13 +144,13 @@ absl::Status ProbeOperations(io_uring* ring) {
   }
   if (status.ok()) {
     io_uring_sqe* sqe = io_uring_get_sqe(ring);
-    io_uring_prep_multishot_accept(sqe, listener, nullptr, nullptr, SOCK_CLOEXEC);
+    io_uring_prep_accept(sqe, listener, nullptr, nullptr, SOCK_CLOEXEC);
     io_uring_sqe_set_data64(sqe, 1);
     absl::StatusOr<io_uring_cqe> cqe = WaitFor(ring, 1);
     if (!cqe.ok()) {
       status = cqe.status();
     } else if (cqe->res < 0) {
-      status = absl::ErrnoToStatus(-cqe->res, "multishot accept");
+      status = absl::ErrnoToStatus(-cqe->res, "accept");
     } else {
       accepted = cqe->res;
     }
@@ -251,10 +259,12 @@ void IoUringBackend::ReturnBuffer(unsigned id) {
 }
 
 void IoUringBackend::ArmAccept() {
-  io_uring_sqe* sqe = Sqe();
-  io_uring_prep_multishot_accept(sqe, listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-  io_uring_sqe_set_data64(sqe, Encode(nullptr, kAccept));
-  accept_armed_ = true;
+  while (accepts_armed_ < kAcceptsArmed) {
+    io_uring_sqe* sqe = Sqe();
+    io_uring_prep_accept(sqe, listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, Encode(nullptr, kAccept));
+    ++accepts_armed_;
+  }
 }
 
 void IoUringBackend::ArmWake() {
@@ -309,7 +319,7 @@ void IoUringBackend::StopAccepting() {
   if (accept_stopped_) return;
   accept_stopped_ = true;
   io_uring_sqe* sqe = Sqe();
-  io_uring_prep_cancel64(sqe, Encode(nullptr, kAccept), 0);
+  io_uring_prep_cancel64(sqe, Encode(nullptr, kAccept), IORING_ASYNC_CANCEL_ALL);
   io_uring_sqe_set_data64(sqe, Encode(nullptr, kLoopCancel));
 }
 
@@ -330,7 +340,8 @@ int IoUringBackend::Iterate(int timeout_ms) {
     Reconcile(c);  // may release c; never marks anything dirty
   }
   dirty.clear();
-  if (!accept_stopped_ && !accept_armed_ && loop_.worker().now_ms() >= accept_retry_ms_) {
+  if (!accept_stopped_ && accepts_armed_ < kAcceptsArmed &&
+      loop_.worker().now_ms() >= accept_retry_ms_) {
     ArmAccept();
   }
   if (!loop_cancelled_ && !wake_armed_) ArmWake();
@@ -369,12 +380,12 @@ void IoUringBackend::Dispatch(const io_uring_cqe* cqe) {
     case kAccept:
       if (res >= 0) {
         loop_.OnAccepted(res);
-      } else if (res != -ECANCELED && !more) {
-        // EMFILE, ENFILE, ENOMEM end the multishot accept; retrying at once would spin while
-        // the limit holds. Connections wait in the accept queue meanwhile.
+      } else if (res != -ECANCELED) {
+        // EMFILE, ENFILE, ENOMEM: re-arming at once would spin while the limit holds.
+        // Connections wait in the accept queue meanwhile.
         accept_retry_ms_ = loop_.worker().now_ms() + kAcceptRetryMs;
       }
-      if (!more) accept_armed_ = false;
+      --accepts_armed_;
       break;
     case kWake:
       wake_armed_ = false;

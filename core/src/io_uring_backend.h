@@ -1,4 +1,4 @@
-// The io_uring backend: multishot accept, multishot receive into a provided-buffer ring, one
+// The io_uring backend: a few armed accepts, multishot receive into a provided-buffer ring, one
 // send per connection in flight, one io_uring_submit_and_wait per loop iteration.
 #ifndef PERCORE_SRC_IO_URING_BACKEND_H_
 #define PERCORE_SRC_IO_URING_BACKEND_H_
@@ -24,14 +24,14 @@ class IoUringBackend final : public Backend {
                                                          int listen_fd, int wake_fd);
   ~IoUringBackend() override;
   // Whether io_uring works here as percore uses it: a ring with its set-up flags, a buffer ring,
-  // a multishot accept and a multishot receive, tried for real on a loopback connection. The
+  // an accept and a multishot receive, tried for real on a loopback connection. The
   // error says what failed ("io_uring_setup: Operation not permitted").
   static absl::Status Probe(const EngineOptions& options);
 
   int Iterate(int timeout_ms) override;
   void StopAccepting() override;
   void CancelLoopOperations() override;
-  bool Idle() const override { return !accept_armed_ && !wake_armed_; }
+  bool Idle() const override { return accepts_armed_ == 0 && !wake_armed_; }
 
  private:
   IoUringBackend(Loop& loop, const EngineOptions& options, int listen_fd, int wake_fd);
@@ -57,7 +57,7 @@ class IoUringBackend final : public Backend {
   size_t buffers_bytes_ = 0;
   unsigned returned_buffers_ = 0;  // added to the buffer ring, not yet published to the kernel
   uint64_t wake_value_ = 0;        // the eventfd read lands here
-  bool accept_armed_ = false;
+  int accepts_armed_ = 0;
   bool wake_armed_ = false;
   bool accept_stopped_ = false;  // draining or shutting down: never re-armed
   bool loop_cancelled_ = false;

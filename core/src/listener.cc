@@ -104,17 +104,6 @@ int BoundPort(int fd) {
   return -1;
 }
 
-absl::StatusOr<int> AddListener(int sibling, int backlog) {
-  Address address;
-  address.length = sizeof(address.storage);
-  if (getsockname(sibling, reinterpret_cast<sockaddr*>(&address.storage), &address.length) != 0) {
-    return absl::ErrnoToStatus(errno, "getsockname");
-  }
-  address.family = address.storage.ss_family;
-  const int port = BoundPort(sibling);
-  return Listen(BoundSocket(address, /*reuse_port=*/true, "listener", port), backlog);
-}
-
 absl::StatusOr<ListenerGroup> BindListeners(const std::string& address, int port, int count,
                                             int backlog) {
   absl::StatusOr<Address> addr = ParseAddress(address, port);

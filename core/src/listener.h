@@ -20,10 +20,6 @@ struct ListenerGroup {
 absl::StatusOr<ListenerGroup> BindListeners(const std::string& address, int port, int count,
                                             int backlog);
 
-// Binds one more SO_REUSEPORT listening socket to the address `sibling` (a listening socket of
-// the group) is bound to, joining its group. The caller owns it.
-absl::StatusOr<int> AddListener(int sibling, int backlog);
-
 // The port `fd` is bound to; -1 if it is not a bound socket.
 int BoundPort(int fd);
 

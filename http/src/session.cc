@@ -15,6 +15,10 @@
 namespace percore::http {
 namespace {
 
+// While draining, how long an idle keep-alive connection stays open for a request already on its
+// way (see HttpSession::OnDrain).
+constexpr int64_t kDrainIdleCloseMs = 250;
+
 std::string_view View(const char* base, Span span) {
   return std::string_view(base + span.offset, span.length);
 }
@@ -436,9 +440,14 @@ void HttpSession::CountResponse(int status) {
 }
 
 void HttpSession::OnDrain(Connection& conn) {
-  // A request in progress is finished, and its response closes the connection; an idle
-  // connection closes now.
-  if (partial_ == nullptr || !partial_->in_message) conn.Close();
+  // A request in progress is finished, and its response closes the connection. An idle one is
+  // closed shortly, not at once: a client that is using it sends its next request within
+  // microseconds of the last response, and a close that crosses that request fails it (the
+  // keep-alive race). Given a moment, the request arrives and its response says
+  // "Connection: close"; only a connection idle for the whole moment is closed unannounced.
+  if (partial_ == nullptr || !partial_->in_message) {
+    conn.SetDeadline(conn.worker().now_ms() + kDrainIdleCloseMs);
+  }
 }
 
 void HttpSession::OnDeadline(Connection& conn) {

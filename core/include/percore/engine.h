@@ -49,6 +49,9 @@ class Engine {
                                                         ProtocolFactory factory);
   // Stops the loops and waits for them.
   ~Engine();
+  // How many loops an engine made with `options` runs: one per listen_fds entry if given, else
+  // `threads`, else one per CPU in `cpus` (or in the process's affinity mask).
+  static int LoopCount(const EngineOptions& options);
 
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -101,13 +104,11 @@ class Engine {
   struct LoopSlot;
   Engine(const EngineOptions& options, ProtocolFactory factory, size_t loops);
   void RunLoop(LoopSlot* slot, int lane);
-  // Starts a loop for `slot` in `lane` on a new thread, accepting on the lane's listen_fd; the
-  // future tells its set-up result.
+  // Starts a loop for `slot` in `lane` on a new thread; the future tells its set-up result.
   std::future<absl::Status> StartLoop(LoopSlot* slot, int lane);
-  // Starts a new instance of `slot` in its free lane, on a fresh listener in the group if
-  // `fresh_listener` (else the current one), and retires the serving one. False if the free
-  // lane is still busy or the new instance failed to start (logged).
-  bool Replace(LoopSlot& slot, bool fresh_listener, absl::Time now);
+  // Starts a new instance of `slot` in its free lane and retires the serving one. False if the
+  // free lane is still busy or the new instance failed to start (logged).
+  bool Replace(LoopSlot& slot, absl::Time now);
   // Tells the instance in `lane` to drain, and when to stop it if it has not finished.
   void Retire(LoopSlot& slot, int lane, absl::Time now);
   void Wake(int id, int lane);
@@ -116,8 +117,6 @@ class Engine {
   absl::Duration Supervise(absl::Time now);
   // One step of a rolling restart, if one is under way.
   void AdvanceRoll(absl::Time now);
-  // Waits for the instance's thread, and closes a listener the instance owns.
-  void Join(Instance& instance);
   // Joins the instance if its thread has exited; true if it is not running (any more).
   bool Reap(Instance& instance);
   void Log(std::string_view line) const;
@@ -131,8 +130,7 @@ class Engine {
   BackendKind backend_ = BackendKind::kIoUring;  // resolved: never kAuto
   std::string backend_note_;
   std::vector<WorkerInfo> workers_;
-  // The serving listener of each worker, index = loop id; owned here (a stuck loop's old one is
-  // owned by its instance until it exits).
+  // The listener of each worker, index = loop id, shared by its instances; owned here.
   std::vector<int> listen_fds_;
   // An eventfd per worker and lane (index 2 * id + lane), owned here so Stop() never races a
   // close.

@@ -91,11 +91,9 @@ struct EngineOptions {
   // logged with what it was doing: "Worker 1 stalled for 1000ms in GET /slow".
   absl::Duration stall_timeout = absl::Seconds(1);
   // A loop busy for longer than this is replaced, so its share of new connections is served
-  // again: a new loop on its CPU takes over with a fresh listening socket in the port's
-  // SO_REUSEPORT group, and the stuck loop's socket is shut down, which takes it out of the group
-  // (with net.ipv4.tcp_migrate_req=1 the kernel moves the connections queued on it to the other
-  // sockets; otherwise they are reset). If the stuck loop ever returns, it finishes its
-  // connections as in a drain and exits. absl::InfiniteDuration() never replaces.
+  // again: a new loop on its CPU accepts on its listening socket, including the connections
+  // that queued there meanwhile. If the stuck loop ever returns, it finishes its connections as
+  // in a drain (bounded by shutdown_timeout) and exits. absl::InfiniteDuration() never replaces.
   absl::Duration stuck_timeout = absl::Seconds(10);
 
   // Called by Engine::Run() on its own thread once every loop serves (for start-up lines).

@@ -1,0 +1,123 @@
+#include "percore/guard.h"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "listener.h"
+#include "percore/engine.h"
+
+namespace percore {
+namespace {
+
+// A child that ran this long before dying is restarted after the initial backoff again.
+constexpr absl::Duration kHealthyAfter = absl::Seconds(30);
+
+void Log(const EngineOptions& options, const std::string& line) {
+  if (options.log) {
+    options.log(line);
+  } else {
+    std::string text = line + "\n";
+    [[maybe_unused]] ssize_t n = write(STDERR_FILENO, text.data(), text.size());
+  }
+}
+
+// Forks the child that runs `serve`; its pid, or -1.
+pid_t StartChild(const EngineOptions& options, const sigset_t& child_mask,
+                 const std::function<int(const EngineOptions&)>& serve) {
+  const pid_t guard = getpid();
+  fflush(nullptr);  // or the child would write the guard's buffered output again
+  const pid_t pid = fork();
+  if (pid != 0) return pid;
+  // The child: dies with the guard (the check after prctl closes the race with a guard that died
+  // before it), takes the signals the guard had blocked, and serves.
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != guard) _exit(1);
+  sigprocmask(SIG_SETMASK, &child_mask, nullptr);
+  const int code = serve(options);
+  fflush(nullptr);
+  _exit(code);
+}
+
+}  // namespace
+
+absl::StatusOr<int> RunGuarded(const EngineOptions& options,
+                               const std::function<int(const EngineOptions&)>& serve) {
+  EngineOptions child_options = options;
+  if (child_options.listen_fds.empty()) {
+    absl::StatusOr<ListenerGroup> group = BindListeners(
+        options.address, options.port, Engine::LoopCount(options), options.backlog);
+    if (!group.ok()) return group.status();
+    child_options.listen_fds = std::move(group->fds);
+  }
+  Log(options, absl::StrCat("Guard ", getpid(), " holds port ",
+                            BoundPort(child_options.listen_fds[0]),
+                            "; the engine runs in a worker process"));
+
+  // The signals are taken with sigtimedwait, so none interrupts the guard between its checks.
+  sigset_t signals, previous;
+  sigemptyset(&signals);
+  for (int signal : {SIGINT, SIGTERM, SIGHUP, SIGCHLD}) sigaddset(&signals, signal);
+  sigprocmask(SIG_BLOCK, &signals, &previous);
+
+  absl::Duration backoff = options.restart_backoff;
+  bool stopping = false;  // a SIGTERM or SIGINT was passed on: restart nothing
+  int exit_code = 0;
+  while (true) {
+    const pid_t child = StartChild(child_options, previous, serve);
+    if (child < 0) {
+      exit_code = 1;
+      Log(options, absl::StrCat("Guard: fork failed: ", strerror(errno)));
+      break;
+    }
+    const absl::Time started = absl::Now();
+    int status = 0;
+    while (true) {
+      const timespec poll = absl::ToTimespec(absl::Seconds(1));
+      const int signal = sigtimedwait(&signals, nullptr, &poll);
+      if (signal == SIGINT || signal == SIGTERM || signal == SIGHUP) {
+        if (signal != SIGHUP) stopping = true;
+        kill(child, signal);
+      }
+      // SIGCHLD, or a look every second in case one was merged with an earlier one.
+      const pid_t done = waitpid(child, &status, WNOHANG);
+      if (done == child) break;
+    }
+    if (WIFEXITED(status)) {
+      exit_code = WEXITSTATUS(status);  // the engine stopped on its own, or could not start
+      break;
+    }
+    const int signal = WTERMSIG(status);
+    if (stopping) {
+      exit_code = 128 + signal;
+      break;
+    }
+    const absl::Time now = absl::Now();
+    if (now - started >= kHealthyAfter) backoff = options.restart_backoff;
+    Log(options, absl::StrCat("Worker process ", child, " died (signal ", signal,
+                              "); restarting in ", absl::FormatDuration(backoff)));
+    // Wait out the backoff, still taking the stop signals: with no child, a stop is immediate.
+    const absl::Time restart_at = now + backoff;
+    backoff = std::min(backoff * 1.5, options.max_restart_backoff);
+    while (!stopping && absl::Now() < restart_at) {
+      const timespec wait = absl::ToTimespec(restart_at - absl::Now());
+      const int taken = sigtimedwait(&signals, nullptr, &wait);
+      stopping = taken == SIGINT || taken == SIGTERM;
+    }
+    if (stopping) break;
+  }
+  for (int fd : child_options.listen_fds) close(fd);
+  sigprocmask(SIG_SETMASK, &previous, nullptr);
+  return exit_code;
+}
+
+}  // namespace percore
