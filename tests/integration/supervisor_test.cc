@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <regex>
 #include <ostream>
 #include <set>
 #include <string>
@@ -100,6 +101,14 @@ App MakeApp() {
     res.Send("crashing worker " + std::to_string(req.worker_id()));
   });
   app.All("/echo", [](const Request& req, Response& res) { res.Send(req.body()); });
+  // Which loop instance (thread) served the request.
+  app.Get("/thread",
+          [](const Request&, Response& res) { res.Send(std::to_string(gettid())); });
+  app.Get("/stall", [](const Request& req, Response& res) {
+    const int ms = std::stoi(std::string(req.Query("ms")));
+    std::this_thread::sleep_for(milliseconds(ms));  // blocks the loop, as a buggy handler would
+    res.Send("stalled");
+  });
   return app;
 }
 
@@ -569,6 +578,107 @@ TEST_P(SupervisorTest, ConnectionsArrivingAsTheDrainBeginsDoNotHoldItUp) {
     EXPECT_TRUE(run_status().ok()) << run_status();
     EXPECT_EQ(CountLogLines("Shutdown timeout"), 0u) << ::testing::PrintToString(Log());
   }
+}
+
+// The loop threads that answer 40 requests on fresh connections.
+std::set<std::string> ServingThreads(int port) {
+  std::set<std::string> threads;
+  for (int i = 0; i < 40; ++i) {
+    std::optional<HttpResponse> response = percore::testing::Fetch(port, Get("/thread"));
+    if (response.has_value() && response->status == 200) threads.insert(response->body);
+  }
+  return threads;
+}
+
+TEST_P(SupervisorTest, ReloadReplacesEachLoopWithoutFailingARequest) {
+  RunEngine(TestEngineOptions(2));
+  if (IsSkipped() || HasFatalFailure()) return;
+  const std::set<std::string> before = ServingThreads(port_);
+  EXPECT_EQ(before.size(), 2u) << "40 connections should reach both loops";
+  // An idle keep-alive connection held across the roll.
+  Socket idle = Connect();
+  std::string idle_buffer;
+  ASSERT_TRUE(SendAll(idle.fd(), Get("/")));
+  ASSERT_TRUE(ReadResponse(idle.fd(), idle_buffer, kReadTimeout).has_value());
+
+  percore::testing::LoadClient load({.port = port_, .threads = 4});
+  ASSERT_TRUE(WaitUntil([&] { return load.responses() >= 200; }, kWaitTimeout));
+  engine_->Reload();
+  ASSERT_TRUE(WaitForLogLines("Rolling restart done", 1, kWaitTimeout))
+      << ::testing::PrintToString(Log());
+  const int64_t at_done = load.responses();
+  EXPECT_TRUE(WaitUntil([&] { return load.responses() >= at_done + 200; }, kWaitTimeout));
+  load.Stop();
+  EXPECT_EQ(load.failures(), 0) << ::testing::PrintToString(load.errors());
+
+  // The old loops closed the idle connection (no response was cut short) and exited.
+  ReadToEndResult idle_end = ReadToEnd(idle.fd(), kReadTimeout);
+  EXPECT_EQ(idle_end.end, StreamEnd::kClosed);
+  EXPECT_EQ(idle_end.data, "");
+  EXPECT_TRUE(WaitForLogLines("'s replaced loop", 2, kWaitTimeout))
+      << ::testing::PrintToString(Log());
+  EXPECT_EQ(CountLogLines("restarted on cpu"), 2u);
+  // New threads serve now; none of the old ones.
+  const std::set<std::string> after = ServingThreads(port_);
+  EXPECT_EQ(after.size(), 2u);
+  for (const std::string& thread : after) EXPECT_EQ(before.count(thread), 0u) << thread;
+  EXPECT_EQ(engine_->restarts(), 0);  // a roll is not a failure
+  EXPECT_TRUE(engine_->ready());
+}
+
+TEST_P(SupervisorTest, StuckLoopIsReplacedAndNewConnectionsAreServedWhileItIsStuck) {
+  EngineOptions options = TestEngineOptions(1);  // one loop: every connection is its
+  options.stall_timeout = absl::Milliseconds(200);
+  options.stuck_timeout = absl::Milliseconds(800);
+  RunEngine(options);
+  if (IsSkipped() || HasFatalFailure()) return;
+  std::atomic<bool> stall_answered{false};
+  std::optional<HttpResponse> stalled;
+  std::thread slow([&] {
+    stalled = Fetch(Get("/stall?ms=3000"));
+    stall_answered.store(true);
+  });
+  ASSERT_TRUE(WaitForLogLines(" stalled for ", 1, kWaitTimeout));
+  // Connections made while the loop is stuck, before its replacement: they queue on the
+  // listener (a few are taken in by the stuck loop's armed accepts and wait for it).
+  std::vector<std::optional<HttpResponse>> early(6);
+  std::vector<std::thread> early_clients;
+  for (auto& response : early) {
+    early_clients.emplace_back([&response, this] { response = Fetch(Get("/")); });
+  }
+  ASSERT_TRUE(WaitForLogLines("; replaced by a new loop on cpu", 1, kWaitTimeout))
+      << ::testing::PrintToString(Log());
+  // Served by the new loop while the old one is still stuck.
+  for (int i = 0; i < 10; ++i) {
+    std::optional<HttpResponse> fresh = Fetch(Get("/"));
+    ASSERT_TRUE(fresh.has_value()) << "fresh connection " << i;
+    EXPECT_EQ(fresh->status, 200);
+  }
+  EXPECT_FALSE(stall_answered.load()) << "the stall ended before the checks, proving nothing";
+  slow.join();
+  for (std::thread& client : early_clients) client.join();
+  for (size_t i = 0; i < early.size(); ++i) {
+    ASSERT_TRUE(early[i].has_value()) << "early connection " << i;
+    EXPECT_EQ(early[i]->status, 200);
+  }
+  // The stuck loop, once it returned, finished its request, drained and exited.
+  ASSERT_TRUE(stalled.has_value());
+  EXPECT_EQ(stalled->status, 200);
+  EXPECT_TRUE(WaitForLogLines("'s replaced loop", 1, kWaitTimeout))
+      << ::testing::PrintToString(Log());
+  const std::vector<std::string> log = Log();
+  EXPECT_EQ(std::count_if(log.begin(), log.end(),
+                          [](const std::string& line) {
+                            return std::regex_match(
+                                line, std::regex("Worker 0 stuck for [0-9]+ms in GET "
+                                                 "/stall\\?ms=3000; replaced by a new loop on "
+                                                 "cpu [0-9]+"));
+                          }),
+            1)
+      << ::testing::PrintToString(log);
+  EXPECT_EQ(engine_->restarts(), 1);
+  EXPECT_EQ(engine_->stats().Read(0).stalls, 1u);
+  EXPECT_TRUE(engine_->ready());
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, SupervisorTest, percore::testing::AllBackends(),

@@ -456,4 +456,60 @@ ConnectionsResult RunConnections(const ConnectionsOptions& options) {
   return driver.Run();
 }
 
+LoadClient::LoadClient(Options options) : options_(std::move(options)) {
+  for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { Run(); });
+}
+
+void LoadClient::Stop() {
+  stop_.store(true);
+  for (std::thread& thread : threads_) {
+    if (thread.joinable()) thread.join();
+  }
+}
+
+std::vector<std::string> LoadClient::errors() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return errors_;
+}
+
+void LoadClient::Fail(const std::string& what, bool refused) {
+  failures_.fetch_add(1);
+  if (refused) refused_.fetch_add(1);
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (errors_.size() < 10) errors_.push_back(what);
+}
+
+void LoadClient::Run() {
+  const std::string request = Get(options_.path);
+  Socket socket;
+  std::string buffer;
+  while (!stop_.load()) {
+    if (!socket.ok()) {
+      const int fd = ConnectLocal(options_.port);
+      if (fd < 0) {
+        const int error = errno;
+        Fail(std::string("connect: ") + strerror(error), error == ECONNREFUSED);
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));  // paces retries only
+        continue;
+      }
+      socket = Socket(fd);
+      buffer.clear();
+    }
+    std::optional<HttpResponse> response;
+    if (SendAll(socket.fd(), request)) {
+      response = ReadResponse(socket.fd(), buffer, std::chrono::milliseconds(10000));
+    }
+    if (!response.has_value()) {
+      Fail(std::string("no response: ") + strerror(errno), false);
+      socket.Reset();
+      continue;
+    }
+    responses_.fetch_add(1);
+    if (response->status != 200) Fail("status " + std::to_string(response->status), false);
+    if (options_.connection_per_request || response->Header("connection") == "close") {
+      socket.Reset();
+    }
+  }
+}
+
 }  // namespace percore::testing

@@ -5,13 +5,16 @@
 #ifndef PERCORE_TESTS_SUPPORT_TEST_CLIENT_H_
 #define PERCORE_TESTS_SUPPORT_TEST_CLIENT_H_
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace percore::testing {
@@ -129,6 +132,47 @@ struct ConnectionsResult {
 // Drives the connections from one epoll loop on the calling thread. Every connection stays
 // open until all have finished (so all of them are open at once), then all are closed.
 ConnectionsResult RunConnections(const ConnectionsOptions& options);
+
+// Closed-loop load on 127.0.0.1:port from a few threads, until Stop(): each thread sends GET
+// `path` and reads the response, on one keep-alive connection that it replaces when a response
+// says "Connection: close" (or after every response, with `connection_per_request`). A connect
+// that fails, a request without a response (reset, EOF, 10 s without one) and a status other
+// than 200 are failures.
+class LoadClient {
+ public:
+  struct Options {
+    int port = 0;
+    int threads = 4;
+    std::string path = "/";
+    bool connection_per_request = false;
+  };
+  explicit LoadClient(Options options);
+  ~LoadClient() { Stop(); }
+  LoadClient(const LoadClient&) = delete;
+  LoadClient& operator=(const LoadClient&) = delete;
+
+  // Waits for the threads to finish their request in flight and stops them. Idempotent.
+  void Stop();
+  int64_t responses() const { return responses_.load(); }
+  int64_t failures() const { return failures_.load(); }
+  // Connects refused (ECONNREFUSED), counted in failures() too.
+  int64_t refused() const { return refused_.load(); }
+  // The first few failures, described.
+  std::vector<std::string> errors() const;
+
+ private:
+  void Run();
+  void Fail(const std::string& what, bool refused);
+
+  const Options options_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> responses_{0};
+  std::atomic<int64_t> failures_{0};
+  std::atomic<int64_t> refused_{0};
+  mutable std::mutex mutex_;
+  std::vector<std::string> errors_;
+  std::vector<std::thread> threads_;
+};
 
 }  // namespace percore::testing
 
