@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -48,7 +50,9 @@ using percore::testing::ReadResponse;
 using percore::testing::ReadToEnd;
 using percore::testing::ReadToEndResult;
 using percore::testing::SendAll;
+using percore::testing::LoadClient;
 using percore::testing::StreamEnd;
+using percore::testing::WaitUntil;
 
 constexpr milliseconds kStartTimeout(20000);
 constexpr milliseconds kExitTimeout(20000);
@@ -123,6 +127,9 @@ class HelloCores {
       if (null >= 0) dup2(null, STDIN_FILENO);
       dup2(out[1], STDOUT_FILENO);
       dup2(err[1], STDERR_FILENO);
+      // A child killed by SIGSEGV or SIGABRT on purpose leaves no core file behind.
+      const rlimit no_core{0, 0};
+      setrlimit(RLIMIT_CORE, &no_core);
       if (block_io_uring_ && !BlockIoUring()) _exit(126);
       execv(argv[0], argv.data());
       _exit(127);
@@ -617,6 +624,132 @@ TEST(HelloCoresTest, DefaultBackendIsIoUringUnlessItSaysWhyNot) {
   EXPECT_EQ(root->body, "Hello World!");
 }
 
+// SIGHUP: a rolling restart under load, with no failed request.
+TEST_P(RunningHelloCoresTest, SighupRollsTheLoopsWithoutFailingARequest) {
+  HelloCores child;
+  const int port = StartServer(child, ServerFlags());
+  if (port == 0) return;
+  LoadClient load({.port = port, .threads = 4});
+  ASSERT_TRUE(WaitUntil([&] { return load.responses() >= 200; }, kReadTimeout));
+  ASSERT_EQ(kill(child.pid(), SIGHUP), 0);
+  ASSERT_TRUE(child.WaitForLine("Rolling restart done", kReadTimeout).has_value())
+      << ::testing::PrintToString(child.lines());
+  const int64_t at_done = load.responses();
+  EXPECT_TRUE(WaitUntil([&] { return load.responses() >= at_done + 200; }, kReadTimeout));
+  load.Stop();
+  EXPECT_EQ(load.failures(), 0) << ::testing::PrintToString(load.errors());
+  const std::vector<std::string>& lines = child.lines();
+  for (const char* expected : {"Rolling restart: replacing the workers one at a time",
+                               "Worker 0 restarted on cpu", "Worker 1 restarted on cpu"}) {
+    EXPECT_TRUE(std::any_of(lines.begin(), lines.end(),
+                            [&](const std::string& line) { return line.find(expected) == 0; }))
+        << expected << " in " << ::testing::PrintToString(lines);
+  }
+  ASSERT_EQ(kill(child.pid(), SIGTERM), 0);
+  std::optional<int> status = child.WaitForExit(kExitTimeout);
+  EXPECT_TRUE(status && WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << DescribeStatus(status);
+}
+
+// The pid in the last "Supervisor <pid> is running" line so far; 0 if none.
+pid_t EnginePid(const std::vector<std::string>& lines) {
+  pid_t pid = 0;
+  for (const std::string& line : lines) {
+    if (line.rfind("Supervisor ", 0) == 0 && line.find(" is running") != std::string::npos) {
+      pid = std::atoi(line.c_str() + strlen("Supervisor "));
+    }
+  }
+  return pid;
+}
+
+// --guard: the engine process killed by SIGSEGV under load is restarted; connections made while
+// no engine process runs wait in the guard's sockets and are served; none is refused. /abort
+// (SIGABRT) is survived the same way.
+TEST_P(RunningHelloCoresTest, GuardRestartsAnEngineKilledBySigsegvAndRefusesNothing) {
+  HelloCores child;
+  const int port = StartServer(
+      child, ServerFlags({"--guard", "--restart_backoff", "1s", "--enable_fault_routes"}));
+  if (port == 0) return;
+  ASSERT_FALSE(child.lines().empty());
+  EXPECT_EQ(child.lines().front(), "Guard " + std::to_string(child.pid()) + " holds port " +
+                                       std::to_string(port) +
+                                       "; the engine runs in a worker process");
+  const pid_t engine = EnginePid(child.lines());
+  ASSERT_GT(engine, 0);
+  ASSERT_NE(engine, child.pid());
+
+  LoadClient load({.port = port, .threads = 2, .connection_per_request = true});
+  ASSERT_TRUE(WaitUntil([&] { return load.responses() >= 100; }, kReadTimeout));
+  ASSERT_EQ(kill(engine, SIGSEGV), 0);
+  const std::string died =
+      "Worker process " + std::to_string(engine) + " died (signal 11); restarting in 1s";
+  ASSERT_TRUE(child.WaitForLine(died, kReadTimeout).has_value())
+      << ::testing::PrintToString(child.lines());
+  // No engine process runs for the next second: these connect to the guard's sockets.
+  std::vector<std::optional<HttpResponse>> during(5);
+  std::vector<std::thread> clients;
+  for (auto& response : during) {
+    clients.emplace_back([&response, port] { response = Fetch(port, Get("/worker")); });
+  }
+  ASSERT_TRUE(child.WaitForLine("Listening on port", kStartTimeout).has_value());
+  const pid_t second = EnginePid(child.lines());
+  EXPECT_NE(second, engine);
+  for (std::thread& client : clients) client.join();
+  for (size_t i = 0; i < during.size(); ++i) {
+    ASSERT_TRUE(during[i].has_value()) << "connection " << i << " made during the restart";
+    EXPECT_EQ(during[i]->status, 200);
+    EXPECT_NE(during[i]->body.find("pid " + std::to_string(second) + ")"), std::string::npos)
+        << during[i]->body;
+  }
+  const int64_t at_restart = load.responses();
+  EXPECT_TRUE(WaitUntil([&] { return load.responses() >= at_restart + 100; }, kReadTimeout));
+  load.Stop();
+  EXPECT_EQ(load.refused(), 0) << ::testing::PrintToString(load.errors());
+  // Only a request in flight inside the killed process can fail: one per load thread.
+  EXPECT_LE(load.failures(), 2) << ::testing::PrintToString(load.errors());
+
+  // SIGABRT, from /abort: the next backoff is 1.5x.
+  EXPECT_FALSE(Fetch(port, Get("/abort")).has_value());
+  ASSERT_TRUE(child
+                  .WaitForLine("Worker process " + std::to_string(second) +
+                                   " died (signal 6); restarting in 1.5s",
+                               kReadTimeout)
+                  .has_value())
+      << ::testing::PrintToString(child.lines());
+  std::optional<HttpResponse> after = Fetch(port, Get("/"));
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ(after->status, 200);
+
+  // SIGTERM to the guard: passed on, the engine drains, both exit 0.
+  ASSERT_TRUE(child.WaitForLine("Listening on port", kStartTimeout).has_value());
+  ASSERT_EQ(kill(child.pid(), SIGTERM), 0);
+  std::optional<int> status = child.WaitForExit(kExitTimeout);
+  EXPECT_TRUE(status && WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << DescribeStatus(status);
+  child.DrainOutput(kReadTimeout);
+  EXPECT_EQ(child.lines().back(), "Supervisor " + std::to_string(EnginePid(child.lines())) +
+                                      " stopped");
+}
+
+// A guard whose engine cannot start does not retry: it exits with the engine's status.
+TEST(HelloCoresTest, GuardExitsWithTheEnginesStatusWhenItCannotStart) {
+  HelloCores child;
+  // The guard binds the port; the engine process then rejects the CPU.
+  const std::vector<int> allowed = AllowedCpus();
+  int cpu = 99;
+  while (std::find(allowed.begin(), allowed.end(), cpu) != allowed.end()) ++cpu;
+  const std::string cpu_text = std::to_string(cpu);
+  ASSERT_TRUE(child.Spawn(Flags({"--guard", "--cpus", cpu_text})));
+  std::optional<int> status = child.WaitForExit(kExitTimeout);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1) << DescribeStatus(status);
+  child.DrainOutput(kReadTimeout);
+  EXPECT_NE(child.stderr_text().find("cpu " + cpu_text + " is not in this process's allowed set"),
+            std::string::npos)
+      << child.stderr_text();
+  for (const std::string& line : child.lines()) {
+    EXPECT_EQ(line.find("died"), std::string::npos) << line;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, RunningHelloCoresTest, ::testing::Values("io_uring", "epoll"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            return info.param == "epoll" ? "Epoll" : "IoUring";
@@ -745,35 +878,62 @@ TEST(HelloCoresTest, NotifiesSystemdReadyWatchdogAndStopping) {
 
 // A worker stuck in one request past --stall_ms is logged with the request; fresh connections
 // keep being answered meanwhile (by the other loop, or by this one once it returns).
-TEST(HelloCoresTest, StallIsLoggedWithTheRequest) {
+// The stall: 3 s in one request. Logged with the route past --stall_ms; past --stuck_ms
+// the loop is replaced, and new connections are served while the old loop is still stuck.
+TEST(HelloCoresTest, StallIsLoggedAndTheStuckLoopReplaced) {
   HelloCores child;
-  const int port =
-      StartServer(child, Flags({"--threads", "2", "--enable_fault_routes", "--stall_ms", "200"}));
+  const int port = StartServer(child, Flags({"--threads", "2", "--enable_fault_routes",
+                                             "--stall_ms", "200", "--stuck_ms", "1000"}));
   ASSERT_NE(port, 0);
   std::optional<HttpResponse> stalled;
-  std::thread slow([&] { stalled = Fetch(port, Get("/stall?ms=1500")); });
+  std::atomic<bool> stall_answered{false};
+  std::thread slow([&] {
+    stalled = Fetch(port, Get("/stall?ms=3000"));
+    stall_answered.store(true);
+  });
   std::optional<std::string> line = child.WaitForLine("Worker ", kReadTimeout);
   while (line && line->find(" stalled for ") == std::string::npos) {
     line = child.WaitForLine("Worker ", kReadTimeout);
   }
   ASSERT_TRUE(line.has_value()) << "no stall line";
   EXPECT_TRUE(std::regex_match(*line, std::regex("Worker [01] stalled for [0-9]+ms in "
-                                                 "GET /stall\\?ms=1500")))
+                                                 "GET /stall\\?ms=3000")))
       << *line;
-  for (int i = 0; i < 10; ++i) {
-    std::optional<HttpResponse> fresh = Fetch(port, Get("/"));
-    ASSERT_TRUE(fresh.has_value()) << "fresh connection " << i;
-    EXPECT_EQ(fresh->status, 200);
+  line = child.WaitForLine("Worker ", kReadTimeout);
+  ASSERT_TRUE(line.has_value()) << "no replacement line";
+  EXPECT_TRUE(std::regex_match(*line, std::regex("Worker [01] stuck for [0-9]+ms in GET "
+                                                 "/stall\\?ms=3000; replaced by a new loop on "
+                                                 "cpu [0-9]+")))
+      << *line;
+  // 20 new connections, at once. The stuck loop's armed accepts (4 on io_uring) may still take
+  // a few, which wait for it; every other one is served at once by the new loop.
+  std::vector<std::optional<HttpResponse>> fresh(20);
+  std::atomic<int> answered{0};
+  std::vector<std::thread> clients;
+  for (auto& response : fresh) {
+    clients.emplace_back([&response, &answered, port] {
+      response = Fetch(port, Get("/"));
+      answered.fetch_add(1);
+    });
+  }
+  EXPECT_TRUE(WaitUntil([&] { return answered.load() >= 16; }, kReadTimeout));
+  EXPECT_FALSE(stall_answered.load()) << "the stall ended before the checks, proving nothing";
+  for (std::thread& client : clients) client.join();
+  for (size_t i = 0; i < fresh.size(); ++i) {
+    ASSERT_TRUE(fresh[i].has_value()) << "fresh connection " << i;
+    EXPECT_EQ(fresh[i]->status, 200);
   }
   slow.join();
   ASSERT_TRUE(stalled.has_value());
   EXPECT_EQ(stalled->status, 200);
   std::optional<HttpResponse> metrics = Fetch(port, Get("/metrics"));
   ASSERT_TRUE(metrics.has_value());
-  EXPECT_TRUE(std::regex_search(
-      metrics->body,
-      std::regex("percore_loop_stalls_total\\{worker=\"[01]\",cpu=\"[0-9]+\"\\} 1\n")))
-      << metrics->body;
+  for (const char* family : {"percore_loop_stalls_total", "percore_loop_restarts_total"}) {
+    EXPECT_TRUE(std::regex_search(
+        metrics->body,
+        std::regex(std::string(family) + "\\{worker=\"[01]\",cpu=\"[0-9]+\"\\} 1\n")))
+        << family << " in " << metrics->body;
+  }
 }
 
 // --stats prints a per-worker table on stderr every second.

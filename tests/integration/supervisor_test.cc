@@ -51,6 +51,7 @@ using percore::testing::ReadToEndResult;
 using percore::testing::SendAll;
 using percore::testing::Socket;
 using percore::testing::StreamEnd;
+using percore::testing::WaitUntil;
 
 constexpr milliseconds kReadTimeout(10000);
 constexpr milliseconds kWaitTimeout(20000);
@@ -60,16 +61,6 @@ std::string EchoHeadersExpectingContinue(size_t length) {
   return "POST /echo HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\n"
          "Content-Length: " +
          std::to_string(length) + "\r\n\r\n";
-}
-
-// Polls `condition` (every few milliseconds) until it holds or `timeout` passes; its last value.
-bool WaitUntil(const std::function<bool()>& condition, milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  while (!condition()) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(milliseconds(2));
-  }
-  return true;
 }
 
 // One connect() to 127.0.0.1:port: 0 if it was accepted (the socket is closed at once), else

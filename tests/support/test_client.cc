@@ -456,6 +456,15 @@ ConnectionsResult RunConnections(const ConnectionsOptions& options) {
   return driver.Run();
 }
 
+bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
 LoadClient::LoadClient(Options options) : options_(std::move(options)) {
   for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { Run(); });
 }

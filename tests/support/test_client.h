@@ -133,6 +133,9 @@ struct ConnectionsResult {
 // open until all have finished (so all of them are open at once), then all are closed.
 ConnectionsResult RunConnections(const ConnectionsOptions& options);
 
+// Polls `condition` (every few milliseconds) until it holds or `timeout` passes; its last value.
+bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
+
 // Closed-loop load on 127.0.0.1:port from a few threads, until Stop(): each thread sends GET
 // `path` and reads the response, on one keep-alive connection that it replaces when a response
 // says "Connection: close" (or after every response, with `connection_per_request`). A connect
