@@ -109,7 +109,7 @@ struct Engine::Instance {
   std::promise<absl::Status> started;
   absl::Status exit_status;  // written by the loop thread before `exited`
   std::atomic<bool> exited{false};
-  LoopControl control;  // this instance's orders
+  LoopControl control;                          // this instance's orders
   absl::Time stop_at = absl::InfiniteFuture();  // a retiring instance is stopped then
   bool running() const { return thread.joinable(); }
 };
@@ -337,8 +337,8 @@ void Engine::CheckStall(LoopSlot& slot, absl::Time now) {
   if (busy >= options_.stall_timeout && busy_since != slot.stall_logged_for) {
     slot.stall_logged_for = busy_since;  // once per stall
     LoopStats::Add(worker.stalls, 1);
-    Log(absl::StrCat("Worker ", slot.id, " stalled for ", absl::ToInt64Milliseconds(busy),
-                     "ms in ", stats.Activity()));
+    Log(absl::StrCat("Worker ", slot.id, " stalled for ", absl::ToInt64Milliseconds(busy), "ms in ",
+                     stats.Activity()));
   }
   if (busy < options_.stuck_timeout || busy_since == slot.stuck_handled_for ||
       control_->draining.load()) {
@@ -347,8 +347,8 @@ void Engine::CheckStall(LoopSlot& slot, absl::Time now) {
   slot.stuck_handled_for = busy_since;  // once per stall
   const std::string activity = stats.Activity();
   if (!Replace(slot, now)) {
-    Log(absl::StrCat("Worker ", slot.id, " stuck for ", absl::ToInt64Milliseconds(busy),
-                     "ms in ", activity, "; not replaced while the loop it replaced is stuck"));
+    Log(absl::StrCat("Worker ", slot.id, " stuck for ", absl::ToInt64Milliseconds(busy), "ms in ",
+                     activity, "; not replaced while the loop it replaced is stuck"));
     return;
   }
   LoopStats::Add(worker.restarts, 1);
@@ -385,7 +385,8 @@ absl::Duration Engine::Supervise(absl::Time now) {
     Instance& retiring = slot.lanes[1 - slot.current];
     if (retiring.running()) {
       if (Reap(retiring)) {
-        Log(absl::StrCat("Worker ", slot.id, "'s replaced loop finished its connections and exited"));
+        Log(absl::StrCat("Worker ", slot.id,
+                         "'s replaced loop finished its connections and exited"));
       } else if (now >= retiring.stop_at && !retiring.control.stop.load()) {
         retiring.control.stop.store(true);
         Wake(slot.id, 1 - slot.current);

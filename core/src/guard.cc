@@ -54,14 +54,14 @@ absl::StatusOr<int> RunGuarded(const EngineOptions& options,
                                const std::function<int(const EngineOptions&)>& serve) {
   EngineOptions child_options = options;
   if (child_options.listen_fds.empty()) {
-    absl::StatusOr<ListenerGroup> group = BindListeners(
-        options.address, options.port, Engine::LoopCount(options), options.backlog);
+    absl::StatusOr<ListenerGroup> group =
+        BindListeners(options.address, options.port, Engine::LoopCount(options), options.backlog);
     if (!group.ok()) return group.status();
     child_options.listen_fds = std::move(group->fds);
   }
-  Log(options, absl::StrCat("Guard ", getpid(), " holds port ",
-                            BoundPort(child_options.listen_fds[0]),
-                            "; the engine runs in a worker process"));
+  Log(options,
+      absl::StrCat("Guard ", getpid(), " holds port ", BoundPort(child_options.listen_fds[0]),
+                   "; the engine runs in a worker process"));
 
   // The signals are taken with sigtimedwait, so none interrupts the guard between its checks.
   sigset_t signals, previous;

@@ -27,8 +27,7 @@ int64_t MonotonicMs() {
 }  // namespace
 
 Loop::Loop(int id, int cpu, const EngineOptions& options, int listen_fd, int wake_fd,
-           const LoopControl* engine, LoopControl* own, LoopStats* stats,
-           EngineStats* engine_stats)
+           const LoopControl* engine, LoopControl* own, LoopStats* stats, EngineStats* engine_stats)
     : worker_(id, cpu, stats, engine_stats),
       options_(options),
       listen_fd_(listen_fd),

@@ -61,7 +61,8 @@ void AppendMetrics(const EngineStats& stats, std::string* out) {
       workers, "percore_sent_bytes_total", "counter", "Bytes sent.",
       [](const WorkerCounters& l) { return Count(l.bytes_out); }, out);
   AppendFamily(
-      workers, "percore_loop_restarts_total", "counter", "Times the loop died or was stuck and was replaced.",
+      workers, "percore_loop_restarts_total", "counter",
+      "Times the loop died or was stuck and was replaced.",
       [](const WorkerCounters& l) { return Count(l.restarts); }, out);
   AppendFamily(
       workers, "percore_loop_stalls_total", "counter",
@@ -69,9 +70,7 @@ void AppendMetrics(const EngineStats& stats, std::string* out) {
       [](const WorkerCounters& l) { return Count(l.stalls); }, out);
   AppendFamily(
       workers, "percore_loop_lag_seconds", "gauge", "How late the loop's last periodic tick ran.",
-      [](const WorkerCounters& l) {
-        return std::to_string(static_cast<double>(l.lag_us) / 1e6);
-      },
+      [](const WorkerCounters& l) { return std::to_string(static_cast<double>(l.lag_us) / 1e6); },
       out);
   out->append("# HELP percore_ready Whether every loop serves and no drain has begun.\n");
   out->append("# TYPE percore_ready gauge\n");

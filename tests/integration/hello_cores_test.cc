@@ -46,11 +46,11 @@ using percore::testing::ConnectLocal;
 using percore::testing::Fetch;
 using percore::testing::Get;
 using percore::testing::HttpResponse;
+using percore::testing::LoadClient;
 using percore::testing::ReadResponse;
 using percore::testing::ReadToEnd;
 using percore::testing::ReadToEndResult;
 using percore::testing::SendAll;
-using percore::testing::LoadClient;
 using percore::testing::StreamEnd;
 using percore::testing::WaitUntil;
 
@@ -735,8 +735,8 @@ TEST_P(RunningHelloCoresTest, GuardRestartsAnEngineKilledBySigsegvAndRefusesNoth
   std::optional<int> status = child.WaitForExit(kExitTimeout);
   EXPECT_TRUE(status && WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << DescribeStatus(status);
   child.DrainOutput(kReadTimeout);
-  EXPECT_EQ(child.lines().back(), "Supervisor " + std::to_string(EnginePid(child.lines())) +
-                                      " stopped");
+  EXPECT_EQ(child.lines().back(),
+            "Supervisor " + std::to_string(EnginePid(child.lines())) + " stopped");
 }
 
 // A guard whose engine cannot start does not retry: it exits with the engine's status.

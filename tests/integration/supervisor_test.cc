@@ -17,8 +17,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <regex>
 #include <ostream>
+#include <regex>
 #include <set>
 #include <string>
 #include <string_view>
@@ -93,8 +93,7 @@ App MakeApp() {
   });
   app.All("/echo", [](const Request& req, Response& res) { res.Send(req.body()); });
   // Which loop instance (thread) served the request.
-  app.Get("/thread",
-          [](const Request&, Response& res) { res.Send(std::to_string(gettid())); });
+  app.Get("/thread", [](const Request&, Response& res) { res.Send(std::to_string(gettid())); });
   app.Get("/stall", [](const Request& req, Response& res) {
     const int ms = std::stoi(std::string(req.Query("ms")));
     std::this_thread::sleep_for(milliseconds(ms));  // blocks the loop, as a buggy handler would

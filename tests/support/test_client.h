@@ -66,9 +66,9 @@ std::optional<HttpResponse> ReadResponse(
     std::chrono::milliseconds timeout = std::chrono::milliseconds(10000));
 // Sends `request` on a fresh connection to 127.0.0.1:port and reads one response; nullopt if
 // the connection or the response failed.
-std::optional<HttpResponse> Fetch(int port, std::string_view request,
-                                  std::chrono::milliseconds timeout =
-                                      std::chrono::milliseconds(10000));
+std::optional<HttpResponse> Fetch(
+    int port, std::string_view request,
+    std::chrono::milliseconds timeout = std::chrono::milliseconds(10000));
 // Reads until the peer closes or `timeout` passes; returns what was read.
 std::string ReadUntilClose(int fd,
                            std::chrono::milliseconds timeout = std::chrono::milliseconds(10000));
