@@ -9,7 +9,7 @@ void Session::OnDrain(Connection& conn) { conn.Close(); }
 
 void Connection::TakeOutput() { loop_->TakeOutput(this); }
 
-void Connection::Close() { loop_->RequestClose(this); }
+void Connection::Close(bool linger) { loop_->RequestClose(this, linger); }
 
 Worker& Connection::worker() const { return loop_->worker(); }
 

@@ -276,7 +276,15 @@ void IoUringBackend::ArmWake() {
 
 void IoUringBackend::ArmReceive(Connection* c) {
   io_uring_sqe* sqe = Sqe();
-  io_uring_prep_recv_multishot(sqe, c->fd_, nullptr, 0, 0);
+  // The first receive is single-shot: a connection that closes after one request (HTTP's
+  // "Connection: close") then has nothing armed to cancel before its socket is closed. Every
+  // later one is multishot, armed once for as long as the connection keeps reading.
+  if (c->receive_multishot_) {
+    io_uring_prep_recv_multishot(sqe, c->fd_, nullptr, 0, 0);
+  } else {
+    io_uring_prep_recv(sqe, c->fd_, nullptr, 0, 0);
+    c->receive_multishot_ = true;
+  }
   sqe->flags |= IOSQE_BUFFER_SELECT;
   sqe->buf_group = kBufferGroup;
   io_uring_sqe_set_data64(sqe, Encode(c, kReceive));
@@ -392,6 +400,9 @@ void IoUringBackend::Dispatch(const io_uring_cqe* cqe) {
       break;
     case kReceive:
       if (res > 0) {
+        // A receive that ended is not armed any more, even if handling its bytes throws (the
+        // loop dies): its shutdown must not wait for it.
+        if (!more) c->reading_ = false;
         const unsigned id = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
         loop_.OnReceived(c, std::string_view(buffers_ + size_t{id} * options_.recv_buffer_size,
                                              static_cast<size_t>(res)));

@@ -233,8 +233,9 @@ void Loop::AfterSession(Connection* c) {
   }
 }
 
-void Loop::RequestClose(Connection* c) {
-  if (c->close_requested_ || c->releasing_) return;
+void Loop::RequestClose(Connection* c, bool linger) {
+  if (c->releasing_ || (c->close_requested_ && (linger || c->no_linger_))) return;
+  if (!linger) c->no_linger_ = true;
   c->close_requested_ = true;
   c->deadline_ms_ = 0;  // the session's deadline no longer applies
   AdvanceClose(c);
@@ -245,7 +246,7 @@ void Loop::AdvanceClose(Connection* c) {
   if (!c->close_requested_ || c->releasing_ || c->pending_output() > 0 || c->send_inflight_) {
     return;
   }
-  if (c->peer_eof_) {
+  if (c->peer_eof_ || c->no_linger_) {
     c->releasing_ = true;
   } else if (!c->write_shut_) {
     // FIN after the last response; keep reading (and discarding) until the peer's FIN, so

@@ -63,9 +63,9 @@ class Loop {
   void OnSent(Connection* c, int result);
   // Connections whose state changed since the backend last looked; the backend clears it.
   std::vector<Connection*>& dirty() { return dirty_; }
-  // Whether `c` should have a receive armed.
+  // Whether `c` should have a receive armed. Not after Close(false): the peer sends nothing more.
   static bool WantsRead(const Connection* c) {
-    return !c->releasing_ && !c->peer_eof_ && !c->paused_;
+    return !c->releasing_ && !c->peer_eof_ && !c->paused_ && !c->no_linger_;
   }
   // Whether `c` has bytes to send and no send in flight.
   static bool WantsSend(const Connection* c) {
@@ -93,7 +93,7 @@ class Loop {
   void ExpireDeadline(Connection* c);
   // Called by Connection.
   void TakeOutput(Connection* c);
-  void RequestClose(Connection* c);
+  void RequestClose(Connection* c, bool linger);
 
   int64_t live_connections() const { return live_connections_; }
 

@@ -301,7 +301,8 @@ void HttpSession::Respond(MessageState& st, const char* base) {
   }
   const std::string_view method = View(base, st.method);
   // While draining, every response closes its connection.
-  const bool close = !llhttp_should_keep_alive(&parser_) || st.upgrade || h.worker_.draining();
+  h.peer_closes_ = !llhttp_should_keep_alive(&parser_) && !st.upgrade;
+  const bool close = h.peer_closes_ || st.upgrade || h.worker_.draining();
   Request req;
   RequestBuilder::Fill(req, method, View(base, st.target), h.headers_,
                        st.body_copied ? std::string_view(st.body) : View(base, st.body_view),
@@ -382,6 +383,7 @@ void HttpSession::OnData(Connection& conn, std::string_view bytes) {
   h.state_ = &st;
   h.conn_ = &conn;
   h.parsing_held_ = false;
+  h.peer_closes_ = false;
   const char* begin = bytes.data();
   size_t length = bytes.size();
   if (st.in_message) {
@@ -409,6 +411,11 @@ void HttpSession::OnData(Connection& conn, std::string_view bytes) {
     } else if (st.in_message) {
       KeepUnfinished(begin + length);
     }
+  } else if (err == HPE_PAUSED && h.peer_closes_ &&
+             llhttp_get_error_pos(&parser_) == begin + length) {
+    // The client said this request is its last ("Connection: close", or HTTP/1.0 without
+    // keep-alive) and sent nothing after it: no lingering for its FIN, as nginx does.
+    conn.Close(/*linger=*/false);
   } else if (err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE) {
     status = st.error_status != 0 ? st.error_status : StatusForError(&parser_, err);
   }

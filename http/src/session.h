@@ -96,6 +96,7 @@ class HttpProtocol final : public percore::Protocol {
   Connection* conn_ = nullptr;
   const char* base_ = nullptr;
   bool parsing_held_ = false;
+  bool peer_closes_ = false;  // the last response closes because the client asked it to
 };
 
 // The per-connection half.

@@ -441,6 +441,54 @@ TEST_P(ServerTest, Http10WithoutKeepAliveCloses) {
   EXPECT_EQ(consumed, read.data.size());
 }
 
+// A client that says its request is its last, and sends nothing after it, is not waited for: the
+// server closes its socket once the response is sent (no lingering for the client's FIN, as
+// nginx), so the connection costs no further wake-up. The client here never closes its end.
+TEST_P(ServerTest, LastRequestOfTheClientIsClosedWithoutLingering) {
+  EngineOptions options = TestEngineOptions();
+  options.linger_timeout = absl::Seconds(60);  // a lingering close would hold on for a minute
+  Restart(HttpOptions(), options);
+  const int baseline = CountOpenFds();
+  for (const char* request :
+       {"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "GET / HTTP/1.0\r\n\r\n"}) {
+    Socket socket = Connect();
+    ASSERT_TRUE(SendAll(socket.fd(), request));
+    percore::testing::ReadToEndResult read = ReadToEnd(socket.fd(), kReadTimeout);
+    EXPECT_EQ(read.end, StreamEnd::kClosed) << request;
+    size_t consumed = 0;
+    std::optional<HttpResponse> response = percore::testing::ParseResponse(read.data, &consumed);
+    ASSERT_TRUE(response.has_value()) << read.data;
+    EXPECT_EQ(response->body, "Hello World!");
+    EXPECT_EQ(response->Header("connection"), "close");
+    // Only the client's socket is left open.
+    EXPECT_EQ(WaitForFdCount(baseline + 1, kReadTimeout), baseline + 1) << request;
+  }
+}
+
+// Bytes after the last request (here a pipelined one) mean the client may still be sending: the
+// server lingers, so its close cannot turn into a reset that destroys the response.
+TEST_P(ServerTest, BytesAfterTheLastRequestKeepTheLingeringClose) {
+  EngineOptions options = TestEngineOptions();
+  options.linger_timeout = absl::Seconds(60);
+  Restart(HttpOptions(), options);
+  const int baseline = CountOpenFds();
+  Socket socket = Connect();
+  ASSERT_TRUE(
+      SendAll(socket.fd(), "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" + Get("/")));
+  std::string buffer;
+  std::optional<HttpResponse> response = ReadResponse(socket.fd(), buffer, kReadTimeout);
+  ASSERT_TRUE(response.has_value());
+  EXPECT_EQ(response->Header("connection"), "close");
+  // Still lingering: more bytes are read and discarded, and answered by nothing but the FIN.
+  ASSERT_TRUE(SendAll(socket.fd(), Get("/")));
+  ASSERT_EQ(shutdown(socket.fd(), SHUT_WR), 0);
+  percore::testing::ReadToEndResult read = ReadToEnd(socket.fd(), kReadTimeout);
+  EXPECT_EQ(read.end, StreamEnd::kClosed);
+  EXPECT_EQ(read.data, "");
+  socket.Reset();
+  ExpectConnectionsReleased(baseline);
+}
+
 TEST_P(ServerTest, Http10WithKeepAliveStaysOpen) {
   Socket socket = Connect();
   std::string buffer;

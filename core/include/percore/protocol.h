@@ -121,8 +121,11 @@ class Connection {
   }
   // Closes gracefully: pending output is sent first, then the loop half-closes and releases the
   // connection when the peer closes too (or after EngineOptions::linger_timeout). Bytes received
-  // after Close() are discarded. Idempotent.
-  void Close();
+  // after Close() are discarded. With `linger` false (for a peer that said it sends nothing more,
+  // as HTTP's "Connection: close" does, and has sent nothing more) the socket is closed as soon as
+  // the output is sent, without waiting for the peer's FIN; bytes the peer sends anyway make the
+  // kernel answer with a reset. Idempotent; Close(false) after Close() drops the linger.
+  void Close(bool linger = true);
   // Whether Close() was called or the connection failed.
   bool closing() const { return close_requested_ || releasing_; }
   // Calls Session::OnDeadline once the loop's clock passes `deadline_ms` (Worker::now_ms()
@@ -172,7 +175,9 @@ class Connection {
   bool close_requested_ : 1 = false;
   bool write_shut_ : 1 = false;  // FIN sent; lingering for the peer's
   bool peer_eof_ : 1 = false;
-  bool releasing_ : 1 = false;  // done or failed: cancel what is in flight, then release
+  bool releasing_ : 1 = false;          // done or failed: cancel what is in flight, then release
+  bool no_linger_ : 1 = false;          // Close(false): release once output is sent
+  bool receive_multishot_ : 1 = false;  // io_uring: the first receive was armed (single-shot)
 };
 
 }  // namespace percore
