@@ -129,7 +129,7 @@ void EpollBackend::Write(Connection* c) {
   const size_t left = o->sending.size() - o->sent;
   ssize_t n;
   do {
-    n = send(c->fd_, o->sending.data() + o->sent, left, MSG_NOSIGNAL | MSG_DONTWAIT);
+    n = send(c->fd_, o->sending.data() + o->sent, left, Loop::SendFlags(c) | MSG_DONTWAIT);
   } while (n < 0 && errno == EINTR);
   if (n < 0 && errno != EAGAIN) {
     loop_.OnSent(c, -errno);

@@ -296,7 +296,7 @@ void IoUringBackend::StartSend(Connection* c) {
   io_uring_sqe* sqe = Sqe();
   const Connection::Output* o = c->output_;
   io_uring_prep_send(sqe, c->fd_, o->sending.data() + o->sent, o->sending.size() - o->sent,
-                     MSG_NOSIGNAL);
+                     Loop::SendFlags(c));
   io_uring_sqe_set_data64(sqe, Encode(c, kSend));
   c->send_inflight_ = true;
 }

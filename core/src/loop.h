@@ -2,6 +2,8 @@
 #ifndef PERCORE_SRC_LOOP_H_
 #define PERCORE_SRC_LOOP_H_
 
+#include <sys/socket.h>
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -70,6 +72,13 @@ class Loop {
   // Whether `c` has bytes to send and no send in flight.
   static bool WantsSend(const Connection* c) {
     return !c->releasing_ && !c->send_inflight_ && c->pending_output() > 0;
+  }
+  // Flags for sending c's output. The last output before a close goes with MSG_MORE: the kernel
+  // holds the tail of it back (like TCP_CORK) until the close or half-close that follows as soon
+  // as the send completes, and puts the FIN on that same segment: one packet to send, and for
+  // the peer one to receive and acknowledge, instead of two.
+  static int SendFlags(const Connection* c) {
+    return c->close_requested_ ? MSG_NOSIGNAL | MSG_MORE : MSG_NOSIGNAL;
   }
   // Moves pending output to `sending` if that is done; the backend then sends
   // output_->sending from output_->sent on.
