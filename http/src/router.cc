@@ -1,5 +1,6 @@
 #include "percore/http/router.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace percore::http {
@@ -108,41 +109,52 @@ bool Router::MatchPattern(const Pattern& p, std::string_view path,
   return false;
 }
 
-const Router::Entry* Router::FindEntry(std::string_view path,
-                                       std::vector<RouteParam>* params) const {
+template <typename Visit>
+void Router::ForEachMatch(std::string_view path, std::vector<RouteParam>* params,
+                          Visit visit) const {
   path = Normalize(path);
   auto it = exact_.find(path);
-  if (it != exact_.end()) return &it->second;
+  if (it != exact_.end() && visit(it->second)) return;
   for (const Pattern& p : patterns_) {
-    if (MatchPattern(p, path, params)) return &p.entry;
+    const size_t first_param = params->size();
+    if (!MatchPattern(p, path, params)) continue;
+    if (visit(p.entry)) return;
+    params->resize(first_param);  // not this one: its parameters go
   }
-  return nullptr;
 }
 
 Router::Result Router::Route(std::string_view method, std::string_view path,
                              std::vector<RouteParam>* params) const {
+  // The first route for this path that has the method answers, as in Express: "/users/:id" for
+  // GET and "/users/:name" for POST both serve.
   Result result;
-  const Entry* entry = FindEntry(path, params);
-  if (entry == nullptr) return result;
-  result.path_known = true;
-  result.handler = entry->Find(method);
+  ForEachMatch(path, params, [&](const Entry& entry) {
+    result.path_known = true;
+    result.handler = entry.Find(method);
+    return result.handler != nullptr;
+  });
   return result;
 }
 
 void Router::AppendAllowed(std::string_view path, std::string* out) const {
   std::vector<RouteParam> ignored;
-  const Entry* entry = FindEntry(path, &ignored);
-  if (entry == nullptr) return;
-  bool get = false, head = false;
+  std::vector<std::string_view> methods;
+  ForEachMatch(path, &ignored, [&](const Entry& entry) {
+    for (const auto& [m, h] : entry.by_method) {
+      if (std::find(methods.begin(), methods.end(), m) == methods.end()) methods.push_back(m);
+    }
+    return false;  // every route of the path counts
+  });
+  if (std::find(methods.begin(), methods.end(), "GET") != methods.end() &&
+      std::find(methods.begin(), methods.end(), "HEAD") == methods.end()) {
+    methods.push_back("HEAD");
+  }
   bool first = true;  // `out` may already hold text: append to it
-  for (const auto& [m, h] : entry->by_method) {
+  for (std::string_view m : methods) {
     if (!first) out->append(", ");
     first = false;
     out->append(m);
-    get |= m == "GET";
-    head |= m == "HEAD";
   }
-  if (get && !head) out->append(", HEAD");
 }
 
 }  // namespace percore::http

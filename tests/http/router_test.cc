@@ -98,6 +98,28 @@ TEST_F(RouterTest, ExactBeatsParam) {
   EXPECT_EQ(Find("GET", "/users/you"), "param");
 }
 
+// As in Express: the first route of the path that has the method answers, so patterns of one
+// shape with other parameter names serve their own methods, and an exact path without the
+// method lets a pattern answer.
+TEST_F(RouterTest, FirstRouteWithTheMethodAnswers) {
+  router_.Add("GET", "/users/:id", Named("get-user"));
+  router_.Add("POST", "/users/:name", Named("post-user"));
+  router_.Add("DELETE", "/users/me", Named("delete-me"));
+  EXPECT_EQ(Find("GET", "/users/7"), "get-user");
+  ASSERT_EQ(params_.size(), 1u);
+  EXPECT_EQ(params_[0].name, "id");
+  EXPECT_EQ(Find("POST", "/users/ann"), "post-user");
+  ASSERT_EQ(params_.size(), 1u);
+  EXPECT_EQ(params_[0].name, "name");
+  EXPECT_EQ(params_[0].value, "ann");
+  EXPECT_EQ(Find("GET", "/users/me"), "get-user");  // the exact path has no GET
+  EXPECT_EQ(Find("DELETE", "/users/me"), "delete-me");
+  EXPECT_EQ(Find("PUT", "/users/7"), "405");
+  EXPECT_TRUE(params_.empty());
+  EXPECT_EQ(Allowed("/users/7"), "GET, POST, HEAD");
+  EXPECT_EQ(Allowed("/users/me"), "DELETE, GET, POST, HEAD");
+}
+
 TEST_F(RouterTest, PatternsTriedInOrderAdded) {
   router_.Add("GET", "/:a/x", Named("first"));
   router_.Add("GET", "/y/:b", Named("second"));

@@ -6,9 +6,10 @@
 //   router.Add("*", "/echo", echo);               // any method
 //
 // Exact paths are found by hash; patterns with `:param` segments are tried in the order added.
-// An exact path wins over a pattern. One trailing slash is ignored ("/users/" is "/users").
-// HEAD uses the GET handler when there is no HEAD route. Add() is not thread-safe; Route()
-// is, on a router no longer changed.
+// The first route of the path that has the request's method answers (an exact path before the
+// patterns); a path that routes know without that method gets 405 with Allow listing them all. One
+// trailing slash is ignored ("/users/" is "/users"). HEAD uses the GET handler when there is no
+// HEAD route. Add() is not thread-safe; Route() is, on a router no longer changed.
 #ifndef PERCORE_HTTP_ROUTER_H_
 #define PERCORE_HTTP_ROUTER_H_
 
@@ -62,7 +63,10 @@ class Router {
   static std::string_view Normalize(std::string_view path);
   static bool MatchPattern(const Pattern& p, std::string_view path,
                            std::vector<RouteParam>* params);
-  const Entry* FindEntry(std::string_view path, std::vector<RouteParam>* params) const;
+  // Calls visit(entry) for each route matching `path` (the exact one, then patterns in order,
+  // with their parameters in `params`) until it returns true.
+  template <typename Visit>
+  void ForEachMatch(std::string_view path, std::vector<RouteParam>* params, Visit visit) const;
 
   struct StringHash {
     using is_transparent = void;  // lookup by string_view without building a std::string
