@@ -53,6 +53,7 @@ void MessageState::Reset() {
   method = target = field = value = body_view = Span{};
   header_end = 0;
   body_bytes = 0;
+  extra_bytes = 0;
   error_status = 0;
   host_count = 0;
   in_message = headers_done = base_in_held = false;
@@ -143,15 +144,24 @@ struct Callbacks {
     return Record(p, ignored, open, at, length);
   }
   // After the header section, field callbacks are a chunked body's trailer fields: they may lie
-  // in another buffer than `base`, so they have no span; they are ignored.
+  // in another buffer than `base`, so they have no span; they are ignored. They and chunk
+  // extensions count against the header-section limit, or a client could send them without end
+  // (each read restarts the body timeout).
+  static int OnExtra(llhttp_t* p, const char*, size_t length) {
+    HttpProtocol& h = S(p).protocol_;
+    MessageState& st = *h.state_;
+    st.extra_bytes += static_cast<uint32_t>(length);
+    if (st.extra_bytes > h.config_->options.max_header_bytes) return S(p).Fail(431);
+    return HPE_OK;
+  }
   static int OnHeaderField(llhttp_t* p, const char* at, size_t length) {
     MessageState& st = *S(p).protocol_.state_;
-    if (st.headers_done) return HPE_OK;
+    if (st.headers_done) return OnExtra(p, at, length);
     return Record(p, st.field, st.in_field, at, length);
   }
   static int OnHeaderValue(llhttp_t* p, const char* at, size_t length) {
     MessageState& st = *S(p).protocol_.state_;
-    if (st.headers_done) return HPE_OK;
+    if (st.headers_done) return OnExtra(p, at, length);
     return Record(p, st.value, st.in_value, at, length);
   }
   static int OnHeaderValueComplete(llhttp_t* p) {
@@ -216,6 +226,8 @@ HttpProtocol::HttpProtocol(std::shared_ptr<const AppConfig> config, Worker& work
   settings_.on_header_value_complete = &Callbacks::OnHeaderValueComplete;
   settings_.on_headers_complete = &Callbacks::OnHeadersComplete;
   settings_.on_body = &Callbacks::OnBody;
+  settings_.on_chunk_extension_name = &Callbacks::OnExtra;
+  settings_.on_chunk_extension_value = &Callbacks::OnExtra;
   settings_.on_message_complete = &Callbacks::OnMessageComplete;
   headers_.reserve(32);
   scratch_.fields.reserve(32);

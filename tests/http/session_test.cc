@@ -159,6 +159,17 @@ std::vector<BadInput> BadInputs() {
        "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
        "a\r\n0123456789\r\na\r\n0123456789\r\n0\r\n\r\n",
        413},
+      // Trailer fields and chunk extensions are skipped, but count against the header limit.
+      {"TrailerOverLimit",
+       "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "3\r\nabc\r\n0\r\nX-Trailer: " +
+           std::string(300, 't') + "\r\n\r\n",
+       431},
+      {"ChunkExtensionsOverLimit",
+       "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "1;" +
+           std::string(300, 'e') + "\r\na\r\n0\r\n\r\n",
+       431},
       {"TargetOverLimit", Get("/" + std::string(64, 'x')), 414},
       {"TargetOverHeaderLimit", Get("/" + std::string(300, 'x')), 414},
       {"HeaderSectionOverLimit",
