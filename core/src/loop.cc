@@ -103,6 +103,7 @@ void Loop::BeginDrain() {
 void Loop::Shutdown() {
   // Cancel everything in flight and wait for the kernel to confirm it, so no accepted socket is
   // left in an unread completion and no operation outlives the buffers it points into.
+  shutting_down_ = true;
   backend_->CancelLoopOperations();
   for (Connection* c = connections_; c != nullptr; c = c->next_) Abort(c);
   int64_t deadline = MonotonicMs() + kShutdownMs;
@@ -143,7 +144,8 @@ void Loop::ExpireDeadline(Connection* c) {
 }
 
 Connection* Loop::OnAccepted(int fd) {
-  if (Stopping()) {
+  if (shutting_down_ || Stopping()) {
+    // An accept that completed before its cancel: the loop is ending and would only hold it.
     close(fd);
     return nullptr;
   }

@@ -135,6 +135,7 @@ class Loop {
   std::unique_ptr<Backend> backend_;
   Connection* connections_ = nullptr;  // intrusive list head
   int64_t live_connections_ = 0;
+  bool shutting_down_ = false;  // Shutdown() began: nothing new is taken on
   std::vector<Connection*> dirty_;
   std::vector<std::unique_ptr<Connection::Output>> output_pool_;  // reused across responses
   int64_t next_tick_ms_ = 0;
