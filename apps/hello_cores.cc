@@ -4,6 +4,7 @@
 //   ./hello_cores --port 3000 --cpus 0 --threads 1
 //   curl localhost:3000/worker                 # which loop answered
 //   ./hello_cores --port 3000 --guard          # engine in a child process, restarted if killed
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -101,6 +102,12 @@ int Fail(const std::string& message) {
 
 // Runs the engine until it stops; the process's exit code.
 int Serve(percore::http::App& app, const percore::EngineOptions& options) {
+  // Blocked before any thread exists, so that every thread inherits it: a signal is taken by
+  // Engine::Run(), never delivered to (and by default ending the process from) another thread.
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int signal : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&signals, signal);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   absl::StatusOr<std::unique_ptr<percore::Engine>> engine = app.Listen(options);
   if (!engine.ok()) return Fail(std::string(engine.status().message()));
   std::atomic<bool> done{false};

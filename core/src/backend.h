@@ -23,6 +23,9 @@ class Backend {
   virtual void CancelLoopOperations() = 0;
   // True when the backend holds no operation of its own (accept, wake) in flight.
   virtual bool Idle() const = 0;
+  // True while an accept is in flight: after StopAccepting() one may still complete with a
+  // connection the kernel took from the queue, which the loop must then serve.
+  virtual bool Accepting() const = 0;
 };
 
 }  // namespace percore

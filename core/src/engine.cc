@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -111,6 +112,7 @@ struct Engine::Instance {
   std::atomic<bool> exited{false};
   LoopControl control;                          // this instance's orders
   absl::Time stop_at = absl::InfiniteFuture();  // a retiring instance is stopped then
+  bool stuck = false;  // replaced while stuck in a request: serves nothing, may never return
   bool running() const { return thread.joinable(); }
 };
 
@@ -128,6 +130,7 @@ struct Engine::LoopSlot {
   std::deque<absl::Time> deaths;  // within options_.crash_loop_window
   int64_t stall_logged_for = 0;   // the busy_since_ms of the stall already logged
   int64_t stuck_handled_for = 0;  // the busy_since_ms of the stall already replaced
+  int64_t stuck_logged_for = 0;   // the busy_since_ms of a stall that could not be replaced yet
 };
 
 Engine::Engine(const EngineOptions& options, ProtocolFactory factory, size_t loops)
@@ -250,6 +253,7 @@ std::future<absl::Status> Engine::StartLoop(LoopSlot* slot, int lane) {
   instance.control.draining.store(false);
   instance.control.stopped_accepting.store(false);
   instance.stop_at = absl::InfiniteFuture();
+  instance.stuck = false;
   instance.started = std::promise<absl::Status>();
   std::future<absl::Status> started = instance.started.get_future();
   instance.thread = std::thread(&Engine::RunLoop, this, slot, lane);
@@ -344,13 +348,19 @@ void Engine::CheckStall(LoopSlot& slot, absl::Time now) {
       control_->draining.load()) {
     return;
   }
-  slot.stuck_handled_for = busy_since;  // once per stall
   const std::string activity = stats.Activity();
+  const int stuck_lane = slot.current;
   if (!Replace(slot, now)) {
-    Log(absl::StrCat("Worker ", slot.id, " stuck for ", absl::ToInt64Milliseconds(busy), "ms in ",
-                     activity, "; not replaced while the loop it replaced is stuck"));
+    // Tried again at the next look (the other lane may be finishing a roll's old loop).
+    if (busy_since != slot.stuck_logged_for) {
+      slot.stuck_logged_for = busy_since;
+      Log(absl::StrCat("Worker ", slot.id, " stuck for ", absl::ToInt64Milliseconds(busy), "ms in ",
+                       activity, "; not replaced yet: its previous loop is still running"));
+    }
     return;
   }
+  slot.stuck_handled_for = busy_since;  // once per stall
+  slot.lanes[stuck_lane].stuck = true;
   LoopStats::Add(worker.restarts, 1);
   Log(absl::StrCat("Worker ", slot.id, " stuck for ", absl::ToInt64Milliseconds(busy), "ms in ",
                    activity, "; replaced by a new loop on cpu ", slot.cpu));
@@ -442,6 +452,7 @@ absl::Duration Engine::Supervise(absl::Time now) {
 }
 
 void Engine::AdvanceRoll(absl::Time now) {
+  if (drain_requested_.load()) return;  // a drain is coming: no new loops
   if (roll_id_ < 0) {
     if (!reload_requested_.exchange(false)) return;
     Log("Rolling restart: replacing the workers one at a time");
@@ -451,6 +462,7 @@ void Engine::AdvanceRoll(absl::Time now) {
   LoopSlot& slot = *slots_[roll_id_];
   Instance& retiring = slot.lanes[1 - slot.current];
   if (!roll_replaced_) {
+    if (slot.lanes[slot.current].exited.load()) return;  // died: Supervise restarts it first
     if (slot.down) {
       roll_replaced_ = true;  // its restart is a new loop already
     } else if (retiring.running()) {
@@ -518,18 +530,23 @@ absl::Status Engine::Run() {
       for (size_t i = 0; i < wake_fds_.size(); ++i) Wake(static_cast<int>(i / 2), i % 2);
     }
     if (control_->draining.load()) {
+      // A stuck instance (replaced, not returned) accepts nothing and may never return: it holds
+      // up neither the closing of the listeners nor the end of the drain.
       if (!listeners_closed && all_instances([](const Instance& instance) {
-            return !instance.running() || instance.exited.load() ||
+            return !instance.running() || instance.exited.load() || instance.stuck ||
                    instance.control.stopped_accepting.load();
           })) {
         for (int& fd : listen_fds_) {
+          // shutdown() first: an accept still armed in a stuck loop's ring holds the socket,
+          // which close() alone would leave listening. (It also reaches a guard's copy.)
+          shutdown(fd, SHUT_RDWR);
           close(fd);
           fd = -1;
         }
         listeners_closed = true;
       }
       if (all_instances([](const Instance& instance) {
-            return !instance.running() || instance.exited.load();
+            return !instance.running() || instance.exited.load() || instance.stuck;
           })) {
         break;  // every loop finished its connections
       }
@@ -571,10 +588,11 @@ absl::Status Engine::Run() {
   }
   Stop();
   // Every loop closes its connections and exits within a few seconds, unless one is stuck in a
-  // request: that thread is left to the destructor rather than holding Run() up.
+  // request (known to be, or still busy after that time): that thread is left to the destructor
+  // rather than holding Run() up.
   const absl::Time give_up = absl::Now() + absl::Seconds(5);
   while (!all_instances([](const Instance& instance) {
-    return !instance.running() || instance.exited.load();
+    return !instance.running() || instance.exited.load() || instance.stuck;
   }) && absl::Now() < give_up) {
     absl::SleepFor(absl::Milliseconds(5));
   }
@@ -584,6 +602,11 @@ absl::Status Engine::Run() {
     }
   }
   stats_.ready_.store(false);
+  // A signal that came after the loop above stopped taking them would act (by default: end the
+  // process) once unblocked: take it here.
+  const timespec no_wait{};
+  while (sigtimedwait(&signals, nullptr, &no_wait) > 0) {
+  }
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   return status;
 }

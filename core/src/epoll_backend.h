@@ -28,6 +28,7 @@ class EpollBackend final : public Backend {
   void StopAccepting() override;
   void CancelLoopOperations() override;
   bool Idle() const override { return true; }
+  bool Accepting() const override { return false; }  // accept4() returns at once
 
  private:
   explicit EpollBackend(Loop& loop);

@@ -39,11 +39,18 @@ pid_t StartChild(const EngineOptions& options, const sigset_t& child_mask,
   const pid_t pid = fork();
   if (pid != 0) return pid;
   // The child: dies with the guard (the check after prctl closes the race with a guard that died
-  // before it), takes the signals the guard had blocked, and serves.
+  // before it) and serves. Its own process group: a terminal's Ctrl-C reaches the guard only,
+  // which passes it on once (the child taking it twice would stop at once instead of draining).
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != guard) _exit(1);
+  setpgid(0, 0);
   sigprocmask(SIG_SETMASK, &child_mask, nullptr);
-  const int code = serve(options);
+  int code = 1;
+  try {
+    code = serve(options);
+  } catch (...) {
+    // Never unwind into the guard's caller in the child.
+  }
   fflush(nullptr);
   _exit(code);
 }
@@ -68,12 +75,18 @@ absl::StatusOr<int> RunGuarded(const EngineOptions& options,
   sigemptyset(&signals);
   for (int signal : {SIGINT, SIGTERM, SIGHUP, SIGCHLD}) sigaddset(&signals, signal);
   sigprocmask(SIG_BLOCK, &signals, &previous);
+  // An ignored SIGCHLD (inherited through exec) would make the kernel reap children itself.
+  signal(SIGCHLD, SIG_DFL);
+  // The child keeps the stop and reload signals blocked: Engine::Run() takes them when it
+  // serves, and before that they stay pending instead of killing it.
+  sigset_t child_mask = previous;
+  for (int signal : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&child_mask, signal);
 
   absl::Duration backoff = options.restart_backoff;
   bool stopping = false;  // a SIGTERM or SIGINT was passed on: restart nothing
   int exit_code = 0;
   while (true) {
-    const pid_t child = StartChild(child_options, previous, serve);
+    const pid_t child = StartChild(child_options, child_mask, serve);
     if (child < 0) {
       exit_code = 1;
       Log(options, absl::StrCat("Guard: fork failed: ", strerror(errno)));
@@ -81,16 +94,34 @@ absl::StatusOr<int> RunGuarded(const EngineOptions& options,
     }
     const absl::Time started = absl::Now();
     int status = 0;
+    bool lost = false;  // waitpid failed: the child cannot be followed any more
     while (true) {
       const timespec poll = absl::ToTimespec(absl::Seconds(1));
       const int signal = sigtimedwait(&signals, nullptr, &poll);
       if (signal == SIGINT || signal == SIGTERM || signal == SIGHUP) {
-        if (signal != SIGHUP) stopping = true;
         kill(child, signal);
+        if (signal != SIGHUP && !stopping) {
+          stopping = true;
+          // The child closes its copies of the listeners as it drains; these would keep them
+          // in the SO_REUSEPORT group, queueing connections nobody will accept.
+          for (int& fd : child_options.listen_fds) {
+            close(fd);
+            fd = -1;
+          }
+        }
       }
       // SIGCHLD, or a look every second in case one was merged with an earlier one.
       const pid_t done = waitpid(child, &status, WNOHANG);
       if (done == child) break;
+      if (done < 0 && errno != EINTR) {
+        Log(options, absl::StrCat("Guard: waitpid: ", strerror(errno)));
+        lost = true;
+        break;
+      }
+    }
+    if (lost) {
+      exit_code = 1;
+      break;
     }
     if (WIFEXITED(status)) {
       exit_code = WEXITSTATUS(status);  // the engine stopped on its own, or could not start
@@ -115,7 +146,9 @@ absl::StatusOr<int> RunGuarded(const EngineOptions& options,
     }
     if (stopping) break;
   }
-  for (int fd : child_options.listen_fds) close(fd);
+  for (int fd : child_options.listen_fds) {
+    if (fd >= 0) close(fd);
+  }
   sigprocmask(SIG_SETMASK, &previous, nullptr);
   return exit_code;
 }

@@ -32,6 +32,7 @@ class IoUringBackend final : public Backend {
   void StopAccepting() override;
   void CancelLoopOperations() override;
   bool Idle() const override { return accepts_armed_ == 0 && !wake_armed_; }
+  bool Accepting() const override { return accepts_armed_ > 0; }
 
  private:
   IoUringBackend(Loop& loop, const EngineOptions& options, int listen_fd, int wake_fd);

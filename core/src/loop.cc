@@ -65,7 +65,9 @@ absl::Status Loop::Run() {
       UpdateClock();
       if (Draining()) {
         if (!worker_.draining_) BeginDrain();
-        if (connections_ == nullptr) break;
+        // Done once no connection is left and the cancelled accepts have completed: one that
+        // completed first brings a connection to serve (drained), not to drop.
+        if (connections_ == nullptr && !backend_->Accepting()) break;
       }
       if (worker_.now_ms() >= next_tick_ms_) {
         // A loop blocked by a slow handler, or flooded, runs its tick late.

@@ -671,6 +671,28 @@ TEST_P(SupervisorTest, StuckLoopIsReplacedAndNewConnectionsAreServedWhileItIsStu
   EXPECT_TRUE(engine_->ready());
 }
 
+// A drain does not wait for a stuck loop that was replaced: the listeners close (new connections
+// are refused) and Run() returns while that loop is still in its request.
+TEST_P(SupervisorTest, DrainDoesNotWaitForAReplacedStuckLoop) {
+  EngineOptions options = TestEngineOptions(1);
+  options.stall_timeout = absl::Milliseconds(200);
+  options.stuck_timeout = absl::Milliseconds(600);
+  RunEngine(options);
+  if (IsSkipped() || HasFatalFailure()) return;
+  std::atomic<bool> stall_answered{false};
+  std::thread slow([&] {
+    Fetch(Get("/stall?ms=3000"));
+    stall_answered.store(true);
+  });
+  ASSERT_TRUE(WaitForLogLines("; replaced by a new loop on cpu", 1, kWaitTimeout));
+  engine_->Drain();
+  EXPECT_TRUE(WaitForRunToReturn(kWaitTimeout));
+  EXPECT_FALSE(stall_answered.load()) << "Run() waited for the stuck loop";
+  EXPECT_TRUE(run_status().ok()) << run_status();
+  EXPECT_EQ(ConnectError(port_), ECONNREFUSED);
+  slow.join();
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, SupervisorTest, percore::testing::AllBackends(),
                          percore::testing::BackendTestName);
 

@@ -14,6 +14,7 @@ class NullBackend final : public Backend {
   void StopAccepting() override {}
   void CancelLoopOperations() override {}
   bool Idle() const override { return true; }
+  bool Accepting() const override { return false; }
 };
 
 }  // namespace
