@@ -154,6 +154,12 @@ struct Callbacks {
     if (st.extra_bytes > h.config_->options.max_header_bytes) return S(p).Fail(431);
     return HPE_OK;
   }
+  // The end of a chunk's size line: the limit holds per chunk's extensions, and for the trailer
+  // after the last chunk.
+  static int OnChunkHeader(llhttp_t* p) {
+    S(p).protocol_.state_->extra_bytes = 0;
+    return HPE_OK;
+  }
   static int OnHeaderField(llhttp_t* p, const char* at, size_t length) {
     MessageState& st = *S(p).protocol_.state_;
     if (st.headers_done) return OnExtra(p, at, length);
@@ -228,6 +234,7 @@ HttpProtocol::HttpProtocol(std::shared_ptr<const AppConfig> config, Worker& work
   settings_.on_body = &Callbacks::OnBody;
   settings_.on_chunk_extension_name = &Callbacks::OnExtra;
   settings_.on_chunk_extension_value = &Callbacks::OnExtra;
+  settings_.on_chunk_header = &Callbacks::OnChunkHeader;
   settings_.on_message_complete = &Callbacks::OnMessageComplete;
   headers_.reserve(32);
   scratch_.fields.reserve(32);

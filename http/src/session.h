@@ -46,7 +46,7 @@ struct MessageState {
   Span method, target, field, value, body_view;
   uint32_t header_end = 0;  // just past the last header-section span
   uint64_t body_bytes = 0;
-  uint32_t extra_bytes = 0;  // chunk extensions and trailer fields: skipped, but bounded
+  uint32_t extra_bytes = 0;  // this chunk's extensions, or the trailer: skipped, but bounded
   int error_status = 0;      // set by a callback that failed the message
   uint8_t host_count = 0;
   bool in_message = false;

@@ -560,6 +560,23 @@ TEST(SessionTest, ChunkedBodySplitAfterSecondChunkKeepsAllChunks) {
   EXPECT_EQ(responses[0].body, "abcdefghi");
 }
 
+// The limit on skipped bytes holds per chunk: many chunks with extensions are fine.
+TEST(SessionTest, ChunkExtensionsAreBoundedPerChunk) {
+  HttpOptions options;
+  options.max_header_bytes = 256;
+  options.max_target_bytes = 64;
+  LoopHarness harness(MakeFactory(options));
+  Connection* c = harness.Accept();
+  std::string request = "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (int i = 0; i < 20; ++i) request += "1;" + std::string(100, 'e') + "\r\nx\r\n";
+  request += "0\r\n\r\n";
+  harness.Feed(c, request);
+  std::vector<HttpResponse> responses = ParseAll(harness.TakeOutput(c));
+  ASSERT_EQ(responses.size(), 1u);
+  EXPECT_EQ(responses[0].status, 200);
+  EXPECT_EQ(responses[0].body, std::string(20, 'x'));
+}
+
 TEST(SessionTest, TrailerFieldsAreNotHeaders) {
   const std::string request =
       "POST /headers HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
