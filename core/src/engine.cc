@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <deque>
 #include <future>
+#include <system_error>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -256,7 +257,15 @@ std::future<absl::Status> Engine::StartLoop(LoopSlot* slot, int lane) {
   instance.stuck = false;
   instance.started = std::promise<absl::Status>();
   std::future<absl::Status> started = instance.started.get_future();
-  instance.thread = std::thread(&Engine::RunLoop, this, slot, lane);
+  try {
+    instance.thread = std::thread(&Engine::RunLoop, this, slot, lane);
+  } catch (const std::system_error& e) {
+    // No thread (EAGAIN: a thread or memory limit): the instance counts as one that died at
+    // once, so the supervisor retries it with backoff.
+    instance.exit_status = absl::ResourceExhaustedError(e.what());
+    instance.exited.store(true, std::memory_order_release);
+    instance.started.set_value(instance.exit_status);
+  }
   return started;
 }
 
@@ -289,7 +298,7 @@ bool Engine::Replace(LoopSlot& slot, absl::Time now) {
   // it stops accepting, or while it is stuck, the queue is the new loop's.
   absl::Status status = StartLoop(&slot, new_lane).get();
   if (!status.ok()) {
-    fresh.thread.join();
+    if (fresh.thread.joinable()) fresh.thread.join();
     Log(absl::StrCat("Worker ", slot.id, " not replaced: ", status.message()));
     return false;
   }
@@ -403,7 +412,7 @@ absl::Duration Engine::Supervise(absl::Time now) {
       }
     }
     Instance& serving = slot.lanes[slot.current];
-    if (!slot.down && serving.running() && Reap(serving)) {
+    if (!slot.down && serving.exited.load(std::memory_order_acquire) && Reap(serving)) {
       if (ending) {
         all_up = false;  // an exit that was asked for
         continue;

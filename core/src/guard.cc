@@ -9,7 +9,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -55,6 +57,36 @@ pid_t StartChild(const EngineOptions& options, const sigset_t& child_mask,
   _exit(code);
 }
 
+// Follows `child` until it ends, passing SIGTERM, SIGINT and SIGHUP on. The first SIGTERM or
+// SIGINT sets `stopping` and closes the guard's copies of the listeners: the child closes its
+// own as it drains, and these would keep them in the SO_REUSEPORT group, queueing connections
+// nobody will accept. The child's wait status, or nullopt if it can no longer be waited for.
+std::optional<int> FollowChild(pid_t child, const sigset_t& signals, const EngineOptions& options,
+                               bool* stopping, std::vector<int>* listen_fds) {
+  while (true) {
+    const timespec poll = absl::ToTimespec(absl::Seconds(1));
+    const int signal = sigtimedwait(&signals, nullptr, &poll);
+    if (signal == SIGINT || signal == SIGTERM || signal == SIGHUP) {
+      kill(child, signal);
+      if (signal != SIGHUP && !*stopping) {
+        *stopping = true;
+        for (int& fd : *listen_fds) {
+          close(fd);
+          fd = -1;
+        }
+      }
+    }
+    // SIGCHLD, or a look every second in case one was merged with an earlier one.
+    int status = 0;
+    const pid_t done = waitpid(child, &status, WNOHANG);
+    if (done == child) return status;
+    if (done < 0 && errno != EINTR) {
+      Log(options, absl::StrCat("Guard: waitpid: ", strerror(errno)));
+      return std::nullopt;
+    }
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<int> RunGuarded(const EngineOptions& options,
@@ -86,56 +118,32 @@ absl::StatusOr<int> RunGuarded(const EngineOptions& options,
   bool stopping = false;  // a SIGTERM or SIGINT was passed on: restart nothing
   int exit_code = 0;
   while (true) {
-    const pid_t child = StartChild(child_options, child_mask, serve);
-    if (child < 0) {
-      exit_code = 1;
-      Log(options, absl::StrCat("Guard: fork failed: ", strerror(errno)));
-      break;
-    }
     const absl::Time started = absl::Now();
-    int status = 0;
-    bool lost = false;  // waitpid failed: the child cannot be followed any more
-    while (true) {
-      const timespec poll = absl::ToTimespec(absl::Seconds(1));
-      const int signal = sigtimedwait(&signals, nullptr, &poll);
-      if (signal == SIGINT || signal == SIGTERM || signal == SIGHUP) {
-        kill(child, signal);
-        if (signal != SIGHUP && !stopping) {
-          stopping = true;
-          // The child closes its copies of the listeners as it drains; these would keep them
-          // in the SO_REUSEPORT group, queueing connections nobody will accept.
-          for (int& fd : child_options.listen_fds) {
-            close(fd);
-            fd = -1;
-          }
-        }
-      }
-      // SIGCHLD, or a look every second in case one was merged with an earlier one.
-      const pid_t done = waitpid(child, &status, WNOHANG);
-      if (done == child) break;
-      if (done < 0 && errno != EINTR) {
-        Log(options, absl::StrCat("Guard: waitpid: ", strerror(errno)));
-        lost = true;
+    const pid_t child = StartChild(child_options, child_mask, serve);
+    std::string why;  // why a new child is needed
+    if (child < 0) {
+      why = absl::StrCat("Guard: cannot start a worker process (fork: ", strerror(errno), ")");
+    } else {
+      const std::optional<int> status =
+          FollowChild(child, signals, options, &stopping, &child_options.listen_fds);
+      if (!status.has_value()) {
+        exit_code = 1;
         break;
       }
-    }
-    if (lost) {
-      exit_code = 1;
-      break;
-    }
-    if (WIFEXITED(status)) {
-      exit_code = WEXITSTATUS(status);  // the engine stopped on its own, or could not start
-      break;
-    }
-    const int signal = WTERMSIG(status);
-    if (stopping) {
-      exit_code = 128 + signal;
-      break;
+      if (WIFEXITED(*status)) {
+        exit_code = WEXITSTATUS(*status);  // the engine stopped on its own, or could not start
+        break;
+      }
+      const int signal = WTERMSIG(*status);
+      if (stopping) {
+        exit_code = 128 + signal;
+        break;
+      }
+      why = absl::StrCat("Worker process ", child, " died (signal ", signal, ")");
     }
     const absl::Time now = absl::Now();
     if (now - started >= kHealthyAfter) backoff = options.restart_backoff;
-    Log(options, absl::StrCat("Worker process ", child, " died (signal ", signal,
-                              "); restarting in ", absl::FormatDuration(backoff)));
+    Log(options, absl::StrCat(why, "; restarting in ", absl::FormatDuration(backoff)));
     // Wait out the backoff, still taking the stop signals: with no child, a stop is immediate.
     const absl::Time restart_at = now + backoff;
     backoff = std::min(backoff * 1.5, options.max_restart_backoff);
