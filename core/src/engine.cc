@@ -21,6 +21,7 @@
 #include "epoll_backend.h"
 #include "io_uring_backend.h"
 #include "listener.h"
+#include "log_line.h"
 #include "loop.h"
 #include "notify.h"
 #include "percore/cpus.h"
@@ -115,6 +116,8 @@ struct Engine::Instance {
   absl::Time stop_at = absl::InfiniteFuture();  // a retiring instance is stopped then
   bool stuck = false;  // replaced while stuck in a request: serves nothing, may never return
   bool running() const { return thread.joinable(); }
+  // Holds nothing up any more: not running, exited, or stuck (serving nothing, maybe for good).
+  bool finished() const { return !running() || exited.load() || stuck; }
 };
 
 // One worker: its serving loop instance, and while one is being replaced, the retiring one.
@@ -140,14 +143,7 @@ Engine::Engine(const EngineOptions& options, ProtocolFactory factory, size_t loo
       control_(std::make_unique<LoopControl>()),
       stats_(loops) {}
 
-void Engine::Log(std::string_view line) const {
-  if (options_.log) {
-    options_.log(line);
-  } else {
-    std::string text = std::string(line) + "\n";
-    [[maybe_unused]] ssize_t n = write(STDERR_FILENO, text.data(), text.size());
-  }
-}
+void Engine::Log(std::string_view line) const { LogLine(options_, line); }
 
 int Engine::LoopCount(const EngineOptions& options) {
   if (!options.listen_fds.empty()) return static_cast<int>(options.listen_fds.size());
@@ -281,6 +277,10 @@ void Engine::Wake(int id, int lane) {
   [[maybe_unused]] ssize_t n = write(wake_fds_[2 * id + lane], &one, sizeof(one));
 }
 
+void Engine::WakeAll() {
+  for (size_t i = 0; i < wake_fds_.size(); ++i) Wake(static_cast<int>(i / 2), i % 2);
+}
+
 void Engine::Retire(LoopSlot& slot, int lane, absl::Time now) {
   Instance& instance = slot.lanes[lane];
   instance.control.draining.store(true);
@@ -338,7 +338,7 @@ absl::Status Engine::Start() {
 
 void Engine::Stop() {
   control_->stop.store(true);
-  for (size_t i = 0; i < wake_fds_.size(); ++i) Wake(static_cast<int>(i / 2), i % 2);
+  WakeAll();
 }
 
 void Engine::CheckStall(LoopSlot& slot, absl::Time now) {
@@ -536,14 +536,13 @@ absl::Status Engine::Run() {
     }
     if (!control_->draining.load() && now >= drain_started + options_.drain_delay) {
       control_->draining.store(true);
-      for (size_t i = 0; i < wake_fds_.size(); ++i) Wake(static_cast<int>(i / 2), i % 2);
+      WakeAll();
     }
     if (control_->draining.load()) {
       // A stuck instance (replaced, not returned) accepts nothing and may never return: it holds
       // up neither the closing of the listeners nor the end of the drain.
       if (!listeners_closed && all_instances([](const Instance& instance) {
-            return !instance.running() || instance.exited.load() || instance.stuck ||
-                   instance.control.stopped_accepting.load();
+            return instance.finished() || instance.control.stopped_accepting.load();
           })) {
         for (int& fd : listen_fds_) {
           // shutdown() first: an accept still armed in a stuck loop's ring holds the socket,
@@ -554,9 +553,7 @@ absl::Status Engine::Run() {
         }
         listeners_closed = true;
       }
-      if (all_instances([](const Instance& instance) {
-            return !instance.running() || instance.exited.load() || instance.stuck;
-          })) {
+      if (all_instances([](const Instance& instance) { return instance.finished(); })) {
         break;  // every loop finished its connections
       }
       if (now >= drain_started + options_.drain_delay + options_.shutdown_timeout) {
@@ -600,9 +597,8 @@ absl::Status Engine::Run() {
   // request (known to be, or still busy after that time): that thread is left to the destructor
   // rather than holding Run() up.
   const absl::Time give_up = absl::Now() + absl::Seconds(5);
-  while (!all_instances([](const Instance& instance) {
-    return !instance.running() || instance.exited.load() || instance.stuck;
-  }) && absl::Now() < give_up) {
+  while (!all_instances([](const Instance& instance) { return instance.finished(); }) &&
+         absl::Now() < give_up) {
     absl::SleepFor(absl::Milliseconds(5));
   }
   for (auto& slot : slots_) {

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "listener.h"
+#include "log_line.h"
 #include "percore/engine.h"
 
 namespace percore {
@@ -23,15 +24,6 @@ namespace {
 
 // A child that ran this long before dying is restarted after the initial backoff again.
 constexpr absl::Duration kHealthyAfter = absl::Seconds(30);
-
-void Log(const EngineOptions& options, const std::string& line) {
-  if (options.log) {
-    options.log(line);
-  } else {
-    std::string text = line + "\n";
-    [[maybe_unused]] ssize_t n = write(STDERR_FILENO, text.data(), text.size());
-  }
-}
 
 // Forks the child that runs `serve`; its pid, or -1.
 pid_t StartChild(const EngineOptions& options, const sigset_t& child_mask,
@@ -81,7 +73,7 @@ std::optional<int> FollowChild(pid_t child, const sigset_t& signals, const Engin
     const pid_t done = waitpid(child, &status, WNOHANG);
     if (done == child) return status;
     if (done < 0 && errno != EINTR) {
-      Log(options, absl::StrCat("Guard: waitpid: ", strerror(errno)));
+      LogLine(options, absl::StrCat("Guard: waitpid: ", strerror(errno)));
       return std::nullopt;
     }
   }
@@ -98,9 +90,9 @@ absl::StatusOr<int> RunGuarded(const EngineOptions& options,
     if (!group.ok()) return group.status();
     child_options.listen_fds = std::move(group->fds);
   }
-  Log(options,
-      absl::StrCat("Guard ", getpid(), " holds port ", BoundPort(child_options.listen_fds[0]),
-                   "; the engine runs in a worker process"));
+  LogLine(options,
+          absl::StrCat("Guard ", getpid(), " holds port ", BoundPort(child_options.listen_fds[0]),
+                       "; the engine runs in a worker process"));
 
   // The signals are taken with sigtimedwait, so none interrupts the guard between its checks.
   sigset_t signals, previous;
@@ -143,7 +135,7 @@ absl::StatusOr<int> RunGuarded(const EngineOptions& options,
     }
     const absl::Time now = absl::Now();
     if (now - started >= kHealthyAfter) backoff = options.restart_backoff;
-    Log(options, absl::StrCat(why, "; restarting in ", absl::FormatDuration(backoff)));
+    LogLine(options, absl::StrCat(why, "; restarting in ", absl::FormatDuration(backoff)));
     // Wait out the backoff, still taking the stop signals: with no child, a stop is immediate.
     const absl::Time restart_at = now + backoff;
     backoff = std::min(backoff * 1.5, options.max_restart_backoff);

@@ -112,6 +112,8 @@ class Engine {
   // Tells the instance in `lane` to drain, and when to stop it if it has not finished.
   void Retire(LoopSlot& slot, int lane, absl::Time now);
   void Wake(int id, int lane);
+  // Wakes every lane of every worker, so each loop looks at its orders at once.
+  void WakeAll();
   // One look at the loops from Run(): restarts the dead ones that are due, replaces stuck ones,
   // finishes retired ones. Returns how long Run() may wait before looking again.
   absl::Duration Supervise(absl::Time now);
