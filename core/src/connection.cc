@@ -13,4 +13,8 @@ void Connection::Close(bool linger) { loop_->RequestClose(this, linger); }
 
 Worker& Connection::worker() const { return loop_->worker(); }
 
+bool Connection::output_full() const {
+  return pending_output() > loop_->options().max_pending_output;
+}
+
 }  // namespace percore

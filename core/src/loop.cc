@@ -128,7 +128,8 @@ void Loop::Tick() {
       // Nothing to time: release follows its cancelled operations.
     } else if (c->pending_output() > 0 && now - c->output_->progress_ms > send_timeout_ms) {
       Abort(c);
-    } else if (c->deadline_ms_ != 0 && c->deadline_ms_ <= now) {
+    } else if (c->deadline_ms_ != 0 && c->deadline_ms_ <= now && c->pending_output() == 0) {
+      // While output waits, the peer is the one not reading: the send timeout above governs.
       ExpireDeadline(c);
     }
     c = next;
@@ -172,7 +173,25 @@ Connection* Loop::OnAccepted(int fd) {
 void Loop::OnReceived(Connection* c, std::string_view bytes) {
   LoopStats::Add(worker_.stats_->bytes_in, bytes.size());
   if (c->close_requested_ || c->releasing_) return;  // lingering: discard
-  c->session_->OnData(*c, bytes);
+  if (c->paused_) {
+    // io_uring: a multishot receive goes on delivering until its cancel reaches the kernel,
+    // so bytes come while paused. They wait here, not in the session, or a client that sends
+    // requests and reads no answer would make the session answer them all (the output limit
+    // would hold only for epoll, which simply stops reading).
+    c->output_->unread.append(bytes);
+    return;
+  }
+  Deliver(c, bytes);
+}
+
+void Loop::Deliver(Connection* c, std::string_view bytes) {
+  const size_t taken = c->session_->OnData(*c, bytes);
+  if (taken < bytes.size() && !c->closing()) {
+    // The session stopped at a full output: the rest waits for the client to read.
+    if (c->output_ == nullptr) TakeOutput(c);  // only a session that broke its contract
+    c->output_->unread.append(bytes.substr(taken));
+    c->paused_ = true;
+  }
   AfterSession(c);
 }
 
@@ -206,8 +225,15 @@ void Loop::OnSent(Connection* c, int result) {
     o->sending.clear();
     o->sent = 0;
     if (o->pending.empty()) {
-      ReleaseOutput(c);
       c->paused_ = false;
+      if (!o->unread.empty() && !c->closing()) {
+        std::string bytes;
+        bytes.swap(o->unread);
+        Deliver(c, bytes);  // may pause again, with a new remainder
+      }
+      if (c->output_ != nullptr && c->pending_output() == 0 && c->output_->unread.empty()) {
+        ReleaseOutput(c);
+      }
     }
     AdvanceClose(c);
   }
@@ -296,7 +322,7 @@ void Loop::ReleaseOutput(Connection* c) {
   c->output_ = nullptr;
   if (output_pool_.size() >= kMaxPooledOutputs) return;
   // A large response's buffers are not worth keeping: the pool holds small ones.
-  for (std::string* s : {&o->pending, &o->sending}) {
+  for (std::string* s : {&o->pending, &o->sending, &o->unread}) {
     if (s->capacity() > kMaxPooledCapacity) *s = std::string();
     s->clear();
   }

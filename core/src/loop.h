@@ -110,6 +110,8 @@ class Loop {
   void Tick();
   // Stops accepting and tells every session the loop is draining.
   void BeginDrain();
+  // Hands `bytes` to the session; keeps what it did not take and pauses reading.
+  void Deliver(Connection* c, std::string_view bytes);
   // After any call into a session: queue output, pause reading past the output limit.
   void AfterSession(Connection* c);
   // Gives c's output buffers back to the pool.

@@ -139,12 +139,18 @@ Router::Result Router::Route(std::string_view method, std::string_view path,
 void Router::AppendAllowed(std::string_view path, std::string* out) const {
   std::vector<RouteParam> ignored;
   std::vector<std::string_view> methods;
-  ForEachMatch(path, &ignored, [&](const Entry& entry) {
+  auto add = [&](const Entry& entry) {
     for (const auto& [m, h] : entry.by_method) {
       if (std::find(methods.begin(), methods.end(), m) == methods.end()) methods.push_back(m);
     }
     return false;  // every route of the path counts
-  });
+  };
+  if (path == "*") {  // OPTIONS *: the server as a whole
+    for (const auto& [p, entry] : exact_) add(entry);
+    for (const Pattern& p : patterns_) add(p.entry);
+  } else {
+    ForEachMatch(path, &ignored, add);
+  }
   if (std::find(methods.begin(), methods.end(), "GET") != methods.end() &&
       std::find(methods.begin(), methods.end(), "HEAD") == methods.end()) {
     methods.push_back("HEAD");

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <exception>
 #include <string_view>
@@ -18,6 +19,11 @@ namespace {
 // While draining, how long an idle keep-alive connection stays open for a request already on its
 // way (see HttpSession::OnDrain).
 constexpr int64_t kDrainIdleCloseMs = 250;
+// States kept in a loop's pool, and the largest buffer a pooled state keeps.
+constexpr size_t kMaxPooledStates = 256;
+constexpr size_t kMaxPooledCapacity = 64 * 1024;
+// The longest method token answered 501 (not implemented) rather than 400.
+constexpr size_t kMaxMethodToken = 32;
 
 std::string_view View(const char* base, Span span) {
   return std::string_view(base + span.offset, span.length);
@@ -28,23 +34,98 @@ bool HasBody(const llhttp_t* p) {
          ((p->flags & F_CONTENT_LENGTH) != 0 && p->content_length > 0);
 }
 
-// The status for a parser error that no callback of ours raised.
-int StatusForError(const llhttp_t* p, llhttp_errno_t err) {
-  switch (err) {
-    case HPE_INVALID_VERSION:
-      // A well-formed version llhttp does not support ("HTTP/3.0"); the same code also reports
-      // a malformed one ("HTTP/1.x", "HTTP/1.1 extra"), which is a bad request line.
-      return std::string_view(llhttp_get_error_reason(p)) == "Invalid HTTP version" ? 505 : 400;
-    case HPE_INVALID_TRANSFER_ENCODING:
-      return 501;
-    case HPE_PAUSED_H2_UPGRADE:  // the HTTP/2 connection preface, "PRI * HTTP/2.0"
-      return 505;
-    default:
-      return 400;
+// RFC 9110 5.6.2 tchar.
+bool IsTokenChar(unsigned char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (c != 0 && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr);
+}
+
+// RFC 9112 3.2: Host = uri-host [ ":" port ], uri-host = IP-literal / IPv4address / reg-name
+// (RFC 3986 3.2.2). No userinfo, no path, no whitespace, a port of digits only.
+bool IsValidHost(std::string_view host) {
+  size_t i = 0;
+  if (!host.empty() && host[0] == '[') {
+    const size_t close = host.find(']');
+    if (close == std::string_view::npos || close == 1) return false;
+    for (i = 1; i < close; ++i) {
+      const unsigned char c = host[i];
+      if (!(std::isxdigit(c) || c == ':' || c == '.' || c == 'v' || c == 'V')) return false;
+    }
+    i = close + 1;
+  } else {
+    for (; i < host.size() && host[i] != ':'; ++i) {
+      const unsigned char c = host[i];
+      const bool unreserved = std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
+      const bool sub_delim = c != 0 && std::strchr("!$&'()*+,;=", c) != nullptr;
+      const bool pct = c == '%' && i + 2 < host.size() && std::isxdigit(host[i + 1]) &&
+                       std::isxdigit(host[i + 2]);
+      if (!(unreserved || sub_delim || pct)) return false;
+    }
   }
+  if (i == host.size()) return true;
+  if (host[i] != ':') return false;
+  for (++i; i < host.size(); ++i) {
+    if (!std::isdigit(static_cast<unsigned char>(host[i]))) return false;
+  }
+  return true;
+}
+
+// A request target as RFC 9112 3.2 allows it: visible ASCII, no fragment (a client never sends
+// one), and "*" only for OPTIONS (asterisk-form). llhttp lets '#', bytes over 0x7f through.
+bool IsValidTarget(std::string_view target, std::string_view method) {
+  if (target == "*") return method == "OPTIONS";
+  for (char ch : target) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c <= ' ' || c >= 0x7f || c == '#') return false;
+  }
+  return true;
 }
 
 }  // namespace
+
+FieldLines::Result FieldLines::Scan(const char* p, const char* end, const char** stop) {
+  while (p < end) {
+    switch (state_) {
+      case kLineStart: {
+        const char c = *p;
+        if (c == '\r') {
+          state_ = kEmptyLineCr;
+        } else if (c == '\n' || c == ' ' || c == '\t' || c == ':') {
+          *stop = p;
+          return Result::kBad;
+        } else {
+          state_ = kInLine;
+          prev_cr_ = false;
+        }
+        ++p;
+        break;
+      }
+      case kInLine: {
+        const auto* lf = static_cast<const char*>(std::memchr(p, '\n', end - p));
+        if (lf == nullptr) {
+          prev_cr_ = end[-1] == '\r';
+          return Result::kMore;
+        }
+        if (!(lf > p ? lf[-1] == '\r' : prev_cr_)) {
+          *stop = lf;  // a bare LF
+          return Result::kBad;
+        }
+        p = lf + 1;
+        state_ = kLineStart;
+        break;
+      }
+      case kEmptyLineCr:
+        if (*p != '\n') {
+          *stop = p;  // "\r\n\r" and anything but LF
+          return Result::kBad;
+        }
+        *stop = p + 1;
+        state_ = kLineStart;
+        return Result::kDone;
+    }
+  }
+  return Result::kMore;
+}
 
 void MessageState::Reset() {
   // `held` is kept: a pipelined message may begin inside it.
@@ -55,8 +136,10 @@ void MessageState::Reset() {
   body_bytes = 0;
   extra_bytes = 0;
   error_status = 0;
+  trailer_lines = FieldLines();
   host_count = 0;
-  in_message = headers_done = base_in_held = false;
+  chunk_crlf_due = 0;
+  in_message = headers_done = target_done = in_trailer = trailer_begins = base_in_held = false;
   in_method = in_target = in_field = in_value = false;
   body_copied = expect_continue = bad_transfer_encoding = upgrade = false;
 }
@@ -95,13 +178,14 @@ class RequestBuilder {
 // The llhttp callbacks: C function pointers that forward to the session in parser->data.
 struct Callbacks {
   static HttpSession& S(llhttp_t* p) { return *static_cast<HttpSession*>(p->data); }
+  static MessageState& St(llhttp_t* p) { return *S(p).state_; }
+  static const HttpOptions& Options(llhttp_t* p) { return S(p).protocol_.config_->options; }
 
   // Records a header-section span that may arrive in pieces; pieces of one span are adjacent
   // because a message's header section is always contiguous from base.
   static int Record(llhttp_t* p, Span& span, bool& open, const char* at, size_t length) {
-    HttpProtocol& h = S(p).protocol_;
-    MessageState& st = *h.state_;
-    const auto offset = static_cast<uint32_t>(at - h.base_);
+    MessageState& st = St(p);
+    const auto offset = static_cast<uint32_t>(at - st.base);
     if (!open) {
       span = Span{offset, static_cast<uint32_t>(length)};
       open = true;
@@ -109,81 +193,88 @@ struct Callbacks {
       span.length = offset + static_cast<uint32_t>(length) - span.offset;
     }
     if (span.end() > st.header_end) st.header_end = span.end();
-    if (st.header_end > h.config_->options.max_header_bytes) return S(p).Fail(431);
+    if (st.header_end > Options(p).max_header_bytes) return S(p).Fail(431);
     return HPE_OK;
   }
 
   static int OnMessageBegin(llhttp_t* p) {
     HttpSession& s = S(p);
-    s.protocol_.state_->Reset();
-    s.protocol_.state_->in_message = true;
+    St(p).Reset();
+    St(p).in_message = true;
     s.SetDeadline(s.protocol_.header_timeout_ms_);
     return HPE_OK;
   }
   static int OnMethod(llhttp_t* p, const char* at, size_t length) {
-    HttpProtocol& h = S(p).protocol_;
-    MessageState& st = *h.state_;
+    MessageState& st = St(p);
     if (!st.in_method) {
-      h.base_ = at;  // the message's first byte
-      st.base_in_held = h.parsing_held_;
+      st.base = at;  // the message's first byte
+      st.base_in_held = st.parsing_held;
     }
     return Record(p, st.method, st.in_method, at, length);
   }
   static int OnUrl(llhttp_t* p, const char* at, size_t length) {
-    HttpProtocol& h = S(p).protocol_;
-    MessageState& st = *h.state_;
+    MessageState& st = St(p);
     int result = Record(p, st.target, st.in_target, at, length);
     // A target over its own limit is a 414 even when it also overflows the header section
     // (Record's 431): the answer must not depend on how the bytes were split into reads.
-    if (st.target.length > h.config_->options.max_target_bytes) return S(p).Fail(414);
+    if (st.target.length > Options(p).max_target_bytes) return S(p).Fail(414);
     return result;
+  }
+  static int OnUrlComplete(llhttp_t* p) {
+    St(p).target_done = true;
+    return HPE_OK;
   }
   static int OnVersion(llhttp_t* p, const char* at, size_t length) {
     bool open = true;  // not kept; recorded only for the header-section size
-    Span ignored{static_cast<uint32_t>(at - S(p).protocol_.base_), 0};
+    Span ignored{static_cast<uint32_t>(at - St(p).base), 0};
     return Record(p, ignored, open, at, length);
   }
-  // After the header section, field callbacks are a chunked body's trailer fields: they may lie
-  // in another buffer than `base`, so they have no span; they are ignored. They and chunk
-  // extensions count against the header-section limit, or a client could send them without end
-  // (each read restarts the body timeout).
-  static int OnExtra(llhttp_t* p, const char*, size_t length) {
-    HttpProtocol& h = S(p).protocol_;
-    MessageState& st = *h.state_;
+  // Chunk extensions are skipped, but count against the header-section limit, or a client
+  // could send them without end (each read restarts the body timeout). The limit holds per
+  // chunk (OnChunkHeader resets the count).
+  static int OnExtension(llhttp_t* p, const char*, size_t length) {
+    MessageState& st = St(p);
     st.extra_bytes += static_cast<uint32_t>(length);
-    if (st.extra_bytes > h.config_->options.max_header_bytes) return S(p).Fail(431);
+    if (st.extra_bytes > Options(p).max_header_bytes) return S(p).Fail(431);
     return HPE_OK;
   }
-  // The end of a chunk's size line: the limit holds per chunk's extensions, and for the trailer
-  // after the last chunk.
+  // The end of a chunk's size line. After the last chunk comes the trailer section, which
+  // llhttp 8.1 ends as loosely as a header section: llhttp pauses here so that Parse() can
+  // check it ahead of llhttp, from this position on.
   static int OnChunkHeader(llhttp_t* p) {
-    S(p).protocol_.state_->extra_bytes = 0;
-    return HPE_OK;
+    MessageState& st = St(p);
+    st.extra_bytes = 0;
+    if (p->content_length != 0) return HPE_OK;
+    st.trailer_begins = true;
+    return HPE_PAUSED;
   }
+  // After the header section, field callbacks are the trailer's fields: not kept (they may lie
+  // in another buffer than `base`), and bounded by Parse().
   static int OnHeaderField(llhttp_t* p, const char* at, size_t length) {
-    MessageState& st = *S(p).protocol_.state_;
-    if (st.headers_done) return OnExtra(p, at, length);
+    MessageState& st = St(p);
+    if (st.headers_done) return HPE_OK;
     return Record(p, st.field, st.in_field, at, length);
   }
   static int OnHeaderValue(llhttp_t* p, const char* at, size_t length) {
-    MessageState& st = *S(p).protocol_.state_;
-    if (st.headers_done) return OnExtra(p, at, length);
+    MessageState& st = St(p);
+    if (st.headers_done) return HPE_OK;
     return Record(p, st.value, st.in_value, at, length);
   }
   static int OnHeaderValueComplete(llhttp_t* p) {
-    HttpProtocol& h = S(p).protocol_;
-    MessageState& st = *h.state_;
+    MessageState& st = St(p);
     if (st.headers_done) return HPE_OK;
     if (!st.in_value) st.value = Span{};  // an empty value has no span
     st.fields.emplace_back(st.field, st.value);
-    const std::string_view name = View(h.base_, st.field);
-    const std::string_view value = TrimOws(View(h.base_, st.value));
+    const std::string_view name = View(st.base, st.field);
+    const std::string_view value = TrimOws(View(st.base, st.value));
     // llhttp lets "Name :" through; RFC 9112 5.1 requires a 400 (a request-smuggling vector).
     if (!name.empty() && name.back() == ' ') return S(p).Fail(400);
     if (EqualsIgnoreCase(name, "host")) {
       ++st.host_count;
+      if (!IsValidHost(value)) return S(p).Fail(400);
     } else if (EqualsIgnoreCase(name, "transfer-encoding")) {
-      // Only chunked is implemented; gzip, deflate or a list would be a body we cannot read.
+      // llhttp refuses a list where chunked is not last (or comes twice). Chunked is the only
+      // coding implemented: "gzip, chunked" would be a body we cannot read.
       if (!EqualsIgnoreCase(value, "chunked")) st.bad_transfer_encoding = true;
     } else if (EqualsIgnoreCase(name, "expect")) {
       st.expect_continue = EqualsIgnoreCase(value, "100-continue");
@@ -194,22 +285,27 @@ struct Callbacks {
   static int OnHeadersComplete(llhttp_t* p) { return S(p).OnHeadersComplete(); }
   static int OnBody(llhttp_t* p, const char* at, size_t length) {
     HttpSession& s = S(p);
-    HttpProtocol& h = s.protocol_;
-    MessageState& st = *h.state_;
+    MessageState& st = St(p);
     st.body_bytes += length;
-    if (st.body_bytes > h.config_->options.max_body_bytes) return s.Fail(413);
-    if (st.body_copied || st.base_in_held != h.parsing_held_) {
+    if (st.body_bytes > Options(p).max_body_bytes) return s.Fail(413);
+    if (st.body_copied || st.base_in_held != st.parsing_held) {
       // Not next to the header section: the body is kept in its own buffer.
       st.body.append(at, length);
       st.body_copied = true;
     } else if (st.body_view.length == 0) {
-      st.body_view = Span{static_cast<uint32_t>(at - h.base_), static_cast<uint32_t>(length)};
+      st.body_view = Span{static_cast<uint32_t>(at - st.base), static_cast<uint32_t>(length)};
     } else {
       // A second piece (chunked encoding): join them.
-      st.body.assign(h.base_ + st.body_view.offset, st.body_view.length);
+      st.body.assign(st.base + st.body_view.offset, st.body_view.length);
       st.body.append(at, length);
       st.body_copied = true;
       st.body_view = Span{};  // `body` has it now
+    }
+    // llhttp 8.1 takes any two bytes after a chunk's data for its CRLF ("abcXY0\r\n" is a
+    // chunk "abc" and the last chunk): a smuggling vector. They are checked here, at once.
+    if ((p->flags & F_CHUNKED) != 0 && p->content_length == 0) {
+      st.chunk_crlf_due = 2;
+      if (!s.CheckChunkCrlf(at + length, st.input_end)) return s.Fail(400);
     }
     return HPE_OK;
   }
@@ -226,18 +322,18 @@ HttpProtocol::HttpProtocol(std::shared_ptr<const AppConfig> config, Worker& work
   settings_.on_message_begin = &Callbacks::OnMessageBegin;
   settings_.on_method = &Callbacks::OnMethod;
   settings_.on_url = &Callbacks::OnUrl;
+  settings_.on_url_complete = &Callbacks::OnUrlComplete;
   settings_.on_version = &Callbacks::OnVersion;
   settings_.on_header_field = &Callbacks::OnHeaderField;
   settings_.on_header_value = &Callbacks::OnHeaderValue;
   settings_.on_header_value_complete = &Callbacks::OnHeaderValueComplete;
   settings_.on_headers_complete = &Callbacks::OnHeadersComplete;
   settings_.on_body = &Callbacks::OnBody;
-  settings_.on_chunk_extension_name = &Callbacks::OnExtra;
-  settings_.on_chunk_extension_value = &Callbacks::OnExtra;
+  settings_.on_chunk_extension_name = &Callbacks::OnExtension;
+  settings_.on_chunk_extension_value = &Callbacks::OnExtension;
   settings_.on_chunk_header = &Callbacks::OnChunkHeader;
   settings_.on_message_complete = &Callbacks::OnMessageComplete;
   headers_.reserve(32);
-  scratch_.fields.reserve(32);
   fields_.reserve(256);
 }
 
@@ -263,6 +359,30 @@ void HttpProtocol::FlushLog() {
   log_.clear();
 }
 
+std::unique_ptr<MessageState> HttpProtocol::TakeState() {
+  std::unique_ptr<MessageState> st;
+  if (state_pool_.empty()) {
+    st = std::make_unique<MessageState>();
+    st->fields.reserve(32);
+  } else {
+    st = std::move(state_pool_.back());
+    state_pool_.pop_back();
+  }
+  st->Reset();
+  st->held.clear();
+  st->base = nullptr;
+  return st;
+}
+
+void HttpProtocol::GiveBack(std::unique_ptr<MessageState> st) {
+  if (state_pool_.size() >= kMaxPooledStates) return;
+  // A large request's buffers are not worth keeping: the pool holds small ones.
+  for (std::string* s : {&st->held, &st->body}) {
+    if (s->capacity() > kMaxPooledCapacity) *s = std::string();
+  }
+  state_pool_.push_back(std::move(st));
+}
+
 HttpSession::HttpSession(HttpProtocol& protocol, Connection& conn) : protocol_(protocol) {
   llhttp_init(&parser_, HTTP_REQUEST, &protocol.settings_);
   parser_.data = this;
@@ -271,30 +391,52 @@ HttpSession::HttpSession(HttpProtocol& protocol, Connection& conn) : protocol_(p
 }
 
 void HttpSession::SetDeadline(int64_t timeout_ms) {
-  protocol_.conn_->SetDeadline(protocol_.worker_.now_ms() + timeout_ms);
+  state_->conn->SetDeadline(protocol_.worker_.now_ms() + timeout_ms);
 }
 
 int HttpSession::Fail(int status) {
-  protocol_.state_->error_status = status;
+  state_->error_status = status;
   return HPE_USER;
+}
+
+bool HttpSession::CheckChunkCrlf(const char* p, const char* end) {
+  MessageState& st = *state_;
+  for (; st.chunk_crlf_due > 0 && p < end; ++p, --st.chunk_crlf_due) {
+    if (*p != (st.chunk_crlf_due == 2 ? '\r' : '\n')) return false;
+  }
+  return true;
 }
 
 int HttpSession::OnHeadersComplete() {
   HttpProtocol& h = protocol_;
-  MessageState& st = *h.state_;
+  MessageState& st = *state_;
   const HttpOptions& options = h.config_->options;
   st.headers_done = true;
+  // The section is complete and contiguous from base: its lines are checked once, here.
+  const char* section_end = nullptr;
+  FieldLines lines;
+  if (lines.Scan(st.base, st.input_end, &section_end) != FieldLines::Result::kDone) {
+    return Fail(400);
+  }
   if (parser_.http_major != 1 || parser_.http_minor > 1) return Fail(505);
   if (st.host_count > 1 || (parser_.http_minor == 1 && st.host_count == 0)) return Fail(400);
-  if (st.bad_transfer_encoding) return Fail(501);
+  if (!IsValidTarget(View(st.base, st.target), View(st.base, st.method))) return Fail(400);
+  // RFC 9112 6.1: a Transfer-Encoding in HTTP/1.0 is faulty framing (nginx answers 400 too).
+  if (parser_.http_minor == 0 && (parser_.flags & F_TRANSFER_ENCODING) != 0) return Fail(400);
+  if ((parser_.flags & F_TRANSFER_ENCODING) != 0) {
+    // RFC 9112 6.3: without chunked as the final coding the body's length cannot be known.
+    if ((parser_.flags & F_CHUNKED) == 0) return Fail(400);
+    if (st.bad_transfer_encoding) return Fail(501);
+  }
+  // An origin server, not a proxy: CONNECT is not implemented.
+  if (parser_.method == HTTP_CONNECT) return Fail(501);
   if ((parser_.flags & F_CONTENT_LENGTH) != 0 && parser_.content_length > options.max_body_bytes) {
     return Fail(413);
   }
-  st.upgrade = ((parser_.flags & F_UPGRADE) != 0 && (parser_.flags & F_CONNECTION_UPGRADE) != 0) ||
-               parser_.method == HTTP_CONNECT;
+  st.upgrade = (parser_.flags & F_UPGRADE) != 0 && (parser_.flags & F_CONNECTION_UPGRADE) != 0;
   if (HasBody(&parser_)) {
     if (st.expect_continue && parser_.http_minor == 1) {
-      h.conn_->output().append("HTTP/1.1 100 Continue\r\n\r\n");
+      st.conn->output().append("HTTP/1.1 100 Continue\r\n\r\n");
     }
     SetDeadline(h.body_timeout_ms_);
   }
@@ -303,25 +445,104 @@ int HttpSession::OnHeadersComplete() {
 
 int HttpSession::OnMessageComplete() {
   HttpProtocol& h = protocol_;
-  MessageState& st = *h.state_;
-  Respond(st, h.base_);
+  MessageState& st = *state_;
+  // The trailer ended where llhttp says, not where its lines do.
+  if (st.in_trailer) return Fail(400);
+  Respond(st, st.base);
   st.in_message = false;
   SetDeadline(h.idle_timeout_ms_);
-  // After a response that closes, the rest of the input is not read.
-  return h.conn_->closing() ? HPE_PAUSED : HPE_OK;
+  // After a response that closes, the rest of the input is not read. After one that fills the
+  // output, it is handed back to the loop, which holds it until the client reads.
+  if (st.conn->closing()) return HPE_PAUSED;
+  if (st.conn->output_full()) {
+    st.output_full = true;
+    return HPE_PAUSED;
+  }
+  return HPE_OK;
+}
+
+llhttp_errno_t HttpSession::Parse(const char* p, const char* end) {
+  MessageState& st = *state_;
+  const size_t limit = protocol_.config_->options.max_header_bytes;
+  for (;;) {
+    // In the trailer, llhttp gets only the bytes before the first fault the line check or the
+    // size limit finds: a fault llhttp sees first is its own, as when the bytes come one by
+    // one, so the answer does not depend on how the bytes were split into reads.
+    const char* stop = end;
+    int fault = 0;
+    if (st.in_trailer) {
+      const char* at = end;
+      const FieldLines::Result scan = st.trailer_lines.Scan(p, end, &at);
+      if (scan == FieldLines::Result::kBad) {
+        stop = at;
+        fault = 400;
+      }
+      const size_t scanned = static_cast<size_t>(at - p);
+      if (st.extra_bytes + scanned > limit) {
+        stop = p + (limit - st.extra_bytes);
+        fault = 431;
+      }
+      st.extra_bytes += static_cast<uint32_t>(scanned);
+      if (scan == FieldLines::Result::kDone && fault == 0) st.in_trailer = false;
+    }
+    llhttp_errno_t err = llhttp_execute(&parser_, p, static_cast<size_t>(stop - p));
+    if (err == HPE_PAUSED && st.trailer_begins) {
+      st.trailer_begins = false;
+      st.in_trailer = true;
+      st.trailer_lines = FieldLines();
+      st.extra_bytes = 0;
+      llhttp_resume(&parser_);
+      p = llhttp_get_error_pos(&parser_);
+      continue;
+    }
+    if (err == HPE_OK && fault != 0) {
+      Fail(fault);
+      return HPE_USER;
+    }
+    return err;
+  }
+}
+
+int HttpSession::StatusFor(llhttp_errno_t err) {
+  MessageState& st = *state_;
+  if (st.error_status != 0) return st.error_status;
+  // A limit the bytes before the fault already broke answers as it does when the bytes come
+  // one by one (its span callback then fires before llhttp reaches the fault).
+  const HttpOptions& options = protocol_.config_->options;
+  if (st.in_message && !st.headers_done && st.in_method) {
+    const char* pos = llhttp_get_error_pos(&parser_);
+    const char* target = st.base + st.method.end() + 1;
+    if (!st.target_done && pos > target &&
+        static_cast<size_t>(pos - target) > options.max_target_bytes) {
+      return 414;
+    }
+    if (static_cast<size_t>(pos - st.base) > options.max_header_bytes) return 431;
+  }
+  switch (err) {
+    case HPE_INVALID_VERSION:
+      // A well-formed version llhttp does not support ("HTTP/3.0"); the same code also reports
+      // a malformed one ("HTTP/1.x", "HTTP/1.1 extra"), which is a bad request line.
+      return std::string_view(llhttp_get_error_reason(&parser_)) == "Invalid HTTP version" ? 505
+                                                                                          : 400;
+    case HPE_PAUSED_H2_UPGRADE:  // the HTTP/2 connection preface, "PRI * HTTP/2.0"
+      return 505;
+    default:
+      // HPE_INVALID_TRANSFER_ENCODING among them: chunked not last, or twice (RFC 9112 6.3).
+      return 400;
+  }
 }
 
 void HttpSession::Respond(MessageState& st, const char* base) {
   HttpProtocol& h = protocol_;
-  Connection& conn = *h.conn_;
+  Connection& conn = *st.conn;
   h.headers_.clear();
   for (const auto& [name, value] : st.fields) {
     h.headers_.push_back(HeaderField{View(base, name), TrimOws(View(base, value))});
   }
   const std::string_view method = View(base, st.method);
   // While draining, every response closes its connection.
-  h.peer_closes_ = !llhttp_should_keep_alive(&parser_) && !st.upgrade;
-  const bool close = h.peer_closes_ || st.upgrade || h.worker_.draining();
+  st.peer_closes = !llhttp_should_keep_alive(&parser_) && !st.upgrade;
+  const bool close = st.peer_closes || st.upgrade || h.worker_.draining();
   Request req;
   RequestBuilder::Fill(req, method, View(base, st.target), h.headers_,
                        st.body_copied ? std::string_view(st.body) : View(base, st.body_view),
@@ -331,14 +552,16 @@ void HttpSession::Respond(MessageState& st, const char* base) {
   Response res = ResponseWriter::Make(&out, &h.fields_, h.date_.line(), head, close,
                                       !close && parser_.http_minor == 0);
   h.params_.clear();
-  const Router::Result route = h.config_->router.Route(method, req.path(), &h.params_);
+  const bool asterisk = req.target() == "*";  // OPTIONS * (IsValidTarget allows no other)
+  const Router::Result route =
+      asterisk ? Router::Result{} : h.config_->router.Route(method, req.path(), &h.params_);
   RequestBuilder::SetParams(req, h.params_);
   // For the supervisor's stall log: what this loop is doing if it never comes back.
   h.worker_.stats().SetActivity(method, req.target());
   try {
     if (route.handler != nullptr) {
       (*route.handler)(req, res);
-    } else if (route.path_known) {
+    } else if (route.path_known || asterisk) {
       h.allow_.clear();
       h.config_->router.AppendAllowed(req.path(), &h.allow_);
       res.Status(method == "OPTIONS" ? 204 : 405).Set("Allow", h.allow_);
@@ -374,9 +597,8 @@ void HttpSession::Respond(MessageState& st, const char* base) {
 }
 
 void HttpSession::KeepUnfinished(const char* end) {
-  HttpProtocol& h = protocol_;
-  MessageState& st = *h.state_;
-  const char* base = h.base_;
+  MessageState& st = *state_;
+  const char* base = st.base;
   if (st.body_view.length > 0) {
     if ((parser_.flags & F_CONTENT_LENGTH) != 0) st.body.reserve(parser_.content_length);
     st.body.assign(base + st.body_view.offset, st.body_view.length);
@@ -384,7 +606,7 @@ void HttpSession::KeepUnfinished(const char* end) {
     st.body_copied = true;
   }
   // Reading a body after a held header section: `held` already holds just that section.
-  if (st.base_in_held && !h.parsing_held_) return;
+  if (st.base_in_held && !st.parsing_held) return;
   const size_t keep = st.headers_done ? st.header_end : static_cast<size_t>(end - base);
   if (st.base_in_held) {
     st.held.erase(0, static_cast<size_t>(base - st.held.data()));
@@ -393,18 +615,19 @@ void HttpSession::KeepUnfinished(const char* end) {
     st.held.assign(base, keep);
     st.base_in_held = true;
   }
+  st.base = st.held.data();
 }
 
-void HttpSession::OnData(Connection& conn, std::string_view bytes) {
+size_t HttpSession::OnData(Connection& conn, std::string_view bytes) {
   HttpProtocol& h = protocol_;
-  MessageState& st = h.scratch_;
-  if (partial_ != nullptr) std::swap(st, *partial_);
-  h.state_ = &st;
-  h.conn_ = &conn;
-  h.parsing_held_ = false;
-  h.peer_closes_ = false;
+  if (state_ == nullptr) state_ = h.TakeState();
+  MessageState& st = *state_;
+  st.conn = &conn;
+  st.parsing_held = false;
+  st.peer_closes = false;
+  st.output_full = false;
   const char* begin = bytes.data();
-  size_t length = bytes.size();
+  const size_t length = bytes.size();
   if (st.in_message) {
     if (!st.headers_done) {
       // The header section is still arriving: join it to what is held so its spans stay
@@ -412,31 +635,40 @@ void HttpSession::OnData(Connection& conn, std::string_view bytes) {
       const size_t old_size = st.held.size();
       st.held.append(bytes);
       begin = st.held.data() + old_size;
-      h.parsing_held_ = true;
+      st.parsing_held = true;
     } else {
       SetDeadline(h.body_timeout_ms_);
     }
-    h.base_ = st.held.data();
+    st.base = st.held.data();
   }
-  const llhttp_errno_t err = llhttp_execute(&parser_, begin, length);
+  const char* end = begin + length;
+  st.input_end = end;
+  size_t consumed = length;
   int status = 0;
-  if (err == HPE_OK) {
+  const llhttp_errno_t err = CheckChunkCrlf(begin, end) ? Parse(begin, end) : HPE_USER;
+  if (err == HPE_USER && st.error_status == 0) {
+    status = 400;  // the CRLF after a chunk's data, split from it by the read
+  } else if (err == HPE_OK) {
     // Bytes no span covers (whitespace before a value) are counted only once a later span ends;
     // a header section still arriving is bounded by its raw size. Up to "\r\n\r" of it may be
     // the terminator, which the span measure leaves out.
     if (st.in_message && !st.headers_done &&
-        static_cast<size_t>(begin + length - h.base_) > h.config_->options.max_header_bytes + 3) {
+        static_cast<size_t>(end - st.base) > h.config_->options.max_header_bytes + 3) {
       status = 431;
     } else if (st.in_message) {
-      KeepUnfinished(begin + length);
+      KeepUnfinished(end);
     }
-  } else if (err == HPE_PAUSED && h.peer_closes_ &&
-             llhttp_get_error_pos(&parser_) == begin + length) {
+  } else if (err == HPE_PAUSED && st.output_full) {
+    // The rest waits with the loop until the client has read enough of the answers; until
+    // then no deadline runs against it (the loop times the send instead).
+    llhttp_resume(&parser_);
+    consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - begin);
+  } else if (err == HPE_PAUSED && st.peer_closes && llhttp_get_error_pos(&parser_) == end) {
     // The client said this request is its last ("Connection: close", or HTTP/1.0 without
     // keep-alive) and sent nothing after it: no lingering for its FIN, as nginx does.
     conn.Close(/*linger=*/false);
   } else if (err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE) {
-    status = st.error_status != 0 ? st.error_status : StatusForError(&parser_, err);
+    status = StatusFor(err);
   }
   if (status != 0) {
     AppendErrorResponse(conn.output(), status, h.date_.line());
@@ -450,15 +682,9 @@ void HttpSession::OnData(Connection& conn, std::string_view bytes) {
     }
     conn.Close();
   }
-  if (st.in_message && !conn.closing()) {
-    if (partial_ == nullptr) partial_ = std::make_unique<MessageState>();
-    std::swap(st, *partial_);
-  } else {
-    partial_.reset();
-    st.held.clear();
-  }
-  h.state_ = nullptr;
-  h.conn_ = nullptr;
+  // The state stays with a message that spans reads; otherwise it goes back to the pool.
+  if (!st.in_message || conn.closing()) h.GiveBack(std::move(state_));
+  return consumed;
 }
 
 void HttpSession::CountResponse(int status) {
@@ -471,15 +697,13 @@ void HttpSession::OnDrain(Connection& conn) {
   // microseconds of the last response, and a close that crosses that request fails it (the
   // keep-alive race). Given a moment, the request arrives and its response says
   // "Connection: close"; only a connection idle for the whole moment is closed unannounced.
-  if (partial_ == nullptr || !partial_->in_message) {
-    conn.SetDeadline(conn.worker().now_ms() + kDrainIdleCloseMs);
-  }
+  if (!InMessage()) conn.SetDeadline(conn.worker().now_ms() + kDrainIdleCloseMs);
 }
 
 void HttpSession::OnDeadline(Connection& conn) {
   // A request had begun: its headers or body did not arrive in time. Otherwise the connection
   // was idle, and closes without a word, as keep-alive clients expect.
-  if (partial_ != nullptr && partial_->in_message) {
+  if (InMessage()) {
     AppendErrorResponse(conn.output(), 408, protocol_.date_.line());
     CountResponse(408);
   }

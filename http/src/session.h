@@ -4,9 +4,13 @@
 // offset from the message's first byte (`base`), so the views stay valid wherever those bytes
 // live: in the receive buffer while the message is complete in it (the common case: no copy at
 // all), or in `held` once the message spans reads. Only then are bytes copied: the header
-// section into `held`, the body into `body`, and the per-message state moves from the loop's
-// scratch into a heap object owned by the connection until the message completes. An idle
-// connection holds neither.
+// section into `held`, the body into `body`.
+//
+// All parse state of a message is one MessageState, owned by its connection's session from the
+// first byte of a read until the read is done, and for as long as a message spans reads. The
+// loop keeps finished ones in a pool for reuse, so an idle connection holds none and the
+// request path allocates nothing; a state is reset whenever it is taken, so nothing of one
+// connection's message can reach another's.
 #ifndef PERCORE_HTTP_SRC_SESSION_H_
 #define PERCORE_HTTP_SRC_SESSION_H_
 
@@ -38,25 +42,56 @@ struct Span {
   uint32_t end() const { return offset + length; }
 };
 
-// The state of one message being parsed.
+// Checks the line structure of a header or trailer section, ahead of llhttp or after it, byte
+// by byte across reads. llhttp 8.1 (Debian 12) accepts what RFC 9112 forbids and a proxy in
+// front may read differently (request smuggling): "\r\n\r" and any byte as the end of the
+// section (CVE-2025-23167), a bare LF ending the request line or the section, obs-fold
+// continuation lines, and a field line with an empty name. Here every line ends with CRLF,
+// and no line starts with SP, HT, ':' or a bare CR or LF. llhttp rejects the rest (bare CR or
+// LF inside a line, bad token and value bytes).
+class FieldLines {
+ public:
+  enum class Result { kMore, kDone, kBad };
+  // Scans [p, end); on kDone or kBad, *stop is just past the empty line or at the bad byte.
+  Result Scan(const char* p, const char* end, const char** stop);
+
+ private:
+  enum State : uint8_t { kLineStart, kInLine, kEmptyLineCr };
+  State state_ = kLineStart;
+  bool prev_cr_ = false;  // kInLine: the last byte scanned was CR
+};
+
+// The state of one message being parsed, and of the read being parsed.
 struct MessageState {
   std::string held;  // header-section bytes (and more) of a message that spans reads
   std::string body;  // the body when it is not one piece next to the header section
   std::vector<std::pair<Span, Span>> fields;
   Span method, target, field, value, body_view;
+  // The read being parsed: set at each OnData.
+  Connection* conn = nullptr;
+  const char* base = nullptr;  // the message's first byte
+  const char* input_end = nullptr;
   uint32_t header_end = 0;  // just past the last header-section span
   uint64_t body_bytes = 0;
-  uint32_t extra_bytes = 0;  // this chunk's extensions, or the trailer: skipped, but bounded
-  int error_status = 0;      // set by a callback that failed the message
+  uint32_t extra_bytes = 0;    // this chunk's extensions, or the trailer: skipped, but bounded
+  int error_status = 0;        // set by a callback that failed the message
+  FieldLines trailer_lines;    // the trailer section, scanned ahead of llhttp
   uint8_t host_count = 0;
+  uint8_t chunk_crlf_due = 0;  // bytes of the CRLF after a chunk's data still to check
   bool in_message = false;
   bool headers_done = false;
-  bool base_in_held = false;  // base points into held (else into the receive buffer)
+  bool target_done = false;
+  bool in_trailer = false;      // after the last chunk, until the message completes
+  bool trailer_begins = false;  // llhttp paused at the last chunk: the trailer starts there
+  bool base_in_held = false;    // base points into held (else into the receive buffer)
+  bool parsing_held = false;    // this read is parsed in held
   bool in_method = false, in_target = false, in_field = false, in_value = false;
   bool body_copied = false;
   bool expect_continue = false;
   bool bad_transfer_encoding = false;
   bool upgrade = false;
+  bool peer_closes = false;      // the last response closes because the client asked it to
+  bool output_full = false;      // paused after a response: the loop holds the rest of the read
 
   // Clears the per-message fields, keeping the buffers' capacity.
   void Reset();
@@ -65,7 +100,7 @@ struct MessageState {
 class HttpSession;
 struct Callbacks;
 
-// The per-loop half: shared scratch, the Date line, the request log.
+// The per-loop half: the Date line, the request log, buffers lent to one call at a time.
 class HttpProtocol final : public percore::Protocol {
  public:
   HttpProtocol(std::shared_ptr<const AppConfig> config, Worker& worker);
@@ -77,6 +112,9 @@ class HttpProtocol final : public percore::Protocol {
   friend class HttpSession;
   friend struct Callbacks;
   void FlushLog();
+  // A reset MessageState, from the pool when it has one.
+  std::unique_ptr<MessageState> TakeState();
+  void GiveBack(std::unique_ptr<MessageState> state);
 
   std::shared_ptr<const AppConfig> config_;
   Worker& worker_;
@@ -86,25 +124,20 @@ class HttpProtocol final : public percore::Protocol {
   const int64_t idle_timeout_ms_;
   llhttp_settings_t settings_;
   DateCache date_;
-  MessageState scratch_;              // the message being parsed, while it fits in one read
+  std::vector<std::unique_ptr<MessageState>> state_pool_;
+  // Filled and used within one Respond() call.
   std::vector<HeaderField> headers_;  // views handed to the handler
   std::vector<RouteParam> params_;
   std::string fields_;  // Response::Set() fields of the response being written
   std::string allow_;
   std::string log_;
-  // Valid during one HttpSession::OnData call.
-  MessageState* state_ = nullptr;
-  Connection* conn_ = nullptr;
-  const char* base_ = nullptr;
-  bool parsing_held_ = false;
-  bool peer_closes_ = false;  // the last response closes because the client asked it to
 };
 
 // The per-connection half.
 class HttpSession final : public percore::Session {
  public:
   HttpSession(HttpProtocol& protocol, Connection& conn);
-  void OnData(Connection& conn, std::string_view bytes) override;
+  size_t OnData(Connection& conn, std::string_view bytes) override;
   void OnDeadline(Connection& conn) override;
   void OnDrain(Connection& conn) override;
 
@@ -113,15 +146,22 @@ class HttpSession final : public percore::Session {
   int Fail(int status);
   int OnHeadersComplete();
   int OnMessageComplete();
+  // Runs llhttp over [p, end), the trailer section checked ahead of it.
+  llhttp_errno_t Parse(const char* p, const char* end);
+  // Checks the CRLF that must follow a chunk's data, as far as [p, end) goes.
+  bool CheckChunkCrlf(const char* p, const char* end);
+  // The status for a parser error.
+  int StatusFor(llhttp_errno_t err);
   void Respond(MessageState& st, const char* base);
   void KeepUnfinished(const char* end);
   void SetDeadline(int64_t timeout_ms);
   // Counts a response by status class in the loop's stats.
   void CountResponse(int status);
+  bool InMessage() const { return state_ != nullptr && state_->in_message; }
 
   HttpProtocol& protocol_;
   llhttp_t parser_;
-  std::unique_ptr<MessageState> partial_;  // the message in progress when it spans reads
+  std::unique_ptr<MessageState> state_;  // while a read is parsed or a message spans reads
 };
 
 }  // namespace percore::http

@@ -74,6 +74,7 @@ App MakeApp(HttpOptions http) {
   app.Get("/worker", [](const Request& req, Response& res) {
     res.Send("worker " + std::to_string(req.worker_id()));
   });
+  app.Get("/big", [](const Request&, Response& res) { res.Send(std::string(16 * 1024, 'b')); });
   app.All("/echo", [](const Request& req, Response& res) {
     std::string_view type = req.Header("content-type");
     res.Type(type.empty() ? "application/octet-stream" : type).Send(req.body());
@@ -647,6 +648,60 @@ TEST_P(ServerTest, PeerThatNeverReadsDoesNotMakeServerBufferWithoutBound) {
   hog.Reset();
   ExpectServing();
   ExpectConnectionsReleased(baseline);
+}
+
+size_t ResidentBytes() {
+  long pages = 0, resident = 0;
+  FILE* f = fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+  fclose(f);
+  return static_cast<size_t>(resident) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+}
+
+// Small requests for large answers, pipelined by a client that reads nothing for a while: the
+// server answers until max_pending_output (1 MiB) waits, then holds the rest of what it
+// received unparsed (io_uring's multishot receive included) without letting a header
+// deadline run against it, and answers every request once the client reads.
+TEST_P(ServerTest, PipeliningClientThatReadsLateGetsEveryAnswerFromBoundedMemory) {
+  HttpOptions http;
+  http.header_timeout = absl::Milliseconds(300);
+  ASSERT_NO_FATAL_FAILURE(Restart(http));
+  Socket c = Connect();
+  ASSERT_TRUE(percore::testing::SetNonBlocking(c.fd()));
+  const std::string request = Get("/big");
+  constexpr int kRequests = 20000;  // 320 MB of answers if the server read without bound
+  const std::string all = [&] {
+    std::string s;
+    for (int i = 0; i < kRequests; ++i) s += request;
+    return s;
+  }();
+  const size_t rss_before = ResidentBytes();
+  size_t sent = 0;
+  while (sent < all.size()) {
+    ssize_t n = send(c.fd(), all.data() + sent, all.size() - sent, MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += static_cast<size_t>(n);
+      continue;
+    }
+    ASSERT_TRUE(n < 0 && (errno == EAGAIN || errno == EINTR)) << strerror(errno);
+    pollfd p{c.fd(), POLLOUT, 0};
+    if (poll(&p, 1, 1000) == 0) break;  // the server stopped reading
+  }
+  // Longer than the header timeout, with the client reading nothing.
+  std::this_thread::sleep_for(milliseconds(1000));
+  const size_t growth = ResidentBytes() - std::min(rss_before, ResidentBytes());
+  EXPECT_LT(growth, size_t{64} << 20) << "resident memory grew by " << (growth >> 20) << " MiB";
+  const size_t whole = sent / request.size();
+  std::string buffer;
+  size_t answered = 0;
+  for (; answered < whole; ++answered) {
+    std::optional<HttpResponse> response = ReadResponse(c.fd(), buffer, kReadTimeout);
+    ASSERT_TRUE(response.has_value()) << "answer " << answered << " of " << whole;
+    ASSERT_EQ(response->status, 200) << "answer " << answered;
+  }
+  EXPECT_EQ(answered, whole);
+  RecordProperty("requests_sent", std::to_string(whole));
 }
 
 TEST_P(ServerTest, PeerThatStopsReadingIsDroppedAfterSendTimeout) {

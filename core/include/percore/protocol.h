@@ -6,8 +6,9 @@
 // Connection::output() once the current batch of completions has been handled.
 //
 //   class Echo : public percore::Session {
-//     void OnData(percore::Connection& c, std::string_view bytes) override {
+//     size_t OnData(percore::Connection& c, std::string_view bytes) override {
 //       c.output().append(bytes);
+//       return bytes.size();
 //     }
 //     void OnDeadline(percore::Connection& c) override { c.Close(); }
 //   };
@@ -82,8 +83,11 @@ class Session {
  public:
   virtual ~Session() = default;
   // Bytes received on `conn`. `bytes` is valid only during the call (it is a receive buffer the
-  // loop reuses at once): copy whatever must outlive it.
-  virtual void OnData(Connection& conn, std::string_view bytes) = 0;
+  // loop reuses at once): copy whatever must outlive it. Returns how many of them the session
+  // took: all, or fewer when Connection::output_full() made it stop (after a complete answer,
+  // say). The loop then stops reading, keeps the rest, and hands it to OnData again once the
+  // output has been sent; meanwhile the connection's deadline does not run.
+  virtual size_t OnData(Connection& conn, std::string_view bytes) = 0;
   // The deadline set with Connection::SetDeadline has passed.
   virtual void OnDeadline(Connection& conn) = 0;
   // The peer shut down its sending side. The default closes once pending output is sent.
@@ -126,10 +130,16 @@ class Connection {
   // the output is sent, without waiting for the peer's FIN; bytes the peer sends anyway make the
   // kernel answer with a reset. Idempotent; Close(false) after Close() drops the linger.
   void Close(bool linger = true);
+  // Whether more than EngineOptions::max_pending_output bytes wait to be sent: the loop reads
+  // nothing more from this connection until they are sent, and a session should take no more
+  // work from the bytes it was given (see Session::OnData).
+  bool output_full() const;
   // Whether Close() was called or the connection failed.
   bool closing() const { return close_requested_ || releasing_; }
   // Calls Session::OnDeadline once the loop's clock passes `deadline_ms` (Worker::now_ms()
-  // scale, checked every tick); 0 cancels. One deadline per connection; ignored once closing.
+  // scale, checked every tick) and no output is waiting to be sent (while it is, the peer is
+  // the one not reading, and EngineOptions::send_timeout governs); 0 cancels. One deadline per
+  // connection; ignored once closing.
   void SetDeadline(int64_t deadline_ms) {
     if (!closing()) deadline_ms_ = deadline_ms;
   }
@@ -151,6 +161,7 @@ class Connection {
   struct Output {
     std::string pending;      // appended to by the session; never in flight
     std::string sending;      // the bytes of the one send in flight (or being resumed)
+    std::string unread;       // bytes received while paused, for the session once all is sent
     size_t sent = 0;          // bytes of `sending` the kernel has taken
     int64_t progress_ms = 0;  // when a send last started or took bytes
   };

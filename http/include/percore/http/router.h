@@ -46,7 +46,8 @@ class Router {
   Result Route(std::string_view method, std::string_view path,
                std::vector<RouteParam>* params) const;
 
-  // Appends the methods `path` answers to, comma-separated ("GET, HEAD, POST"), for Allow.
+  // Appends the methods `path` answers to, comma-separated ("GET, HEAD, POST"), for Allow;
+  // for "*" (OPTIONS *), the methods of every route.
   void AppendAllowed(std::string_view path, std::string* out) const;
 
  private:
