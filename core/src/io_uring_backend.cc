@@ -99,8 +99,16 @@ absl::StatusOr<io_uring_buf_ring*> SetUpBufferRing(io_uring* ring, unsigned coun
   return buf_ring;
 }
 
+// A completion's fields, copied out of the ring (io_uring_cqe itself ends in a flexible array,
+// which absl::StatusOr cannot hold).
+struct Completion {
+  uint64_t user_data;
+  int32_t res;
+  uint32_t flags;
+};
+
 // Waits up to a second for one completion with `user_data`.
-absl::StatusOr<io_uring_cqe> WaitFor(io_uring* ring, uint64_t user_data) {
+absl::StatusOr<Completion> WaitFor(io_uring* ring, uint64_t user_data) {
   for (int i = 0; i < 10; ++i) {
     __kernel_timespec timeout{0, 100 * 1000 * 1000};
     io_uring_cqe* cqe = nullptr;
@@ -108,7 +116,7 @@ absl::StatusOr<io_uring_cqe> WaitFor(io_uring* ring, uint64_t user_data) {
     if (ret < 0 && ret != -ETIME && ret != -EINTR)
       return absl::ErrnoToStatus(-ret, "io_uring_enter");
     if (cqe != nullptr) {
-      io_uring_cqe copy = *cqe;
+      const Completion copy{cqe->user_data, cqe->res, cqe->flags};
       io_uring_cqe_seen(ring, cqe);
       if (copy.user_data == user_data) return copy;
     }
@@ -146,7 +154,7 @@ absl::Status ProbeOperations(io_uring* ring) {
     io_uring_sqe* sqe = io_uring_get_sqe(ring);
     io_uring_prep_accept(sqe, listener, nullptr, nullptr, SOCK_CLOEXEC);
     io_uring_sqe_set_data64(sqe, 1);
-    absl::StatusOr<io_uring_cqe> cqe = WaitFor(ring, 1);
+    absl::StatusOr<Completion> cqe = WaitFor(ring, 1);
     if (!cqe.ok()) {
       status = cqe.status();
     } else if (cqe->res < 0) {
@@ -164,7 +172,7 @@ absl::Status ProbeOperations(io_uring* ring) {
     if (send(client, "x", 1, MSG_NOSIGNAL) != 1) {
       status = absl::ErrnoToStatus(errno, "io_uring probe: send");
     } else {
-      absl::StatusOr<io_uring_cqe> cqe = WaitFor(ring, 2);
+      absl::StatusOr<Completion> cqe = WaitFor(ring, 2);
       if (!cqe.ok()) {
         status = cqe.status();
       } else if (cqe->res < 0) {

@@ -86,42 +86,44 @@ bool IsValidTarget(std::string_view target, std::string_view method) {
 FieldLines::Result FieldLines::Scan(const char* p, const char* end, const char** stop) {
   while (p < end) {
     switch (state_) {
-      case kLineStart: {
-        const char c = *p;
-        if (c == '\r') {
+      case kLineStart:
+        if (*p == '\r') {
           state_ = kEmptyLineCr;
-        } else if (c == '\n' || c == ' ' || c == '\t' || c == ':') {
+        } else if (*p == '\n' || *p == ' ' || *p == '\t' || *p == ':') {
           *stop = p;
           return Result::kBad;
         } else {
           state_ = kInLine;
-          prev_cr_ = false;
         }
         ++p;
         break;
-      }
       case kInLine: {
-        const auto* lf = static_cast<const char*>(std::memchr(p, '\n', end - p));
-        if (lf == nullptr) {
-          prev_cr_ = end[-1] == '\r';
-          return Result::kMore;
-        }
-        if (!(lf > p ? lf[-1] == '\r' : prev_cr_)) {
-          *stop = lf;  // a bare LF
+        // To the line's CR; no LF before it.
+        const auto* cr = static_cast<const char*>(std::memchr(p, '\r', end - p));
+        const char* line_end = cr != nullptr ? cr : end;
+        if (const void* lf = std::memchr(p, '\n', line_end - p); lf != nullptr) {
+          *stop = static_cast<const char*>(lf);  // a bare LF
           return Result::kBad;
         }
-        p = lf + 1;
-        state_ = kLineStart;
+        if (cr == nullptr) return Result::kMore;
+        p = cr + 1;
+        state_ = kCr;
         break;
       }
+      case kCr:
       case kEmptyLineCr:
         if (*p != '\n') {
-          *stop = p;  // "\r\n\r" and anything but LF
+          *stop = p;  // a bare CR; "\r\n\r" and anything but LF among them
           return Result::kBad;
         }
-        *stop = p + 1;
+        ++p;
+        if (state_ == kEmptyLineCr) {
+          *stop = p;
+          state_ = kLineStart;
+          return Result::kDone;
+        }
         state_ = kLineStart;
-        return Result::kDone;
+        break;
     }
   }
   return Result::kMore;
@@ -511,7 +513,8 @@ int HttpSession::StatusFor(llhttp_errno_t err) {
   const HttpOptions& options = protocol_.config_->options;
   if (st.in_message && !st.headers_done && st.in_method) {
     const char* pos = llhttp_get_error_pos(&parser_);
-    const char* target = st.base + st.method.end() + 1;
+    const char* target = st.base + st.method.end();
+    while (target < pos && *target == ' ') ++target;  // llhttp skips any number of spaces
     if (!st.target_done && pos > target &&
         static_cast<size_t>(pos - target) > options.max_target_bytes) {
       return 414;

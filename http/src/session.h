@@ -46,9 +46,9 @@ struct Span {
 // by byte across reads. llhttp 8.1 (Debian 12) accepts what RFC 9112 forbids and a proxy in
 // front may read differently (request smuggling): "\r\n\r" and any byte as the end of the
 // section (CVE-2025-23167), a bare LF ending the request line or the section, obs-fold
-// continuation lines, and a field line with an empty name. Here every line ends with CRLF,
-// and no line starts with SP, HT, ':' or a bare CR or LF. llhttp rejects the rest (bare CR or
-// LF inside a line, bad token and value bytes).
+// continuation lines, a field line with an empty name, a bare CR inside some values. Here
+// every line ends with CRLF, no CR or LF stands alone, and no line starts with SP, HT or ':'.
+// llhttp checks the rest (token and value bytes).
 class FieldLines {
  public:
   enum class Result { kMore, kDone, kBad };
@@ -56,9 +56,8 @@ class FieldLines {
   Result Scan(const char* p, const char* end, const char** stop);
 
  private:
-  enum State : uint8_t { kLineStart, kInLine, kEmptyLineCr };
+  enum State : uint8_t { kLineStart, kInLine, kCr, kEmptyLineCr };
   State state_ = kLineStart;
-  bool prev_cr_ = false;  // kInLine: the last byte scanned was CR
 };
 
 // The state of one message being parsed, and of the read being parsed.

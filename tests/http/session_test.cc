@@ -231,6 +231,9 @@ std::vector<BadInput> BadInputs() {
        "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
        "0\r\nT: 1\r\n 2\r\n\r\n",
        400},
+      // Found by tests/fuzz/session_fuzzer: llhttp takes bare CRs in a Connection value.
+      {"BareCrInConnectionValue", "GET / HTTP/1.1\r\nHost: a\r\nConnection: \r\rx\r\n\r\n", 400},
+      {"SpacesAfterMethodPastHeaderLimit", "CONNECT " + std::string(300, ' ') + "x", 431},
       {"FragmentInTarget", "GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", 400},
       {"NonAsciiInTarget", "GET /\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
       {"AsteriskFormForGet", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400},

@@ -1,5 +1,6 @@
-// LoopHarness: one Loop with no kernel backend, for unit tests of a protocol. Bytes go in with
-// Feed(), what the session wrote comes out of TakeOutput(); nothing is sent or received.
+// LoopHarness: one Loop with no kernel backend, for unit tests, micro-benchmarks and the fuzzer
+// of a protocol. Bytes go in with Feed(), what the session wrote comes out of TakeOutput();
+// nothing is sent or received. Depends on no test framework.
 #ifndef PERCORE_TESTS_SUPPORT_LOOP_HARNESS_H_
 #define PERCORE_TESTS_SUPPORT_LOOP_HARNESS_H_
 
@@ -31,6 +32,8 @@ class LoopHarness {
   bool Closing(Connection* c) const { return c->closing(); }
   // Calls the session's OnDeadline, as the loop's timer would.
   void ExpireDeadline(Connection* c);
+  // Closes and destroys the connection now (nothing is ever in flight here).
+  void Release(Connection* c);
   Loop& loop() { return *loop_; }
 
  private:
