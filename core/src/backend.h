@@ -9,6 +9,8 @@
 
 namespace percore {
 
+class Connection;
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -26,6 +28,8 @@ class Backend {
   // True while an accept is in flight: after StopAccepting() one may still complete with a
   // connection the kernel took from the queue, which the loop must then serve.
   virtual bool Accepting() const = 0;
+  // A connection the loop took over from its dead predecessor (Loop::Adopt), as if accepted.
+  virtual void Adopted(Connection* c) = 0;
 };
 
 }  // namespace percore

@@ -115,6 +115,9 @@ struct Engine::Instance {
   LoopControl control;                          // this instance's orders
   absl::Time stop_at = absl::InfiniteFuture();  // a retiring instance is stopped then
   bool stuck = false;  // replaced while stuck in a request: serves nothing, may never return
+  // The idle connections of a loop that died, for the next loop of this lane: written by the
+  // dying thread before `exited`, taken by the next one (Loop::TakeOrphans, Loop::Adopt).
+  std::vector<int> orphans;
   bool running() const { return thread.joinable(); }
   // Holds nothing up any more: not running, exited, or stuck (serving nothing, maybe for good).
   bool finished() const { return !running() || exited.load() || stuck; }
@@ -209,6 +212,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
 Engine::~Engine() {
   Stop();
   Wait();
+  for (auto& slot : slots_) {
+    for (Instance& instance : slot->lanes) {
+      for (int fd : instance.orphans) close(fd);  // a dead loop's, never restarted
+    }
+  }
   for (int fd : listen_fds_) {
     if (fd >= 0) close(fd);
   }
@@ -235,8 +243,13 @@ void Engine::RunLoop(LoopSlot* slot, int lane) {
             ? EpollBackend::Create(loop)
             : IoUringBackend::Create(loop, options_, loop.listen_fd(), loop.wake_fd());
     status = backend.ok() ? loop.Init(factory_, std::move(*backend)) : backend.status();
+    if (status.ok()) {
+      loop.Adopt(self.orphans);
+      self.orphans.clear();
+    }
     self.started.set_value(status);
     if (status.ok()) status = loop.Run();
+    if (!status.ok()) self.orphans = loop.TakeOrphans();
   }
   self.exit_status = status;
   self.exited.store(true, std::memory_order_release);

@@ -88,13 +88,18 @@ void EpollBackend::AcceptBatch() {
       return;  // EAGAIN: the queue is empty; ECONNABORTED and the like: next readiness
     }
     Connection* c = loop_.OnAccepted(fd);
-    if (c == nullptr) continue;
-    // Registered once for everything, edge-triggered: no epoll_ctl per read, write or pause.
-    epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-    ev.data.ptr = c;
-    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) loop_.Abort(c);
+    if (c != nullptr) Watch(c);
   }
+}
+
+void EpollBackend::Watch(Connection* c) {
+  // Registered once for everything, edge-triggered: no epoll_ctl per read, write or pause. The
+  // kernel reports the socket's present readiness at once, so bytes that arrived before (on an
+  // adopted connection) are read too.
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.ptr = c;
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, c->fd_, &ev) != 0) loop_.Abort(c);
 }
 
 bool EpollBackend::Read(Connection* c) {

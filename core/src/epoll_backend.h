@@ -29,6 +29,7 @@ class EpollBackend final : public Backend {
   void CancelLoopOperations() override;
   bool Idle() const override { return true; }
   bool Accepting() const override { return false; }  // accept4() returns at once
+  void Adopted(Connection* c) override { Watch(c); }
 
  private:
   explicit EpollBackend(Loop& loop);
@@ -38,6 +39,8 @@ class EpollBackend final : public Backend {
   // Reads what `c` has, up to a fair share per iteration; true if more may be left.
   bool Read(Connection* c);
   void AcceptBatch();
+  // Registers a new connection's socket.
+  void Watch(Connection* c);
   void WatchListener(bool on);
 
   Loop& loop_;

@@ -33,6 +33,7 @@ class IoUringBackend final : public Backend {
   void CancelLoopOperations() override;
   bool Idle() const override { return accepts_armed_ == 0 && !wake_armed_; }
   bool Accepting() const override { return accepts_armed_ > 0; }
+  void Adopted(Connection*) override {}  // marked dirty: its receive is armed like any other
 
  private:
   IoUringBackend(Loop& loop, const EngineOptions& options, int listen_fd, int wake_fd);

@@ -40,7 +40,10 @@ Loop::Loop(int id, int cpu, const EngineOptions& options, int listen_fd, int wak
 Loop::~Loop() {
   // The ring goes first: once it is torn down the kernel holds no pointer into our buffers.
   backend_.reset();
-  while (connections_ != nullptr) Release(connections_);
+  while (connections_ != nullptr) {
+    connections_->adopting_ = false;  // too late to hand over: TakeOrphans() has run
+    Release(connections_);
+  }
   protocol_.reset();
 }
 
@@ -87,7 +90,7 @@ absl::Status Loop::Run() {
   } catch (...) {
     status = absl::InternalError("unknown exception");
   }
-  Shutdown();
+  Shutdown(!status.ok());
   return status;
 }
 
@@ -102,12 +105,20 @@ void Loop::BeginDrain() {
   }
 }
 
-void Loop::Shutdown() {
+void Loop::Shutdown(bool died) {
   // Cancel everything in flight and wait for the kernel to confirm it, so no accepted socket is
   // left in an unread completion and no operation outlives the buffers it points into.
   shutting_down_ = true;
   backend_->CancelLoopOperations();
-  for (Connection* c = connections_; c != nullptr; c = c->next_) Abort(c);
+  for (Connection* c = connections_; c != nullptr; c = c->next_) {
+    // After a death, only the connection being served when it happened, and those in the
+    // middle of something, need to go: an idle one is handed to the replacement, which serves
+    // its next request as if nothing had happened. (Bytes that still arrive for it before its
+    // receive is cancelled cancel the adoption: see OnReceived.)
+    c->adopting_ = died && c != in_session_ && !c->closing() && !c->send_inflight_ &&
+                   c->pending_output() == 0 && c->session_->Idle();
+    Abort(c);
+  }
   int64_t deadline = MonotonicMs() + kShutdownMs;
   while ((connections_ != nullptr || !backend_->Idle()) && MonotonicMs() < deadline) {
     if (backend_->Iterate(10) < 0) break;
@@ -152,12 +163,20 @@ Connection* Loop::OnAccepted(int fd) {
     close(fd);
     return nullptr;
   }
+  LoopStats::Add(worker_.stats_->accepted, 1);
+  return AddConnection(fd);
+}
+
+void Loop::Adopt(const std::vector<int>& fds) {
+  for (int fd : fds) backend_->Adopted(AddConnection(fd));
+}
+
+Connection* Loop::AddConnection(int fd) {
   auto* c = new Connection(this, fd);
   c->next_ = connections_;
   if (connections_ != nullptr) connections_->prev_ = c;
   connections_ = c;
   ++live_connections_;
-  LoopStats::Add(worker_.stats_->accepted, 1);
   LoopStats::Add(worker_.stats_->active, 1);
   c->session_ = protocol_->NewSession(*c);
   MarkDirty(c);  // arm its receive
@@ -172,6 +191,7 @@ Connection* Loop::OnAccepted(int fd) {
 
 void Loop::OnReceived(Connection* c, std::string_view bytes) {
   LoopStats::Add(worker_.stats_->bytes_in, bytes.size());
+  c->adopting_ = false;  // these bytes would be lost to the successor: the connection closes
   if (c->close_requested_ || c->releasing_) return;  // lingering: discard
   if (c->paused_) {
     // io_uring: a multishot receive goes on delivering until its cancel reaches the kernel,
@@ -185,6 +205,7 @@ void Loop::OnReceived(Connection* c, std::string_view bytes) {
 }
 
 void Loop::Deliver(Connection* c, std::string_view bytes) {
+  in_session_ = c;  // stays set if the call throws: the loop dies, and `c` with it
   const size_t taken = c->session_->OnData(*c, bytes);
   if (taken < bytes.size() && !c->closing()) {
     // The session stopped at a full output: the rest waits for the client to read.
@@ -193,12 +214,14 @@ void Loop::Deliver(Connection* c, std::string_view bytes) {
     c->paused_ = true;
   }
   AfterSession(c);
+  in_session_ = nullptr;
 }
 
 void Loop::OnReceiveEnded(Connection* c, int result) {
   c->reading_ = false;
   if (result == 0) {
     c->peer_eof_ = true;
+    c->adopting_ = false;
     if (!c->close_requested_ && !c->releasing_) {
       c->session_->OnPeerClosed(*c);
       AfterSession(c);
@@ -253,6 +276,7 @@ void Loop::AfterSession(Connection* c) {
   if (worker_.crash_requested_) {
     // Fault injection: die the way a bug in the loop's own code would.
     worker_.crash_requested_ = false;
+    in_session_ = c;
     MarkDirty(c);
     throw std::runtime_error(worker_.crash_reason_);
   }
@@ -302,7 +326,11 @@ void Loop::Release(Connection* c) {
   --live_connections_;
   worker_.stats_->active.store(worker_.stats_->active.load(std::memory_order_relaxed) - 1,
                                std::memory_order_relaxed);
-  close(c->fd_);
+  if (c->adopting_) {
+    orphans_.push_back(c->fd_);
+  } else {
+    close(c->fd_);
+  }
   if (c->output_ != nullptr) ReleaseOutput(c);
   delete c;
 }

@@ -55,6 +55,11 @@ class Loop {
   void BeginWait() { worker_.stats_->busy_since_ms.store(0, std::memory_order_relaxed); }
   // A new connection. The loop owns `fd` from here on; null if the loop is stopping.
   Connection* OnAccepted(int fd);
+  // Serves the idle connections a dead predecessor left (TakeOrphans()). After Init().
+  void Adopt(const std::vector<int>& fds);
+  // After Run() returned because the loop died: the sockets of its idle connections, which
+  // were not closed, for the loop that replaces it.
+  std::vector<int> TakeOrphans() { return std::move(orphans_); }
   // Bytes received on `c`; valid only during the call.
   void OnReceived(Connection* c, std::string_view bytes);
   // The armed receive ended: 0 is the peer's FIN; a positive count (a multishot receive the
@@ -110,13 +115,16 @@ class Loop {
   void Tick();
   // Stops accepting and tells every session the loop is draining.
   void BeginDrain();
+  // Makes the Connection of an accepted or adopted socket.
+  Connection* AddConnection(int fd);
   // Hands `bytes` to the session; keeps what it did not take and pauses reading.
   void Deliver(Connection* c, std::string_view bytes);
   // After any call into a session: queue output, pause reading past the output limit.
   void AfterSession(Connection* c);
   // Gives c's output buffers back to the pool.
   void ReleaseOutput(Connection* c);
-  void Shutdown();
+  // Ends every connection; after a death (`died`), the idle ones are kept for the successor.
+  void Shutdown(bool died);
 
   Worker worker_;
   const EngineOptions& options_;
@@ -139,6 +147,8 @@ class Loop {
   int64_t live_connections_ = 0;
   bool shutting_down_ = false;  // Shutdown() began: nothing new is taken on
   std::vector<Connection*> dirty_;
+  Connection* in_session_ = nullptr;  // whose session Deliver() is calling
+  std::vector<int> orphans_;          // see TakeOrphans()
   std::vector<std::unique_ptr<Connection::Output>> output_pool_;  // reused across responses
   int64_t next_tick_ms_ = 0;
   const int64_t tick_ms_;

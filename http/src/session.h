@@ -139,6 +139,7 @@ class HttpSession final : public percore::Session {
   size_t OnData(Connection& conn, std::string_view bytes) override;
   void OnDeadline(Connection& conn) override;
   void OnDrain(Connection& conn) override;
+  bool Idle() const override { return !InMessage(); }
 
  private:
   friend struct Callbacks;

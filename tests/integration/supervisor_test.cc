@@ -366,6 +366,41 @@ TEST_P(SupervisorTest, CrashedLoopRestartsWhileTheOtherLoopServesOn) {
   EXPECT_EQ(workers, (std::set<std::string>{"0", "1"}));
 }
 
+// A loop that dies closes only the connection it was serving: its idle keep-alive connections
+// go to the loop that replaces it and keep serving.
+TEST_P(SupervisorTest, IdleConnectionsOfACrashedLoopAreServedByItsReplacement) {
+  EngineOptions options = TestEngineOptions(1);
+  options.restart_backoff = absl::Milliseconds(10);
+  ASSERT_NO_FATAL_FAILURE(RunEngine(options));
+  if (IsSkipped()) return;
+  constexpr int kIdle = 50;
+  std::vector<Socket> idle(kIdle);
+  std::vector<std::string> buffers(kIdle);
+  for (int i = 0; i < kIdle; ++i) {
+    idle[i] = Connect();
+    ASSERT_TRUE(idle[i].ok());
+    ASSERT_TRUE(SendAll(idle[i].fd(), Get("/thread")));
+    std::optional<HttpResponse> response = ReadResponse(idle[i].fd(), buffers[i], kReadTimeout);
+    ASSERT_TRUE(response.has_value()) << "connection " << i;
+  }
+  std::optional<HttpResponse> first = Fetch(Get("/thread"));
+  ASSERT_TRUE(first.has_value());
+  const std::string before = first->body;
+  Socket crasher = Connect();
+  ASSERT_TRUE(SendAll(crasher.fd(), Get("/crash")));
+  ReadToEndResult crasher_end = ReadToEnd(crasher.fd(), kReadTimeout);
+  EXPECT_EQ(crasher_end.end, StreamEnd::kClosed) << "the crashing request's connection";
+  EXPECT_EQ(crasher_end.data, "") << "the crashing request's answer";
+  ASSERT_TRUE(WaitUntil([&] { return engine_->restarts() >= 1; }, kWaitTimeout));
+  for (int i = 0; i < kIdle; ++i) {
+    ASSERT_TRUE(SendAll(idle[i].fd(), Get("/thread"))) << "connection " << i;
+    std::optional<HttpResponse> response = ReadResponse(idle[i].fd(), buffers[i], kReadTimeout);
+    ASSERT_TRUE(response.has_value()) << "connection " << i << " was not adopted";
+    EXPECT_EQ(response->status, 200);
+    EXPECT_NE(response->body, before) << "served by the dead loop's thread";
+  }
+}
+
 TEST_P(SupervisorTest, CrashLoopBacksOffAndFailsReadinessUntilTheWindowPasses) {
   EngineOptions options = TestEngineOptions(1);
   options.restart_backoff = absl::Milliseconds(10);

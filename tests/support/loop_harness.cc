@@ -16,6 +16,7 @@ class NullBackend final : public Backend {
   void CancelLoopOperations() override {}
   bool Idle() const override { return true; }
   bool Accepting() const override { return false; }
+  void Adopted(Connection*) override {}
 };
 
 }  // namespace

@@ -95,6 +95,11 @@ class Session {
   // The engine started draining (Worker::draining()). The default closes the connection once
   // pending output is sent; a protocol with a request in flight finishes it first.
   virtual void OnDrain(Connection& conn);
+  // Whether a fresh session could take this connection over as it is: nothing of a request
+  // received and unanswered (an idle keep-alive connection). When a loop dies, such
+  // connections with no output pending go to the loop that replaces it, instead of being
+  // closed. The default: never.
+  virtual bool Idle() const { return false; }
 };
 
 // The per-loop half of a protocol. Owning-loop-only.
@@ -189,6 +194,7 @@ class Connection {
   bool releasing_ : 1 = false;          // done or failed: cancel what is in flight, then release
   bool no_linger_ : 1 = false;          // Close(false): release once output is sent
   bool receive_multishot_ : 1 = false;  // io_uring: the first receive was armed (single-shot)
+  bool adopting_ : 1 = false;  // the loop died: the socket goes to its replacement, not closed
 };
 
 }  // namespace percore
