@@ -9,8 +9,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
+#include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -62,8 +66,67 @@ ABSL_FLAG(bool, log_requests, false, "print one line per request (buffered per l
 
 namespace {
 
+using percore::http::DeferredResponse;
 using percore::http::Request;
 using percore::http::Response;
+
+// A few threads for CPU work that must not block a loop (/offload), with a bounded queue: a job
+// that finds it full is refused, and the request gets a 503 instead of waiting without bound.
+class WorkPool {
+ public:
+  WorkPool(int threads, size_t max_queued) : max_queued_(max_queued) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
+  }
+  ~WorkPool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      done_ = true;
+    }
+    ready_.notify_all();
+    for (std::thread& t : threads_) t.join();
+  }
+  // Queues `job`; false when the queue is full. Thread-safe.
+  bool Submit(std::function<void()> job) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (jobs_.size() >= max_queued_) return false;
+      jobs_.push_back(std::move(job));
+    }
+    ready_.notify_one();
+    return true;
+  }
+
+ private:
+  void Work() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (true) {
+      ready_.wait(lock, [this] { return done_ || !jobs_.empty(); });
+      if (done_) return;
+      std::function<void()> job = std::move(jobs_.front());
+      jobs_.pop_front();
+      lock.unlock();
+      job();
+      lock.lock();
+    }
+  }
+
+  const size_t max_queued_;
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<std::function<void()>> jobs_;
+  bool done_ = false;
+  std::vector<std::thread> threads_;
+};
+
+// The `ms` query value of a request, 0..max; nullopt (and a 400 sent) otherwise.
+std::optional<int> QueryMs(const Request& req, Response& res, int max) {
+  int ms = 0;
+  if (!absl::SimpleAtoi(std::string(req.Query("ms")), &ms) || ms < 0 || ms > max) {
+    res.Status(400).Send("ms must be 0.." + std::to_string(max) + "\n");
+    return std::nullopt;
+  }
+  return ms;
+}
 
 // Prints the live per-worker table to stderr once a second until `done`: requests/s from the
 // difference of each loop's response counters, connections open now, restarts.
@@ -192,6 +255,32 @@ int main(int argc, char** argv) {
     std::string_view type = req.Header("content-type");
     res.Type(type.empty() ? "application/octet-stream" : type).Send(req.body());
   });
+  // Answered from a timer, N ms later: the loop serves everything else meanwhile.
+  app.Get("/delay", [](const Request& req, Response& res) {
+    const std::optional<int> ms = QueryMs(req, res, 60000);
+    if (!ms.has_value()) return;
+    DeferredResponse later = res.Defer();
+    req.worker().After(absl::Milliseconds(*ms), [later, ms = *ms]() mutable {
+      later.Send("delayed " + std::to_string(ms) + " ms");
+    });
+  });
+  // N ms of CPU work on the work pool, answered through the loop when done.
+  // Never destroyed: a job still running at exit must not hold the process up.
+  static WorkPool& pool = *new WorkPool(2, 1024);
+  app.Get("/offload", [](const Request& req, Response& res) {
+    const std::optional<int> ms = QueryMs(req, res, 60000);
+    if (!ms.has_value()) return;
+    DeferredResponse later = res.Defer();
+    const bool queued = pool.Submit([later, ms = *ms]() mutable {
+      const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+      uint64_t spins = 0;
+      while (std::chrono::steady_clock::now() < end) ++spins;  // the CPU work
+      later.loop().Post([later, ms, spins]() mutable {
+        later.Send("offloaded " + std::to_string(ms) + " ms (" + std::to_string(spins) + " spins)");
+      });
+    });
+    if (!queued) later.Status(503).Set("Retry-After", "1").Send("work queue full\n");
+  });
 
   percore::http::MountHealthRoutes(app);
   if (absl::GetFlag(FLAGS_enable_fault_routes)) {
@@ -200,14 +289,11 @@ int main(int argc, char** argv) {
       res.Send("crashing worker " + std::to_string(req.worker_id()));
     });
     app.Get("/stall", [](const Request& req, Response& res) {
-      int ms = 0;
-      std::string text(req.Query("ms"));
-      if (!absl::SimpleAtoi(text, &ms) || ms < 0 || ms > 600000) {
-        res.Status(400).Send("ms must be 0..600000\n");
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(ms));  // blocks the whole loop
-      res.Send("stalled worker " + std::to_string(req.worker_id()) + " for " + text + " ms");
+      const std::optional<int> ms = QueryMs(req, res, 600000);
+      if (!ms.has_value()) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(*ms));  // blocks the whole loop
+      res.Send("stalled worker " + std::to_string(req.worker_id()) + " for " + std::to_string(*ms) +
+               " ms");
     });
     app.Get("/abort", [](const Request&, Response&) { std::abort(); });
   }

@@ -11,6 +11,14 @@ void Connection::TakeOutput() { loop_->TakeOutput(this); }
 
 void Connection::Close(bool linger) { loop_->RequestClose(this, linger); }
 
+void Connection::Resume() { loop_->Resume(this); }
+
+TimerId Worker::After(absl::Duration delay, std::function<void()> fn) {
+  return loop_->AddTimer(delay, std::move(fn));
+}
+
+bool Worker::Cancel(TimerId timer) { return loop_->CancelTimer(timer); }
+
 Worker& Connection::worker() const { return loop_->worker(); }
 
 bool Connection::output_full() const {

@@ -4,10 +4,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <stdexcept>
 
 #include "absl/strings/str_cat.h"
+#include "post_queue.h"
 
 namespace percore {
 namespace {
@@ -28,14 +30,16 @@ int64_t MonotonicMs() {
 
 Loop::Loop(int id, int cpu, const EngineOptions& options, int listen_fd, int wake_fd,
            const LoopControl* engine, LoopControl* own, LoopStats* stats, EngineStats* engine_stats)
-    : worker_(id, cpu, stats, engine_stats),
+    : worker_(this, id, cpu, stats, engine_stats),
       options_(options),
       listen_fd_(listen_fd),
       wake_fd_(wake_fd),
       engine_(engine),
       own_(own),
       tick_ms_(std::max<int64_t>(1, absl::ToInt64Milliseconds(options.tick_interval))),
-      linger_ms_(absl::ToInt64Milliseconds(options.linger_timeout)) {}
+      linger_ms_(absl::ToInt64Milliseconds(options.linger_timeout)) {
+  worker_.ref_ = LoopRef(std::make_shared<PostQueue>(wake_fd));
+}
 
 Loop::~Loop() {
   // The ring goes first: once it is torn down the kernel holds no pointer into our buffers.
@@ -44,6 +48,9 @@ Loop::~Loop() {
     connections_->adopting_ = false;  // too late to hand over: TakeOrphans() has run
     Release(connections_);
   }
+  // Jobs and timers that never ran go now, on this thread, with whatever they hold.
+  worker_.ref_.queue_->Close();
+  timers_.clear();
   protocol_.reset();
 }
 
@@ -79,7 +86,10 @@ absl::Status Loop::Run() {
         Tick();
         next_tick_ms_ = worker_.now_ms() + tick_ms_;
       }
-      int result = backend_->Iterate(static_cast<int>(next_tick_ms_ - worker_.now_ms()));
+      RunPosted();
+      RunTimers();
+      DeliverResumed();
+      int result = backend_->Iterate(WaitMs());
       if (result < 0) {
         status = absl::ErrnoToStatus(-result, "event loop");
         break;
@@ -92,6 +102,100 @@ absl::Status Loop::Run() {
   }
   Shutdown(!status.ok());
   return status;
+}
+
+int Loop::WaitMs() const {
+  if (!resumed_.empty() || worker_.ref_.queue_->HasJobs()) return 0;
+  int64_t until = next_tick_ms_;
+  if (!timer_heap_.empty()) until = std::min(until, timer_heap_.front().due_ms);
+  return static_cast<int>(std::max<int64_t>(0, until - worker_.now_ms()));
+}
+
+void Loop::RunPosted() {
+  PostQueue& queue = *worker_.ref_.queue_;
+  if (!queue.HasJobs()) return;
+  queue.TakeAll(&posted_);
+  // posted_ may be left as it is if a job throws (the loop dies): the rest are destroyed then.
+  for (auto& job : posted_) {
+    auto fn = std::move(job);
+    fn();
+  }
+  posted_.clear();
+}
+
+TimerId Loop::AddTimer(absl::Duration delay, std::function<void()> fn) {
+  const int64_t ms = absl::ToInt64Milliseconds(absl::Ceil(delay, absl::Milliseconds(1)));
+  // The clock counts whole milliseconds, so "now" is up to 1 ms behind: one more keeps a timer
+  // from running early. Read afresh: the loop's clock is as old as the batch being handled.
+  const int64_t due = ms <= 0 ? MonotonicMs() : MonotonicMs() + ms + 1;
+  const TimerId id = ++last_timer_;
+  timers_.emplace(id, std::move(fn));
+  timer_heap_.push_back(TimerEntry{due, id});
+  std::push_heap(timer_heap_.begin(), timer_heap_.end(), std::greater<>());
+  return id;
+}
+
+bool Loop::CancelTimer(TimerId id) {
+  if (timers_.erase(id) == 0) return false;
+  // Many timers armed far ahead and cancelled (request timeouts that did not fire) would keep
+  // the heap growing: rebuild it from the live ones when cancelled entries dominate.
+  if (timer_heap_.size() > 64 && timer_heap_.size() > 2 * timers_.size()) {
+    std::erase_if(timer_heap_, [this](const TimerEntry& e) { return !timers_.contains(e.id); });
+    std::make_heap(timer_heap_.begin(), timer_heap_.end(), std::greater<>());
+  }
+  return true;
+}
+
+void Loop::RunTimers() {
+  const int64_t now = worker_.now_ms();
+  while (!timer_heap_.empty() && timer_heap_.front().due_ms <= now) {
+    std::pop_heap(timer_heap_.begin(), timer_heap_.end(), std::greater<>());
+    const TimerId id = timer_heap_.back().id;
+    timer_heap_.pop_back();
+    auto it = timers_.find(id);
+    if (it == timers_.end()) continue;  // cancelled
+    auto fn = std::move(it->second);
+    timers_.erase(it);
+    fn();
+  }
+}
+
+void Loop::Resume(Connection* c) {
+  if (c->held_) {
+    c->held_ = false;
+    ScheduleResume(c);
+  }
+  AfterSession(c);
+  MarkDirty(c);  // a Close() without output moves on too
+}
+
+void Loop::ScheduleResume(Connection* c) {
+  if (c->paused_ || c->held_ || c->resume_queued_) return;
+  c->resume_queued_ = true;
+  resumed_.push_back(c);
+}
+
+void Loop::DeliverResumed() {
+  // Connections are released only by the backend's Iterate(), which runs after this: every one
+  // on the list is alive (Release() takes a released one off anyway).
+  for (size_t i = 0; i < resumed_.size(); ++i) {
+    Connection* c = resumed_[i];
+    c->resume_queued_ = false;
+    if (c->output_ != nullptr && !c->output_->unread.empty() && !c->closing()) {
+      std::string bytes;
+      bytes.swap(c->output_->unread);
+      Deliver(c, bytes);  // may hold or pause again, with a new remainder
+    }
+    MaybeReleaseOutput(c);
+    MarkDirty(c);  // read again
+  }
+  resumed_.clear();
+}
+
+void Loop::MaybeReleaseOutput(Connection* c) {
+  if (c->output_ != nullptr && c->pending_output() == 0 && c->output_->unread.empty()) {
+    ReleaseOutput(c);
+  }
 }
 
 void Loop::BeginDrain() {
@@ -193,7 +297,7 @@ void Loop::OnReceived(Connection* c, std::string_view bytes) {
   LoopStats::Add(worker_.stats_->bytes_in, bytes.size());
   c->adopting_ = false;  // these bytes would be lost to the successor: the connection closes
   if (c->close_requested_ || c->releasing_) return;  // lingering: discard
-  if (c->paused_) {
+  if (c->paused_ || c->held_ || c->resume_queued_) {
     // io_uring: a multishot receive goes on delivering until its cancel reaches the kernel,
     // so bytes come while paused. They wait here, not in the session, or a client that sends
     // requests and reads no answer would make the session answer them all (the output limit
@@ -208,10 +312,14 @@ void Loop::Deliver(Connection* c, std::string_view bytes) {
   in_session_ = c;  // stays set if the call throws: the loop dies, and `c` with it
   const size_t taken = c->session_->OnData(*c, bytes);
   if (taken < bytes.size() && !c->closing()) {
-    // The session stopped at a full output: the rest waits for the client to read.
-    if (c->output_ == nullptr) TakeOutput(c);  // only a session that broke its contract
+    // The rest waits: for the client to read what fills the output, or for the session.
+    if (c->output_ == nullptr) TakeOutput(c);
     c->output_->unread.append(bytes.substr(taken));
-    c->paused_ = true;
+    if (c->output_full()) {
+      c->paused_ = true;
+    } else {
+      c->held_ = true;
+    }
   }
   AfterSession(c);
   in_session_ = nullptr;
@@ -248,15 +356,10 @@ void Loop::OnSent(Connection* c, int result) {
     o->sending.clear();
     o->sent = 0;
     if (o->pending.empty()) {
+      const bool was_paused = c->paused_;
       c->paused_ = false;
-      if (!o->unread.empty() && !c->closing()) {
-        std::string bytes;
-        bytes.swap(o->unread);
-        Deliver(c, bytes);  // may pause again, with a new remainder
-      }
-      if (c->output_ != nullptr && c->pending_output() == 0 && c->output_->unread.empty()) {
-        ReleaseOutput(c);
-      }
+      if (was_paused) ScheduleResume(c);
+      MaybeReleaseOutput(c);
     }
     AdvanceClose(c);
   }
@@ -324,6 +427,7 @@ void Loop::Release(Connection* c) {
   }
   if (c->next_ != nullptr) c->next_->prev_ = c->prev_;
   --live_connections_;
+  if (c->resume_queued_) std::erase(resumed_, c);
   worker_.stats_->active.store(worker_.stats_->active.load(std::memory_order_relaxed) - 1,
                                std::memory_order_relaxed);
   if (c->adopting_) {

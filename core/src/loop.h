@@ -6,11 +6,13 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "backend.h"
 #include "control.h"
@@ -72,7 +74,7 @@ class Loop {
   std::vector<Connection*>& dirty() { return dirty_; }
   // Whether `c` should have a receive armed. Not after Close(false): the peer sends nothing more.
   static bool WantsRead(const Connection* c) {
-    return !c->releasing_ && !c->peer_eof_ && !c->paused_ && !c->no_linger_;
+    return !c->releasing_ && !c->peer_eof_ && !c->paused_ && !c->held_ && !c->no_linger_;
   }
   // Whether `c` has bytes to send and no send in flight.
   static bool WantsSend(const Connection* c) {
@@ -108,6 +110,10 @@ class Loop {
   // Called by Connection.
   void TakeOutput(Connection* c);
   void RequestClose(Connection* c, bool linger);
+  void Resume(Connection* c);
+  // Called by Worker.
+  TimerId AddTimer(absl::Duration delay, std::function<void()> fn);
+  bool CancelTimer(TimerId id);
 
   int64_t live_connections() const { return live_connections_; }
 
@@ -115,6 +121,16 @@ class Loop {
   void Tick();
   // Stops accepting and tells every session the loop is draining.
   void BeginDrain();
+  // Runs the jobs posted from other threads, then the timers that are due.
+  void RunPosted();
+  void RunTimers();
+  // The wait's bound: the next tick or timer, or 0 when work is ready.
+  int WaitMs() const;
+  // Queues `c` to get its unread bytes once neither the output limit nor the session holds them.
+  void ScheduleResume(Connection* c);
+  void DeliverResumed();
+  // Gives the output back to the pool once nothing waits in it.
+  void MaybeReleaseOutput(Connection* c);
   // Makes the Connection of an accepted or adopted socket.
   Connection* AddConnection(int fd);
   // Hands `bytes` to the session; keeps what it did not take and pauses reading.
@@ -147,8 +163,22 @@ class Loop {
   int64_t live_connections_ = 0;
   bool shutting_down_ = false;  // Shutdown() began: nothing new is taken on
   std::vector<Connection*> dirty_;
-  Connection* in_session_ = nullptr;  // whose session Deliver() is calling
-  std::vector<int> orphans_;          // see TakeOrphans()
+  Connection* in_session_ = nullptr;           // whose session Deliver() is calling
+  std::vector<Connection*> resumed_;           // see ScheduleResume()
+  std::vector<std::function<void()>> posted_;  // the batch RunPosted() is running
+  // Timers: a min-heap of (due, id) over the live callbacks by id. A cancelled timer leaves its
+  // heap entry, skipped when it comes up (or dropped when the heap is rebuilt).
+  struct TimerEntry {
+    int64_t due_ms;
+    TimerId id;
+    bool operator>(const TimerEntry& o) const {
+      return due_ms != o.due_ms ? due_ms > o.due_ms : id > o.id;
+    }
+  };
+  std::vector<TimerEntry> timer_heap_;
+  absl::flat_hash_map<TimerId, std::function<void()>> timers_;
+  TimerId last_timer_ = 0;
+  std::vector<int> orphans_;                                      // see TakeOrphans()
   std::vector<std::unique_ptr<Connection::Output>> output_pool_;  // reused across responses
   int64_t next_tick_ms_ = 0;
   const int64_t tick_ms_;

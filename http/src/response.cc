@@ -4,6 +4,7 @@
 
 #include "ascii.h"
 #include "response_writer.h"
+#include "session.h"
 
 namespace percore::http {
 namespace {
@@ -178,5 +179,54 @@ void Response::Send(std::string_view body) {
   out.append("\r\n");
   if (!head_ && !no_body) out.append(body);
 }
+
+DeferredResponse Response::Defer() {
+  if (sent_ || deferred_ || session_ == nullptr) {
+    throw std::logic_error("Response::Defer(): already sent or deferred");
+  }
+  deferred_ = true;
+  return DeferredResponse(session_->Defer(*this));
+}
+
+DeferredResponse::~DeferredResponse() {
+  // The last copy must go on the loop (an unanswered one answers 500 there): a copy dropped on
+  // another thread goes to the loop, which drops it. If the loop is gone, so is the connection.
+  if (state_ != nullptr && !state_->loop.OnLoopThread()) {
+    state_->loop.Post([state = std::move(state_)] {});
+  }
+}
+
+DeferredResponse& DeferredResponse::Status(int code) {
+  state_->response.Status(code);
+  return *this;
+}
+
+DeferredResponse& DeferredResponse::Set(std::string_view name, std::string_view value) {
+  state_->response.Set(name, value);
+  return *this;
+}
+
+DeferredResponse& DeferredResponse::Type(std::string_view content_type) {
+  state_->response.Type(content_type);
+  return *this;
+}
+
+void DeferredResponse::Send(std::string_view body) {
+  if (state_->session != nullptr) state_->session->Answer(*state_, body);
+}
+
+void DeferredResponse::OnAborted(std::function<void()> fn) {
+  if (aborted()) {
+    fn();
+  } else if (!sent()) {
+    state_->on_aborted = std::move(fn);
+  }
+}
+
+bool DeferredResponse::aborted() const { return state_->session == nullptr && !sent(); }
+
+bool DeferredResponse::sent() const { return state_->response.sent(); }
+
+const LoopRef& DeferredResponse::loop() const { return state_->loop; }
 
 }  // namespace percore::http

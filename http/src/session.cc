@@ -22,8 +22,6 @@ constexpr int64_t kDrainIdleCloseMs = 250;
 // States kept in a loop's pool, and the largest buffer a pooled state keeps.
 constexpr size_t kMaxPooledStates = 256;
 constexpr size_t kMaxPooledCapacity = 64 * 1024;
-// The longest method token answered 501 (not implemented) rather than 400.
-constexpr size_t kMaxMethodToken = 32;
 
 std::string_view View(const char* base, Span span) {
   return std::string_view(base + span.offset, span.length);
@@ -34,10 +32,22 @@ bool HasBody(const llhttp_t* p) {
          ((p->flags & F_CONTENT_LENGTH) != 0 && p->content_length > 0);
 }
 
-// RFC 9110 5.6.2 tchar.
-bool IsTokenChar(unsigned char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-         (c != 0 && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr);
+// Which limit the first `upto` bytes of a header section break first in byte order (so that
+// the answer does not depend on where reads split them): 431 once the section passes its
+// limit, 414 if the target, starting at `target` (or null: not begun or already checked),
+// passed its own before that; 0 if neither.
+int FirstLimitBroken(const HttpOptions& o, size_t upto, const size_t* target) {
+  size_t first = SIZE_MAX;
+  int status = 0;
+  if (upto > o.max_header_bytes) {
+    first = o.max_header_bytes;
+    status = 431;
+  }
+  if (target != nullptr && upto > *target + o.max_target_bytes &&
+      *target + o.max_target_bytes <= first) {
+    status = 414;
+  }
+  return status;
 }
 
 // RFC 9112 3.2: Host = uri-host [ ":" port ], uri-host = IP-literal / IPv4address / reg-name
@@ -195,8 +205,10 @@ struct Callbacks {
       span.length = offset + static_cast<uint32_t>(length) - span.offset;
     }
     if (span.end() > st.header_end) st.header_end = span.end();
-    if (st.header_end > Options(p).max_header_bytes) return S(p).Fail(431);
-    return HPE_OK;
+    const size_t target = st.target.offset;
+    const int broken =
+        FirstLimitBroken(Options(p), st.header_end, &span == &st.target ? &target : nullptr);
+    return broken != 0 ? S(p).Fail(broken) : HPE_OK;
   }
 
   static int OnMessageBegin(llhttp_t* p) {
@@ -216,11 +228,7 @@ struct Callbacks {
   }
   static int OnUrl(llhttp_t* p, const char* at, size_t length) {
     MessageState& st = St(p);
-    int result = Record(p, st.target, st.in_target, at, length);
-    // A target over its own limit is a 414 even when it also overflows the header section
-    // (Record's 431): the answer must not depend on how the bytes were split into reads.
-    if (st.target.length > Options(p).max_target_bytes) return S(p).Fail(414);
-    return result;
+    return Record(p, st.target, st.in_target, at, length);
   }
   static int OnUrlComplete(llhttp_t* p) {
     St(p).target_done = true;
@@ -452,12 +460,18 @@ int HttpSession::OnMessageComplete() {
   if (st.in_trailer) return Fail(400);
   Respond(st, st.base);
   st.in_message = false;
-  SetDeadline(h.idle_timeout_ms_);
   // After a response that closes, the rest of the input is not read. After one that fills the
-  // output, it is handed back to the loop, which holds it until the client reads.
+  // output, or one that is answered later, it is handed back to the loop, which holds it until
+  // the client reads or the answer is given. An answer that is awaited has no deadline.
   if (st.conn->closing()) return HPE_PAUSED;
+  if (pending_ != nullptr) {
+    st.conn->SetDeadline(0);
+    st.stopped = true;
+    return HPE_PAUSED;
+  }
+  SetDeadline(h.idle_timeout_ms_);
   if (st.conn->output_full()) {
-    st.output_full = true;
+    st.stopped = true;
     return HPE_PAUSED;
   }
   return HPE_OK;
@@ -515,18 +529,18 @@ int HttpSession::StatusFor(llhttp_errno_t err) {
     const char* pos = llhttp_get_error_pos(&parser_);
     const char* target = st.base + st.method.end();
     while (target < pos && *target == ' ') ++target;  // llhttp skips any number of spaces
-    if (!st.target_done && pos > target &&
-        static_cast<size_t>(pos - target) > options.max_target_bytes) {
-      return 414;
-    }
-    if (static_cast<size_t>(pos - st.base) > options.max_header_bytes) return 431;
+    const size_t target_offset = static_cast<size_t>(target - st.base);
+    const bool in_target = !st.target_done && target < pos;
+    const int broken = FirstLimitBroken(options, static_cast<size_t>(pos - st.base),
+                                        in_target ? &target_offset : nullptr);
+    if (broken != 0) return broken;
   }
   switch (err) {
     case HPE_INVALID_VERSION:
       // A well-formed version llhttp does not support ("HTTP/3.0"); the same code also reports
       // a malformed one ("HTTP/1.x", "HTTP/1.1 extra"), which is a bad request line.
       return std::string_view(llhttp_get_error_reason(&parser_)) == "Invalid HTTP version" ? 505
-                                                                                          : 400;
+                                                                                           : 400;
     case HPE_PAUSED_H2_UPGRADE:  // the HTTP/2 connection preface, "PRI * HTTP/2.0"
       return 505;
     default:
@@ -554,6 +568,7 @@ void HttpSession::Respond(MessageState& st, const char* base) {
   std::string& out = conn.output();
   Response res = ResponseWriter::Make(&out, &h.fields_, h.date_.line(), head, close,
                                       !close && parser_.http_minor == 0);
+  res.session_ = this;
   h.params_.clear();
   const bool asterisk = req.target() == "*";  // OPTIONS * (IsValidTarget allows no other)
   const Router::Result route =
@@ -572,10 +587,17 @@ void HttpSession::Respond(MessageState& st, const char* base) {
     } else {
       res.Status(404).Send("Not Found\n");
     }
-    if (!res.sent()) res.Send({});
+    if (!res.sent() && !res.deferred_) res.Send({});
   } catch (const std::exception&) {
     // The handler's failure stays with this request: a 500, and the connection goes on.
   } catch (...) {
+  }
+  // Answered later (or, if the handle is dropped, with a 500 then).
+  if (res.deferred_) {
+    if (pending_ != nullptr && h.config_->options.log_requests) {
+      pending_->log_line = std::string(method) + " " + std::string(req.path());
+    }
+    return;
   }
   if (!res.sent()) {
     Response error = ResponseWriter::Make(&out, &h.fields_, h.date_.line(), head, close,
@@ -584,19 +606,79 @@ void HttpSession::Respond(MessageState& st, const char* base) {
     res = error;
   }
   CountResponse(res.status());
-  if (h.config_->options.log_requests) {
-    h.log_.append("Request handled by worker ");
-    AppendDecimal(h.log_, static_cast<size_t>(h.worker_.id()));
-    h.log_.append(": ");
-    h.log_.append(method);
-    h.log_.push_back(' ');
-    h.log_.append(req.path());
-    h.log_.push_back(' ');
-    AppendDecimal(h.log_, static_cast<size_t>(res.status()));
-    h.log_.push_back('\n');
-    if (h.log_.size() > 64 * 1024) h.FlushLog();
-  }
+  LogResponse(method, req.path(), res.status());
   if (ResponseWriter::Closes(res)) conn.Close();
+}
+
+void HttpSession::LogResponse(std::string_view method, std::string_view path, int status) {
+  HttpProtocol& h = protocol_;
+  if (!h.config_->options.log_requests) return;
+  h.log_.append("Request handled by worker ");
+  AppendDecimal(h.log_, static_cast<size_t>(h.worker_.id()));
+  h.log_.append(": ");
+  h.log_.append(method);
+  if (!path.empty()) {
+    h.log_.push_back(' ');
+    h.log_.append(path);
+  }
+  h.log_.push_back(' ');
+  AppendDecimal(h.log_, static_cast<size_t>(status));
+  h.log_.push_back('\n');
+  if (h.log_.size() > 64 * 1024) h.FlushLog();
+}
+
+std::shared_ptr<PendingAnswer> HttpSession::Defer(Response& res) {
+  HttpProtocol& h = protocol_;
+  MessageState& st = *state_;
+  auto pending = std::make_shared<PendingAnswer>(res);
+  pending->fields = *res.fields_;  // what the handler set so far, from the loop's scratch
+  pending->session = this;
+  pending->conn = st.conn;
+  pending->loop = h.worker_.ref();
+  pending_ = pending.get();
+  return pending;
+}
+
+void HttpSession::Answer(PendingAnswer& pending, std::string_view body) {
+  HttpProtocol& h = protocol_;
+  Connection& conn = *pending.conn;
+  pending_ = nullptr;
+  pending.session = nullptr;
+  Response& res = pending.response;
+  res.out_ = &conn.output();
+  res.date_line_ = h.date_.line();
+  if (h.worker_.draining()) res.close_ = true;  // a drain began meanwhile
+  res.Send(body);
+  CountResponse(res.status());
+  LogResponse(pending.log_line, {}, res.status());
+  if (res.close_) {
+    conn.Close();
+  } else {
+    conn.SetDeadline(h.worker_.now_ms() + h.idle_timeout_ms_);
+  }
+  conn.Resume();  // sends the answer, and hands over the requests that came after it
+}
+
+HttpSession::~HttpSession() {
+  if (pending_ == nullptr) return;
+  pending_->session = nullptr;
+  std::function<void()> aborted = std::move(pending_->on_aborted);
+  if (aborted) {
+    try {
+      aborted();
+    } catch (...) {
+      // The connection is gone either way.
+    }
+  }
+}
+
+PendingAnswer::~PendingAnswer() {
+  if (session == nullptr) return;
+  // Every handle was dropped without an answer (a handler that threw after Defer(), say).
+  fields.clear();
+  response.type_length_ = 0;
+  response.status_ = 500;
+  session->Answer(*this, "Internal Server Error\n");
 }
 
 void HttpSession::KeepUnfinished(const char* end) {
@@ -623,12 +705,13 @@ void HttpSession::KeepUnfinished(const char* end) {
 
 size_t HttpSession::OnData(Connection& conn, std::string_view bytes) {
   HttpProtocol& h = protocol_;
+  if (pending_ != nullptr) return 0;  // io_uring's late bytes: the loop keeps them
   if (state_ == nullptr) state_ = h.TakeState();
   MessageState& st = *state_;
   st.conn = &conn;
   st.parsing_held = false;
   st.peer_closes = false;
-  st.output_full = false;
+  st.stopped = false;
   const char* begin = bytes.data();
   const size_t length = bytes.size();
   if (st.in_message) {
@@ -661,9 +744,10 @@ size_t HttpSession::OnData(Connection& conn, std::string_view bytes) {
     } else if (st.in_message) {
       KeepUnfinished(end);
     }
-  } else if (err == HPE_PAUSED && st.output_full) {
-    // The rest waits with the loop until the client has read enough of the answers; until
-    // then no deadline runs against it (the loop times the send instead).
+  } else if (err == HPE_PAUSED && st.stopped) {
+    // The rest waits with the loop until the client has read enough of the answers (no
+    // deadline runs against it meanwhile: the loop times the send instead), or until the
+    // deferred answer is given.
     llhttp_resume(&parser_);
     consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - begin);
   } else if (err == HPE_PAUSED && st.peer_closes && llhttp_get_error_pos(&parser_) == end) {
@@ -700,7 +784,7 @@ void HttpSession::OnDrain(Connection& conn) {
   // microseconds of the last response, and a close that crosses that request fails it (the
   // keep-alive race). Given a moment, the request arrives and its response says
   // "Connection: close"; only a connection idle for the whole moment is closed unannounced.
-  if (!InMessage()) conn.SetDeadline(conn.worker().now_ms() + kDrainIdleCloseMs);
+  if (Idle()) conn.SetDeadline(conn.worker().now_ms() + kDrainIdleCloseMs);
 }
 
 void HttpSession::OnDeadline(Connection& conn) {

@@ -72,9 +72,9 @@ struct MessageState {
   const char* input_end = nullptr;
   uint32_t header_end = 0;  // just past the last header-section span
   uint64_t body_bytes = 0;
-  uint32_t extra_bytes = 0;    // this chunk's extensions, or the trailer: skipped, but bounded
-  int error_status = 0;        // set by a callback that failed the message
-  FieldLines trailer_lines;    // the trailer section, scanned ahead of llhttp
+  uint32_t extra_bytes = 0;  // this chunk's extensions, or the trailer: skipped, but bounded
+  int error_status = 0;      // set by a callback that failed the message
+  FieldLines trailer_lines;  // the trailer section, scanned ahead of llhttp
   uint8_t host_count = 0;
   uint8_t chunk_crlf_due = 0;  // bytes of the CRLF after a chunk's data still to check
   bool in_message = false;
@@ -89,8 +89,9 @@ struct MessageState {
   bool expect_continue = false;
   bool bad_transfer_encoding = false;
   bool upgrade = false;
-  bool peer_closes = false;      // the last response closes because the client asked it to
-  bool output_full = false;      // paused after a response: the loop holds the rest of the read
+  bool peer_closes = false;  // the last response closes because the client asked it to
+  bool stopped = false;      // paused after a response (the output is full, or its answer comes
+                             // later): the loop holds the rest of the read
 
   // Clears the per-message fields, keeping the buffers' capacity.
   void Reset();
@@ -98,6 +99,24 @@ struct MessageState {
 
 class HttpSession;
 struct Callbacks;
+
+// The state behind a DeferredResponse, shared by its copies. The session points to it while the
+// answer is pending, and it points back until the answer or the connection's end.
+struct PendingAnswer {
+  explicit PendingAnswer(const Response& r) : response(r) { response.fields_ = &fields; }
+  // Dropped unanswered: a 500.
+  ~PendingAnswer();
+  PendingAnswer(const PendingAnswer&) = delete;
+  PendingAnswer& operator=(const PendingAnswer&) = delete;
+
+  HttpSession* session = nullptr;  // null once answered or the connection went
+  Connection* conn = nullptr;      // valid while `session` is set
+  Response response;               // writes its fields to `fields`; its output is set at Send
+  std::string fields;
+  std::string log_line;  // "<method> <path>" for the request log
+  std::function<void()> on_aborted;
+  LoopRef loop;
+};
 
 // The per-loop half: the Date line, the request log, buffers lent to one call at a time.
 class HttpProtocol final : public percore::Protocol {
@@ -139,7 +158,13 @@ class HttpSession final : public percore::Session {
   size_t OnData(Connection& conn, std::string_view bytes) override;
   void OnDeadline(Connection& conn) override;
   void OnDrain(Connection& conn) override;
-  bool Idle() const override { return !InMessage(); }
+  bool Idle() const override { return !InMessage() && pending_ == nullptr; }
+  ~HttpSession() override;
+
+  // Response::Defer(): the answer of the request being handled comes later.
+  std::shared_ptr<PendingAnswer> Defer(Response& res);
+  // The deferred answer: written, counted and logged; the requests after it are read again.
+  void Answer(PendingAnswer& pending, std::string_view body);
 
  private:
   friend struct Callbacks;
@@ -155,13 +180,15 @@ class HttpSession final : public percore::Session {
   void Respond(MessageState& st, const char* base);
   void KeepUnfinished(const char* end);
   void SetDeadline(int64_t timeout_ms);
-  // Counts a response by status class in the loop's stats.
+  // Counts a response by status class in the loop's stats, and logs it when asked to.
   void CountResponse(int status);
+  void LogResponse(std::string_view method, std::string_view path, int status);
   bool InMessage() const { return state_ != nullptr && state_->in_message; }
 
   HttpProtocol& protocol_;
   llhttp_t parser_;
   std::unique_ptr<MessageState> state_;  // while a read is parsed or a message spans reads
+  PendingAnswer* pending_ = nullptr;     // a deferred answer not given yet
 };
 
 }  // namespace percore::http

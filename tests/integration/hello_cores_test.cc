@@ -518,6 +518,57 @@ TEST_P(RunningHelloCoresTest, SigtermFinishesHundredRequestsInFlight) {
   EXPECT_EQ(lines.back(), "Supervisor " + std::to_string(pid) + " stopped");
 }
 
+// Answers that come later: a drain waits for them, and they close their connection.
+TEST_P(RunningHelloCoresTest, SigtermWaitsForDelayedAnswers) {
+  constexpr int kClients = 20;
+  HelloCores child;
+  const int port = StartServer(child, ServerFlags());
+  if (port == 0) return;
+  ClientSockets clients;
+  for (int i = 0; i < kClients; ++i) {
+    const int fd = ConnectLocal(port);
+    ASSERT_GE(fd, 0) << "client " << i << ": " << strerror(errno);
+    clients.fds.push_back(fd);
+  }
+  // Known to be taken before SIGTERM: each connection first gets an immediate answer.
+  std::vector<std::string> buffers(kClients);
+  for (int i = 0; i < kClients; ++i) {
+    ASSERT_TRUE(SendAll(clients.fds[i], Get("/") + Get("/delay?ms=800")));
+    ASSERT_TRUE(ReadResponse(clients.fds[i], buffers[i], kReadTimeout).has_value()) << i;
+  }
+  ASSERT_EQ(kill(child.pid(), SIGTERM), 0);
+  for (int i = 0; i < kClients; ++i) {
+    std::optional<HttpResponse> response = ReadResponse(clients.fds[i], buffers[i], kReadTimeout);
+    ASSERT_TRUE(response.has_value()) << "client " << i << " got no delayed answer";
+    EXPECT_EQ(response->status, 200) << "client " << i;
+    EXPECT_EQ(response->body, "delayed 800 ms") << "client " << i;
+    EXPECT_EQ(response->Header("connection"), "close") << "client " << i;
+  }
+  std::optional<int> status = child.WaitForExit(kExitTimeout);
+  ASSERT_TRUE(status.has_value()) << "hello_cores did not exit after the drain";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << DescribeStatus(status);
+}
+
+TEST_P(RunningHelloCoresTest, DelayAndOffloadAnswerLaterAndCheckTheirInput) {
+  HelloCores child;
+  const int port = StartServer(child, ServerFlags());
+  if (port == 0) return;
+  std::optional<HttpResponse> delayed = Fetch(port, Get("/delay?ms=20"));
+  ASSERT_TRUE(delayed.has_value());
+  EXPECT_EQ(delayed->status, 200);
+  EXPECT_EQ(delayed->body, "delayed 20 ms");
+  std::optional<HttpResponse> offloaded = Fetch(port, Get("/offload?ms=5"));
+  ASSERT_TRUE(offloaded.has_value());
+  EXPECT_EQ(offloaded->status, 200);
+  EXPECT_TRUE(offloaded->body.starts_with("offloaded 5 ms (")) << offloaded->body;
+  for (const char* bad :
+       {"/delay?ms=-1", "/delay?ms=60001", "/delay?ms=x", "/delay", "/offload?ms=70000"}) {
+    std::optional<HttpResponse> response = Fetch(port, Get(bad));
+    ASSERT_TRUE(response.has_value()) << bad;
+    EXPECT_EQ(response->status, 400) << bad;
+  }
+}
+
 TEST_P(RunningHelloCoresTest, SecondSigtermStopsAtOnce) {
   HelloCores child;
   const int port = StartServer(child, ServerFlags({"--shutdown_timeout", "30s"}));

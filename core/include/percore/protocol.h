@@ -33,12 +33,36 @@
 #include <string>
 #include <string_view>
 
+#include "absl/time/time.h"
+
 namespace percore {
 
 class Loop;
 class Connection;
 class EngineStats;
+class PostQueue;
 struct LoopStats;
+
+// A handle to one loop that any thread may keep, copy and use, even after the loop is gone
+// (Worker::ref()): the way work done elsewhere comes back to the loop that owns its connection.
+class LoopRef {
+ public:
+  LoopRef() = default;
+  // Runs `fn` on the loop soon, after every job posted before it, exactly once. Returns false,
+  // and destroys `fn` unrun on the calling thread, once the loop has exited (a restarted loop is
+  // another loop) or for an empty LoopRef. Thread-safe.
+  bool Post(std::function<void()> fn) const;
+  // Whether the calling thread is the loop's own. Thread-safe.
+  bool OnLoopThread() const;
+
+ private:
+  friend class Loop;
+  explicit LoopRef(std::shared_ptr<PostQueue> queue) : queue_(std::move(queue)) {}
+  std::shared_ptr<PostQueue> queue_;
+};
+
+// Identifies a timer of one loop (Worker::After); 0 is none.
+using TimerId = uint64_t;
 
 // The loop a protocol runs on, as protocol code sees it. Owning-loop-only.
 class Worker {
@@ -55,6 +79,15 @@ class Worker {
   const EngineStats& engine_stats() const { return *engine_stats_; }
   // Whether the engine is shutting down gracefully: finish what is in flight, keep nothing open.
   bool draining() const { return draining_; }
+  // A handle to this loop for other threads: ref().Post(fn) runs fn here. Thread-safe.
+  const LoopRef& ref() const { return ref_; }
+  // Runs `fn` on this loop once `delay` has passed, to the millisecond: the loop's wait is bounded
+  // by its nearest timer. Cheap to arm and cancel by the tens of thousands. An exception that
+  // escapes `fn` kills the loop, as any bug in the loop's own code does. Owning-loop-only.
+  TimerId After(absl::Duration delay, std::function<void()> fn);
+  // Cancels a timer that has not run; false if it ran, was cancelled or never was. `fn` is
+  // destroyed at once. Owning-loop-only.
+  bool Cancel(TimerId timer);
   // Fault injection: once the current call into the session returns, the loop dies the way a
   // bug in its own code would kill it (an exception escapes the loop). The engine's supervisor
   // logs `reason` and starts a replacement. For tests and demos.
@@ -65,8 +98,10 @@ class Worker {
 
  private:
   friend class Loop;
-  Worker(int id, int cpu, LoopStats* stats, const EngineStats* engine_stats)
-      : id_(id), cpu_(cpu), stats_(stats), engine_stats_(engine_stats) {}
+  Worker(Loop* loop, int id, int cpu, LoopStats* stats, const EngineStats* engine_stats)
+      : loop_(loop), id_(id), cpu_(cpu), stats_(stats), engine_stats_(engine_stats) {}
+  Loop* loop_;
+  LoopRef ref_;
   int id_;
   int cpu_;
   LoopStats* stats_;
@@ -84,9 +119,11 @@ class Session {
   virtual ~Session() = default;
   // Bytes received on `conn`. `bytes` is valid only during the call (it is a receive buffer the
   // loop reuses at once): copy whatever must outlive it. Returns how many of them the session
-  // took: all, or fewer when Connection::output_full() made it stop (after a complete answer,
-  // say). The loop then stops reading, keeps the rest, and hands it to OnData again once the
-  // output has been sent; meanwhile the connection's deadline does not run.
+  // took: all, or fewer when it can take no more for now. The loop then stops reading and
+  // keeps the rest, and hands it to OnData again once it may: when Connection::output_full()
+  // made the session stop, once the output has been sent (meanwhile the connection's deadline
+  // does not run); otherwise (the session waits for something, such as an answer that comes
+  // later) once the session calls Connection::Resume().
   virtual size_t OnData(Connection& conn, std::string_view bytes) = 0;
   // The deadline set with Connection::SetDeadline has passed.
   virtual void OnDeadline(Connection& conn) = 0;
@@ -139,6 +176,11 @@ class Connection {
   // nothing more from this connection until they are sent, and a session should take no more
   // work from the bytes it was given (see Session::OnData).
   bool output_full() const;
+  // For a session acting outside a call from the loop (from a timer, a posted job): sends what
+  // it appended to output() (or closes, after Close()), and, if OnData took fewer bytes than it
+  // was given for a reason of its own, hands it the rest from the loop's next iteration and
+  // reads again.
+  void Resume();
   // Whether Close() was called or the connection failed.
   bool closing() const { return close_requested_ || releasing_; }
   // Calls Session::OnDeadline once the loop's clock passes `deadline_ms` (Worker::now_ms()
@@ -166,7 +208,7 @@ class Connection {
   struct Output {
     std::string pending;      // appended to by the session; never in flight
     std::string sending;      // the bytes of the one send in flight (or being resumed)
-    std::string unread;       // bytes received while paused, for the session once all is sent
+    std::string unread;       // bytes received while paused or held, for the session later
     size_t sent = 0;          // bytes of `sending` the kernel has taken
     int64_t progress_ms = 0;  // when a send last started or took bytes
   };
@@ -188,6 +230,8 @@ class Connection {
   bool send_inflight_ : 1 = false;    // io_uring: a send is submitted; epoll: awaiting EPOLLOUT
   bool cancel_inflight_ : 1 = false;  // a cancel of the armed receive was submitted
   bool paused_ : 1 = false;           // too much pending output: not reading
+  bool held_ : 1 = false;             // the session took less than it was given: see Resume()
+  bool resume_queued_ : 1 = false;    // on the loop's list of connections to hand their unread
   bool close_requested_ : 1 = false;
   bool write_shut_ : 1 = false;  // FIN sent; lingering for the peer's
   bool peer_eof_ : 1 = false;

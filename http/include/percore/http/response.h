@@ -6,14 +6,32 @@
 //
 // Send() writes status line, Date, Content-Type, Content-Length, the fields set with Set() and the
 // body straight into the connection's output buffer: no allocation for a small response. A
-// handler that returns without Send() answers with its status and an empty body. Owning-loop-only.
+// handler that returns without Send() answers with its status and an empty body, unless it kept
+// the response to answer later with Defer():
+//
+//   app.Get("/later", [](const Request& req, Response& res) {
+//     percore::http::DeferredResponse later = res.Defer();
+//     req.worker().After(absl::Milliseconds(50), [later]() mutable { later.Send("done"); });
+//   });
+//
+// From another thread, the answer goes through the loop: later.loop().Post([later]() mutable {
+// later.Send(result); }). Requests pipelined behind a deferred one wait, unread, until it is
+// answered, so answers always go out in request order. Owning-loop-only.
 #ifndef PERCORE_HTTP_RESPONSE_H_
 #define PERCORE_HTTP_RESPONSE_H_
 
+#include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
+#include "percore/protocol.h"
+
 namespace percore::http {
+
+class DeferredResponse;
+class HttpSession;
+struct PendingAnswer;
 
 // The response to one request.
 class Response {
@@ -34,9 +52,16 @@ class Response {
   bool sent() const { return sent_; }
   // The status code.
   int status() const { return status_; }
+  // Keeps the response past the handler's return, to be answered later through the returned
+  // handle (the fields set so far go with it); this Response is done. The Request's views are
+  // not kept: copy what the answer needs. Throws std::logic_error after Send() or a first
+  // Defer().
+  DeferredResponse Defer();
 
  private:
   friend class ResponseWriter;
+  friend class HttpSession;
+  friend struct PendingAnswer;
   Response(std::string* out, std::string* fields, std::string_view date_line, bool head, bool close,
            bool http10_keep_alive)
       : out_(out),
@@ -56,6 +81,41 @@ class Response {
   bool close_;
   bool http10_keep_alive_;
   bool sent_ = false;
+  bool deferred_ = false;
+  HttpSession* session_ = nullptr;  // for Defer()
+};
+
+// An answer that comes later (Response::Defer). Copies share it: the first Send() of any copy
+// answers. If the connection goes first (the client left, a timeout, the loop closing it),
+// OnAborted's callback runs once and Send() does nothing. If every copy is dropped without an
+// answer, the request gets a 500. Owning-loop-only, except that a copy may be destroyed on any
+// thread (the last one is then handed to the loop to be destroyed there).
+class DeferredResponse {
+ public:
+  DeferredResponse(const DeferredResponse&) = default;
+  DeferredResponse(DeferredResponse&&) = default;
+  DeferredResponse& operator=(const DeferredResponse&) = default;
+  DeferredResponse& operator=(DeferredResponse&&) = default;
+  ~DeferredResponse();
+
+  // As Response's.
+  DeferredResponse& Status(int code);
+  DeferredResponse& Set(std::string_view name, std::string_view value);
+  DeferredResponse& Type(std::string_view content_type);
+  void Send(std::string_view body);
+  // `fn` runs once if the connection goes before the answer; at once if it already went.
+  void OnAborted(std::function<void()> fn);
+  // Whether the connection went before the answer.
+  bool aborted() const;
+  // Whether this answer was sent.
+  bool sent() const;
+  // The loop the answer belongs to, for work done on other threads to come back. Thread-safe.
+  const LoopRef& loop() const;
+
+ private:
+  friend class Response;
+  explicit DeferredResponse(std::shared_ptr<PendingAnswer> state) : state_(std::move(state)) {}
+  std::shared_ptr<PendingAnswer> state_;
 };
 
 }  // namespace percore::http
