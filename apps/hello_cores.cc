@@ -72,18 +72,11 @@ using percore::http::Response;
 
 // A few threads for CPU work that must not block a loop (/offload), with a bounded queue: a job
 // that finds it full is refused, and the request gets a 503 instead of waiting without bound.
+// Its threads live as long as the process.
 class WorkPool {
  public:
   WorkPool(int threads, size_t max_queued) : max_queued_(max_queued) {
-    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
-  }
-  ~WorkPool() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      done_ = true;
-    }
-    ready_.notify_all();
-    for (std::thread& t : threads_) t.join();
+    for (int i = 0; i < threads; ++i) std::thread([this] { Work(); }).detach();
   }
   // Queues `job`; false when the queue is full. Thread-safe.
   bool Submit(std::function<void()> job) {
@@ -100,8 +93,7 @@ class WorkPool {
   void Work() {
     std::unique_lock<std::mutex> lock(mutex_);
     while (true) {
-      ready_.wait(lock, [this] { return done_ || !jobs_.empty(); });
-      if (done_) return;
+      ready_.wait(lock, [this] { return !jobs_.empty(); });
       std::function<void()> job = std::move(jobs_.front());
       jobs_.pop_front();
       lock.unlock();
@@ -114,8 +106,6 @@ class WorkPool {
   std::mutex mutex_;
   std::condition_variable ready_;
   std::deque<std::function<void()>> jobs_;
-  bool done_ = false;
-  std::vector<std::thread> threads_;
 };
 
 // The `ms` query value of a request, 0..max; nullopt (and a 400 sent) otherwise.
@@ -265,13 +255,14 @@ int main(int argc, char** argv) {
     });
   });
   // N ms of CPU work on the work pool, answered through the loop when done.
-  // Never destroyed: a job still running at exit must not hold the process up.
-  static WorkPool& pool = *new WorkPool(2, 1024);
   app.Get("/offload", [](const Request& req, Response& res) {
     const std::optional<int> ms = QueryMs(req, res, 60000);
     if (!ms.has_value()) return;
+    // Made on first use, by a loop thread: its threads inherit the loop's blocked signals
+    // (SIGTERM goes to Engine::Run()).
+    static WorkPool* pool = new WorkPool(2, 1024);
     DeferredResponse later = res.Defer();
-    const bool queued = pool.Submit([later, ms = *ms]() mutable {
+    const bool queued = pool->Submit([later, ms = *ms]() mutable {
       const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
       uint64_t spins = 0;
       while (std::chrono::steady_clock::now() < end) ++spins;  // the CPU work

@@ -9,8 +9,8 @@
 // All parse state of a message is one MessageState, owned by its connection's session from the
 // first byte of a read until the read is done, and for as long as a message spans reads. The
 // loop keeps finished ones in a pool for reuse, so an idle connection holds none and the
-// request path allocates nothing; a state is reset whenever it is taken, so nothing of one
-// connection's message can reach another's.
+// request path allocates nothing; a state that failed or was cut off is reset when given back, so
+// nothing of one connection's message can reach another's.
 #ifndef PERCORE_HTTP_SRC_SESSION_H_
 #define PERCORE_HTTP_SRC_SESSION_H_
 
@@ -92,6 +92,9 @@ struct MessageState {
   bool peer_closes = false;  // the last response closes because the client asked it to
   bool stopped = false;      // paused after a response (the output is full, or its answer comes
                              // later): the loop holds the rest of the read
+  bool parsing = false;      // within OnData
+  // A deferred answer not given yet: the state stays with the session until it is.
+  PendingAnswer* pending = nullptr;
 
   // Clears the per-message fields, keeping the buffers' capacity.
   void Reset();
@@ -130,7 +133,7 @@ class HttpProtocol final : public percore::Protocol {
   friend class HttpSession;
   friend struct Callbacks;
   void FlushLog();
-  // A reset MessageState, from the pool when it has one.
+  // A MessageState between messages, from the pool when it has one.
   std::unique_ptr<MessageState> TakeState();
   void GiveBack(std::unique_ptr<MessageState> state);
 
@@ -158,7 +161,7 @@ class HttpSession final : public percore::Session {
   size_t OnData(Connection& conn, std::string_view bytes) override;
   void OnDeadline(Connection& conn) override;
   void OnDrain(Connection& conn) override;
-  bool Idle() const override { return !InMessage() && pending_ == nullptr; }
+  bool Idle() const override { return state_ == nullptr || (!InMessage() && !Pending()); }
   ~HttpSession() override;
 
   // Response::Defer(): the answer of the request being handled comes later.
@@ -184,11 +187,12 @@ class HttpSession final : public percore::Session {
   void CountResponse(int status);
   void LogResponse(std::string_view method, std::string_view path, int status);
   bool InMessage() const { return state_ != nullptr && state_->in_message; }
+  PendingAnswer* Pending() const { return state_ != nullptr ? state_->pending : nullptr; }
 
   HttpProtocol& protocol_;
   llhttp_t parser_;
-  std::unique_ptr<MessageState> state_;  // while a read is parsed or a message spans reads
-  PendingAnswer* pending_ = nullptr;     // a deferred answer not given yet
+  // While a read is parsed, a message spans reads, or an answer is deferred.
+  std::unique_ptr<MessageState> state_;
 };
 
 }  // namespace percore::http
