@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -14,6 +15,7 @@
 #include <cstdlib>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -106,6 +108,27 @@ class WorkPool {
   std::mutex mutex_;
   std::condition_variable ready_;
   std::deque<std::function<void()>> jobs_;
+};
+
+// Streams `left` bytes of 'x' in 64 KiB pieces, as fast as the client reads: it stops when
+// Write() says the output is full and goes on from OnWritable().
+struct Streamer {
+  DeferredResponse response;
+  uint64_t left;
+
+  static void Pump(const std::shared_ptr<Streamer>& self) {
+    static const std::string piece(64 * 1024, 'x');
+    while (self->left > 0) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(self->left, piece.size()));
+      self->left -= n;
+      if (!self->response.Write(std::string_view(piece).substr(0, n))) {
+        if (self->response.aborted()) return;
+        self->response.OnWritable([self] { Pump(self); });
+        return;
+      }
+    }
+    self->response.End();
+  }
 };
 
 // The `ms` query value of a request, 0..max; nullopt (and a 400 sent) otherwise.
@@ -253,6 +276,17 @@ int main(int argc, char** argv) {
     req.worker().After(absl::Milliseconds(*ms), [later, ms = *ms]() mutable {
       later.Send("delayed " + std::to_string(ms) + " ms");
     });
+  });
+  // N bytes streamed with backpressure: memory stays bounded however slowly the client reads.
+  app.Get("/stream", [](const Request& req, Response& res) {
+    uint64_t bytes = 0;
+    if (!absl::SimpleAtoi(std::string(req.Query("bytes")), &bytes) || bytes > (uint64_t{1} << 30)) {
+      res.Status(400).Send("bytes must be 0..1073741824\n");
+      return;
+    }
+    auto streamer = std::make_shared<Streamer>(Streamer{res.Defer(), bytes});
+    streamer->response.Type("application/octet-stream").Length(bytes);
+    Streamer::Pump(streamer);
   });
   // N ms of CPU work on the work pool, answered through the loop when done.
   app.Get("/offload", [](const Request& req, Response& res) {

@@ -359,6 +359,11 @@ void Loop::OnSent(Connection* c, int result) {
       const bool was_paused = c->paused_;
       c->paused_ = false;
       if (was_paused) ScheduleResume(c);
+      if (c->writable_wanted_ && !c->closing()) {
+        c->writable_wanted_ = false;
+        c->session_->OnWritable(*c);
+        AfterSession(c);
+      }
       MaybeReleaseOutput(c);
     }
     AdvanceClose(c);

@@ -155,20 +155,23 @@ Response& Response::Type(std::string_view content_type) {
   return *this;
 }
 
-void Response::Send(std::string_view body) {
-  if (sent_) return;
-  sent_ = true;
+bool Response::AppendHead(Framing framing, uint64_t length, bool empty_body) {
   std::string& out = *out_;
   AppendStatusLine(out, status_);
   out.append(date_line_);
   const bool no_body = status_ == 204 || status_ == 304;
+  if (framing == Framing::kClose) close_ = true;
   if (!no_body) {
-    if (type_length_ == 0 && !body.empty()) {
+    if (type_length_ == 0 && !empty_body) {
       out.append("Content-Type: text/plain; charset=utf-8\r\n");
     }
-    out.append("Content-Length: ");
-    AppendDecimal(out, body.size());
-    out.append("\r\n");
+    if (framing == Framing::kLength) {
+      out.append("Content-Length: ");
+      AppendDecimal(out, length);
+      out.append("\r\n");
+    } else if (framing == Framing::kChunked) {
+      out.append("Transfer-Encoding: chunked\r\n");
+    }
   }
   if (close_) {
     out.append("Connection: close\r\n");
@@ -177,7 +180,13 @@ void Response::Send(std::string_view body) {
   }
   out.append(*fields_);
   out.append("\r\n");
-  if (!head_ && !no_body) out.append(body);
+  return !head_ && !no_body;
+}
+
+void Response::Send(std::string_view body) {
+  if (sent_) return;
+  sent_ = true;
+  if (AppendHead(Framing::kLength, body.size(), body.empty())) out_->append(body);
 }
 
 DeferredResponse Response::Defer() {
@@ -212,7 +221,38 @@ DeferredResponse& DeferredResponse::Type(std::string_view content_type) {
 }
 
 void DeferredResponse::Send(std::string_view body) {
-  if (state_->session != nullptr) state_->session->Answer(*state_, body);
+  if (state_->session == nullptr) return;
+  if (state_->streaming) {
+    Write(body);
+    End();
+  } else {
+    state_->session->Answer(*state_, body);
+  }
+}
+
+DeferredResponse& DeferredResponse::Length(uint64_t bytes) {
+  if (!state_->streaming) state_->length = bytes;
+  return *this;
+}
+
+bool DeferredResponse::Write(std::string_view chunk) {
+  return state_->session != nullptr && state_->session->WritePart(*state_, chunk);
+}
+
+void DeferredResponse::End() {
+  if (state_->session == nullptr) return;
+  if (!state_->streaming) state_->session->WritePart(*state_, {});  // an empty body
+  state_->session->EndParts(*state_);
+}
+
+void DeferredResponse::OnWritable(std::function<void()> fn) {
+  if (state_->session == nullptr) return;
+  if (!state_->conn->output_full()) {
+    fn();
+    return;
+  }
+  state_->on_writable = std::move(fn);
+  state_->conn->NotifyWritable();
 }
 
 void DeferredResponse::OnAborted(std::function<void()> fn) {

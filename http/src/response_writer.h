@@ -22,9 +22,9 @@ class ResponseWriter {
  public:
   // `fields` is cleared; `date_line` is "Date: ...\r\n".
   static Response Make(std::string* out, std::string* fields, std::string_view date_line, bool head,
-                       bool close, bool http10_keep_alive) {
+                       bool close, bool http10, bool http10_keep_alive) {
     fields->clear();
-    return Response(out, fields, date_line, head, close, http10_keep_alive);
+    return Response(out, fields, date_line, head, close, http10, http10_keep_alive);
   }
   // Whether the connection must close after this response (the request asked, or the handler
   // set "Connection: close").

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <exception>
@@ -609,8 +610,9 @@ void HttpSession::Respond(MessageState& st, const char* base) {
                        parser_.http_minor, !close, h.worker_);
   const bool head = method == "HEAD";
   std::string& out = conn.output();
-  Response res = ResponseWriter::Make(&out, &h.fields_, h.date_.line(), head, close,
-                                      !close && parser_.http_minor == 0);
+  const bool http10 = parser_.http_minor == 0;
+  Response res =
+      ResponseWriter::Make(&out, &h.fields_, h.date_.line(), head, close, http10, !close && http10);
   res.session_ = this;
   h.params_.clear();
   const bool asterisk = req.target() == "*";  // OPTIONS * (IsValidTarget allows no other)
@@ -643,8 +645,8 @@ void HttpSession::Respond(MessageState& st, const char* base) {
     return;
   }
   if (!res.sent()) {
-    Response error = ResponseWriter::Make(&out, &h.fields_, h.date_.line(), head, close,
-                                          !close && parser_.http_minor == 0);
+    Response error = ResponseWriter::Make(&out, &h.fields_, h.date_.line(), head, close, http10,
+                                          !close && http10);
     error.Status(500).Send("Internal Server Error\n");
     res = error;
   }
@@ -681,20 +683,24 @@ std::shared_ptr<PendingAnswer> HttpSession::Defer(Response& res) {
   return pending;
 }
 
-void HttpSession::Answer(PendingAnswer& pending, std::string_view body) {
+void HttpSession::BeginAnswer(PendingAnswer& pending) {
+  Response& res = pending.response;
+  res.out_ = &pending.conn->output();
+  res.date_line_ = protocol_.date_.line();
+  if (protocol_.worker_.draining()) res.close_ = true;  // a drain began meanwhile
+}
+
+void HttpSession::FinishAnswer(PendingAnswer& pending, bool close) {
   HttpProtocol& h = protocol_;
   Connection& conn = *pending.conn;
   state_->pending = nullptr;
   pending.session = nullptr;
+  pending.on_writable = nullptr;
   if (!state_->parsing && !state_->in_message) h.GiveBack(std::move(state_));
-  Response& res = pending.response;
-  res.out_ = &conn.output();
-  res.date_line_ = h.date_.line();
-  if (h.worker_.draining()) res.close_ = true;  // a drain began meanwhile
-  res.Send(body);
-  CountResponse(res.status());
-  if (h.config_->options.log_requests) LogResponse(pending.log_line, {}, res.status());
-  if (res.close_) {
+  const int status = pending.response.status();
+  CountResponse(status);
+  if (h.config_->options.log_requests) LogResponse(pending.log_line, {}, status);
+  if (close) {
     conn.Close();
   } else {
     conn.SetDeadline(h.worker_.now_ms() + h.idle_timeout_ms_);
@@ -702,10 +708,70 @@ void HttpSession::Answer(PendingAnswer& pending, std::string_view body) {
   conn.Resume();  // sends the answer, and hands over the requests that came after it
 }
 
+void HttpSession::Answer(PendingAnswer& pending, std::string_view body) {
+  BeginAnswer(pending);
+  pending.response.Send(body);
+  FinishAnswer(pending, pending.response.close_);
+}
+
+bool HttpSession::WritePart(PendingAnswer& pending, std::string_view chunk) {
+  Response& res = pending.response;
+  Connection& conn = *pending.conn;
+  if (!pending.streaming) {
+    BeginAnswer(pending);
+    pending.streaming = true;
+    res.sent_ = true;
+    using Framing = Response::Framing;
+    const Framing framing = pending.length.has_value() ? Framing::kLength
+                            : res.http10_              ? Framing::kClose
+                                                       : Framing::kChunked;
+    pending.chunked = framing == Framing::kChunked;
+    // Without a body (HEAD, 204, 304), the pieces are not sent.
+    if (!res.AppendHead(framing, pending.length.value_or(0), false)) pending.length = 0;
+  } else {
+    res.out_ = &conn.output();  // the output buffer may have been given back since
+  }
+  const bool body = !res.head_ && res.status() != 204 && res.status() != 304;
+  if (body && !chunk.empty()) {
+    std::string& out = conn.output();
+    if (pending.chunked) {
+      char size[20];
+      out.append(size,
+                 static_cast<size_t>(std::snprintf(size, sizeof(size), "%zx\r\n", chunk.size())));
+      out.append(chunk);
+      out.append("\r\n");
+    } else {
+      out.append(chunk);
+    }
+    pending.written += chunk.size();
+  }
+  conn.Resume();  // sends it
+  return !conn.output_full();
+}
+
+void HttpSession::EndParts(PendingAnswer& pending) {
+  Connection& conn = *pending.conn;
+  Response& res = pending.response;
+  const bool body = !res.head_ && res.status() != 204 && res.status() != 304;
+  if (pending.chunked && body) conn.output().append("0\r\n\r\n");
+  // A body shorter than its Content-Length, or one that ends with the connection.
+  const bool short_body = body && pending.length.has_value() && pending.written != *pending.length;
+  FinishAnswer(pending, res.close_ || short_body);
+}
+
+void HttpSession::OnWritable(Connection& conn) {
+  PendingAnswer* pending = Pending();
+  if (pending == nullptr || !pending->on_writable) return;
+  std::function<void()> fn = std::move(pending->on_writable);
+  pending->on_writable = nullptr;
+  fn();
+}
+
 HttpSession::~HttpSession() {
   PendingAnswer* pending = Pending();
   if (pending == nullptr) return;
   pending->session = nullptr;
+  pending->on_writable = nullptr;  // it may hold the producer, which holds the answer
   std::function<void()> aborted = std::move(pending->on_aborted);
   if (aborted) {
     try {
@@ -718,7 +784,12 @@ HttpSession::~HttpSession() {
 
 PendingAnswer::~PendingAnswer() {
   if (session == nullptr) return;
-  // Every handle was dropped without an answer (a handler that threw after Defer(), say).
+  // Every handle was dropped without an answer (a handler that threw after Defer(), say): a
+  // 500, or, once a streamed head is out, a cut-off body and a close.
+  if (streaming) {
+    session->FinishAnswer(*this, /*close=*/true);
+    return;
+  }
   fields.clear();
   response.type_length_ = 0;
   response.status_ = 500;

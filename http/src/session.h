@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -118,7 +119,12 @@ struct PendingAnswer {
   std::string fields;
   std::string log_line;  // "<method> <path>" for the request log
   std::function<void()> on_aborted;
+  std::function<void()> on_writable;
   LoopRef loop;
+  std::optional<uint64_t> length;  // DeferredResponse::Length()
+  uint64_t written = 0;            // body bytes streamed so far
+  bool streaming = false;          // the head went out with the first Write()
+  bool chunked = false;
 };
 
 // The per-loop half: the Date line, the request log, buffers lent to one call at a time.
@@ -157,6 +163,7 @@ class HttpProtocol final : public percore::Protocol {
 // The per-connection half.
 class HttpSession final : public percore::Session {
  public:
+  friend struct PendingAnswer;
   HttpSession(HttpProtocol& protocol, Connection& conn);
   size_t OnData(Connection& conn, std::string_view bytes) override;
   void OnDeadline(Connection& conn) override;
@@ -168,6 +175,10 @@ class HttpSession final : public percore::Session {
   std::shared_ptr<PendingAnswer> Defer(Response& res);
   // The deferred answer: written, counted and logged; the requests after it are read again.
   void Answer(PendingAnswer& pending, std::string_view body);
+  // A streamed one (DeferredResponse::Write, End): false once the output is full.
+  bool WritePart(PendingAnswer& pending, std::string_view chunk);
+  void EndParts(PendingAnswer& pending);
+  void OnWritable(Connection& conn) override;
 
  private:
   friend struct Callbacks;
@@ -186,6 +197,9 @@ class HttpSession final : public percore::Session {
   // Counts a response by status class in the loop's stats, and logs it when asked to.
   void CountResponse(int status);
   void LogResponse(std::string_view method, std::string_view path, int status);
+  // Around a deferred answer: where it is written, and what follows once it is complete.
+  void BeginAnswer(PendingAnswer& pending);
+  void FinishAnswer(PendingAnswer& pending, bool close);
   bool InMessage() const { return state_ != nullptr && state_->in_message; }
   PendingAnswer* Pending() const { return state_ != nullptr ? state_->pending : nullptr; }
 

@@ -20,7 +20,8 @@ constexpr std::string_view kDate = "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n";
 class ResponseTest : public ::testing::Test {
  protected:
   Response Make(bool head = false, bool close = false, bool http10_keep_alive = false) {
-    return ResponseWriter::Make(&out_, &fields_, kDate, head, close, http10_keep_alive);
+    return ResponseWriter::Make(&out_, &fields_, kDate, head, close, http10_keep_alive,
+                                http10_keep_alive);
   }
   // How often `needle` occurs in the output.
   int Count(std::string_view needle) const {

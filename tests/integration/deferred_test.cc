@@ -80,6 +80,14 @@ class DeferredTest : public ::testing::TestWithParam<BackendKind> {
         timer_ran_ = true;
       });
     });
+    app.Get("/chunks", [](const Request& req, Response& res) {
+      DeferredResponse later = res.Defer();
+      later.Write("a");
+      req.worker().After(absl::Milliseconds(20), [later]() mutable {
+        later.Write("bc");
+        later.End();
+      });
+    });
     app.Get("/drop", [](const Request&, Response& res) {
       res.Set("X-Kept", "yes");
       DeferredResponse dropped = res.Defer();  // and never answered
@@ -232,6 +240,29 @@ TEST_P(DeferredTest, ClientLeavingBeforeTheAnswerAbortsItOnce) {
   std::optional<HttpResponse> r = percore::testing::Fetch(port_, Get("/"), kTimeout);
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->status, 200);
+}
+
+TEST_P(DeferredTest, StreamedPiecesGoOutChunkedAndTheConnectionGoesOn) {
+  Socket c = Connect();
+  ASSERT_TRUE(SendAll(c.fd(), Get("/chunks") + Get("/")));
+  std::string buffer;
+  std::optional<HttpResponse> r = ReadResponse(c.fd(), buffer, kTimeout);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->Header("transfer-encoding"), "chunked");
+  EXPECT_EQ(r->body, "abc");
+  r = ReadResponse(c.fd(), buffer, kTimeout);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "Hello World!");
+}
+
+TEST_P(DeferredTest, StreamedPiecesToHttp10EndWithTheConnection) {
+  Socket c = Connect();
+  ASSERT_TRUE(SendAll(c.fd(), "GET /chunks HTTP/1.0\r\n\r\n"));
+  ReadToEndResult all = ReadToEnd(c.fd(), kTimeout);
+  EXPECT_EQ(all.end, StreamEnd::kClosed);
+  EXPECT_EQ(all.data.find("Transfer-Encoding"), std::string::npos) << all.data;
+  EXPECT_NE(all.data.find("Connection: close\r\n"), std::string::npos) << all.data;
+  EXPECT_TRUE(all.data.ends_with("\r\n\r\nabc")) << all.data;
 }
 
 TEST_P(DeferredTest, DroppedDeferredResponseAnswers500AndTheConnectionGoesOn) {

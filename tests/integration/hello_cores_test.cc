@@ -21,6 +21,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <optional>
 #include <regex>
 #include <set>
@@ -51,6 +52,7 @@ using percore::testing::ReadResponse;
 using percore::testing::ReadToEnd;
 using percore::testing::ReadToEndResult;
 using percore::testing::SendAll;
+using percore::testing::Socket;
 using percore::testing::StreamEnd;
 using percore::testing::WaitUntil;
 
@@ -567,6 +569,66 @@ TEST_P(RunningHelloCoresTest, DelayAndOffloadAnswerLaterAndCheckTheirInput) {
     ASSERT_TRUE(response.has_value()) << bad;
     EXPECT_EQ(response->status, 400) << bad;
   }
+}
+
+long ResidentKib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
+  }
+  return -1;
+}
+
+// 100 MB to a client that reads 64 KiB a millisecond: the server streams with backpressure, so
+// its memory stays near max_pending_output (1 MiB) however far behind the reader is.
+TEST_P(RunningHelloCoresTest, StreamsAHundredMegabytesToASlowReaderInBoundedMemory) {
+  constexpr size_t kBytes = 100 << 20;
+  HelloCores child;
+  const int port = StartServer(child, ServerFlags());
+  if (port == 0) return;
+  const long before = ResidentKib(child.pid());
+  Socket socket(ConnectLocal(port));
+  ASSERT_TRUE(socket.ok());
+  ASSERT_TRUE(SendAll(socket.fd(), Get("/stream?bytes=" + std::to_string(kBytes))));
+  std::string head;
+  size_t body = 0;
+  bool all_x = true;
+  long peak = before;
+  char buffer[64 * 1024];
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (body < kBytes && std::chrono::steady_clock::now() < deadline) {
+    pollfd p{socket.fd(), POLLIN, 0};
+    if (poll(&p, 1, 1000) != 1) continue;
+    const ssize_t n = recv(socket.fd(), buffer, sizeof(buffer), 0);
+    ASSERT_GT(n, 0) << "the stream ended after " << body << " bytes";
+    std::string_view got(buffer, static_cast<size_t>(n));
+    if (head.find("\r\n\r\n") == std::string::npos) {
+      head.append(got);
+      const size_t end = head.find("\r\n\r\n");
+      if (end == std::string::npos) continue;
+      got = std::string_view(head).substr(end + 4);
+      body += got.size();
+      all_x = all_x && got.find_first_not_of('x') == std::string_view::npos;
+      head.resize(end + 4);
+      continue;
+    }
+    body += got.size();
+    all_x = all_x && got.find_first_not_of('x') == std::string_view::npos;
+    if (body % (8 << 20) < sizeof(buffer)) peak = std::max(peak, ResidentKib(child.pid()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // the slow reader's pace
+  }
+  EXPECT_EQ(body, kBytes);
+  EXPECT_TRUE(all_x);
+  EXPECT_NE(head.find("Content-Length: " + std::to_string(kBytes)), std::string::npos) << head;
+  EXPECT_LT(peak - before, 16 * 1024)
+      << "resident memory grew from " << before << " to " << peak << " KiB";
+  // The connection goes on.
+  ASSERT_TRUE(SendAll(socket.fd(), Get("/")));
+  std::string rest;
+  std::optional<HttpResponse> next = ReadResponse(socket.fd(), rest, kReadTimeout);
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->body, "Hello World!");
 }
 
 TEST_P(RunningHelloCoresTest, SecondSigtermStopsAtOnce) {

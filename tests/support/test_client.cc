@@ -108,6 +108,22 @@ std::optional<HttpResponse> ParseResponse(std::string_view data, size_t* consume
     if (eol == std::string_view::npos) break;
     rest.remove_prefix(eol + 2);
   }
+  if (auto it = response.headers.find("transfer-encoding");
+      it != response.headers.end() && it->second == "chunked" && response.status / 100 != 1) {
+    // The chunks, then "0\r\n\r\n" (no trailer fields from percore).
+    size_t at = end + 4;
+    while (true) {
+      const size_t eol = data.find("\r\n", at);
+      if (eol == std::string_view::npos) return std::nullopt;
+      const size_t size = std::strtoul(std::string(data.substr(at, eol - at)).c_str(), nullptr, 16);
+      if (data.size() < eol + 2 + size + 2) return std::nullopt;
+      response.body.append(data.substr(eol + 2, size));
+      at = eol + 2 + size + 2;
+      if (size == 0) break;
+    }
+    *consumed = at;
+    return response;
+  }
   size_t length = 0;
   if (auto it = response.headers.find("content-length"); it != response.headers.end()) {
     length = std::strtoul(it->second.c_str(), nullptr, 10);

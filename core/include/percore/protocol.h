@@ -132,6 +132,8 @@ class Session {
   // The engine started draining (Worker::draining()). The default closes the connection once
   // pending output is sent; a protocol with a request in flight finishes it first.
   virtual void OnDrain(Connection& conn);
+  // The output has all been sent after Connection::NotifyWritable() asked for this call.
+  virtual void OnWritable(Connection& conn) {}
   // Whether a fresh session could take this connection over as it is: nothing of a request
   // received and unanswered (an idle keep-alive connection). When a loop dies, such
   // connections with no output pending go to the loop that replaces it, instead of being
@@ -176,6 +178,9 @@ class Connection {
   // nothing more from this connection until they are sent, and a session should take no more
   // work from the bytes it was given (see Session::OnData).
   bool output_full() const;
+  // Asks for one Session::OnWritable call once everything in the output has been sent: for a
+  // session that produces a large answer piece by piece and stops at output_full().
+  void NotifyWritable() { writable_wanted_ = true; }
   // For a session acting outside a call from the loop (from a timer, a posted job): sends what
   // it appended to output() (or closes, after Close()), and, if OnData took fewer bytes than it
   // was given for a reason of its own, hands it the rest from the loop's next iteration and
@@ -232,6 +237,7 @@ class Connection {
   bool paused_ : 1 = false;           // too much pending output: not reading
   bool held_ : 1 = false;             // the session took less than it was given: see Resume()
   bool resume_queued_ : 1 = false;    // on the loop's list of connections to hand their unread
+  bool writable_wanted_ : 1 = false;  // NotifyWritable(): call Session::OnWritable when sent
   bool close_requested_ : 1 = false;
   bool write_shut_ : 1 = false;  // FIN sent; lingering for the peer's
   bool peer_eof_ : 1 = false;

@@ -63,13 +63,19 @@ class Response {
   friend class HttpSession;
   friend struct PendingAnswer;
   Response(std::string* out, std::string* fields, std::string_view date_line, bool head, bool close,
-           bool http10_keep_alive)
+           bool http10, bool http10_keep_alive)
       : out_(out),
         fields_(fields),
         date_line_(date_line),
         head_(head),
         close_(close),
+        http10_(http10),
         http10_keep_alive_(http10_keep_alive) {}
+  // How a body's end is known.
+  enum class Framing { kLength, kChunked, kClose };
+  // Writes the status line and the header section; whether a body may follow (not for HEAD,
+  // 204, 304).
+  bool AppendHead(Framing framing, uint64_t length, bool empty_body);
 
   std::string* out_;
   std::string* fields_;  // extra header fields, a loop-owned scratch buffer
@@ -79,6 +85,7 @@ class Response {
   int status_ = 200;
   bool head_;
   bool close_;
+  bool http10_;
   bool http10_keep_alive_;
   bool sent_ = false;
   bool deferred_ = false;
@@ -103,6 +110,21 @@ class DeferredResponse {
   DeferredResponse& Set(std::string_view name, std::string_view value);
   DeferredResponse& Type(std::string_view content_type);
   void Send(std::string_view body);
+  // Declares the length of a body streamed with Write(): Content-Length instead of chunked.
+  // Before the first Write() only.
+  DeferredResponse& Length(uint64_t bytes);
+  // Streams the body piece by piece: the first call sends the head (Transfer-Encoding: chunked,
+  // or the Length() given; to HTTP/1.0, the body ends with the connection). Returns false once
+  // more than EngineOptions::max_pending_output waits to be sent: `chunk` is kept, but the
+  // producer should wait for OnWritable() before writing more, so a slow reader costs at most
+  // that much memory. Returns false, and does nothing, once aborted.
+  bool Write(std::string_view chunk);
+  // Ends a body streamed with Write(): the answer is complete. A declared Length() that was not
+  // met closes the connection instead (the client sees a short body).
+  void End();
+  // `fn` runs once when what waits has been sent after Write() returned false; at once if
+  // nothing waits. Dropped if the connection goes first.
+  void OnWritable(std::function<void()> fn);
   // `fn` runs once if the connection goes before the answer; at once if it already went.
   void OnAborted(std::function<void()> fn);
   // Whether the connection went before the answer.
