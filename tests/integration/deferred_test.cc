@@ -37,19 +37,9 @@ using percore::testing::ReadToEndResult;
 using percore::testing::SendAll;
 using percore::testing::Socket;
 using percore::testing::StreamEnd;
+using percore::testing::WaitUntil;
 
 constexpr milliseconds kTimeout(10000);
-
-// Polls `done` until it holds or `timeout` passes.
-template <typename Predicate>
-bool WaitUntil(Predicate done, milliseconds timeout = kTimeout) {
-  const auto end = Clock::now() + timeout;
-  while (!done()) {
-    if (Clock::now() > end) return false;
-    std::this_thread::sleep_for(milliseconds(1));
-  }
-  return true;
-}
 
 int64_t MicrosNow() {
   return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now().time_since_epoch())
@@ -231,11 +221,11 @@ TEST_P(DeferredTest, ClientLeavingBeforeTheAnswerAbortsItOnce) {
   {
     Socket c = Connect();
     ASSERT_TRUE(SendAll(c.fd(), Get("/abortable?ms=300")));
-    ASSERT_TRUE(WaitUntil([this] { return taken_.load() == 1; }));
+    ASSERT_TRUE(WaitUntil([this] { return taken_.load() == 1; }, kTimeout));
     c.Reset();
   }
-  EXPECT_TRUE(WaitUntil([this] { return aborted_.load() == 1; })) << aborted_.load();
-  EXPECT_TRUE(WaitUntil([this] { return timer_ran_.load(); }));
+  EXPECT_TRUE(WaitUntil([this] { return aborted_.load() == 1; }, kTimeout)) << aborted_.load();
+  EXPECT_TRUE(WaitUntil([this] { return timer_ran_.load(); }, kTimeout));
   EXPECT_EQ(aborted_.load(), 1);
   std::optional<HttpResponse> r = percore::testing::Fetch(port_, Get("/"), kTimeout);
   ASSERT_TRUE(r.has_value());
@@ -311,7 +301,8 @@ TEST_P(DeferredTest, PostsFromEightThreadsRunOnceEachOnTheLoopAndAreRefusedAfter
     });
   }
   for (std::thread& t : threads) t.join();
-  ASSERT_TRUE(WaitUntil([&] { return done->load() == kThreads * kJobs; })) << done->load();
+  ASSERT_TRUE(WaitUntil([&] { return done->load() == kThreads * kJobs; }, kTimeout))
+      << done->load();
   EXPECT_EQ(off_loop->load(), 0);
   EXPECT_EQ(std::count(counts->begin(), counts->end(), 1), kThreads * kJobs);
   EXPECT_FALSE(ref.OnLoopThread());
@@ -331,13 +322,13 @@ TEST_P(DeferredTest, FiftyThousandTimersRunInOrderAndCancelledOnesNever) {
 TEST_P(DeferredTest, LoopDeathClosesAConnectionWaitingForItsAnswerAndAbortsIt) {
   Socket waiting = Connect();
   ASSERT_TRUE(SendAll(waiting.fd(), Get("/abortable?ms=5000")));
-  ASSERT_TRUE(WaitUntil([this] { return taken_.load() == 1; }));
+  ASSERT_TRUE(WaitUntil([this] { return taken_.load() == 1; }, kTimeout));
   Socket crasher = Connect();
   ASSERT_TRUE(SendAll(crasher.fd(), Get("/crash")));
   ReadToEndResult end = ReadToEnd(waiting.fd(), kTimeout);
   EXPECT_NE(end.end, StreamEnd::kTimeout) << "the waiting connection stayed open";
   EXPECT_EQ(end.data, "");
-  EXPECT_TRUE(WaitUntil([this] { return aborted_.load() == 1; })) << aborted_.load();
+  EXPECT_TRUE(WaitUntil([this] { return aborted_.load() == 1; }, kTimeout)) << aborted_.load();
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, DeferredTest, percore::testing::AllBackends(),

@@ -21,7 +21,6 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <fstream>
 #include <optional>
 #include <regex>
 #include <set>
@@ -51,6 +50,7 @@ using percore::testing::LoadClient;
 using percore::testing::ReadResponse;
 using percore::testing::ReadToEnd;
 using percore::testing::ReadToEndResult;
+using percore::testing::ResidentKib;
 using percore::testing::SendAll;
 using percore::testing::Socket;
 using percore::testing::StreamEnd;
@@ -569,15 +569,6 @@ TEST_P(RunningHelloCoresTest, DelayAndOffloadAnswerLaterAndCheckTheirInput) {
     ASSERT_TRUE(response.has_value()) << bad;
     EXPECT_EQ(response->status, 400) << bad;
   }
-}
-
-long ResidentKib(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
-  }
-  return -1;
 }
 
 // 100 MB to a client that reads 64 KiB a millisecond: the server streams with backpressure, so

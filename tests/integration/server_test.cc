@@ -48,6 +48,7 @@ using percore::testing::Get;
 using percore::testing::HttpResponse;
 using percore::testing::ReadResponse;
 using percore::testing::ReadToEnd;
+using percore::testing::ResidentKib;
 using percore::testing::SendAll;
 using percore::testing::Socket;
 using percore::testing::StreamEnd;
@@ -650,15 +651,6 @@ TEST_P(ServerTest, PeerThatNeverReadsDoesNotMakeServerBufferWithoutBound) {
   ExpectConnectionsReleased(baseline);
 }
 
-size_t ResidentBytes() {
-  long pages = 0, resident = 0;
-  FILE* f = fopen("/proc/self/statm", "r");
-  if (f == nullptr) return 0;
-  if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
-  fclose(f);
-  return static_cast<size_t>(resident) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
-}
-
 // Small requests for large answers, pipelined by a client that reads nothing for a while: the
 // server answers until max_pending_output (1 MiB) waits, then holds the rest of what it
 // received unparsed (io_uring's multishot receive included) without letting a header
@@ -676,7 +668,7 @@ TEST_P(ServerTest, PipeliningClientThatReadsLateGetsEveryAnswerFromBoundedMemory
     for (int i = 0; i < kRequests; ++i) s += request;
     return s;
   }();
-  const size_t rss_before = ResidentBytes();
+  const long rss_before = ResidentKib(getpid());
   size_t sent = 0;
   while (sent < all.size()) {
     ssize_t n = send(c.fd(), all.data() + sent, all.size() - sent, MSG_NOSIGNAL);
@@ -689,9 +681,8 @@ TEST_P(ServerTest, PipeliningClientThatReadsLateGetsEveryAnswerFromBoundedMemory
     if (poll(&p, 1, 300) == 0) break;  // the server stopped reading
   }
   const auto stalled_at = Clock::now();
-  const size_t rss_after = ResidentBytes();
-  const size_t growth = rss_after - std::min(rss_before, rss_after);
-  EXPECT_LT(growth, size_t{64} << 20) << "resident memory grew by " << (growth >> 20) << " MiB";
+  const long growth_kib = ResidentKib(getpid()) - rss_before;
+  EXPECT_LT(growth_kib, 64 * 1024) << "resident memory grew by " << growth_kib << " KiB";
   // Past the header timeout, with the client reading nothing: the time is the condition.
   std::this_thread::sleep_until(stalled_at + milliseconds(2000));
   const size_t whole = sent / request.size();

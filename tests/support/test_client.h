@@ -5,6 +5,8 @@
 #ifndef PERCORE_TESTS_SUPPORT_TEST_CLIENT_H_
 #define PERCORE_TESTS_SUPPORT_TEST_CLIENT_H_
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -135,6 +137,9 @@ ConnectionsResult RunConnections(const ConnectionsOptions& options);
 
 // Polls `condition` (every few milliseconds) until it holds or `timeout` passes; its last value.
 bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
+
+// VmRSS of process `pid` in KiB (from /proc), or -1.
+long ResidentKib(pid_t pid);
 
 // Closed-loop load on 127.0.0.1:port from a few threads, until Stop(): each thread sends GET
 // `path` and reads the response, on one keep-alive connection that it replaces when a response
