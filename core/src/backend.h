@@ -7,9 +7,25 @@
 #ifndef PERCORE_SRC_BACKEND_H_
 #define PERCORE_SRC_BACKEND_H_
 
+#include <cstdint>
+#include <functional>
+
+#include "percore/protocol.h"
+
 namespace percore {
 
 class Connection;
+
+// A descriptor watched for readiness (Worker::Watch). Owned by the loop; a removed one is
+// freed once no operation of the backend's points to it (`armed` false).
+struct Watch {
+  WatchId id = 0;
+  int fd = -1;
+  uint32_t events = 0;  // WatchEvent bits
+  std::function<void(uint32_t ready)> fn;
+  bool removed = false;
+  bool armed = false;  // io_uring: a poll is in flight
+};
 
 class Backend {
  public:
@@ -30,6 +46,11 @@ class Backend {
   virtual bool Accepting() const = 0;
   // A connection the loop took over from its dead predecessor (Loop::Adopt), as if accepted.
   virtual void Adopted(Connection* c) = 0;
+  // Starts and stops watching `w->fd`, reporting readiness through Loop::OnWatchReady. Add
+  // returns false if the descriptor cannot be watched. After Remove, nothing is reported and
+  // `w->armed` goes false once the kernel holds nothing of it.
+  virtual bool AddWatch(Watch* w) = 0;
+  virtual void RemoveWatch(Watch* w) = 0;
 };
 
 }  // namespace percore

@@ -19,6 +19,12 @@ TimerId Worker::After(absl::Duration delay, std::function<void()> fn) {
 
 bool Worker::Cancel(TimerId timer) { return loop_->CancelTimer(timer); }
 
+WatchId Worker::Watch(int fd, uint32_t events, std::function<void(uint32_t ready)> fn) {
+  return loop_->AddWatch(fd, events, std::move(fn));
+}
+
+bool Worker::Unwatch(WatchId watch) { return loop_->RemoveWatch(watch); }
+
 Worker& Connection::worker() const { return loop_->worker(); }
 
 bool Connection::output_full() const {

@@ -15,6 +15,7 @@ namespace {
 // epoll_event.data: a Connection*, or one of these for the loop's own descriptors.
 constexpr uint64_t kListener = 1;
 constexpr uint64_t kWake = 2;
+constexpr uint64_t kWatchTag = 1;  // the low bit of a Watch* in epoll_event::data
 constexpr int kAcceptBatch = 64;
 // Reads per connection per iteration before the others get their turn.
 constexpr int kReadsPerTurn = 4;
@@ -88,11 +89,27 @@ void EpollBackend::AcceptBatch() {
       return;  // EAGAIN: the queue is empty; ECONNABORTED and the like: next readiness
     }
     Connection* c = loop_.OnAccepted(fd);
-    if (c != nullptr) Watch(c);
+    if (c != nullptr) Register(c);
   }
 }
 
-void EpollBackend::Watch(Connection* c) {
+bool EpollBackend::AddWatch(Watch* w) {
+  // Level-triggered, unlike the connections: a client library expects to be told again while
+  // the descriptor stays ready. The low bit tells a watch from a connection (both 8-aligned).
+  epoll_event ev{};
+  ev.events = ((w->events & kReadable) != 0 ? EPOLLIN : 0u) |
+              ((w->events & kWritable) != 0 ? EPOLLOUT : 0u);
+  ev.data.u64 = reinterpret_cast<uint64_t>(w) | kWatchTag;
+  return epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, w->fd, &ev) == 0;
+}
+
+void EpollBackend::RemoveWatch(Watch* w) {
+  // Events for it already taken in this iteration are skipped (`removed`); the loop frees it
+  // before the next wait.
+  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, w->fd, nullptr);
+}
+
+void EpollBackend::Register(Connection* c) {
   // Registered once for everything, edge-triggered: no epoll_ctl per read, write or pause. The
   // kernel reports the socket's present readiness at once, so bytes that arrived before (on an
   // adopted connection) are read too.
@@ -199,6 +216,11 @@ int EpollBackend::Iterate(int timeout_ms) {
     } else if (ev.data.u64 == kWake) {
       uint64_t value;
       [[maybe_unused]] ssize_t r = read(loop_.wake_fd(), &value, sizeof(value));
+    } else if ((ev.data.u64 & kWatchTag) != 0) {
+      auto* w = reinterpret_cast<Watch*>(ev.data.u64 & ~kWatchTag);
+      const uint32_t ready = ((ev.events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0 ? kReadable : 0u) |
+                             ((ev.events & (EPOLLOUT | EPOLLERR)) != 0 ? kWritable : 0u);
+      loop_.OnWatchReady(w, ready & w->events);
     } else {
       auto* c = static_cast<Connection*>(ev.data.ptr);
       if (ev.events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->readable_ = true;

@@ -29,7 +29,9 @@ class EpollBackend final : public Backend {
   void CancelLoopOperations() override;
   bool Idle() const override { return true; }
   bool Accepting() const override { return false; }  // accept4() returns at once
-  void Adopted(Connection* c) override { Watch(c); }
+  void Adopted(Connection* c) override { Register(c); }
+  bool AddWatch(Watch* w) override;
+  void RemoveWatch(Watch* w) override;
 
  private:
   explicit EpollBackend(Loop& loop);
@@ -40,7 +42,7 @@ class EpollBackend final : public Backend {
   bool Read(Connection* c);
   void AcceptBatch();
   // Registers a new connection's socket.
-  void Watch(Connection* c);
+  void Register(Connection* c);
   void WatchListener(bool on);
 
   Loop& loop_;

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -28,7 +29,8 @@ enum Op : uint64_t {
   kReceive = 3,     // multishot receive on the connection, buffers from the buffer ring
   kSend = 4,        // the connection's one send
   kCancel = 5,      // cancel of the connection's receive, or of all its operations
-  kLoopCancel = 6,  // cancel of the accept or the wake read
+  kLoopCancel = 6,  // cancel of the accept or the wake read, or of a watch's poll
+  kWatch = 7,       // the poll of a watched descriptor (the high bits hold a Watch*)
 };
 constexpr uint64_t kOpMask = 7;
 
@@ -331,6 +333,28 @@ void IoUringBackend::Reconcile(Connection* c) {
   }
 }
 
+bool IoUringBackend::AddWatch(Watch* w) {
+  ArmWatch(w);
+  return true;
+}
+
+void IoUringBackend::ArmWatch(Watch* w) {
+  io_uring_sqe* sqe = Sqe();
+  io_uring_prep_poll_add(
+      sqe, w->fd,
+      ((w->events & kReadable) != 0 ? POLLIN : 0u) | ((w->events & kWritable) != 0 ? POLLOUT : 0u));
+  io_uring_sqe_set_data64(sqe, reinterpret_cast<uint64_t>(w) | kWatch);
+  w->armed = true;
+}
+
+void IoUringBackend::RemoveWatch(Watch* w) {
+  if (!w->armed) return;
+  // The poll then completes with -ECANCELED, which ends `armed`.
+  io_uring_sqe* sqe = Sqe();
+  io_uring_prep_poll_remove(sqe, reinterpret_cast<uint64_t>(w) | kWatch);
+  io_uring_sqe_set_data64(sqe, Encode(nullptr, kLoopCancel));
+}
+
 void IoUringBackend::StopAccepting() {
   if (accept_stopped_) return;
   accept_stopped_ = true;
@@ -429,6 +453,23 @@ void IoUringBackend::Dispatch(const io_uring_cqe* cqe) {
       break;
     case kLoopCancel:
       break;
+    case kWatch: {
+      auto* w = reinterpret_cast<Watch*>(data & ~kOpMask);
+      w->armed = false;
+      if (w->removed || res == -ECANCELED) break;
+      if (res < 0) {
+        // EBADF and the like: said once, as ready, for the library's own call to report; not
+        // armed again, or it would fail without end.
+        loop_.OnWatchReady(w, w->events);
+        break;
+      }
+      const auto mask = static_cast<unsigned>(res);
+      const uint32_t ready = ((mask & (POLLIN | POLLHUP | POLLERR)) != 0 ? kReadable : 0u) |
+                             ((mask & (POLLOUT | POLLERR)) != 0 ? kWritable : 0u);
+      loop_.OnWatchReady(w, ready & w->events);
+      if (!w->removed && !w->armed) ArmWatch(w);
+      break;
+    }
   }
 }
 

@@ -34,8 +34,13 @@ class IoUringBackend final : public Backend {
   bool Idle() const override { return accepts_armed_ == 0 && !wake_armed_; }
   bool Accepting() const override { return accepts_armed_ > 0; }
   void Adopted(Connection*) override {}  // marked dirty: its receive is armed like any other
+  bool AddWatch(Watch* w) override;
+  void RemoveWatch(Watch* w) override;
 
  private:
+  // A single-shot poll, armed again after each report: level-triggered, as a client library
+  // expects (a poll on a descriptor that is still ready completes at once).
+  void ArmWatch(Watch* w);
   IoUringBackend(Loop& loop, const EngineOptions& options, int listen_fd, int wake_fd);
   absl::Status Init();
   io_uring_sqe* Sqe();

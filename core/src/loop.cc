@@ -48,9 +48,10 @@ Loop::~Loop() {
     connections_->adopting_ = false;  // too late to hand over: TakeOrphans() has run
     Release(connections_);
   }
-  // Jobs and timers that never ran go now, on this thread, with whatever they hold.
+  // Jobs, timers and watches that never ran go now, on this thread, with whatever they hold.
   worker_.ref_.queue_->Close();
   timers_.clear();
+  watches_.clear();
   protocol_.reset();
 }
 
@@ -89,6 +90,7 @@ absl::Status Loop::Run() {
       RunPosted();
       RunTimers();
       DeliverResumed();
+      FreeWatches();
       int result = backend_->Iterate(WaitMs());
       if (result < 0) {
         status = absl::ErrnoToStatus(-result, "event loop");
@@ -158,6 +160,47 @@ void Loop::RunTimers() {
     timers_.erase(it);
     fn();
   }
+}
+
+WatchId Loop::AddWatch(int fd, uint32_t events, std::function<void(uint32_t)> fn) {
+  auto w = std::make_unique<Watch>();
+  w->id = ++last_watch_;
+  w->fd = fd;
+  w->events = events;
+  w->fn = std::move(fn);
+  if (fd < 0 || (events & (kReadable | kWritable)) == 0 || !backend_->AddWatch(w.get())) return 0;
+  const WatchId id = w->id;
+  watches_.emplace(id, std::move(w));
+  return id;
+}
+
+bool Loop::RemoveWatch(WatchId id) {
+  auto it = watches_.find(id);
+  if (it == watches_.end() || it->second->removed) return false;
+  Watch* w = it->second.get();
+  w->removed = true;
+  w->fn = nullptr;  // if it is running, OnWatchReady holds it until it returns
+  backend_->RemoveWatch(w);
+  removed_watches_.push_back(id);
+  return true;
+}
+
+void Loop::OnWatchReady(Watch* w, uint32_t ready) {
+  if (w->removed) return;
+  // Held here while it runs: the callback may unwatch (and so destroy) itself.
+  std::function<void(uint32_t)> fn = std::move(w->fn);
+  fn(ready);
+  if (!w->removed) w->fn = std::move(fn);
+}
+
+void Loop::FreeWatches() {
+  // Freed only between iterations, when no completion being handled can point to them.
+  std::erase_if(removed_watches_, [this](WatchId id) {
+    auto it = watches_.find(id);
+    if (it->second->armed) return false;
+    watches_.erase(it);
+    return true;
+  });
 }
 
 void Loop::Resume(Connection* c) {

@@ -114,6 +114,10 @@ class Loop {
   // Called by Worker.
   TimerId AddTimer(absl::Duration delay, std::function<void()> fn);
   bool CancelTimer(TimerId id);
+  WatchId AddWatch(int fd, uint32_t events, std::function<void(uint32_t)> fn);
+  bool RemoveWatch(WatchId id);
+  // Called by the backend: `w` is ready for `ready` (WatchEvent bits).
+  void OnWatchReady(Watch* w, uint32_t ready);
 
   int64_t live_connections() const { return live_connections_; }
 
@@ -178,6 +182,11 @@ class Loop {
   std::vector<TimerEntry> timer_heap_;
   absl::flat_hash_map<TimerId, std::function<void()>> timers_;
   TimerId last_timer_ = 0;
+  // Watched descriptors by id; removed ones stay until the backend lets go (FreeWatches()).
+  absl::flat_hash_map<WatchId, std::unique_ptr<Watch>> watches_;
+  std::vector<WatchId> removed_watches_;
+  WatchId last_watch_ = 0;
+  void FreeWatches();
   std::vector<int> orphans_;                                      // see TakeOrphans()
   std::vector<std::unique_ptr<Connection::Output>> output_pool_;  // reused across responses
   int64_t next_tick_ms_ = 0;

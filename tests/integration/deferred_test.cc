@@ -1,5 +1,6 @@
 // Answers that come later (Response::Defer) and the loop services behind them (Worker::After,
 // LoopRef::Post), in-process on 127.0.0.1, once per backend. Every wait has a deadline.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "percore/engine.h"
 #include "percore/http/app.h"
+#include "percore/http/task.h"
 #include "percore/options.h"
 #include "support/backends.h"
 #include "support/test_client.h"
@@ -26,8 +28,11 @@ using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 using percore::http::App;
 using percore::http::DeferredResponse;
+using percore::http::OnThread;
 using percore::http::Request;
 using percore::http::Response;
+using percore::http::Sleep;
+using percore::http::Task;
 using percore::testing::ConnectLocal;
 using percore::testing::Get;
 using percore::testing::HttpResponse;
@@ -78,6 +83,47 @@ class DeferredTest : public ::testing::TestWithParam<BackendKind> {
         later.End();
       });
     });
+    app.Get("/watch", [](const Request& req, Response& res) {
+      // A pipe another thread writes two bytes to; the watch reads one per call, so it must be
+      // called again while the pipe stays readable (level-triggered), then unwatches.
+      int fds[2];
+      if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+        res.Status(500).Send("pipe2 failed");
+        return;
+      }
+      DeferredResponse later = res.Defer();
+      Worker& worker = req.worker();
+      auto got = std::make_shared<std::string>();
+      auto id = std::make_shared<WatchId>(0);
+      *id = worker.Watch(fds[0], kReadable, [&worker, fds, got, id, later](uint32_t ready) mutable {
+        char c;
+        if ((ready & kReadable) != 0 && read(fds[0], &c, 1) == 1) got->push_back(c);
+        if (got->size() < 2) return;
+        EXPECT_TRUE(worker.Unwatch(*id));
+        EXPECT_FALSE(worker.Unwatch(*id));
+        close(fds[0]);
+        close(fds[1]);
+        later.Send("watched " + *got);
+      });
+      if (*id == 0) {
+        later.Status(500).Send("Watch refused the pipe");
+        return;
+      }
+      std::thread([fd = fds[1]] { [[maybe_unused]] ssize_t n = write(fd, "ab", 2); }).detach();
+    });
+    app.Get("/co", percore::http::Async([](const Request& req, DeferredResponse res) -> Task {
+              Worker& worker = req.worker();
+              const int ms = QueryInt(req, "ms");
+              co_await Sleep(worker, absl::Milliseconds(ms));
+              const int value = co_await OnThread(
+                  worker, [](std::function<void()> job) { std::thread(std::move(job)).detach(); },
+                  [] { return 41 + 1; });
+              res.Send("co " + std::to_string(ms) + " " + std::to_string(value));
+            }));
+    app.Get("/co-throw", percore::http::Async([](const Request& req, DeferredResponse) -> Task {
+              co_await Sleep(req.worker(), absl::Milliseconds(1));
+              throw std::runtime_error("from the coroutine");
+            }));
     app.Get("/drop", [](const Request&, Response& res) {
       res.Set("X-Kept", "yes");
       DeferredResponse dropped = res.Defer();  // and never answered
@@ -263,6 +309,32 @@ TEST_P(DeferredTest, DroppedDeferredResponseAnswers500AndTheConnectionGoesOn) {
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->status, 500);
   EXPECT_EQ(r->Header("x-kept"), "");
+  r = ReadResponse(c.fd(), buffer, kTimeout);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "Hello World!");
+}
+
+TEST_P(DeferredTest, WatchedPipeIsReportedUntilUnwatched) {
+  for (int i = 0; i < 3; ++i) {  // watches come and go on one loop
+    std::optional<HttpResponse> r = percore::testing::Fetch(port_, Get("/watch"), kTimeout);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, "watched ab");
+  }
+}
+
+TEST_P(DeferredTest, CoroutineHandlerAwaitsATimerAndAnotherThread) {
+  Socket c = Connect();
+  const auto start = Clock::now();
+  ASSERT_TRUE(SendAll(c.fd(), Get("/co?ms=30") + Get("/co-throw") + Get("/")));
+  std::string buffer;
+  std::optional<HttpResponse> r = ReadResponse(c.fd(), buffer, kTimeout);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "co 30 42");
+  EXPECT_GE(Clock::now() - start, milliseconds(30));
+  r = ReadResponse(c.fd(), buffer, kTimeout);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 500);
   r = ReadResponse(c.fd(), buffer, kTimeout);
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->body, "Hello World!");

@@ -17,6 +17,8 @@ class NullBackend final : public Backend {
   bool Idle() const override { return true; }
   bool Accepting() const override { return false; }
   void Adopted(Connection*) override {}
+  bool AddWatch(Watch*) override { return false; }
+  void RemoveWatch(Watch*) override {}
 };
 
 }  // namespace

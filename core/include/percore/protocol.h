@@ -63,6 +63,13 @@ class LoopRef {
 
 // Identifies a timer of one loop (Worker::After); 0 is none.
 using TimerId = uint64_t;
+// Identifies a watched descriptor of one loop (Worker::Watch); 0 is none.
+using WatchId = uint64_t;
+// What Worker::Watch waits for, and what its callback is told: a bit set.
+enum WatchEvent : uint32_t {
+  kReadable = 1,  // also an error or hang-up, which a read then reports
+  kWritable = 2,
+};
 
 // The loop a protocol runs on, as protocol code sees it. Owning-loop-only.
 class Worker {
@@ -88,6 +95,15 @@ class Worker {
   // Cancels a timer that has not run; false if it ran, was cancelled or never was. `fn` is
   // destroyed at once. Owning-loop-only.
   bool Cancel(TimerId timer);
+  // Calls `fn(ready)` on this loop each time `fd` is ready for some of `events` (WatchEvent
+  // bits), level-triggered, until Unwatch(): the way an asynchronous client library (libpq,
+  // hiredis, c-ares, curl's multi interface) runs on the loop instead of a thread of its own.
+  // The descriptor stays the caller's: Unwatch() it before closing it. Returns 0 if the
+  // backend refuses the descriptor. Owning-loop-only.
+  WatchId Watch(int fd, uint32_t events, std::function<void(uint32_t ready)> fn);
+  // Stops watching; `fn` is not called again (it may be running: it is destroyed once it
+  // returns). False if `watch` is not watched. Owning-loop-only.
+  bool Unwatch(WatchId watch);
   // Fault injection: once the current call into the session returns, the loop dies the way a
   // bug in its own code would kill it (an exception escapes the loop). The engine's supervisor
   // logs `reason` and starts a replacement. For tests and demos.

@@ -1,0 +1,173 @@
+// percore/http/task.h — handlers written as C++20 coroutines.
+//
+//   app.Get("/users/:id", percore::http::Async(
+//       [&pool](const Request& req, DeferredResponse res) -> percore::http::Task {
+//         std::string id(req.Param("id"));     // copies: req ends at the first co_await
+//         percore::Worker& worker = req.worker();
+//         co_await percore::http::Sleep(worker, absl::Milliseconds(50));
+//         std::string row = co_await percore::http::OnThread(
+//             worker, [&pool](std::function<void()> job) { pool.Submit(std::move(job)); },
+//             [id] { return Lookup(id); });   // on a pool thread; back on the loop after
+//         res.Type("application/json").Send(row);
+//       }));
+//
+// The coroutine runs on its loop: it starts inside the handler and goes on where it was each
+// time what it awaits is done. Its Request is valid only until its first suspension; the
+// DeferredResponse (see response.h) is its to answer. An exception that escapes it answers 500.
+// A coroutine whose loop exits while it waits is destroyed there, with what it holds, and never
+// resumed. Owning-loop-only.
+#ifndef PERCORE_HTTP_TASK_H_
+#define PERCORE_HTTP_TASK_H_
+
+#include <coroutine>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include "absl/time/time.h"
+#include "percore/http/request.h"
+#include "percore/http/response.h"
+#include "percore/protocol.h"
+
+namespace percore::http {
+
+// The return type of a coroutine handler (see Async). Starts at once and destroys itself at its
+// end: nothing to keep.
+class Task {
+ public:
+  struct promise_type {
+    // Takes the coroutine's arguments (a lambda's own object first): its answer is the last,
+    // kept for an exception that escapes the coroutine.
+    template <typename... Args>
+    explicit promise_type(Args&... args) : response((args, ...)) {
+      static_assert(std::is_same_v<std::remove_cvref_t<decltype((args, ...))>, DeferredResponse>,
+                    "a percore::http::Task coroutine takes (const Request&, DeferredResponse)");
+    }
+    Task get_return_object() { return {}; }
+    std::suspend_never initial_suspend() noexcept { return {}; }
+    std::suspend_never final_suspend() noexcept { return {}; }
+    void return_void() {}
+    void unhandled_exception() {
+      if (!response.sent()) response.Status(500).Send("Internal Server Error\n");
+    }
+    DeferredResponse response;
+  };
+};
+
+// Makes a Handler of a coroutine taking (const Request&, DeferredResponse).
+template <typename Coroutine>
+Handler Async(Coroutine coroutine) {
+  return [coroutine = std::move(coroutine)](const Request& req, Response& res) {
+    coroutine(req, res.Defer());
+  };
+}
+
+namespace internal {
+
+// Resumes a suspended coroutine once; destroys it if dropped unresumed (its loop exited while
+// it waited), so that nothing it holds leaks. Shared by the copies of the callback that holds it.
+class Resumption {
+ public:
+  explicit Resumption(std::coroutine_handle<> h) : handle_(h) {}
+  Resumption(const Resumption&) = delete;
+  Resumption& operator=(const Resumption&) = delete;
+  ~Resumption() {
+    if (handle_) handle_.destroy();
+  }
+  void Resume() { std::exchange(handle_, nullptr).resume(); }
+
+ private:
+  std::coroutine_handle<> handle_;
+};
+
+}  // namespace internal
+
+// co_await Sleep(worker, delay): goes on after `delay`, from the loop's timer.
+class Sleep {
+ public:
+  Sleep(Worker& worker, absl::Duration delay) : worker_(worker), delay_(delay) {}
+  bool await_ready() const { return delay_ <= absl::ZeroDuration(); }
+  void await_suspend(std::coroutine_handle<> h) {
+    auto resumption = std::make_shared<internal::Resumption>(h);
+    worker_.After(delay_, [resumption] { resumption->Resume(); });
+  }
+  void await_resume() const {}
+
+ private:
+  Worker& worker_;
+  absl::Duration delay_;
+};
+
+// co_await Ready(worker, fd, events): goes on once `fd` is ready for some of `events`
+// (WatchEvent bits); yields the bits that are.
+class Ready {
+ public:
+  Ready(Worker& worker, int fd, uint32_t events) : worker_(worker), fd_(fd), events_(events) {}
+  bool await_ready() const { return false; }
+  void await_suspend(std::coroutine_handle<> h) {
+    auto resumption = std::make_shared<internal::Resumption>(h);
+    auto id = std::make_shared<WatchId>(0);
+    *id = worker_.Watch(fd_, events_, [this, resumption, id, &worker = worker_](uint32_t ready) {
+      ready_ = ready;
+      worker.Unwatch(*id);
+      resumption->Resume();
+    });
+    if (*id == 0) {
+      ready_ = 0;  // the backend refused the descriptor: go on at once, told nothing is ready
+      worker_.After(absl::ZeroDuration(), [resumption] { resumption->Resume(); });
+    }
+  }
+  uint32_t await_resume() const { return ready_; }
+
+ private:
+  Worker& worker_;
+  int fd_;
+  uint32_t events_;
+  uint32_t ready_ = 0;
+};
+
+// co_await OnThread(run, fn): runs `fn` through `run` (a thread pool's submit: any callable
+// taking a std::function<void()>), then goes on back on the loop with fn's result. An exception
+// from `fn` is thrown from the co_await.
+template <typename Run, typename Fn>
+class OnThread {
+ public:
+  using Result = std::invoke_result_t<Fn&>;
+  OnThread(Worker& worker, Run run, Fn fn)
+      : loop_(worker.ref()), run_(std::move(run)), fn_(std::move(fn)) {}
+  bool await_ready() const { return false; }
+  void await_suspend(std::coroutine_handle<> h) {
+    auto resumption = std::make_shared<internal::Resumption>(h);
+    run_([this, resumption, loop = loop_] {
+      try {
+        if constexpr (std::is_void_v<Result>) {
+          fn_();
+        } else {
+          result_.emplace(fn_());
+        }
+      } catch (...) {
+        error_ = std::current_exception();
+      }
+      // Back to the loop; if it has exited, `resumption` is dropped and the coroutine with it.
+      loop.Post([resumption] { resumption->Resume(); });
+    });
+  }
+  Result await_resume() {
+    if (error_) std::rethrow_exception(error_);
+    if constexpr (!std::is_void_v<Result>) return std::move(*result_);
+  }
+
+ private:
+  LoopRef loop_;
+  Run run_;
+  Fn fn_;
+  std::conditional_t<std::is_void_v<Result>, std::optional<int>, std::optional<Result>> result_;
+  std::exception_ptr error_;
+};
+
+}  // namespace percore::http
+
+#endif  // PERCORE_HTTP_TASK_H_
