@@ -129,7 +129,7 @@ TimerId Loop::AddTimer(absl::Duration delay, std::function<void()> fn) {
   const int64_t ms = absl::ToInt64Milliseconds(absl::Ceil(delay, absl::Milliseconds(1)));
   // The clock counts whole milliseconds, so "now" is up to 1 ms behind: one more keeps a timer
   // from running early. Read afresh: the loop's clock is as old as the batch being handled.
-  const int64_t due = ms <= 0 ? MonotonicMs() : MonotonicMs() + ms + 1;
+  const int64_t due = MonotonicMs() + (ms > 0 ? ms + 1 : 0);
   const TimerId id = ++last_timer_;
   timers_.emplace(id, std::move(fn));
   timer_heap_.push_back(TimerEntry{due, id});
