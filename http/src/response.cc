@@ -161,6 +161,7 @@ bool Response::AppendHead(Framing framing, uint64_t length, bool empty_body) {
   out.append(date_line_);
   const bool no_body = status_ == 204 || status_ == 304;
   if (framing == Framing::kClose) close_ = true;
+  if (body_unread_ && session_->BodyTooLongToDiscard()) close_ = true;
   if (!no_body) {
     if (type_length_ == 0 && !empty_body) {
       out.append("Content-Type: text/plain; charset=utf-8\r\n");
@@ -253,6 +254,18 @@ void DeferredResponse::OnWritable(std::function<void()> fn) {
   }
   state_->on_writable = std::move(fn);
   state_->conn->NotifyWritable();
+}
+
+void DeferredResponse::OnBody(std::function<void(std::string_view chunk, bool last)> fn) {
+  if (state_->session != nullptr) state_->session->ReadBody(*state_, std::move(fn));
+}
+
+void DeferredResponse::PauseBody() { state_->body_paused = true; }
+
+void DeferredResponse::ResumeBody() {
+  if (!state_->body_paused) return;
+  state_->body_paused = false;
+  if (state_->session != nullptr) state_->session->ContinueBody(*state_);
 }
 
 void DeferredResponse::OnAborted(std::function<void()> fn) {

@@ -18,7 +18,7 @@ bool IsToken(std::string_view s) {
 
 }  // namespace
 
-const Handler* Router::Entry::Find(std::string_view method) const {
+const Router::Target* Router::Entry::Find(std::string_view method) const {
   for (const auto& [m, h] : by_method) {
     if (m == method) return &h;
   }
@@ -35,7 +35,8 @@ std::string_view Router::Normalize(std::string_view path) {
   return path;
 }
 
-void Router::Add(std::string_view method, std::string_view pattern, Handler handler) {
+void Router::Add(std::string_view method, std::string_view pattern, Handler handler,
+                 RouteOptions options) {
   if (method != "*" && !IsToken(method)) {
     throw std::invalid_argument("invalid method \"" + std::string(method) + "\"");
   }
@@ -44,6 +45,13 @@ void Router::Add(std::string_view method, std::string_view pattern, Handler hand
   }
   if (!handler) throw std::invalid_argument("route \"" + std::string(pattern) + "\": no handler");
   pattern = Normalize(pattern);
+  if (!options.stream_body && options.max_body_bytes > (size_t{1} << 30)) {
+    // A body that is not streamed is held whole in memory.
+    throw std::invalid_argument("route \"" + std::string(pattern) +
+                                "\": max_body_bytes over 1 GiB needs stream_body");
+  }
+  if (options.stream_body || options.max_body_bytes != 0) has_body_options_ = true;
+  Target target{std::move(handler), options};
   Entry* entry = nullptr;
   if (pattern.find("/:") == std::string_view::npos) {
     entry = &exact_[std::string(pattern)];
@@ -71,7 +79,7 @@ void Router::Add(std::string_view method, std::string_view pattern, Handler hand
   }
   if (method == "*") {
     if (entry->has_any) throw std::invalid_argument("duplicate route * " + std::string(pattern));
-    entry->any = std::move(handler);
+    entry->any = std::move(target);
     entry->has_any = true;
     return;
   }
@@ -81,7 +89,7 @@ void Router::Add(std::string_view method, std::string_view pattern, Handler hand
                                   std::string(pattern));
     }
   }
-  entry->by_method.emplace_back(std::string(method), std::move(handler));
+  entry->by_method.emplace_back(std::string(method), std::move(target));
 }
 
 bool Router::MatchPattern(const Pattern& p, std::string_view path,
@@ -130,8 +138,11 @@ Router::Result Router::Route(std::string_view method, std::string_view path,
   Result result;
   ForEachMatch(path, params, [&](const Entry& entry) {
     result.path_known = true;
-    result.handler = entry.Find(method);
-    return result.handler != nullptr;
+    const Target* target = entry.Find(method);
+    if (target == nullptr) return false;
+    result.handler = &target->handler;
+    result.options = &target->options;
+    return true;
   });
   return result;
 }

@@ -187,6 +187,8 @@ void MessageState::Reset() {
   method = target = field = value = body_view = Span{};
   header_end = 0;
   body_bytes = 0;
+  body_limit = 0;
+  discarded = 0;
   extra_bytes = 0;
   error_status = 0;
   trailer_lines = FieldLines();
@@ -195,8 +197,26 @@ void MessageState::Reset() {
   in_message = headers_done = target_done = in_trailer = trailer_begins = base_in_held = false;
   in_method = in_target = in_field = in_value = false;
   body_copied = expect_continue = bad_transfer_encoding = upgrade = false;
+  body_streamed = body_end_due = false;
   pending = nullptr;
 }
+
+namespace {
+
+// The path of a request target: up to '?', and in absolute form ("http://host/x?q", RFC 9112
+// 3.2.2, sent to proxies and accepted by servers) from the slash after the authority.
+std::string_view PathOf(std::string_view target) {
+  std::string_view path = target.substr(0, target.find('?'));
+  if (!path.empty() && path.front() != '/') {
+    if (size_t scheme = path.find("://"); scheme != std::string_view::npos) {
+      size_t slash = path.find('/', scheme + 3);
+      path = slash == std::string_view::npos ? std::string_view("/") : path.substr(slash);
+    }
+  }
+  return path;
+}
+
+}  // namespace
 
 // Builds the handler's view of a request.
 class RequestBuilder {
@@ -207,17 +227,9 @@ class RequestBuilder {
     r.method_ = method;
     r.target_ = target;
     size_t question = target.find('?');
-    r.path_ = target.substr(0, question);
+    r.path_ = PathOf(target);
     r.query_ =
         question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
-    // Absolute form ("http://host/x?q", RFC 9112 3.2.2, sent to proxies and accepted by
-    // servers): the path starts after the authority.
-    if (!r.path_.empty() && r.path_.front() != '/') {
-      if (size_t scheme = r.path_.find("://"); scheme != std::string_view::npos) {
-        size_t slash = r.path_.find('/', scheme + 3);
-        r.path_ = slash == std::string_view::npos ? std::string_view("/") : r.path_.substr(slash);
-      }
-    }
     r.headers_ = headers;
     r.body_ = body;
     r.version_minor_ = minor;
@@ -336,11 +348,18 @@ struct Callbacks {
   }
   static int OnHeadersComplete(llhttp_t* p) { return S(p).OnHeadersComplete(); }
   static int OnBody(llhttp_t* p, const char* at, size_t length) {
+    // Resumed after a pause in this callback, llhttp reports the body again from where it
+    // stopped, with nothing new.
+    if (length == 0) return HPE_OK;
     HttpSession& s = S(p);
     MessageState& st = St(p);
     st.body_bytes += length;
-    if (st.body_bytes > Options(p).max_body_bytes) return s.Fail(413);
-    if (st.body_copied || st.base_in_held != st.parsing_held) {
+    int result = HPE_OK;
+    if (st.body_streamed) {
+      result = s.TakeBody(at, length);
+    } else if (st.body_bytes > st.body_limit) {
+      return s.Fail(413);
+    } else if (st.body_copied || st.base_in_held != st.parsing_held) {
       // Not next to the header section: the body is kept in its own buffer.
       st.body.append(at, length);
       st.body_copied = true;
@@ -353,13 +372,14 @@ struct Callbacks {
       st.body_copied = true;
       st.body_view = Span{};  // `body` has it now
     }
+    if (result != HPE_OK && result != HPE_PAUSED) return result;
     // llhttp 8.1 takes any two bytes after a chunk's data for its CRLF ("abcXY0\r\n" is a
     // chunk "abc" and the last chunk): a smuggling vector. They are checked here, at once.
     if ((p->flags & F_CHUNKED) != 0 && p->content_length == 0) {
       st.chunk_crlf_due = 2;
       if (!s.CheckChunkCrlf(at + length, st.input_end)) return s.Fail(400);
     }
-    return HPE_OK;
+    return result;
   }
   static int OnMessageComplete(llhttp_t* p) { return S(p).OnMessageComplete(); }
 };
@@ -484,15 +504,31 @@ int HttpSession::OnHeadersComplete() {
   }
   // An origin server, not a proxy: CONNECT is not implemented.
   if (parser_.method == HTTP_CONNECT) return Fail(501);
-  if ((parser_.flags & F_CONTENT_LENGTH) != 0 && parser_.content_length > options.max_body_bytes) {
+  st.upgrade = (parser_.flags & F_UPGRADE) != 0 && (parser_.flags & F_CONNECTION_UPGRADE) != 0;
+  if (!HasBody(&parser_)) return HPE_OK;
+  // A request with a body is routed now if some route has body options: its limit applies
+  // from the first byte, and a streaming route's handler runs before the body is read.
+  st.body_limit = options.max_body_bytes;
+  const RouteOptions* route = nullptr;
+  if (h.config_->router.has_body_options()) {
+    h.params_.clear();
+    route = h.config_->router
+                .Route(View(st.base, st.method), PathOf(View(st.base, st.target)), &h.params_)
+                .options;
+    if (route != nullptr && route->max_body_bytes != 0) st.body_limit = route->max_body_bytes;
+  }
+  if ((parser_.flags & F_CONTENT_LENGTH) != 0 && parser_.content_length > st.body_limit) {
     return Fail(413);
   }
-  st.upgrade = (parser_.flags & F_UPGRADE) != 0 && (parser_.flags & F_CONNECTION_UPGRADE) != 0;
-  if (HasBody(&parser_)) {
-    if (st.expect_continue && parser_.http_minor == 1) {
-      st.conn->output().append("HTTP/1.1 100 Continue\r\n\r\n");
-    }
-    SetDeadline(h.body_timeout_ms_);
+  SetDeadline(h.body_timeout_ms_);
+  if (route != nullptr && route->stream_body) {
+    st.body_streamed = true;
+    Respond(st, st.base);
+    // An answer that closes ends the reading too; "100 Continue" waits for OnBody().
+    return st.conn->closing() ? HPE_PAUSED : HPE_OK;
+  }
+  if (st.expect_continue && parser_.http_minor == 1) {
+    st.conn->output().append("HTTP/1.1 100 Continue\r\n\r\n");
   }
   return HPE_OK;
 }
@@ -502,7 +538,15 @@ int HttpSession::OnMessageComplete() {
   MessageState& st = *state_;
   // The trailer ended where llhttp says, not where its lines do.
   if (st.in_trailer) return Fail(400);
-  Respond(st, st.base);
+  if (!st.body_streamed) {
+    Respond(st, st.base);
+  } else if (PendingAnswer* pending = Pending(); pending != nullptr) {
+    if (!pending->on_body || pending->body_paused) {
+      st.body_end_due = true;
+    } else if (!DeliverBody(*pending, {}, true)) {
+      return Fail(500);
+    }
+  }
   st.in_message = false;
   // After a response that closes, the rest of the input is not read. After one that fills the
   // output, or one that is answered later, it is handed back to the loop, which holds it until
@@ -614,6 +658,7 @@ void HttpSession::Respond(MessageState& st, const char* base) {
   Response res =
       ResponseWriter::Make(&out, &h.fields_, h.date_.line(), head, close, http10, !close && http10);
   res.session_ = this;
+  res.body_unread_ = st.body_streamed;
   h.params_.clear();
   const bool asterisk = req.target() == "*";  // OPTIONS * (IsValidTarget allows no other)
   const Router::Result route =
@@ -688,6 +733,7 @@ void HttpSession::BeginAnswer(PendingAnswer& pending) {
   res.out_ = &pending.conn->output();
   res.date_line_ = protocol_.date_.line();
   if (protocol_.worker_.draining()) res.close_ = true;  // a drain began meanwhile
+  res.body_unread_ = state_->body_streamed && state_->in_message;
 }
 
 void HttpSession::FinishAnswer(PendingAnswer& pending, bool close) {
@@ -695,7 +741,8 @@ void HttpSession::FinishAnswer(PendingAnswer& pending, bool close) {
   Connection& conn = *pending.conn;
   state_->pending = nullptr;
   pending.session = nullptr;
-  pending.on_writable = nullptr;
+  pending.on_writable = nullptr;  // they may hold the answer: no cycle is left
+  pending.on_body = nullptr;
   if (!state_->parsing && !state_->in_message) h.GiveBack(std::move(state_));
   const int status = pending.response.status();
   CountResponse(status);
@@ -767,19 +814,117 @@ void HttpSession::OnWritable(Connection& conn) {
   fn();
 }
 
-HttpSession::~HttpSession() {
+HttpSession::~HttpSession() { AbortPending(); }
+
+void HttpSession::AbortPending() {
   PendingAnswer* pending = Pending();
   if (pending == nullptr) return;
+  state_->pending = nullptr;
   pending->session = nullptr;
-  pending->on_writable = nullptr;  // it may hold the producer, which holds the answer
+  // The callbacks may hold the last handle to the answer: they go last, and `pending` may go
+  // with them.
+  std::function<void()> writable = std::move(pending->on_writable);
+  std::function<void(std::string_view, bool)> body = std::move(pending->on_body);
   std::function<void()> aborted = std::move(pending->on_aborted);
+  pending->on_writable = nullptr;
+  pending->on_body = nullptr;
   if (aborted) {
     try {
       aborted();
     } catch (...) {
-      // The connection is gone either way.
+      // The request is over either way.
     }
   }
+}
+
+bool HttpSession::BodyTooLongToDiscard() const {
+  return state_ != nullptr && state_->body_streamed && state_->in_message &&
+         (parser_.flags & F_CONTENT_LENGTH) != 0 &&
+         parser_.content_length > protocol_.config_->options.max_discard_bytes;
+}
+
+int HttpSession::Stop() {
+  state_->stopped = true;
+  state_->conn->SetDeadline(0);
+  return HPE_PAUSED;
+}
+
+int HttpSession::TakeBody(const char* at, size_t length) {
+  MessageState& st = *state_;
+  PendingAnswer* pending = Pending();
+  if (pending == nullptr) {
+    // Answered already: read past, up to a bound, so the connection can go on.
+    st.discarded += length;
+    if (st.discarded <= protocol_.config_->options.max_discard_bytes) return HPE_OK;
+    st.conn->Close();
+    return HPE_PAUSED;
+  }
+  if (st.body_bytes > st.body_limit) return Fail(413);
+  if (!pending->on_body || pending->body_paused) {
+    // Nobody takes it yet: this piece (at most a read) waits, and nothing more is read.
+    st.body.append(at, length);
+    return Stop();
+  }
+  if (!DeliverBody(*pending, std::string_view(at, length), false)) return Fail(500);
+  if (st.conn->closing()) return HPE_PAUSED;
+  if (Pending() != nullptr && pending->body_paused) return Stop();
+  return HPE_OK;
+}
+
+bool HttpSession::DeliverBody(PendingAnswer& pending, std::string_view chunk, bool last) {
+  // Held here while it runs: the reader may answer, which drops it. It holds the answer, so
+  // `pending` lives as long as it does.
+  std::function<void(std::string_view, bool)> fn = std::move(pending.on_body);
+  bool ok = true;
+  try {
+    fn(chunk, last);
+  } catch (...) {
+    ok = false;
+  }
+  if (!last && pending.session != nullptr && !pending.on_body) pending.on_body = std::move(fn);
+  return ok;
+}
+
+void HttpSession::ReadBody(PendingAnswer& pending, std::function<void(std::string_view, bool)> fn) {
+  MessageState& st = *state_;
+  if (!st.body_streamed) {
+    fn({}, true);  // the body was the request's
+    return;
+  }
+  pending.on_body = std::move(fn);
+  if (st.expect_continue && st.in_message) {
+    st.expect_continue = false;
+    if (parser_.http_minor == 1) pending.conn->output().append("HTTP/1.1 100 Continue\r\n\r\n");
+  }
+  ContinueBody(pending);
+}
+
+void HttpSession::ContinueBody(PendingAnswer& pending) {
+  // Within a parse (the reader paused and resumed at once), the parse reads on by itself.
+  if (state_->parsing || pending.body_paused || !pending.on_body) return;
+  Connection& conn = *pending.conn;
+  MessageState& st = *state_;
+  // What was kept while nobody took it, then the end if it came meanwhile.
+  bool ok = true;
+  if (!st.body.empty()) {
+    std::string kept;
+    kept.swap(st.body);
+    ok = DeliverBody(pending, kept, false);
+  }
+  if (ok && st.body_end_due && Pending() == &pending && !pending.body_paused) {
+    st.body_end_due = false;
+    ok = DeliverBody(pending, {}, true);
+  }
+  if (!ok) {
+    Reject(conn, 500);
+  } else if (Pending() == &pending && pending.body_paused) {
+    return;
+  } else if (st.in_message && !conn.closing()) {
+    // Read on: llhttp may have stopped just after the last byte of the body, before it saw
+    // the message complete; a parse of nothing finishes it.
+    OnData(conn, {});
+  }
+  conn.Resume();  // sends what was written, and hands over what the loop kept
 }
 
 PendingAnswer::~PendingAnswer() {
@@ -820,7 +965,14 @@ void HttpSession::KeepUnfinished(const char* end) {
 
 size_t HttpSession::OnData(Connection& conn, std::string_view bytes) {
   HttpProtocol& h = protocol_;
-  if (Pending() != nullptr) return 0;  // io_uring's late bytes: the loop keeps them
+  if (PendingAnswer* pending = Pending(); pending != nullptr) {
+    // Bytes after a request whose answer is to come wait with the loop; so does a streamed
+    // body while its reader is absent or paused.
+    if (!state_->body_streamed || !state_->in_message || !pending->on_body ||
+        pending->body_paused) {
+      return 0;
+    }
+  }
   if (state_ == nullptr) state_ = h.TakeState();
   MessageState& st = *state_;
   st.parsing = true;
@@ -828,7 +980,8 @@ size_t HttpSession::OnData(Connection& conn, std::string_view bytes) {
   st.parsing_held = false;
   st.peer_closes = false;
   st.stopped = false;
-  const char* begin = bytes.data();
+  static constexpr char kNothing = 0;
+  const char* begin = bytes.empty() ? &kNothing : bytes.data();
   const size_t length = bytes.size();
   if (st.in_message) {
     if (!st.headers_done) {
@@ -866,6 +1019,7 @@ size_t HttpSession::OnData(Connection& conn, std::string_view bytes) {
     // deferred answer is given.
     llhttp_resume(&parser_);
     consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - begin);
+    if (st.in_message) KeepUnfinished(end);  // a streamed body's reader paused
   } else if (err == HPE_PAUSED && st.peer_closes && llhttp_get_error_pos(&parser_) == end) {
     // The client said this request is its last ("Connection: close", or HTTP/1.0 without
     // keep-alive) and sent nothing after it: no lingering for its FIN, as nginx does.
@@ -873,7 +1027,21 @@ size_t HttpSession::OnData(Connection& conn, std::string_view bytes) {
   } else if (err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE) {
     status = StatusFor(err);
   }
-  if (status != 0) {
+  if (status != 0) Reject(conn, status);
+  // The state stays with a message that spans reads or an answer to come; otherwise it goes
+  // back to the pool.
+  st.parsing = false;
+  if (st.pending == nullptr && (!st.in_message || conn.closing())) h.GiveBack(std::move(state_));
+  return consumed;
+}
+
+void HttpSession::Reject(Connection& conn, int status) {
+  HttpProtocol& h = protocol_;
+  // A streamed body's request may have its answer out, or on its way: only the close is left.
+  const bool answered =
+      state_ != nullptr && state_->body_streamed && (Pending() == nullptr || Pending()->streaming);
+  AbortPending();
+  if (!answered) {
     AppendErrorResponse(conn.output(), status, h.date_.line());
     CountResponse(status);
     if (h.config_->options.log_requests) {
@@ -883,13 +1051,8 @@ size_t HttpSession::OnData(Connection& conn, std::string_view bytes) {
       AppendDecimal(h.log_, static_cast<size_t>(status));
       h.log_.push_back('\n');
     }
-    conn.Close();
   }
-  // The state stays with a message that spans reads or an answer to come; otherwise it goes
-  // back to the pool.
-  st.parsing = false;
-  if (st.pending == nullptr && (!st.in_message || conn.closing())) h.GiveBack(std::move(state_));
-  return consumed;
+  conn.Close();
 }
 
 void HttpSession::CountResponse(int status) {
@@ -909,10 +1072,10 @@ void HttpSession::OnDeadline(Connection& conn) {
   // A request had begun: its headers or body did not arrive in time. Otherwise the connection
   // was idle, and closes without a word, as keep-alive clients expect.
   if (InMessage()) {
-    AppendErrorResponse(conn.output(), 408, protocol_.date_.line());
-    CountResponse(408);
+    Reject(conn, 408);
+  } else {
+    conn.Close();
   }
-  conn.Close();
 }
 
 }  // namespace percore::http

@@ -73,6 +73,8 @@ struct MessageState {
   const char* input_end = nullptr;
   uint32_t header_end = 0;  // just past the last header-section span
   uint64_t body_bytes = 0;
+  uint64_t body_limit = 0;   // this message's: its route's, or HttpOptions::max_body_bytes
+  uint64_t discarded = 0;    // body bytes read after the answer (RouteOptions::stream_body)
   uint32_t extra_bytes = 0;  // this chunk's extensions, or the trailer: skipped, but bounded
   int error_status = 0;      // set by a callback that failed the message
   FieldLines trailer_lines;  // the trailer section, scanned ahead of llhttp
@@ -88,6 +90,10 @@ struct MessageState {
   bool in_method = false, in_target = false, in_field = false, in_value = false;
   bool body_copied = false;
   bool expect_continue = false;
+  // RouteOptions::stream_body: the handler ran at the end of the header section; the body goes
+  // to its reader (DeferredResponse::OnBody) or, once the answer is given, is discarded.
+  bool body_streamed = false;
+  bool body_end_due = false;  // the body ended while its reader was absent or paused
   bool bad_transfer_encoding = false;
   bool upgrade = false;
   bool peer_closes = false;  // the last response closes because the client asked it to
@@ -120,6 +126,8 @@ struct PendingAnswer {
   std::string log_line;  // "<method> <path>" for the request log
   std::function<void()> on_aborted;
   std::function<void()> on_writable;
+  std::function<void(std::string_view chunk, bool last)> on_body;
+  bool body_paused = false;  // DeferredResponse::PauseBody()
   LoopRef loop;
   std::optional<uint64_t> length;  // DeferredResponse::Length()
   uint64_t written = 0;            // body bytes streamed so far
@@ -179,10 +187,28 @@ class HttpSession final : public percore::Session {
   bool WritePart(PendingAnswer& pending, std::string_view chunk);
   void EndParts(PendingAnswer& pending);
   void OnWritable(Connection& conn) override;
+  // DeferredResponse::OnBody and ResumeBody: hands the body read so far to the reader, then
+  // reads on.
+  void ReadBody(PendingAnswer& pending, std::function<void(std::string_view, bool)> fn);
+  void ContinueBody(PendingAnswer& pending);
+  // Whether an answer written now must close the connection: more of a streamed body is still
+  // to come than HttpOptions::max_discard_bytes (its Content-Length says so).
+  bool BodyTooLongToDiscard() const;
 
  private:
   friend struct Callbacks;
   int Fail(int status);
+  // A streamed body's piece, from llhttp: to its reader, kept for it, or discarded.
+  int TakeBody(const char* at, size_t length);
+  // Calls the reader; false if it threw (the request then fails with a 500).
+  bool DeliverBody(PendingAnswer& pending, std::string_view chunk, bool last);
+  // Stops parsing after this callback: the loop keeps the rest of the read, and no deadline
+  // runs until the session goes on.
+  int Stop();
+  // Ends the request in progress with `status` (unless its answer has begun) and closes.
+  void Reject(Connection& conn, int status);
+  // The deferred answer will never be given: OnAborted's callback runs.
+  void AbortPending();
   int OnHeadersComplete();
   int OnMessageComplete();
   // Runs llhttp over [p, end), the trailer section checked ahead of it.

@@ -1,6 +1,7 @@
 // Answers that come later (Response::Defer) and the loop services behind them (Worker::After,
 // LoopRef::Post), in-process on 127.0.0.1, once per backend. Every wait has a deadline.
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,6 +32,7 @@ using percore::http::DeferredResponse;
 using percore::http::OnThread;
 using percore::http::Request;
 using percore::http::Response;
+using percore::http::RouteOptions;
 using percore::http::Sleep;
 using percore::http::Task;
 using percore::testing::ConnectLocal;
@@ -184,6 +186,7 @@ class DeferredTest : public ::testing::TestWithParam<BackendKind> {
         later.Status(500).Send("Cancel returned the wrong value");
       }
     });
+    AddUploadRoutes(app);
     EngineOptions options;
     options.address = "127.0.0.1";
     options.threads = 1;
@@ -207,6 +210,96 @@ class DeferredTest : public ::testing::TestWithParam<BackendKind> {
 
   Socket Connect() { return Socket(ConnectLocal(port_)); }
 
+  // Streamed request bodies (RouteOptions::stream_body). Each reader answers "<bytes> <sum>",
+  // the sum of the body's bytes, so a lost, repeated or reordered piece shows.
+  void AddUploadRoutes(App& app) {
+    struct Count {
+      uint64_t bytes = 0;
+      uint64_t sum = 0;
+      void Add(std::string_view chunk) {
+        bytes += chunk.size();
+        for (char c : chunk) sum += static_cast<unsigned char>(c);
+      }
+      std::string Text() const { return std::to_string(bytes) + " " + std::to_string(sum); }
+    };
+    RouteOptions streamed;
+    streamed.stream_body = true;
+    streamed.max_body_bytes = 64 << 20;
+    app.Post(
+        "/upload",
+        [this](const Request& req, Response& res) {
+          ++upload_handled_;
+          if (req.Header("x-token") != "ok") {
+            res.Status(401).Send("no token\n");  // before the body is read
+            return;
+          }
+          DeferredResponse later = res.Defer();
+          later.OnAborted([this] { ++aborted_; });
+          auto count = std::make_shared<Count>();
+          later.OnBody([later, count](std::string_view chunk, bool last) mutable {
+            count->Add(chunk);
+            if (last) later.Send(count->Text());
+          });
+        },
+        streamed);
+    app.Post(
+        "/upload-paced",
+        [](const Request& req, Response& res) {
+          // Pauses after each piece and goes on 1 ms later, from a timer.
+          DeferredResponse later = res.Defer();
+          Worker& worker = req.worker();
+          auto count = std::make_shared<Count>();
+          later.OnBody([later, count, &worker](std::string_view chunk, bool last) mutable {
+            count->Add(chunk);
+            if (last) {
+              later.Send(count->Text());
+              return;
+            }
+            later.PauseBody();
+            worker.After(absl::Milliseconds(1), [later]() mutable { later.ResumeBody(); });
+          });
+        },
+        streamed);
+    app.Post(
+        "/upload-later",
+        [](const Request& req, Response& res) {
+          // The reader comes 30 ms after the handler: what arrived meanwhile waits for it, and
+          // an "Expect: 100-continue" client hears "100 Continue" only then.
+          DeferredResponse later = res.Defer();
+          req.worker().After(absl::Milliseconds(30), [later]() mutable {
+            auto count = std::make_shared<Count>();
+            later.OnBody([later, count](std::string_view chunk, bool last) mutable {
+              count->Add(chunk);
+              if (last) later.Send(count->Text());
+            });
+          });
+        },
+        streamed);
+    app.Post(
+        "/upload-enough",
+        [](const Request&, Response& res) {
+          // Answers on the first piece; the rest of the body is discarded.
+          DeferredResponse later = res.Defer();
+          later.OnBody([later](std::string_view, bool) mutable { later.Send("enough"); });
+        },
+        streamed);
+    RouteOptions small;
+    small.max_body_bytes = 10;
+    app.Post("/small", [](const Request& req, Response& res) { res.Send(req.body()); }, small);
+    RouteOptions small_streamed = small;
+    small_streamed.stream_body = true;
+    app.Post(
+        "/small-streamed",
+        [this](const Request&, Response& res) {
+          DeferredResponse later = res.Defer();
+          later.OnAborted([this] { ++aborted_; });
+          later.OnBody([later](std::string_view, bool last) mutable {
+            if (last) later.Send("all of it");
+          });
+        },
+        small_streamed);
+  }
+
   struct TimerState {
     int ran = 0;
     int early = 0;
@@ -219,6 +312,7 @@ class DeferredTest : public ::testing::TestWithParam<BackendKind> {
   int port_ = 0;
   std::atomic<int> aborted_{0};
   std::atomic<int> taken_{0};  // /abortable requests handled
+  std::atomic<int> upload_handled_{0};
   std::atomic<bool> timer_ran_{false};
   std::mutex mutex_;
   LoopRef ref_;
@@ -401,6 +495,184 @@ TEST_P(DeferredTest, LoopDeathClosesAConnectionWaitingForItsAnswerAndAbortsIt) {
   EXPECT_NE(end.end, StreamEnd::kTimeout) << "the waiting connection stayed open";
   EXPECT_EQ(end.data, "");
   EXPECT_TRUE(WaitUntil([this] { return aborted_.load() == 1; }, kTimeout)) << aborted_.load();
+}
+
+// Reads exactly `n` bytes, or what came before the peer closed or `timeout` passed.
+std::string ReadBytes(int fd, size_t n, milliseconds timeout) {
+  std::string out;
+  const auto deadline = Clock::now() + timeout;
+  while (out.size() < n && Clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 10) <= 0) continue;
+    char buf[256];
+    const ssize_t got = read(fd, buf, std::min(sizeof(buf), n - out.size()));
+    if (got <= 0) break;
+    out.append(buf, static_cast<size_t>(got));
+  }
+  return out;
+}
+
+// A body of `n` bytes that is not all alike, and what the upload routes answer for it.
+std::string Body(size_t n) {
+  std::string body(n, '\0');
+  for (size_t i = 0; i < n; ++i) body[i] = static_cast<char>('a' + (i * 7) % 26);
+  return body;
+}
+
+std::string CountOf(std::string_view body) {
+  uint64_t sum = 0;
+  for (char c : body) sum += static_cast<unsigned char>(c);
+  return std::to_string(body.size()) + " " + std::to_string(sum);
+}
+
+std::string Post(std::string_view path, std::string_view body, std::string_view extra = "") {
+  return "POST " + std::string(path) + " HTTP/1.1\r\nHost: localhost\r\n" + std::string(extra) +
+         "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + std::string(body);
+}
+
+// `body` in chunks of up to `piece` bytes.
+std::string Chunked(std::string_view body, size_t piece) {
+  std::string out;
+  for (size_t i = 0; i < body.size(); i += piece) {
+    const std::string_view part = body.substr(i, piece);
+    char size[20];
+    out.append(size, static_cast<size_t>(std::snprintf(size, sizeof(size), "%zx\r\n", part.size())));
+    out.append(part);
+    out.append("\r\n");
+  }
+  return out + "0\r\n\r\n";
+}
+
+TEST_P(DeferredTest, StreamedUploadReachesItsReaderWholeAndTheConnectionGoesOn) {
+  Socket s = Connect();
+  std::string buffer;
+  const std::string body = Body(8 << 20);
+  // Sent from another thread: the server reads while the client writes.
+  std::thread writer([&] {
+    SendAll(s.fd(), Post("/upload", body, "X-Token: ok\r\n"));
+    SendAll(s.fd(),
+            "POST /upload HTTP/1.1\r\nHost: localhost\r\nX-Token: ok\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n" +
+                Chunked(body.substr(0, 3 << 20), 100000) + Get("/"));
+  });
+  std::optional<HttpResponse> r = ReadResponse(s.fd(), buffer, kTimeout);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, CountOf(body));
+  r = ReadResponse(s.fd(), buffer, kTimeout);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, CountOf(body.substr(0, 3 << 20)));
+  r = ReadResponse(s.fd(), buffer, kTimeout);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "Hello World!");
+  writer.join();
+  EXPECT_EQ(aborted_.load(), 0);
+}
+
+TEST_P(DeferredTest, PausedReaderGetsEveryByteInOrder) {
+  Socket s = Connect();
+  std::string buffer;
+  const std::string body = Body(1 << 20);
+  std::thread writer([&] { SendAll(s.fd(), Post("/upload-paced", body) + Get("/")); });
+  std::optional<HttpResponse> r = ReadResponse(s.fd(), buffer, kTimeout);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, CountOf(body));
+  r = ReadResponse(s.fd(), buffer, kTimeout);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "Hello World!");
+  writer.join();
+}
+
+TEST_P(DeferredTest, ReaderThatComesLaterGetsWhatArrivedMeanwhileAndThe100ContinueWaitsForIt) {
+  Socket s = Connect();
+  std::string buffer;
+  const std::string small = Body(1000);
+  ASSERT_TRUE(SendAll(s.fd(), Post("/upload-later", small)));
+  std::optional<HttpResponse> r = ReadResponse(s.fd(), buffer, kTimeout);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, CountOf(small));
+  // Expect: 100-continue: nothing is sent until the reader asks for the body.
+  const std::string body = Body(200000);
+  const auto start = Clock::now();
+  ASSERT_TRUE(SendAll(s.fd(),
+                      "POST /upload-later HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\n"
+                      "Content-Length: " +
+                          std::to_string(body.size()) + "\r\n\r\n"));
+  const std::string interim = "HTTP/1.1 100 Continue\r\n\r\n";
+  ASSERT_EQ(ReadBytes(s.fd(), interim.size(), kTimeout), interim);
+  EXPECT_GE(Clock::now() - start, milliseconds(25));
+  ASSERT_TRUE(SendAll(s.fd(), body));
+  r = ReadResponse(s.fd(), buffer, kTimeout);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, CountOf(body));
+}
+
+TEST_P(DeferredTest, UploadRefusedBeforeItsBodyIsSent) {
+  // A small body: answered at once, the body read past, and the connection goes on.
+  Socket s = Connect();
+  std::string buffer;
+  ASSERT_TRUE(SendAll(s.fd(), Post("/upload", Body(5000)) + Get("/")));
+  std::optional<HttpResponse> r = ReadResponse(s.fd(), buffer, kTimeout);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 401);
+  EXPECT_EQ(r->Header("connection"), "");
+  r = ReadResponse(s.fd(), buffer, kTimeout);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "Hello World!");
+
+  // 100 MB announced with "Expect: 100-continue": the 401 comes without "100 Continue", says
+  // it closes (more than max_discard_bytes would have to be read past), and the connection
+  // ends; the client sends none of the body.
+  Socket big = Connect();
+  ASSERT_TRUE(SendAll(big.fd(),
+                      "POST /upload HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\n"
+                      "Content-Length: 50000000\r\n\r\n"));
+  ReadToEndResult end = ReadToEnd(big.fd(), kTimeout);
+  EXPECT_EQ(end.end, StreamEnd::kClosed);
+  size_t consumed = 0;
+  r = percore::testing::ParseResponse(end.data, &consumed);
+  ASSERT_TRUE(r.has_value()) << end.data;
+  EXPECT_EQ(r->status, 401);
+  EXPECT_EQ(r->Header("connection"), "close");
+  EXPECT_EQ(end.data.find("100 Continue"), std::string::npos);
+}
+
+TEST_P(DeferredTest, AnswerBeforeTheBodyEndsDiscardsTheRest) {
+  Socket s = Connect();
+  std::string buffer;
+  const std::string body = Body(300000);
+  std::thread writer([&] { SendAll(s.fd(), Post("/upload-enough", body) + Get("/")); });
+  std::optional<HttpResponse> r = ReadResponse(s.fd(), buffer, kTimeout);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "enough");
+  r = ReadResponse(s.fd(), buffer, kTimeout);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "Hello World!");
+  writer.join();
+}
+
+TEST_P(DeferredTest, RouteBodyLimitsAnswer413) {
+  // Buffered: refused on its Content-Length.
+  std::optional<HttpResponse> r = percore::testing::Fetch(port_, Post("/small", "0123456789A"));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 413);
+  r = percore::testing::Fetch(port_, Post("/small", "0123456789"));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "0123456789");
+  // Streamed and chunked: refused when the limit is passed, and the reader is told.
+  r = percore::testing::Fetch(port_,
+                              "POST /small-streamed HTTP/1.1\r\nHost: localhost\r\n"
+                              "Transfer-Encoding: chunked\r\n\r\n" +
+                                  Chunked(Body(30), 8));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 413);
+  EXPECT_TRUE(WaitUntil([this] { return aborted_.load() == 1; }, kTimeout));
+  r = percore::testing::Fetch(port_,
+                              "POST /small-streamed HTTP/1.1\r\nHost: localhost\r\n"
+                              "Transfer-Encoding: chunked\r\n\r\n" +
+                                  Chunked(Body(10), 3));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "all of it");
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, DeferredTest, percore::testing::AllBackends(),

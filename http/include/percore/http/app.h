@@ -36,28 +36,29 @@ class App {
   explicit App(HttpOptions options = {}) : options_(options) {}
 
   // Adds a route for one method; see Router::Add. Returns *this for chaining.
-  App& Get(std::string_view pattern, Handler handler) {
-    return Route("GET", pattern, std::move(handler));
+  App& Get(std::string_view pattern, Handler handler, RouteOptions route = {}) {
+    return Route("GET", pattern, std::move(handler), route);
   }
-  App& Post(std::string_view pattern, Handler handler) {
-    return Route("POST", pattern, std::move(handler));
+  App& Post(std::string_view pattern, Handler handler, RouteOptions route = {}) {
+    return Route("POST", pattern, std::move(handler), route);
   }
-  App& Put(std::string_view pattern, Handler handler) {
-    return Route("PUT", pattern, std::move(handler));
+  App& Put(std::string_view pattern, Handler handler, RouteOptions route = {}) {
+    return Route("PUT", pattern, std::move(handler), route);
   }
-  App& Delete(std::string_view pattern, Handler handler) {
-    return Route("DELETE", pattern, std::move(handler));
+  App& Delete(std::string_view pattern, Handler handler, RouteOptions route = {}) {
+    return Route("DELETE", pattern, std::move(handler), route);
   }
-  App& Patch(std::string_view pattern, Handler handler) {
-    return Route("PATCH", pattern, std::move(handler));
+  App& Patch(std::string_view pattern, Handler handler, RouteOptions route = {}) {
+    return Route("PATCH", pattern, std::move(handler), route);
   }
   // Adds a route answering every method.
-  App& All(std::string_view pattern, Handler handler) {
-    return Route("*", pattern, std::move(handler));
+  App& All(std::string_view pattern, Handler handler, RouteOptions route = {}) {
+    return Route("*", pattern, std::move(handler), route);
   }
   // Adds a route for `method` (a token, or "*" for any).
-  App& Route(std::string_view method, std::string_view pattern, Handler handler) {
-    router_.Add(method, pattern, std::move(handler));
+  App& Route(std::string_view method, std::string_view pattern, Handler handler,
+             RouteOptions route = {}) {
+    router_.Add(method, pattern, std::move(handler), route);
     return *this;
   }
 

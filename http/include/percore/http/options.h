@@ -20,6 +20,10 @@ namespace percore::http {
 struct HttpOptions {
   // Largest request body, Content-Length or chunked (413 beyond).
   size_t max_body_bytes = 1024 * 1024;
+  // A body a handler answered before reading (RouteOptions::stream_body) is read and
+  // discarded up to this many bytes, so the connection can serve the next request; beyond it,
+  // the connection closes after the answer.
+  size_t max_discard_bytes = 1024 * 1024;
   // Longest request target (414 beyond).
   size_t max_target_bytes = 8 * 1024;
   // Largest header section: request line and header fields (431 beyond).

@@ -89,6 +89,7 @@ class Response {
   bool http10_keep_alive_;
   bool sent_ = false;
   bool deferred_ = false;
+  bool body_unread_ = false;  // the request's body is still arriving (RouteOptions::stream_body)
   HttpSession* session_ = nullptr;  // for Defer()
 };
 
@@ -125,6 +126,18 @@ class DeferredResponse {
   // `fn` runs once when what waits has been sent after Write() returned false; at once if
   // nothing waits. Dropped if the connection goes first.
   void OnWritable(std::function<void()> fn);
+  // For a route with RouteOptions::stream_body: `fn(chunk, last)` gets the request body as it
+  // arrives, de-chunked, then `last` true once with an empty chunk (a view valid during the
+  // call only). What arrived before the call is handed over at once. The first call asks an
+  // "Expect: 100-continue" client for its body. Answering first (a 401, a 413) is allowed: the
+  // rest of the body is then discarded (see RouteOptions). A body beyond the route's limit
+  // fails the request with 413 (OnAborted runs). On a route without stream_body the body was
+  // in Request::body(): `fn("", true)` runs at once.
+  void OnBody(std::function<void(std::string_view chunk, bool last)> fn);
+  // Stops handing over the body (it waits in the kernel, and TCP holds the client back) until
+  // ResumeBody(); no body timeout runs meanwhile. For a reader whose own sink is slow.
+  void PauseBody();
+  void ResumeBody();
   // `fn` runs once if the connection goes before the answer; at once if it already went.
   void OnAborted(std::function<void()> fn);
   // Whether the connection went before the answer.

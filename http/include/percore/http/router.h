@@ -28,19 +28,36 @@ namespace percore::http {
 // connection of that loop). An exception it throws becomes a 500 for that request only.
 using Handler = std::function<void(const Request&, Response&)>;
 
+// How a route takes the request body.
+struct RouteOptions {
+  // The largest body this route accepts (413 beyond); 0 is HttpOptions::max_body_bytes.
+  size_t max_body_bytes = 0;
+  // The handler runs as soon as the header section is complete, with an empty body(): it may
+  // answer at once (a 401 or a 413 before the body is sent), or Defer() and take the body piece
+  // by piece with DeferredResponse::OnBody(). A body the answer came before is read and
+  // discarded up to HttpOptions::max_discard_bytes; past that the connection closes after the
+  // answer.
+  bool stream_body = false;
+};
+
 // The routing table.
 class Router {
  public:
   // What Route() found.
   struct Result {
     const Handler* handler = nullptr;  // null: see `path_known`
+    const RouteOptions* options = nullptr;  // the handler's
     bool path_known = false;           // some route has this path (405 rather than 404)
   };
 
   // Adds a route. `method` is a method token ("GET") or "*" for any; `pattern` starts with '/'
   // and may have `:name` segments. Throws std::invalid_argument for a malformed pattern or a
   // duplicate (method, pattern).
-  void Add(std::string_view method, std::string_view pattern, Handler handler);
+  void Add(std::string_view method, std::string_view pattern, Handler handler,
+           RouteOptions options = {});
+  // Whether some route has RouteOptions other than the defaults: only then is a request with a
+  // body routed as soon as its header section is complete.
+  bool has_body_options() const { return has_body_options_; }
 
   // Finds the handler for `method` and `path`, filling `params` with the pattern's parameters.
   Result Route(std::string_view method, std::string_view path,
@@ -51,11 +68,15 @@ class Router {
   void AppendAllowed(std::string_view path, std::string* out) const;
 
  private:
+  struct Target {
+    Handler handler;
+    RouteOptions options;
+  };
   struct Entry {
-    std::vector<std::pair<std::string, Handler>> by_method;
-    Handler any;  // "*"
+    std::vector<std::pair<std::string, Target>> by_method;
+    Target any;  // "*"
     bool has_any = false;
-    const Handler* Find(std::string_view method) const;
+    const Target* Find(std::string_view method) const;
   };
   struct Pattern {
     std::vector<std::string> segments;  // ":name" for a parameter
@@ -75,6 +96,7 @@ class Router {
   };
   std::unordered_map<std::string, Entry, StringHash, std::equal_to<>> exact_;
   std::vector<Pattern> patterns_;
+  bool has_body_options_ = false;
 };
 
 }  // namespace percore::http
