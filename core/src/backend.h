@@ -1,7 +1,7 @@
 // The private I/O backend interface: one per loop, working per loop iteration, not per I/O call.
 //
-// The loop keeps all connection state (what to read, what to send, when to close) and lists the
-// connections whose state changed in Loop::dirty(). Once per iteration the backend turns those
+// The loop keeps the connection state every backend shares (what to read, what to send, when to
+// close: ConnectionState) and lists the connections whose state changed in Loop::dirty(). Once per iteration the backend turns those
 // into kernel operations, waits, and reports what completed through Loop::On*() calls. The only
 // virtual call on the request path is Iterate(), once per iteration.
 #ifndef PERCORE_SRC_BACKEND_H_
@@ -10,11 +10,10 @@
 #include <cstdint>
 #include <functional>
 
+#include "connection_state.h"
 #include "percore/protocol.h"
 
 namespace percore {
-
-class Connection;
 
 // A descriptor watched for readiness (Worker::Watch). Owned by the loop; a removed one is
 // freed once no operation of the backend's points to it (`armed` false).
@@ -44,8 +43,11 @@ class Backend {
   // True while an accept is in flight: after StopAccepting() one may still complete with a
   // connection the kernel took from the queue, which the loop must then serve.
   virtual bool Accepting() const = 0;
+  // A connection's state, of the backend's own type (derived from ConnectionState, with the
+  // flags only this backend needs); the loop fills it in and deletes it.
+  virtual ConnectionState* NewConnection() = 0;
   // A connection the loop took over from its dead predecessor (Loop::Adopt), as if accepted.
-  virtual void Adopted(Connection* c) = 0;
+  virtual void Adopted(ConnectionState* c) = 0;
   // Starts and stops watching `w->fd`, reporting readiness through Loop::OnWatchReady. Add
   // returns false if the descriptor cannot be watched. After Remove, nothing is reported and
   // `w->armed` goes false once the kernel holds nothing of it.

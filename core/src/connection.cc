@@ -1,17 +1,135 @@
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "connection_state.h"
 #include "loop.h"
 #include "percore/protocol.h"
 
 namespace percore {
+namespace {
+
+// A pooled output keeps buffers up to this size; a large response's are not worth keeping.
+constexpr size_t kMaxPooledCapacity = 64 * 1024;
+
+void CloseFile(FileRange& file) {
+  if (file.fd >= 0) close(file.fd);
+  file = FileRange{};
+}
+
+}  // namespace
+
+void Output::AddFile(int fd, uint64_t offset, uint64_t length) {
+  queued_ += pending.size() + length;
+  queue_.push_back(Part{std::move(pending), FileRange{fd, offset, length}});
+  pending = std::string();
+}
+
+void Output::Prepare() {
+  if (sent_ < sending_.size() || file_.left > 0) return;  // the current part goes on
+  sending_.clear();
+  sent_ = 0;
+  if (queue_.empty()) {
+    sending_.swap(pending);
+    return;
+  }
+  Part& part = queue_.front();
+  sending_.swap(part.bytes);
+  file_ = part.file;
+  queued_ -= sending_.size() + file_.left;
+  queue_.pop_front();
+}
+
+bool Output::Sent(size_t n) {
+  if (sent_ < sending_.size()) {
+    sent_ += n;
+    return sent_ == sending_.size() && file_.left == 0;
+  }
+  file_.offset += n;
+  file_.left -= n;
+  if (file_.left > 0) return false;
+  CloseFile(file_);
+  return true;
+}
+
+void Output::Clear() {
+  CloseFile(file_);
+  for (Part& part : queue_) CloseFile(part.file);
+  queue_.clear();
+  queued_ = 0;
+  sent_ = 0;
+  for (std::string* s : {&pending, &sending_, &unread}) {
+    if (s->capacity() > kMaxPooledCapacity) *s = std::string();
+    s->clear();
+  }
+}
 
 void Session::OnPeerClosed(Connection& conn) { conn.Close(); }
 
 void Session::OnDrain(Connection& conn) { conn.Close(); }
 
-void Connection::TakeOutput() { loop_->TakeOutput(this); }
+std::string& Connection::output() {
+  ConnectionState* c = StateOf(this);
+  if (c->output == nullptr) c->loop->TakeOutput(c);
+  return c->output->pending;
+}
 
-void Connection::Close(bool linger) { loop_->RequestClose(this, linger); }
+void Connection::SendFile(int fd, uint64_t offset, uint64_t length) {
+  ConnectionState* c = StateOf(this);
+  if (length == 0 || c->releasing()) {
+    close(fd);
+    return;
+  }
+  if (c->output == nullptr) c->loop->TakeOutput(c);
+  c->output->AddFile(fd, offset, length);
+}
 
-void Connection::Resume() { loop_->Resume(this); }
+void Connection::Close(bool linger) { StateOf(this)->loop->RequestClose(StateOf(this), linger); }
+
+void Connection::Resume() { StateOf(this)->loop->Resume(StateOf(this)); }
+
+void Connection::NotifyWritable() { StateOf(this)->writable_wanted = true; }
+
+bool Connection::closing() const { return StateOf(this)->closing(); }
+
+void Connection::SetDeadline(int64_t deadline_ms) {
+  ConnectionState* c = StateOf(this);
+  if (!c->closing()) c->deadline_ms = deadline_ms;
+}
+
+Worker& Connection::worker() const { return StateOf(this)->loop->worker(); }
+
+size_t Connection::pending_output() const { return StateOf(this)->pending_output(); }
+
+bool Connection::output_full() const {
+  const ConnectionState* c = StateOf(this);
+  return c->pending_output() > c->loop->options().max_pending_output;
+}
+
+const PeerAddress& Connection::peer() const {
+  const ConnectionState* c = StateOf(this);
+  if (c->peer == nullptr) {
+    auto peer = std::make_unique<PeerAddress>();
+    sockaddr_storage addr{};
+    socklen_t length = sizeof(addr);
+    char ip[INET6_ADDRSTRLEN] = "";
+    if (getpeername(c->fd, reinterpret_cast<sockaddr*>(&addr), &length) == 0) {
+      if (addr.ss_family == AF_INET) {
+        const auto* in = reinterpret_cast<const sockaddr_in*>(&addr);
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        peer->port = ntohs(in->sin_port);
+      } else if (addr.ss_family == AF_INET6) {
+        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&addr);
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+        peer->port = ntohs(in6->sin6_port);
+      }
+    }
+    peer->ip = ip;
+    c->peer = std::move(peer);
+  }
+  return *c->peer;
+}
 
 TimerId Worker::After(absl::Duration delay, std::function<void()> fn) {
   return loop_->AddTimer(delay, std::move(fn));
@@ -24,11 +142,5 @@ WatchId Worker::Watch(int fd, uint32_t events, std::function<void(uint32_t ready
 }
 
 bool Worker::Unwatch(WatchId watch) { return loop_->RemoveWatch(watch); }
-
-Worker& Connection::worker() const { return loop_->worker(); }
-
-bool Connection::output_full() const {
-  return pending_output() > loop_->options().max_pending_output;
-}
 
 }  // namespace percore

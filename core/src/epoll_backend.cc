@@ -1,6 +1,7 @@
 #include "epoll_backend.h"
 
 #include <fcntl.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,6 +21,8 @@ constexpr int kAcceptBatch = 64;
 // Reads per connection per iteration before the others get their turn.
 constexpr int kReadsPerTurn = 4;
 constexpr int64_t kAcceptRetryMs = 100;
+// File bytes per connection per iteration before the others get their turn.
+constexpr uint64_t kFileBytesPerTurn = 1024 * 1024;
 
 }  // namespace
 
@@ -88,8 +91,8 @@ void EpollBackend::AcceptBatch() {
       }
       return;  // EAGAIN: the queue is empty; ECONNABORTED and the like: next readiness
     }
-    Connection* c = loop_.OnAccepted(fd);
-    if (c != nullptr) Register(c);
+    ConnectionState* c = loop_.OnAccepted(fd);
+    if (c != nullptr) Register(static_cast<EpollConnection*>(c));
   }
 }
 
@@ -109,61 +112,77 @@ void EpollBackend::RemoveWatch(Watch* w) {
   epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, w->fd, nullptr);
 }
 
-void EpollBackend::Register(Connection* c) {
+void EpollBackend::Register(EpollConnection* c) {
   // Registered once for everything, edge-triggered: no epoll_ctl per read, write or pause. The
   // kernel reports the socket's present readiness at once, so bytes that arrived before (on an
   // adopted connection) are read too.
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   ev.data.ptr = c;
-  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, c->fd_, &ev) != 0) loop_.Abort(c);
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, c->fd, &ev) != 0) loop_.Abort(c);
 }
 
-bool EpollBackend::Read(Connection* c) {
+bool EpollBackend::Read(EpollConnection* c) {
   for (int i = 0; i < kReadsPerTurn; ++i) {
     if (!Loop::WantsRead(c)) return false;  // paused or closing: readable_ stays as it is
-    ssize_t n = recv(c->fd_, buffer_.data(), buffer_.size(), 0);
+    ssize_t n = recv(c->fd, buffer_.data(), buffer_.size(), 0);
     if (n > 0) {
       loop_.OnReceived(c, std::string_view(buffer_.data(), static_cast<size_t>(n)));
       // A short read drained the socket; bytes arriving later raise a new edge. Not so the
       // peer's FIN: if it came with the edge that brought these bytes, no other edge follows,
       // so read on until recv() reports it.
-      if (static_cast<size_t>(n) < buffer_.size() && !c->peer_hup_) {
-        c->readable_ = false;
+      if (static_cast<size_t>(n) < buffer_.size() && !c->peer_hup) {
+        c->readable = false;
         return false;
       }
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-      if (errno == EAGAIN) c->readable_ = false;
+      if (errno == EAGAIN) c->readable = false;
       return false;
     }
-    c->readable_ = false;
+    c->readable = false;
     loop_.OnReceiveEnded(c, n == 0 ? 0 : -errno);
     return false;
   }
   return true;
 }
 
-void EpollBackend::Write(Connection* c) {
-  Loop::PrepareSend(c);
-  const Connection::Output* o = c->output_;
-  const size_t left = o->sending.size() - o->sent;
+void EpollBackend::Write(EpollConnection* c) {
+  Output* o = c->output;
+  o->Prepare();
+  const std::string_view bytes = o->bytes();
+  size_t left = bytes.size();
   ssize_t n;
-  do {
-    n = send(c->fd_, o->sending.data() + o->sent, left, Loop::SendFlags(c) | MSG_DONTWAIT);
-  } while (n < 0 && errno == EINTR);
+  if (!bytes.empty()) {
+    do {
+      n = send(c->fd, bytes.data(), left, Loop::SendFlags(c) | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+  } else {
+    // A file range, straight from the page cache to the socket; a share at a time, as reads.
+    const FileRange& file = o->file();
+    left = static_cast<size_t>(std::min<uint64_t>(file.left, kFileBytesPerTurn));
+    off_t offset = static_cast<off_t>(file.offset);
+    do {
+      n = sendfile(c->fd, file.fd, &offset, left);
+    } while (n < 0 && errno == EINTR);
+    if (n == 0) {
+      // The file ended before its range did: the peer was promised those bytes.
+      loop_.OnSent(c, -EIO);
+      return;
+    }
+  }
   if (n < 0 && errno != EAGAIN) {
     loop_.OnSent(c, -errno);
     return;
   }
   if (n > 0) loop_.OnSent(c, static_cast<int>(n));
   // The socket buffer is full: wait for EPOLLOUT before the next write.
-  if (n < 0 || static_cast<size_t>(n) < left) c->send_inflight_ = true;
+  if (n < 0 || static_cast<size_t>(n) < left) c->send_inflight = true;
 }
 
-void EpollBackend::Reconcile(Connection* c) {
-  if (c->releasing_) {
+void EpollBackend::Reconcile(EpollConnection* c) {
+  if (c->releasing()) {
     // A connection cut short earlier this iteration may be released in a later round: it must
     // not stay on unread_, which the next iteration walks.
     unread_.erase(std::remove(unread_.begin(), unread_.end(), c), unread_.end());
@@ -171,13 +190,13 @@ void EpollBackend::Reconcile(Connection* c) {
     return;
   }
   if (Loop::WantsSend(c)) Write(c);
-  if (c->readable_ && Loop::WantsRead(c) && Read(c)) unread_.push_back(c);
+  if (c->readable && Loop::WantsRead(c) && Read(c)) unread_.push_back(c);
 }
 
 int EpollBackend::Iterate(int timeout_ms) {
   // Connections cut short last time read first, again up to their share. (Taken here, before
   // anything can be released: a connection on this list is alive until it is reconciled.)
-  for (Connection* c : unread_) loop_.MarkDirty(c);
+  for (EpollConnection* c : unread_) loop_.MarkDirty(c);
   unread_.clear();
   // Reconciling can produce more work (a write that completes may finish a close), so drain the
   // dirty list a few rounds; what is left waits for the next iteration without sleeping.
@@ -186,8 +205,8 @@ int EpollBackend::Iterate(int timeout_ms) {
     size_t i = 0;
     try {
       for (; i < work_.size(); ++i) {
-        work_[i]->dirty_ = false;
-        Reconcile(work_[i]);
+        work_[i]->dirty = false;
+        Reconcile(static_cast<EpollConnection*>(work_[i]));
       }
     } catch (...) {
       // The loop is dying (an exception from a session call, e.g. Worker::Crash). work_ must
@@ -222,11 +241,11 @@ int EpollBackend::Iterate(int timeout_ms) {
                              ((ev.events & (EPOLLOUT | EPOLLERR)) != 0 ? kWritable : 0u);
       loop_.OnWatchReady(w, ready & w->events);
     } else {
-      auto* c = static_cast<Connection*>(ev.data.ptr);
-      if (ev.events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->readable_ = true;
-      if (ev.events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->peer_hup_ = true;
-      if ((ev.events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && c->send_inflight_) {
-        c->send_inflight_ = false;
+      auto* c = static_cast<EpollConnection*>(ev.data.ptr);
+      if (ev.events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->readable = true;
+      if (ev.events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->peer_hup = true;
+      if ((ev.events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && c->send_inflight) {
+        c->send_inflight = false;
       }
       loop_.MarkDirty(c);
     }

@@ -17,7 +17,12 @@
 namespace percore {
 
 class Loop;
-class Connection;
+
+// What this backend keeps per connection, beside the loop's state.
+struct EpollConnection final : ConnectionState {
+  bool readable : 1 = false;  // the socket may have unread bytes
+  bool peer_hup : 1 = false;  // the peer's FIN (or an error) was reported
+};
 
 class EpollBackend final : public Backend {
  public:
@@ -29,28 +34,30 @@ class EpollBackend final : public Backend {
   void CancelLoopOperations() override;
   bool Idle() const override { return true; }
   bool Accepting() const override { return false; }  // accept4() returns at once
-  void Adopted(Connection* c) override { Register(c); }
+  ConnectionState* NewConnection() override { return new EpollConnection; }
+  void Adopted(ConnectionState* c) override { Register(static_cast<EpollConnection*>(c)); }
   bool AddWatch(Watch* w) override;
   void RemoveWatch(Watch* w) override;
 
  private:
   explicit EpollBackend(Loop& loop);
   absl::Status Init();
-  void Reconcile(Connection* c);
-  void Write(Connection* c);
+  void Reconcile(EpollConnection* c);
+  // Sends the current output part: bytes, or a file range with sendfile().
+  void Write(EpollConnection* c);
   // Reads what `c` has, up to a fair share per iteration; true if more may be left.
-  bool Read(Connection* c);
+  bool Read(EpollConnection* c);
   void AcceptBatch();
   // Registers a new connection's socket.
-  void Register(Connection* c);
+  void Register(EpollConnection* c);
   void WatchListener(bool on);
 
   Loop& loop_;
   int epoll_fd_ = -1;
   std::vector<char> buffer_;  // every receive of the loop lands here
   std::vector<epoll_event> events_;
-  std::vector<Connection*> work_;    // the dirty list being reconciled
-  std::vector<Connection*> unread_;  // readable connections cut short for fairness
+  std::vector<ConnectionState*> work_;  // the dirty list being reconciled
+  std::vector<EpollConnection*> unread_;  // readable connections cut short for fairness
   bool listening_ = false;
   bool accept_stopped_ = false;
   int64_t accept_retry_ms_ = 0;

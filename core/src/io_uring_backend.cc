@@ -7,9 +7,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "loop.h"
@@ -19,24 +23,31 @@ namespace {
 
 // The io_uring user_data encoding, in one place.
 //
-// The high bits hold a Connection* (8-byte aligned) or 0 for the loop's own operations; the low
-// 3 bits hold the operation. A connection is released only when none of its operations is in
-// flight (Connection::reading_, send_inflight_, cancel_inflight_), so the pointer in a
-// completion always names a live connection.
+// The high bits hold an IoUringConnection* (8-byte aligned) or 0 for the loop's own operations;
+// the low 3 bits hold the operation. A connection is released only when none of its operations
+// is in flight (reading, send_inflight, cancel_inflight), so the pointer in a completion always
+// names a live connection.
 enum Op : uint64_t {
   kAccept = 1,      // one of the accepts armed on the loop's listener
   kWake = 2,        // read of the loop's eventfd
   kReceive = 3,     // multishot receive on the connection, buffers from the buffer ring
-  kSend = 4,        // the connection's one send
+  kSend = 4,        // the connection's one send: bytes, or a splice from its pipe
   kCancel = 5,      // cancel of the connection's receive, or of all its operations
   kLoopCancel = 6,  // cancel of the accept or the wake read, or of a watch's poll
   kWatch = 7,       // the poll of a watched descriptor (the high bits hold a Watch*)
+  kFileIn = 0,      // a splice from a file into the connection's pipe (a send in flight)
 };
 constexpr uint64_t kOpMask = 7;
 
-uint64_t Encode(Connection* c, Op op) { return reinterpret_cast<uint64_t>(c) | op; }
+uint64_t Encode(IoUringConnection* c, Op op) { return reinterpret_cast<uint64_t>(c) | op; }
 Op OpOf(uint64_t data) { return static_cast<Op>(data & kOpMask); }
-Connection* ConnectionOf(uint64_t data) { return reinterpret_cast<Connection*>(data & ~kOpMask); }
+IoUringConnection* ConnectionOf(uint64_t data) {
+  return reinterpret_cast<IoUringConnection*>(data & ~kOpMask);
+}
+
+// The pipe a connection's file ranges go through: big enough that a splice moves a useful
+// amount (the kernel rounds to pages; the default is 64 KiB).
+constexpr int kPipeBytes = 256 * 1024;
 
 constexpr unsigned short kBufferGroup = 0;
 constexpr int64_t kAcceptRetryMs = 100;
@@ -284,52 +295,94 @@ void IoUringBackend::ArmWake() {
   wake_armed_ = true;
 }
 
-void IoUringBackend::ArmReceive(Connection* c) {
+void IoUringBackend::ArmReceive(IoUringConnection* c) {
   io_uring_sqe* sqe = Sqe();
   // The first receive is single-shot: a connection that closes after one request (HTTP's
   // "Connection: close") then has nothing armed to cancel before its socket is closed. Every
   // later one is multishot, armed once for as long as the connection keeps reading.
-  if (c->receive_multishot_) {
-    io_uring_prep_recv_multishot(sqe, c->fd_, nullptr, 0, 0);
+  if (c->multishot) {
+    io_uring_prep_recv_multishot(sqe, c->fd, nullptr, 0, 0);
   } else {
-    io_uring_prep_recv(sqe, c->fd_, nullptr, 0, 0);
-    c->receive_multishot_ = true;
+    io_uring_prep_recv(sqe, c->fd, nullptr, 0, 0);
+    c->multishot = true;
   }
   sqe->flags |= IOSQE_BUFFER_SELECT;
   sqe->buf_group = kBufferGroup;
   io_uring_sqe_set_data64(sqe, Encode(c, kReceive));
-  c->reading_ = true;
+  c->reading = true;
 }
 
-void IoUringBackend::StartSend(Connection* c) {
-  Loop::PrepareSend(c);
+void IoUringBackend::StartSend(IoUringConnection* c) {
+  Output* o = c->output;
+  o->Prepare();
+  c->send_inflight = true;
+  const std::string_view bytes = o->bytes();
+  if (bytes.empty()) {
+    StartFileSend(c);
+    return;
+  }
   io_uring_sqe* sqe = Sqe();
-  const Connection::Output* o = c->output_;
-  io_uring_prep_send(sqe, c->fd_, o->sending.data() + o->sent, o->sending.size() - o->sent,
-                     Loop::SendFlags(c));
+  io_uring_prep_send(sqe, c->fd, bytes.data(), bytes.size(), Loop::SendFlags(c));
   io_uring_sqe_set_data64(sqe, Encode(c, kSend));
-  c->send_inflight_ = true;
 }
 
-void IoUringBackend::Reconcile(Connection* c) {
-  if (c->releasing_) {
-    if ((c->reading_ || c->send_inflight_) && !c->cancel_inflight_) {
+void IoUringBackend::StartFileSend(IoUringConnection* c) {
+  // io_uring has no sendfile: splice moves the file's pages into a pipe and from the pipe into
+  // the socket, with no copy through user space. One step at a time, each its own completion.
+  if (c->pipe_read < 0) {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+      c->send_error = errno;  // reported as the send's result
       io_uring_sqe* sqe = Sqe();
-      io_uring_prep_cancel_fd(sqe, c->fd_, IORING_ASYNC_CANCEL_ALL);
-      io_uring_sqe_set_data64(sqe, Encode(c, kCancel));
-      c->cancel_inflight_ = true;
+      io_uring_prep_nop(sqe);
+      io_uring_sqe_set_data64(sqe, Encode(c, kSend));
+      return;
     }
-    if (!c->reading_ && !c->send_inflight_ && !c->cancel_inflight_) loop_.Release(c);
+    c->pipe_read = fds[0];
+    c->pipe_write = fds[1];
+    const int size = fcntl(c->pipe_write, F_SETPIPE_SZ, kPipeBytes);
+    c->pipe_size = static_cast<uint32_t>(size > 0 ? size : fcntl(c->pipe_write, F_GETPIPE_SZ));
+  }
+  io_uring_sqe* sqe = Sqe();
+  if (c->in_pipe > 0) {
+    io_uring_prep_splice(sqe, c->pipe_read, -1, c->fd, -1, c->in_pipe, SPLICE_F_MOVE);
+    io_uring_sqe_set_data64(sqe, Encode(c, kSend));
+    return;
+  }
+  const FileRange& file = c->output->file();
+  const auto length = static_cast<unsigned>(std::min<uint64_t>(file.left, c->pipe_size));
+  io_uring_prep_splice(sqe, file.fd, static_cast<int64_t>(file.offset), c->pipe_write, -1, length,
+                       SPLICE_F_MOVE);
+  io_uring_sqe_set_data64(sqe, Encode(c, kFileIn));
+  c->file_in = true;
+}
+
+IoUringConnection::~IoUringConnection() {
+  if (pipe_read >= 0) close(pipe_read);
+  if (pipe_write >= 0) close(pipe_write);
+}
+
+void IoUringBackend::Reconcile(IoUringConnection* c) {
+  if (c->releasing()) {
+    // Cancels the receive and a send or splice into the socket; a splice from a file into the
+    // pipe completes by itself (the pipe has room for it).
+    if ((c->reading || (c->send_inflight && !c->file_in)) && !c->cancel_inflight) {
+      io_uring_sqe* sqe = Sqe();
+      io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+      io_uring_sqe_set_data64(sqe, Encode(c, kCancel));
+      c->cancel_inflight = true;
+    }
+    if (!c->reading && !c->send_inflight && !c->cancel_inflight) loop_.Release(c);
     return;
   }
   if (Loop::WantsSend(c)) StartSend(c);
   if (Loop::WantsRead(c)) {
-    if (!c->reading_) ArmReceive(c);
-  } else if (c->reading_ && !c->cancel_inflight_) {
+    if (!c->reading) ArmReceive(c);
+  } else if (c->reading && !c->cancel_inflight) {
     io_uring_sqe* sqe = Sqe();
     io_uring_prep_cancel64(sqe, Encode(c, kReceive), 0);
     io_uring_sqe_set_data64(sqe, Encode(c, kCancel));
-    c->cancel_inflight_ = true;
+    c->cancel_inflight = true;
   }
 }
 
@@ -374,10 +427,10 @@ void IoUringBackend::CancelLoopOperations() {
 }
 
 int IoUringBackend::Iterate(int timeout_ms) {
-  std::vector<Connection*>& dirty = loop_.dirty();
-  for (Connection* c : dirty) {
-    c->dirty_ = false;
-    Reconcile(c);  // may release c; never marks anything dirty
+  std::vector<ConnectionState*>& dirty = loop_.dirty();
+  for (ConnectionState* c : dirty) {
+    c->dirty = false;
+    Reconcile(static_cast<IoUringConnection*>(c));  // may release c; never marks anything dirty
   }
   dirty.clear();
   if (!accept_stopped_ && accepts_armed_ < kAcceptsArmed &&
@@ -415,7 +468,7 @@ void IoUringBackend::Dispatch(const io_uring_cqe* cqe) {
   const uint64_t data = cqe->user_data;
   const int res = cqe->res;
   const bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
-  Connection* c = ConnectionOf(data);
+  IoUringConnection* c = ConnectionOf(data);
   switch (OpOf(data)) {
     case kAccept:
       if (res >= 0) {
@@ -434,21 +487,37 @@ void IoUringBackend::Dispatch(const io_uring_cqe* cqe) {
       if (res > 0) {
         // A receive that ended is not armed any more, even if handling its bytes throws (the
         // loop dies): its shutdown must not wait for it.
-        if (!more) c->reading_ = false;
+        if (!more) c->reading = false;
         const unsigned id = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
         loop_.OnReceived(c, std::string_view(buffers_ + size_t{id} * options_.recv_buffer_size,
                                              static_cast<size_t>(res)));
         ReturnBuffer(id);  // the session copied what it keeps
         if (!more) loop_.OnReceiveEnded(c, res);
       } else {
+        c->reading = false;
         loop_.OnReceiveEnded(c, res);
       }
       break;
     case kSend:
+      if (c->send_error != 0) {
+        loop_.OnSent(c, -std::exchange(c->send_error, 0));
+        break;
+      }
+      if (res > 0 && c->in_pipe > 0) c->in_pipe -= static_cast<uint32_t>(res);
       loop_.OnSent(c, res);
       break;
+    case kFileIn:
+      c->file_in = false;
+      if (res > 0 && !c->releasing()) {
+        c->in_pipe = static_cast<uint32_t>(res);
+        StartFileSend(c);  // on into the socket: still a send in flight
+        break;
+      }
+      // 0: the file ended before its range did, and the peer was promised those bytes.
+      loop_.OnSent(c, res < 0 ? res : -EIO);
+      break;
     case kCancel:
-      c->cancel_inflight_ = false;
+      c->cancel_inflight = false;
       loop_.MarkDirty(c);
       break;
     case kLoopCancel:

@@ -14,7 +14,22 @@
 namespace percore {
 
 class Loop;
-class Connection;
+
+// What this backend keeps per connection, beside the loop's state.
+struct IoUringConnection final : ConnectionState {
+  ~IoUringConnection() override;
+  // A file range goes out by splice: from the file into this pipe, then from the pipe into the
+  // socket; `in_pipe` bytes are in the pipe. Made at the first file, kept with the connection.
+  int pipe_read = -1;
+  int pipe_write = -1;
+  uint32_t pipe_size = 0;
+  uint32_t in_pipe = 0;
+  int send_error = 0;           // a send that could not be submitted, reported as its result
+  bool reading : 1 = false;          // a receive is armed
+  bool cancel_inflight : 1 = false;  // a cancel of the armed receive was submitted
+  bool multishot : 1 = false;        // the first receive was armed (single-shot)
+  bool file_in : 1 = false;          // the send in flight is a splice from the file into the pipe
+};
 
 class IoUringBackend final : public Backend {
  public:
@@ -33,7 +48,8 @@ class IoUringBackend final : public Backend {
   void CancelLoopOperations() override;
   bool Idle() const override { return accepts_armed_ == 0 && !wake_armed_; }
   bool Accepting() const override { return accepts_armed_ > 0; }
-  void Adopted(Connection*) override {}  // marked dirty: its receive is armed like any other
+  ConnectionState* NewConnection() override { return new IoUringConnection; }
+  void Adopted(ConnectionState*) override {}  // marked dirty: its receive is armed like any other
   bool AddWatch(Watch* w) override;
   void RemoveWatch(Watch* w) override;
 
@@ -44,11 +60,13 @@ class IoUringBackend final : public Backend {
   IoUringBackend(Loop& loop, const EngineOptions& options, int listen_fd, int wake_fd);
   absl::Status Init();
   io_uring_sqe* Sqe();
-  void Reconcile(Connection* c);
+  void Reconcile(IoUringConnection* c);
   void ArmAccept();
   void ArmWake();
-  void ArmReceive(Connection* c);
-  void StartSend(Connection* c);
+  void ArmReceive(IoUringConnection* c);
+  void StartSend(IoUringConnection* c);
+  // The next step of sending the current file range: into the pipe, or from it to the socket.
+  void StartFileSend(IoUringConnection* c);
   void Dispatch(const io_uring_cqe* cqe);
   void ReturnBuffer(unsigned id);
 

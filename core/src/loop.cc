@@ -15,7 +15,6 @@ namespace percore {
 namespace {
 
 constexpr size_t kOutputBufferCapacity = 1024;
-constexpr size_t kMaxPooledCapacity = 64 * 1024;
 constexpr size_t kMaxPooledOutputs = 256;
 // How long a stopping loop waits for cancelled operations to complete.
 constexpr int64_t kShutdownMs = 2000;
@@ -45,7 +44,7 @@ Loop::~Loop() {
   // The ring goes first: once it is torn down the kernel holds no pointer into our buffers.
   backend_.reset();
   while (connections_ != nullptr) {
-    connections_->adopting_ = false;  // too late to hand over: TakeOrphans() has run
+    connections_->life = Lifecycle::kReleasing;  // too late to hand over: TakeOrphans() has run
     Release(connections_);
   }
   // Jobs, timers and watches that never ran go now, on this thread, with whatever they hold.
@@ -203,18 +202,18 @@ void Loop::FreeWatches() {
   });
 }
 
-void Loop::Resume(Connection* c) {
-  if (c->held_) {
-    c->held_ = false;
+void Loop::Resume(ConnectionState* c) {
+  if (c->held) {
+    c->held = false;
     ScheduleResume(c);
   }
   AfterSession(c);
   MarkDirty(c);  // a Close() without output moves on too
 }
 
-void Loop::ScheduleResume(Connection* c) {
-  if (c->paused_ || c->held_ || c->resume_queued_) return;
-  c->resume_queued_ = true;
+void Loop::ScheduleResume(ConnectionState* c) {
+  if (c->paused || c->held || c->resume_queued) return;
+  c->resume_queued = true;
   resumed_.push_back(c);
 }
 
@@ -222,11 +221,11 @@ void Loop::DeliverResumed() {
   // Connections are released only by the backend's Iterate(), which runs after this: every one
   // on the list is alive (Release() takes a released one off anyway).
   for (size_t i = 0; i < resumed_.size(); ++i) {
-    Connection* c = resumed_[i];
-    c->resume_queued_ = false;
-    if (c->output_ != nullptr && !c->output_->unread.empty() && !c->closing()) {
+    ConnectionState* c = resumed_[i];
+    c->resume_queued = false;
+    if (c->output != nullptr && !c->output->unread.empty() && !c->closing()) {
       std::string bytes;
-      bytes.swap(c->output_->unread);
+      bytes.swap(c->output->unread);
       Deliver(c, bytes);  // may hold or pause again, with a new remainder
     }
     MaybeReleaseOutput(c);
@@ -235,8 +234,8 @@ void Loop::DeliverResumed() {
   resumed_.clear();
 }
 
-void Loop::MaybeReleaseOutput(Connection* c) {
-  if (c->output_ != nullptr && c->pending_output() == 0 && c->output_->unread.empty()) {
+void Loop::MaybeReleaseOutput(ConnectionState* c) {
+  if (c->output != nullptr && c->pending_output() == 0 && c->output->unread.empty()) {
     ReleaseOutput(c);
   }
 }
@@ -245,9 +244,9 @@ void Loop::BeginDrain() {
   worker_.draining_ = true;
   backend_->StopAccepting();
   own_->stopped_accepting.store(true);
-  for (Connection* c = connections_; c != nullptr; c = c->next_) {
+  for (ConnectionState* c = connections_; c != nullptr; c = c->next) {
     if (c->closing()) continue;
-    c->session_->OnDrain(*c);
+    c->session->OnDrain(*c);
     AfterSession(c);
   }
 }
@@ -257,14 +256,15 @@ void Loop::Shutdown(bool died) {
   // left in an unread completion and no operation outlives the buffers it points into.
   shutting_down_ = true;
   backend_->CancelLoopOperations();
-  for (Connection* c = connections_; c != nullptr; c = c->next_) {
+  for (ConnectionState* c = connections_; c != nullptr; c = c->next) {
     // After a death, only the connection being served when it happened, and those in the
     // middle of something, need to go: an idle one is handed to the replacement, which serves
     // its next request as if nothing had happened. (Bytes that still arrive for it before its
     // receive is cancelled cancel the adoption: see OnReceived.)
-    c->adopting_ = died && c != in_session_ && !c->closing() && !c->send_inflight_ &&
-                   c->pending_output() == 0 && c->session_->Idle();
+    const bool hand_over = died && c != in_session_ && !c->closing() && !c->send_inflight &&
+                           c->pending_output() == 0 && c->session->Idle();
     Abort(c);
+    if (hand_over) c->life = Lifecycle::kHandingOver;
   }
   int64_t deadline = MonotonicMs() + kShutdownMs;
   while ((connections_ != nullptr || !backend_->Idle()) && MonotonicMs() < deadline) {
@@ -280,13 +280,13 @@ void Loop::Tick() {
   protocol_->OnTick();
   const int64_t now = worker_.now_ms();
   const int64_t send_timeout_ms = absl::ToInt64Milliseconds(options_.send_timeout);
-  for (Connection* c = connections_; c != nullptr;) {
-    Connection* next = c->next_;  // Release() during the visit is not possible: only Abort().
-    if (c->releasing_) {
+  for (ConnectionState* c = connections_; c != nullptr;) {
+    ConnectionState* next = c->next;  // Release() during the visit is not possible: only Abort().
+    if (c->releasing()) {
       // Nothing to time: release follows its cancelled operations.
-    } else if (c->pending_output() > 0 && now - c->output_->progress_ms > send_timeout_ms) {
+    } else if (c->pending_output() > 0 && now - c->output->progress_ms > send_timeout_ms) {
       Abort(c);
-    } else if (c->deadline_ms_ != 0 && c->deadline_ms_ <= now && c->pending_output() == 0) {
+    } else if (c->deadline_ms != 0 && c->deadline_ms <= now && c->pending_output() == 0) {
       // While output waits, the peer is the one not reading: the send timeout above governs.
       ExpireDeadline(c);
     }
@@ -294,17 +294,17 @@ void Loop::Tick() {
   }
 }
 
-void Loop::ExpireDeadline(Connection* c) {
-  c->deadline_ms_ = 0;
-  if (c->close_requested_) {
+void Loop::ExpireDeadline(ConnectionState* c) {
+  c->deadline_ms = 0;
+  if (c->closing()) {
     Abort(c);  // the linger time is over
   } else {
-    c->session_->OnDeadline(*c);
+    c->session->OnDeadline(*c);
     AfterSession(c);
   }
 }
 
-Connection* Loop::OnAccepted(int fd) {
+ConnectionState* Loop::OnAccepted(int fd) {
   if (shutting_down_ || Stopping()) {
     // An accept that completed before its cancel: the loop is ending and would only hold it.
     close(fd);
@@ -318,63 +318,65 @@ void Loop::Adopt(const std::vector<int>& fds) {
   for (int fd : fds) backend_->Adopted(AddConnection(fd));
 }
 
-Connection* Loop::AddConnection(int fd) {
-  auto* c = new Connection(this, fd);
-  c->next_ = connections_;
-  if (connections_ != nullptr) connections_->prev_ = c;
+ConnectionState* Loop::AddConnection(int fd) {
+  ConnectionState* c = backend_->NewConnection();
+  c->loop = this;
+  c->fd = fd;
+  c->next = connections_;
+  if (connections_ != nullptr) connections_->prev = c;
   connections_ = c;
-  ++live_connections_;
   LoopStats::Add(worker_.stats_->active, 1);
-  c->session_ = protocol_->NewSession(*c);
+  c->session = protocol_->NewSession(*c);
   MarkDirty(c);  // arm its receive
   if (worker_.draining_) {
     // Accepted after BeginDrain (io_uring: the accept completed before its cancel did): told
     // at once, as BeginDrain told the others, or it would hold the drain up while idle.
-    c->session_->OnDrain(*c);
+    c->session->OnDrain(*c);
     AfterSession(c);
   }
   return c;
 }
 
-void Loop::OnReceived(Connection* c, std::string_view bytes) {
+void Loop::OnReceived(ConnectionState* c, std::string_view bytes) {
   LoopStats::Add(worker_.stats_->bytes_in, bytes.size());
-  c->adopting_ = false;  // these bytes would be lost to the successor: the connection closes
-  if (c->close_requested_ || c->releasing_) return;  // lingering: discard
-  if (c->paused_ || c->held_ || c->resume_queued_) {
+  if (c->life == Lifecycle::kHandingOver) {
+    c->life = Lifecycle::kReleasing;  // these bytes would be lost to the successor
+  }
+  if (c->closing()) return;  // lingering: discard
+  if (c->paused || c->held || c->resume_queued) {
     // io_uring: a multishot receive goes on delivering until its cancel reaches the kernel,
     // so bytes come while paused. They wait here, not in the session, or a client that sends
     // requests and reads no answer would make the session answer them all (the output limit
     // would hold only for epoll, which simply stops reading).
-    c->output_->unread.append(bytes);
+    c->output->unread.append(bytes);
     return;
   }
   Deliver(c, bytes);
 }
 
-void Loop::Deliver(Connection* c, std::string_view bytes) {
+void Loop::Deliver(ConnectionState* c, std::string_view bytes) {
   in_session_ = c;  // stays set if the call throws: the loop dies, and `c` with it
-  const size_t taken = c->session_->OnData(*c, bytes);
+  const size_t taken = c->session->OnData(*c, bytes);
   if (taken < bytes.size() && !c->closing()) {
     // The rest waits: for the client to read what fills the output, or for the session.
-    if (c->output_ == nullptr) TakeOutput(c);
-    c->output_->unread.append(bytes.substr(taken));
+    if (c->output == nullptr) TakeOutput(c);
+    c->output->unread.append(bytes.substr(taken));
     if (c->output_full()) {
-      c->paused_ = true;
+      c->paused = true;
     } else {
-      c->held_ = true;
+      c->held = true;
     }
   }
   AfterSession(c);
   in_session_ = nullptr;
 }
 
-void Loop::OnReceiveEnded(Connection* c, int result) {
-  c->reading_ = false;
+void Loop::OnReceiveEnded(ConnectionState* c, int result) {
   if (result == 0) {
-    c->peer_eof_ = true;
-    c->adopting_ = false;
-    if (!c->close_requested_ && !c->releasing_) {
-      c->session_->OnPeerClosed(*c);
+    c->peer_eof = true;
+    if (c->life == Lifecycle::kHandingOver) c->life = Lifecycle::kReleasing;
+    if (!c->closing()) {
+      c->session->OnPeerClosed(*c);
       AfterSession(c);
     }
     AdvanceClose(c);
@@ -384,27 +386,24 @@ void Loop::OnReceiveEnded(Connection* c, int result) {
   MarkDirty(c);
 }
 
-void Loop::OnSent(Connection* c, int result) {
-  c->send_inflight_ = false;
+void Loop::OnSent(ConnectionState* c, int result) {
+  c->send_inflight = false;
   if (result < 0) {
     Abort(c);
     MarkDirty(c);
     return;
   }
   LoopStats::Add(worker_.stats_->bytes_out, static_cast<uint64_t>(result));
-  Connection::Output* o = c->output_;
-  o->sent += static_cast<size_t>(result);
+  Output* o = c->output;
   o->progress_ms = worker_.now_ms();
-  if (o->sent == o->sending.size()) {
-    o->sending.clear();
-    o->sent = 0;
-    if (o->pending.empty()) {
-      const bool was_paused = c->paused_;
-      c->paused_ = false;
+  if (o->Sent(static_cast<size_t>(result))) {
+    if (o->size() == 0) {
+      const bool was_paused = c->paused;
+      c->paused = false;
       if (was_paused) ScheduleResume(c);
-      if (c->writable_wanted_ && !c->closing()) {
-        c->writable_wanted_ = false;
-        c->session_->OnWritable(*c);
+      if (c->writable_wanted && !c->closing()) {
+        c->writable_wanted = false;
+        c->session->OnWritable(*c);
         AfterSession(c);
       }
       MaybeReleaseOutput(c);
@@ -414,16 +413,7 @@ void Loop::OnSent(Connection* c, int result) {
   MarkDirty(c);
 }
 
-void Loop::PrepareSend(Connection* c) {
-  Connection::Output* o = c->output_;
-  if (o->sent == o->sending.size()) {
-    o->sending.swap(o->pending);
-    o->pending.clear();
-    o->sent = 0;
-  }
-}
-
-void Loop::AfterSession(Connection* c) {
+void Loop::AfterSession(ConnectionState* c) {
   if (worker_.crash_requested_) {
     // Fault injection: die the way a bug in the loop's own code would.
     worker_.crash_requested_ = false;
@@ -432,81 +422,80 @@ void Loop::AfterSession(Connection* c) {
     throw std::runtime_error(worker_.crash_reason_);
   }
   if (c->pending_output() > 0) {
-    if (!c->send_inflight_) c->output_->progress_ms = worker_.now_ms();
-    if (c->pending_output() > options_.max_pending_output) c->paused_ = true;
+    if (!c->send_inflight) c->output->progress_ms = worker_.now_ms();
+    if (c->pending_output() > options_.max_pending_output) c->paused = true;
     MarkDirty(c);
   }
 }
 
-void Loop::RequestClose(Connection* c, bool linger) {
-  if (c->releasing_ || (c->close_requested_ && (linger || c->no_linger_))) return;
-  if (!linger) c->no_linger_ = true;
-  c->close_requested_ = true;
-  c->deadline_ms_ = 0;  // the session's deadline no longer applies
+void Loop::RequestClose(ConnectionState* c, bool linger) {
+  if (c->releasing() || c->life == Lifecycle::kClosingNow) return;
+  if (linger) {
+    if (c->life != Lifecycle::kOpen) return;
+    c->life = Lifecycle::kClosing;
+  } else if (c->life == Lifecycle::kLingering) {
+    c->life = Lifecycle::kReleasing;  // the linger is dropped
+  } else {
+    c->life = Lifecycle::kClosingNow;
+  }
+  c->deadline_ms = 0;  // the session's deadline no longer applies
   AdvanceClose(c);
   MarkDirty(c);
 }
 
-void Loop::AdvanceClose(Connection* c) {
-  if (!c->close_requested_ || c->releasing_ || c->pending_output() > 0 || c->send_inflight_) {
-    return;
-  }
-  if (c->peer_eof_ || c->no_linger_) {
-    c->releasing_ = true;
-  } else if (!c->write_shut_) {
+void Loop::AdvanceClose(ConnectionState* c) {
+  if (c->pending_output() > 0 || c->send_inflight) return;
+  if (c->life == Lifecycle::kClosingNow ||
+      (c->peer_eof && (c->life == Lifecycle::kClosing || c->life == Lifecycle::kLingering))) {
+    c->life = Lifecycle::kReleasing;
+  } else if (c->life == Lifecycle::kClosing) {
     // FIN after the last response; keep reading (and discarding) until the peer's FIN, so
     // bytes it sent after our last request do not make close() answer with a reset.
-    shutdown(c->fd_, SHUT_WR);
-    c->write_shut_ = true;
-    c->deadline_ms_ = worker_.now_ms() + linger_ms_;
+    shutdown(c->fd, SHUT_WR);
+    c->life = Lifecycle::kLingering;
+    c->deadline_ms = worker_.now_ms() + linger_ms_;
   }
 }
 
-void Loop::Abort(Connection* c) {
-  c->releasing_ = true;
+void Loop::Abort(ConnectionState* c) {
+  c->life = Lifecycle::kReleasing;
   MarkDirty(c);
 }
 
-void Loop::Release(Connection* c) {
-  if (c->prev_ != nullptr) {
-    c->prev_->next_ = c->next_;
+void Loop::Release(ConnectionState* c) {
+  if (c->prev != nullptr) {
+    c->prev->next = c->next;
   } else {
-    connections_ = c->next_;
+    connections_ = c->next;
   }
-  if (c->next_ != nullptr) c->next_->prev_ = c->prev_;
-  --live_connections_;
-  if (c->resume_queued_) std::erase(resumed_, c);
+  if (c->next != nullptr) c->next->prev = c->prev;
+  if (c->resume_queued) std::erase(resumed_, c);
   worker_.stats_->active.store(worker_.stats_->active.load(std::memory_order_relaxed) - 1,
                                std::memory_order_relaxed);
-  if (c->adopting_) {
-    orphans_.push_back(c->fd_);
+  if (c->life == Lifecycle::kHandingOver) {
+    orphans_.push_back(c->fd);
   } else {
-    close(c->fd_);
+    close(c->fd);
   }
-  if (c->output_ != nullptr) ReleaseOutput(c);
+  if (c->output != nullptr) ReleaseOutput(c);
   delete c;
 }
 
-void Loop::TakeOutput(Connection* c) {
+void Loop::TakeOutput(ConnectionState* c) {
   if (!output_pool_.empty()) {
-    c->output_ = output_pool_.back().release();
+    c->output = output_pool_.back().release();
     output_pool_.pop_back();
   } else {
-    c->output_ = new Connection::Output;
-    c->output_->pending.reserve(kOutputBufferCapacity);
+    c->output = new Output;
+    c->output->pending.reserve(kOutputBufferCapacity);
   }
 }
 
-void Loop::ReleaseOutput(Connection* c) {
-  std::unique_ptr<Connection::Output> o(c->output_);
-  c->output_ = nullptr;
+void Loop::ReleaseOutput(ConnectionState* c) {
+  std::unique_ptr<Output> o(c->output);
+  c->output = nullptr;
   if (output_pool_.size() >= kMaxPooledOutputs) return;
-  // A large response's buffers are not worth keeping: the pool holds small ones.
-  for (std::string* s : {&o->pending, &o->sending, &o->unread}) {
-    if (s->capacity() > kMaxPooledCapacity) *s = std::string();
-    s->clear();
-  }
-  o->sent = 0;
+  o->Clear();
   output_pool_.push_back(std::move(o));
 }
 

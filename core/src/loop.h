@@ -15,6 +15,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "backend.h"
+#include "connection_state.h"
 #include "control.h"
 #include "percore/options.h"
 #include "percore/protocol.h"
@@ -56,61 +57,60 @@ class Loop {
   // LoopStats::busy_since_ms); UpdateClock() marks it busy again when the wait returns.
   void BeginWait() { worker_.stats_->busy_since_ms.store(0, std::memory_order_relaxed); }
   // A new connection. The loop owns `fd` from here on; null if the loop is stopping.
-  Connection* OnAccepted(int fd);
+  ConnectionState* OnAccepted(int fd);
   // Serves the idle connections a dead predecessor left (TakeOrphans()). After Init().
   void Adopt(const std::vector<int>& fds);
   // After Run() returned because the loop died: the sockets of its idle connections, which
   // were not closed, for the loop that replaces it.
   std::vector<int> TakeOrphans() { return std::move(orphans_); }
   // Bytes received on `c`; valid only during the call.
-  void OnReceived(Connection* c, std::string_view bytes);
+  void OnReceived(ConnectionState* c, std::string_view bytes);
   // The armed receive ended: 0 is the peer's FIN; a positive count (a multishot receive the
   // kernel ended after delivering bytes), -ENOBUFS and -ECANCELED only end this receive (the
   // loop re-arms it if still wanted); any other negative errno fails `c`.
-  void OnReceiveEnded(Connection* c, int result);
-  // The send of c->output_->sending completed with `result` bytes or a negative errno.
-  void OnSent(Connection* c, int result);
+  void OnReceiveEnded(ConnectionState* c, int result);
+  // The send of c's current output part (Output::bytes() or file()) completed with `result`
+  // bytes or a negative errno.
+  void OnSent(ConnectionState* c, int result);
   // Connections whose state changed since the backend last looked; the backend clears it.
-  std::vector<Connection*>& dirty() { return dirty_; }
+  std::vector<ConnectionState*>& dirty() { return dirty_; }
   // Whether `c` should have a receive armed. Not after Close(false): the peer sends nothing more.
-  static bool WantsRead(const Connection* c) {
-    return !c->releasing_ && !c->peer_eof_ && !c->paused_ && !c->held_ && !c->no_linger_;
+  static bool WantsRead(const ConnectionState* c) {
+    return !c->releasing() && !c->peer_eof && !c->paused && !c->held &&
+           c->life != Lifecycle::kClosingNow;
   }
   // Whether `c` has bytes to send and no send in flight.
-  static bool WantsSend(const Connection* c) {
-    return !c->releasing_ && !c->send_inflight_ && c->pending_output() > 0;
+  static bool WantsSend(const ConnectionState* c) {
+    return !c->releasing() && !c->send_inflight && c->pending_output() > 0;
   }
   // Flags for sending c's output. The last output before a close goes with MSG_MORE: the kernel
   // holds the tail of it back (like TCP_CORK) until the close or half-close that follows as soon
   // as the send completes, and puts the FIN on that same segment: one packet to send, and for
   // the peer one to receive and acknowledge, instead of two.
-  static int SendFlags(const Connection* c) {
-    return c->close_requested_ ? MSG_NOSIGNAL | MSG_MORE : MSG_NOSIGNAL;
+  static int SendFlags(const ConnectionState* c) {
+    return c->closing() ? MSG_NOSIGNAL | MSG_MORE : MSG_NOSIGNAL;
   }
-  // Moves pending output to `sending` if that is done; the backend then sends
-  // output_->sending from output_->sent on.
-  static void PrepareSend(Connection* c);
   // Moves a graceful close forward once output is sent: half-close, or release.
-  void AdvanceClose(Connection* c);
+  void AdvanceClose(ConnectionState* c);
   // Closes the socket and destroys the connection. Only when nothing is in flight on it.
-  void Release(Connection* c);
+  void Release(ConnectionState* c);
   // Fails the connection: pending output is dropped, in-flight operations are cancelled, and
   // it is released once they complete.
-  void Abort(Connection* c);
+  void Abort(ConnectionState* c);
   // Queues `c` for the backend (once per iteration).
-  void MarkDirty(Connection* c) {
-    if (!c->dirty_) {
-      c->dirty_ = true;
+  void MarkDirty(ConnectionState* c) {
+    if (!c->dirty) {
+      c->dirty = true;
       dirty_.push_back(c);
     }
   }
   // The connection's deadline passed: ends a linger, or tells the session. Tick() calls it;
   // tests call it directly.
-  void ExpireDeadline(Connection* c);
+  void ExpireDeadline(ConnectionState* c);
   // Called by Connection.
-  void TakeOutput(Connection* c);
-  void RequestClose(Connection* c, bool linger);
-  void Resume(Connection* c);
+  void TakeOutput(ConnectionState* c);
+  void RequestClose(ConnectionState* c, bool linger);
+  void Resume(ConnectionState* c);
   // Called by Worker.
   TimerId AddTimer(absl::Duration delay, std::function<void()> fn);
   bool CancelTimer(TimerId id);
@@ -118,8 +118,6 @@ class Loop {
   bool RemoveWatch(WatchId id);
   // Called by the backend: `w` is ready for `ready` (WatchEvent bits).
   void OnWatchReady(Watch* w, uint32_t ready);
-
-  int64_t live_connections() const { return live_connections_; }
 
  private:
   void Tick();
@@ -131,18 +129,18 @@ class Loop {
   // The wait's bound: the next tick or timer, or 0 when work is ready.
   int WaitMs() const;
   // Queues `c` to get its unread bytes once neither the output limit nor the session holds them.
-  void ScheduleResume(Connection* c);
+  void ScheduleResume(ConnectionState* c);
   void DeliverResumed();
   // Gives the output back to the pool once nothing waits in it.
-  void MaybeReleaseOutput(Connection* c);
+  void MaybeReleaseOutput(ConnectionState* c);
   // Makes the Connection of an accepted or adopted socket.
-  Connection* AddConnection(int fd);
+  ConnectionState* AddConnection(int fd);
   // Hands `bytes` to the session; keeps what it did not take and pauses reading.
-  void Deliver(Connection* c, std::string_view bytes);
+  void Deliver(ConnectionState* c, std::string_view bytes);
   // After any call into a session: queue output, pause reading past the output limit.
-  void AfterSession(Connection* c);
+  void AfterSession(ConnectionState* c);
   // Gives c's output buffers back to the pool.
-  void ReleaseOutput(Connection* c);
+  void ReleaseOutput(ConnectionState* c);
   // Ends every connection; after a death (`died`), the idle ones are kept for the successor.
   void Shutdown(bool died);
 
@@ -163,12 +161,11 @@ class Loop {
   LoopControl* own_;  // read, but for stopped_accepting
   std::unique_ptr<Protocol> protocol_;
   std::unique_ptr<Backend> backend_;
-  Connection* connections_ = nullptr;  // intrusive list head
-  int64_t live_connections_ = 0;
+  ConnectionState* connections_ = nullptr;  // intrusive list head
   bool shutting_down_ = false;  // Shutdown() began: nothing new is taken on
-  std::vector<Connection*> dirty_;
-  Connection* in_session_ = nullptr;           // whose session Deliver() is calling
-  std::vector<Connection*> resumed_;           // see ScheduleResume()
+  std::vector<ConnectionState*> dirty_;
+  ConnectionState* in_session_ = nullptr;           // whose session Deliver() is calling
+  std::vector<ConnectionState*> resumed_;           // see ScheduleResume()
   std::vector<std::function<void()>> posted_;  // the batch RunPosted() is running
   // Timers: a min-heap of (due, id) over the live callbacks by id. A cancelled timer leaves its
   // heap entry, skipped when it comes up (or dropped when the heap is rebuilt).
@@ -188,7 +185,7 @@ class Loop {
   WatchId last_watch_ = 0;
   void FreeWatches();
   std::vector<int> orphans_;                                      // see TakeOrphans()
-  std::vector<std::unique_ptr<Connection::Output>> output_pool_;  // reused across responses
+  std::vector<std::unique_ptr<Output>> output_pool_;  // reused across responses
   int64_t next_tick_ms_ = 0;
   const int64_t tick_ms_;
   const int64_t linger_ms_;

@@ -16,7 +16,8 @@ class NullBackend final : public Backend {
   void CancelLoopOperations() override {}
   bool Idle() const override { return true; }
   bool Accepting() const override { return false; }
-  void Adopted(Connection*) override {}
+  ConnectionState* NewConnection() override { return new ConnectionState; }
+  void Adopted(ConnectionState*) override {}
   bool AddWatch(Watch*) override { return false; }
   void RemoveWatch(Watch*) override {}
 };
@@ -42,13 +43,15 @@ Connection* LoopHarness::Accept() {
   return loop_->OnAccepted(fds[0]);
 }
 
-void LoopHarness::Feed(Connection* c, std::string_view bytes) { loop_->OnReceived(c, bytes); }
+void LoopHarness::Feed(Connection* c, std::string_view bytes) {
+  loop_->OnReceived(StateOf(c), bytes);
+}
 
 void LoopHarness::FeedBytewise(Connection* c, std::string_view bytes) {
   for (char byte : bytes) {
     // A fresh copy each time, as a receive buffer would be: views into it must not survive.
     std::string one(1, byte);
-    loop_->OnReceived(c, one);
+    loop_->OnReceived(StateOf(c), one);
   }
 }
 
@@ -58,8 +61,8 @@ std::string LoopHarness::TakeOutput(Connection* c) {
   return out;
 }
 
-void LoopHarness::ExpireDeadline(Connection* c) { loop_->ExpireDeadline(c); }
+void LoopHarness::ExpireDeadline(Connection* c) { loop_->ExpireDeadline(StateOf(c)); }
 
-void LoopHarness::Release(Connection* c) { loop_->Release(c); }
+void LoopHarness::Release(Connection* c) { loop_->Release(StateOf(c)); }
 
 }  // namespace percore::testing

@@ -170,8 +170,14 @@ class Protocol {
 // Makes the Protocol of one loop; called on that loop's thread. Must be callable from any thread.
 using ProtocolFactory = std::function<std::unique_ptr<Protocol>(Worker& worker)>;
 
-// One accepted TCP connection. Owned by its loop; valid until the loop releases it, which is
-// never during a call into its Session. Owning-loop-only.
+// The peer of a connection (Connection::peer()).
+struct PeerAddress {
+  std::string ip;  // "127.0.0.1", "::1"; empty if the socket could not say
+  uint16_t port = 0;
+};
+
+// One accepted TCP connection, as a protocol sees it: a handle to state the loop keeps. Valid
+// until the loop releases it, which is never during a call into its Session. Owning-loop-only.
 class Connection {
  public:
   Connection(const Connection&) = delete;
@@ -179,10 +185,13 @@ class Connection {
 
   // The buffer to append bytes to send. The loop sends it after the current batch of
   // completions, in one send, and never has two sends in flight on the socket.
-  std::string& output() {
-    if (output_ == nullptr) TakeOutput();
-    return output_->pending;
-  }
+  std::string& output();
+  // Queues `length` bytes of the file `fd` from `offset` after what output() holds, to be sent
+  // without a copy through user space (sendfile, or splice on io_uring); bytes appended to
+  // output() afterwards follow them. The connection owns `fd` from here on and closes it once
+  // sent or when the connection goes. The bytes count in pending_output() until sent. A file
+  // shorter than `length` fails the connection (the peer was promised the bytes).
+  void SendFile(int fd, uint64_t offset, uint64_t length);
   // Closes gracefully: pending output is sent first, then the loop half-closes and releases the
   // connection when the peer closes too (or after EngineOptions::linger_timeout). Bytes received
   // after Close() are discarded. With `linger` false (for a peer that said it sends nothing more,
@@ -196,71 +205,30 @@ class Connection {
   bool output_full() const;
   // Asks for one Session::OnWritable call once everything in the output has been sent: for a
   // session that produces a large answer piece by piece and stops at output_full().
-  void NotifyWritable() { writable_wanted_ = true; }
+  void NotifyWritable();
   // For a session acting outside a call from the loop (from a timer, a posted job): sends what
   // it appended to output() (or closes, after Close()), and, if OnData took fewer bytes than it
   // was given for a reason of its own, hands it the rest from the loop's next iteration and
   // reads again.
   void Resume();
   // Whether Close() was called or the connection failed.
-  bool closing() const { return close_requested_ || releasing_; }
+  bool closing() const;
   // Calls Session::OnDeadline once the loop's clock passes `deadline_ms` (Worker::now_ms()
   // scale, checked every tick) and no output is waiting to be sent (while it is, the peer is
   // the one not reading, and EngineOptions::send_timeout governs); 0 cancels. One deadline per
   // connection; ignored once closing.
-  void SetDeadline(int64_t deadline_ms) {
-    if (!closing()) deadline_ms_ = deadline_ms;
-  }
+  void SetDeadline(int64_t deadline_ms);
   // The loop this connection belongs to.
   Worker& worker() const;
-  // Bytes appended to output() and not yet acknowledged by a completed send.
-  size_t pending_output() const {
-    return output_ == nullptr ? 0
-                              : output_->pending.size() + output_->sending.size() - output_->sent;
-  }
+  // Bytes appended to output() (and queued with SendFile()) and not yet taken by the kernel.
+  size_t pending_output() const;
+  // The peer's address, asked of the kernel on first use.
+  const PeerAddress& peer() const;
 
- private:
-  friend class Loop;
-  friend class IoUringBackend;
-  friend class EpollBackend;
-
-  // Bytes on their way out. Taken from the loop's pool when the session first writes and given
-  // back once all is sent, so an idle connection holds no output buffer.
-  struct Output {
-    std::string pending;      // appended to by the session; never in flight
-    std::string sending;      // the bytes of the one send in flight (or being resumed)
-    std::string unread;       // bytes received while paused or held, for the session later
-    size_t sent = 0;          // bytes of `sending` the kernel has taken
-    int64_t progress_ms = 0;  // when a send last started or took bytes
-  };
-
-  Connection(Loop* loop, int fd) : loop_(loop), fd_(fd) {}
-  void TakeOutput();
-
-  Loop* loop_;
-  std::unique_ptr<Session> session_;
-  Output* output_ = nullptr;    // owned by the loop's pool
-  Connection* prev_ = nullptr;  // the loop's list of live connections
-  Connection* next_ = nullptr;
-  int64_t deadline_ms_ = 0;
-  int fd_;
-  bool dirty_ : 1 = false;            // queued for the backend this iteration
-  bool reading_ : 1 = false;          // io_uring: a receive is armed
-  bool readable_ : 1 = false;         // epoll: the socket may have unread bytes
-  bool peer_hup_ : 1 = false;         // epoll: the peer's FIN (or an error) was reported
-  bool send_inflight_ : 1 = false;    // io_uring: a send is submitted; epoll: awaiting EPOLLOUT
-  bool cancel_inflight_ : 1 = false;  // a cancel of the armed receive was submitted
-  bool paused_ : 1 = false;           // too much pending output: not reading
-  bool held_ : 1 = false;             // the session took less than it was given: see Resume()
-  bool resume_queued_ : 1 = false;    // on the loop's list of connections to hand their unread
-  bool writable_wanted_ : 1 = false;  // NotifyWritable(): call Session::OnWritable when sent
-  bool close_requested_ : 1 = false;
-  bool write_shut_ : 1 = false;  // FIN sent; lingering for the peer's
-  bool peer_eof_ : 1 = false;
-  bool releasing_ : 1 = false;          // done or failed: cancel what is in flight, then release
-  bool no_linger_ : 1 = false;          // Close(false): release once output is sent
-  bool receive_multishot_ : 1 = false;  // io_uring: the first receive was armed (single-shot)
-  bool adopting_ : 1 = false;  // the loop died: the socket goes to its replacement, not closed
+ protected:
+  // Only the loop makes and destroys connections (see core/src/connection_state.h).
+  Connection() = default;
+  ~Connection() = default;
 };
 
 }  // namespace percore

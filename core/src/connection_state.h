@@ -1,0 +1,118 @@
+// The loop's side of a connection: what the public Connection handle stands for.
+//
+// The loop owns one lifecycle state per connection and the flags of reading and sending that
+// every backend shares; each backend derives its own struct from ConnectionState for the flags
+// only it needs (IoUringConnection, EpollConnection) and makes the connections of its loop
+// (Backend::NewConnection). The output buffer prepares its own sends.
+#ifndef PERCORE_SRC_CONNECTION_STATE_H_
+#define PERCORE_SRC_CONNECTION_STATE_H_
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "percore/protocol.h"
+
+namespace percore {
+
+class Loop;
+
+// A range of a file to send (Connection::SendFile); the output owns `fd`.
+struct FileRange {
+  int fd = -1;
+  uint64_t offset = 0;
+  uint64_t left = 0;
+};
+
+// Bytes and file ranges on their way out, in order. Taken from the loop's pool when the session
+// first writes and given back once all is sent, so an idle connection holds none.
+//
+// What goes out is one part at a time: bytes (`sending`, from `sent` on), then the file range
+// that followed them. Prepare() takes the next part once the current one is done: the oldest
+// queued one (bytes and the file SendFile() put after them), or else all of `pending`.
+class Output {
+ public:
+  Output() = default;
+  ~Output() { Clear(); }
+  Output(const Output&) = delete;
+  Output& operator=(const Output&) = delete;
+
+  std::string pending;      // appended to by the session; never in flight
+  std::string unread;       // bytes received while paused or held, for the session later
+  int64_t progress_ms = 0;  // when a send last started or took bytes
+
+  // Queues a file range after `pending`, which moves to the queue with it.
+  void AddFile(int fd, uint64_t offset, uint64_t length);
+  // Bytes and file bytes not yet taken by the kernel.
+  size_t size() const { return pending.size() + sending_.size() - sent_ + file_.left + queued_; }
+  // Takes the next part if the current one is done. Then the backend sends bytes() if there
+  // are any, else file().
+  void Prepare();
+  std::string_view bytes() const {
+    return std::string_view(sending_).substr(sent_);
+  }
+  const FileRange& file() const { return file_; }
+  // The kernel took `n` bytes of the current part. True when the part is done.
+  bool Sent(size_t n);
+  // Drops everything (closing the files) and keeps small buffers for reuse.
+  void Clear();
+
+ private:
+  struct Part {
+    std::string bytes;
+    FileRange file;
+  };
+  std::string sending_;
+  size_t sent_ = 0;
+  FileRange file_;  // after sending_
+  std::deque<Part> queue_;
+  size_t queued_ = 0;  // bytes and file bytes in queue_
+};
+
+// Where a connection is in its life. Reading and sending go on in every state before
+// kReleasing (a closing connection still sends its output and discards what it reads).
+enum class Lifecycle : uint8_t {
+  kOpen,
+  kClosing,      // Close(): once the output is sent, half-close and linger
+  kClosingNow,   // Close(false): once the output is sent, release; nothing more is read
+  kLingering,    // FIN sent: discarding input until the peer's FIN or EngineOptions::linger_timeout
+  kReleasing,    // done or failed: in-flight operations are cancelled, then it is released
+  kHandingOver,  // as kReleasing, but the socket goes to the loop's successor (Loop::TakeOrphans)
+};
+
+struct ConnectionState : Connection {
+  ConnectionState() = default;
+  virtual ~ConnectionState() = default;
+
+  bool closing() const { return life != Lifecycle::kOpen; }
+  bool releasing() const { return life >= Lifecycle::kReleasing; }
+  size_t pending_output() const { return output == nullptr ? 0 : output->size(); }
+
+  Loop* loop = nullptr;
+  std::unique_ptr<Session> session;
+  Output* output = nullptr;          // owned by the loop's pool
+  ConnectionState* prev = nullptr;   // the loop's list of live connections
+  ConnectionState* next = nullptr;
+  mutable std::unique_ptr<PeerAddress> peer;  // asked for at the first Connection::peer()
+  int64_t deadline_ms = 0;
+  int fd = -1;
+  Lifecycle life = Lifecycle::kOpen;
+  bool dirty : 1 = false;            // queued for the backend this iteration
+  bool send_inflight : 1 = false;    // io_uring: a send is submitted; epoll: awaiting EPOLLOUT
+  bool paused : 1 = false;           // too much pending output: not reading
+  bool held : 1 = false;             // the session took less than it was given: see Resume()
+  bool resume_queued : 1 = false;    // on the loop's list of connections to hand their unread
+  bool writable_wanted : 1 = false;  // NotifyWritable(): call Session::OnWritable when sent
+  bool peer_eof : 1 = false;         // the peer's FIN was read
+};
+
+inline ConnectionState* StateOf(Connection* c) { return static_cast<ConnectionState*>(c); }
+inline const ConnectionState* StateOf(const Connection* c) {
+  return static_cast<const ConnectionState*>(c);
+}
+
+}  // namespace percore
+
+#endif  // PERCORE_SRC_CONNECTION_STATE_H_
