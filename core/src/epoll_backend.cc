@@ -177,8 +177,9 @@ void EpollBackend::Write(EpollConnection* c) {
     return;
   }
   if (n > 0) loop_.OnSent(c, static_cast<int>(n));
-  // The socket buffer is full: wait for EPOLLOUT before the next write.
-  if (n < 0 || static_cast<size_t>(n) < left) c->send_inflight = true;
+  // The socket buffer is full: wait for EPOLLOUT before the next write. (A short sendfile() may
+  // also be the file's end: only its EAGAIN says the socket is full.)
+  if (n < 0 || (!bytes.empty() && static_cast<size_t>(n) < left)) c->send_inflight = true;
 }
 
 void EpollBackend::Reconcile(EpollConnection* c) {

@@ -1,5 +1,7 @@
 #include "percore/http/response.h"
 
+#include <unistd.h>
+
 #include <stdexcept>
 
 #include "ascii.h"
@@ -190,6 +192,19 @@ void Response::Send(std::string_view body) {
   if (AppendHead(Framing::kLength, body.size(), body.empty())) out_->append(body);
 }
 
+void Response::SendFile(int fd, uint64_t offset, uint64_t length) {
+  if (sent_ || conn_ == nullptr) {
+    close(fd);
+    return;
+  }
+  sent_ = true;
+  if (AppendHead(Framing::kLength, length, length == 0)) {
+    conn_->SendFile(fd, offset, length);
+  } else {
+    close(fd);
+  }
+}
+
 DeferredResponse Response::Defer() {
   if (sent_ || deferred_ || session_ == nullptr) {
     throw std::logic_error("Response::Defer(): already sent or deferred");
@@ -229,6 +244,14 @@ void DeferredResponse::Send(std::string_view body) {
   } else {
     state_->session->Answer(*state_, body);
   }
+}
+
+void DeferredResponse::SendFile(int fd, uint64_t offset, uint64_t length) {
+  if (state_->session == nullptr || state_->streaming) {
+    close(fd);
+    return;
+  }
+  state_->session->AnswerFile(*state_, fd, offset, length);
 }
 
 DeferredResponse& DeferredResponse::Length(uint64_t bytes) {

@@ -658,6 +658,7 @@ void HttpSession::Respond(MessageState& st, const char* base) {
   Response res =
       ResponseWriter::Make(&out, &h.fields_, h.date_.line(), head, close, http10, !close && http10);
   res.session_ = this;
+  res.conn_ = &conn;
   res.body_unread_ = st.body_streamed;
   h.params_.clear();
   const bool asterisk = req.target() == "*";  // OPTIONS * (IsValidTarget allows no other)
@@ -731,6 +732,7 @@ std::shared_ptr<PendingAnswer> HttpSession::Defer(Response& res) {
 void HttpSession::BeginAnswer(PendingAnswer& pending) {
   Response& res = pending.response;
   res.out_ = &pending.conn->output();
+  res.conn_ = pending.conn;
   res.date_line_ = protocol_.date_.line();
   if (protocol_.worker_.draining()) res.close_ = true;  // a drain began meanwhile
   res.body_unread_ = state_->body_streamed && state_->in_message;
@@ -758,6 +760,12 @@ void HttpSession::FinishAnswer(PendingAnswer& pending, bool close) {
 void HttpSession::Answer(PendingAnswer& pending, std::string_view body) {
   BeginAnswer(pending);
   pending.response.Send(body);
+  FinishAnswer(pending, pending.response.close_);
+}
+
+void HttpSession::AnswerFile(PendingAnswer& pending, int fd, uint64_t offset, uint64_t length) {
+  BeginAnswer(pending);
+  pending.response.SendFile(fd, offset, length);
   FinishAnswer(pending, pending.response.close_);
 }
 

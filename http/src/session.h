@@ -183,6 +183,7 @@ class HttpSession final : public percore::Session {
   std::shared_ptr<PendingAnswer> Defer(Response& res);
   // The deferred answer: written, counted and logged; the requests after it are read again.
   void Answer(PendingAnswer& pending, std::string_view body);
+  void AnswerFile(PendingAnswer& pending, int fd, uint64_t offset, uint64_t length);
   // A streamed one (DeferredResponse::Write, End): false once the output is full.
   bool WritePart(PendingAnswer& pending, std::string_view chunk);
   void EndParts(PendingAnswer& pending);

@@ -187,6 +187,7 @@ class DeferredTest : public ::testing::TestWithParam<BackendKind> {
       }
     });
     AddUploadRoutes(app);
+    AddFileRoutes(app);
     EngineOptions options;
     options.address = "127.0.0.1";
     options.threads = 1;
@@ -203,12 +204,52 @@ class DeferredTest : public ::testing::TestWithParam<BackendKind> {
   }
 
   void TearDown() override {
+    if (!file_path_.empty()) unlink(file_path_.c_str());
     if (engine_ == nullptr) return;
     engine_->Stop();
     engine_->Wait();
   }
 
   Socket Connect() { return Socket(ConnectLocal(port_)); }
+
+  // Files sent without a copy (Response::SendFile): /file?offset=&length= of a file the suite
+  // writes, at once, or later from a timer with /file-later.
+  void AddFileRoutes(App& app) {
+    char path[] = "/tmp/percore-deferred-test-XXXXXX";
+    const int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    file_path_ = path;
+    file_content_ = FileContent();
+    ASSERT_EQ(write(fd, file_content_.data(), file_content_.size()),
+              static_cast<ssize_t>(file_content_.size()));
+    close(fd);
+    auto open_range = [this](const Request& req, uint64_t* offset, uint64_t* length) {
+      *offset = std::stoull(std::string(req.Query("offset")));
+      *length = std::stoull(std::string(req.Query("length")));
+      return open(file_path_.c_str(), O_RDONLY | O_CLOEXEC);
+    };
+    app.Get("/file", [open_range](const Request& req, Response& res) {
+      uint64_t offset, length;
+      const int fd = open_range(req, &offset, &length);
+      res.Type("application/octet-stream").SendFile(fd, offset, length);
+    });
+    app.Get("/file-later", [open_range](const Request& req, Response& res) {
+      uint64_t offset, length;
+      const int fd = open_range(req, &offset, &length);
+      DeferredResponse later = res.Defer();
+      req.worker().After(absl::Milliseconds(10), [later, fd, offset, length]() mutable {
+        later.SendFile(fd, offset, length);
+      });
+    });
+  }
+
+  static std::string FileContent() {
+    std::string content(20 << 20, '\0');
+    for (size_t i = 0; i < content.size(); ++i) {
+      content[i] = static_cast<char>('A' + (i / 7 + i % 13) % 26);
+    }
+    return content;
+  }
 
   // Streamed request bodies (RouteOptions::stream_body). Each reader answers "<bytes> <sum>",
   // the sum of the body's bytes, so a lost, repeated or reordered piece shows.
@@ -313,6 +354,8 @@ class DeferredTest : public ::testing::TestWithParam<BackendKind> {
   std::atomic<int> aborted_{0};
   std::atomic<int> taken_{0};  // /abortable requests handled
   std::atomic<int> upload_handled_{0};
+  std::string file_path_;
+  std::string file_content_;
   std::atomic<bool> timer_ran_{false};
   std::mutex mutex_;
   LoopRef ref_;
@@ -673,6 +716,63 @@ TEST_P(DeferredTest, RouteBodyLimitsAnswer413) {
                                   Chunked(Body(10), 3));
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->body, "all of it");
+}
+
+std::string FileGet(std::string_view path, uint64_t offset, uint64_t length) {
+  return Get(std::string(path) + "?offset=" + std::to_string(offset) +
+             "&length=" + std::to_string(length));
+}
+
+TEST_P(DeferredTest, FileRangesGoOutWholeAndInOrderWithWhatFollows) {
+  Socket s = Connect();
+  std::string buffer;
+  const uint64_t size = file_content_.size();
+  // Pipelined: the whole file, a plain answer, a range from the middle answered later, a range
+  // of nothing, and a plain answer again.
+  ASSERT_TRUE(SendAll(s.fd(), FileGet("/file", 0, size) + Get("/") +
+                                  FileGet("/file-later", 12345, 3 << 20) + FileGet("/file", 7, 0) +
+                                  Get("/")));
+  std::optional<HttpResponse> r = ReadResponse(s.fd(), buffer, kTimeout);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->Header("content-type"), "application/octet-stream");
+  EXPECT_TRUE(r->body == file_content_) << r->body.size();
+  r = ReadResponse(s.fd(), buffer, kTimeout);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "Hello World!");
+  r = ReadResponse(s.fd(), buffer, kTimeout);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->body == file_content_.substr(12345, 3 << 20)) << r->body.size();
+  r = ReadResponse(s.fd(), buffer, kTimeout);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "");
+  EXPECT_EQ(r->Header("content-length"), "0");
+  r = ReadResponse(s.fd(), buffer, kTimeout);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "Hello World!");
+  // HEAD: the length, no body, and the connection goes on.
+  ASSERT_TRUE(SendAll(s.fd(), "HEAD /file?offset=0&length=1000 HTTP/1.1\r\nHost: x\r\n\r\n" + Get("/")));
+  // The HEAD answer has Content-Length 1000 and no body: read up to the next answer by hand.
+  std::string all = buffer;
+  const auto deadline = Clock::now() + kTimeout;
+  while (all.find("Hello World!") == std::string::npos && Clock::now() < deadline) {
+    all += ReadBytes(s.fd(), 1, milliseconds(100));
+  }
+  EXPECT_NE(all.find("Content-Length: 1000\r\n"), std::string::npos) << all;
+  EXPECT_NE(all.find("\r\n\r\nHTTP/1.1 200 OK\r\n"), std::string::npos) << all;
+  EXPECT_NE(all.find("Hello World!"), std::string::npos) << all;
+}
+
+TEST_P(DeferredTest, FileShorterThanItsRangeFailsTheConnection) {
+  Socket s = Connect();
+  const uint64_t size = file_content_.size();
+  ASSERT_TRUE(SendAll(s.fd(), FileGet("/file", size - 100, 1000) + Get("/")));
+  ReadToEndResult end = ReadToEnd(s.fd(), kTimeout);
+  EXPECT_NE(end.end, StreamEnd::kTimeout);
+  // The head and the 100 bytes the file had, then the end: never the next answer.
+  const size_t body = end.data.find("\r\n\r\n");
+  ASSERT_NE(body, std::string::npos);
+  EXPECT_EQ(end.data.substr(body + 4), file_content_.substr(size - 100));
+  EXPECT_EQ(end.data.find("Hello World!"), std::string::npos);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, DeferredTest, percore::testing::AllBackends(),

@@ -20,6 +20,7 @@
 #ifndef PERCORE_HTTP_RESPONSE_H_
 #define PERCORE_HTTP_RESPONSE_H_
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -48,6 +49,11 @@ class Response {
   // Writes the whole response with `body`. Only the first call counts. For HEAD requests the body
   // is left out and Content-Length still gives its length.
   void Send(std::string_view body);
+  // Writes the response with `length` bytes of the file `fd` from `offset` as its body
+  // (Content-Length), sent without a copy through user space (Connection::SendFile). The
+  // response owns `fd` from here on, and closes it once sent (at once for HEAD, or after the
+  // first Send). The file must hold the range: if it turns out shorter, the connection fails.
+  void SendFile(int fd, uint64_t offset, uint64_t length);
   // Whether Send() was called.
   bool sent() const { return sent_; }
   // The status code.
@@ -90,6 +96,7 @@ class Response {
   bool sent_ = false;
   bool deferred_ = false;
   bool body_unread_ = false;  // the request's body is still arriving (RouteOptions::stream_body)
+  Connection* conn_ = nullptr;  // for SendFile()
   HttpSession* session_ = nullptr;  // for Defer()
 };
 
@@ -111,6 +118,7 @@ class DeferredResponse {
   DeferredResponse& Set(std::string_view name, std::string_view value);
   DeferredResponse& Type(std::string_view content_type);
   void Send(std::string_view body);
+  void SendFile(int fd, uint64_t offset, uint64_t length);
   // Declares the length of a body streamed with Write(): Content-Length instead of chunked.
   // Before the first Write() only.
   DeferredResponse& Length(uint64_t bytes);
