@@ -13,6 +13,10 @@ namespace {
 // A pooled output keeps buffers up to this size; a large response's are not worth keeping.
 constexpr size_t kMaxPooledCapacity = 64 * 1024;
 
+// Gives a string's memory back. (Assigning an empty string would not: libstdc++ copies a short
+// string into the buffer it already has.)
+void Free(std::string& s) { std::string().swap(s); }
+
 void CloseFile(FileRange& file) {
   if (file.fd >= 0) close(file.fd);
   file = FileRange{};
@@ -23,7 +27,7 @@ void CloseFile(FileRange& file) {
 void Output::AddFile(int fd, uint64_t offset, uint64_t length) {
   queued_ += pending.size() + length;
   queue_.push_back(Part{std::move(pending), FileRange{fd, offset, length}});
-  pending = std::string();
+  pending.clear();  // moved from: empty in practice, but only "valid" by the standard
 }
 
 void Output::Prepare() {
@@ -44,7 +48,17 @@ void Output::Prepare() {
 bool Output::Sent(size_t n) {
   if (sent_ < sending_.size()) {
     sent_ += n;
-    return sent_ == sending_.size() && file_.left == 0;
+    if (sent_ < sending_.size()) return false;
+    sending_.clear();
+    sent_ = 0;
+    // Of the two buffers, one is enough while nothing is pending: a producer that refills the
+    // output once it is drained (DeferredResponse::OnWritable) then writes into the one whose
+    // pages are already there, and a large second one does not sit beside it.
+    if (pending.empty()) {
+      if (sending_.capacity() > pending.capacity()) sending_.swap(pending);
+      if (sending_.capacity() > kMaxPooledCapacity) Free(sending_);
+    }
+    return file_.left == 0;
   }
   file_.offset += n;
   file_.left -= n;
@@ -53,16 +67,21 @@ bool Output::Sent(size_t n) {
   return true;
 }
 
-void Output::Clear() {
+size_t Output::Clear() {
+  size_t freed = 0;
   CloseFile(file_);
   for (Part& part : queue_) CloseFile(part.file);
   queue_.clear();
   queued_ = 0;
   sent_ = 0;
   for (std::string* s : {&pending, &sending_, &unread}) {
-    if (s->capacity() > kMaxPooledCapacity) *s = std::string();
+    if (s->capacity() > kMaxPooledCapacity) {
+      freed += s->capacity();
+      Free(*s);
+    }
     s->clear();
   }
+  return freed;
 }
 
 void Session::OnPeerClosed(Connection& conn) { conn.Close(); }

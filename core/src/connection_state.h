@@ -56,8 +56,9 @@ class Output {
   const FileRange& file() const { return file_; }
   // The kernel took `n` bytes of the current part. True when the part is done.
   bool Sent(size_t n);
-  // Drops everything (closing the files) and keeps small buffers for reuse.
-  void Clear();
+  // Drops everything (closing the files) and keeps small buffers for reuse. Returns the
+  // capacity of the large ones it freed.
+  size_t Clear();
 
  private:
   struct Part {

@@ -1,5 +1,6 @@
 #include "loop.h"
 
+#include <malloc.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,6 +17,8 @@ namespace {
 
 constexpr size_t kOutputBufferCapacity = 1024;
 constexpr size_t kMaxPooledOutputs = 256;
+// Large buffers freed before the loop gives free memory back to the kernel (see Tick).
+constexpr size_t kTrimAfterBytes = 8 * 1024 * 1024;
 // How long a stopping loop waits for cancelled operations to complete.
 constexpr int64_t kShutdownMs = 2000;
 
@@ -278,6 +281,15 @@ void Loop::Shutdown(bool died) {
 
 void Loop::Tick() {
   protocol_->OnTick();
+#ifdef __GLIBC__
+  // glibc keeps freed memory in its arenas, and a loop's large output buffers (a streamed
+  // download's, a megabyte each) come from this thread's arena: after many of them went, hand
+  // the free pages back to the kernel, or a burst of large answers would stay resident.
+  if (freed_bytes_ > kTrimAfterBytes) {
+    malloc_trim(0);
+    freed_bytes_ = 0;
+  }
+#endif
   const int64_t now = worker_.now_ms();
   const int64_t send_timeout_ms = absl::ToInt64Milliseconds(options_.send_timeout);
   for (ConnectionState* c = connections_; c != nullptr;) {
@@ -494,9 +506,8 @@ void Loop::TakeOutput(ConnectionState* c) {
 void Loop::ReleaseOutput(ConnectionState* c) {
   std::unique_ptr<Output> o(c->output);
   c->output = nullptr;
-  if (output_pool_.size() >= kMaxPooledOutputs) return;
-  o->Clear();
-  output_pool_.push_back(std::move(o));
+  freed_bytes_ += o->Clear();
+  if (output_pool_.size() < kMaxPooledOutputs) output_pool_.push_back(std::move(o));
 }
 
 }  // namespace percore

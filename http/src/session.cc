@@ -452,7 +452,8 @@ void HttpProtocol::GiveBack(std::unique_ptr<MessageState> st) {
   if (st->in_message || st->error_status != 0) st->Reset();
   // A large request's buffers are not worth keeping: the pool holds small ones.
   for (std::string* s : {&st->held, &st->body}) {
-    if (s->capacity() > kMaxPooledCapacity) *s = std::string();
+    // Swapped, not assigned: libstdc++ keeps its buffer when assigned a short string.
+    if (s->capacity() > kMaxPooledCapacity) std::string().swap(*s);
   }
   state_pool_.push_back(std::move(st));
 }
