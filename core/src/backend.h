@@ -1,9 +1,10 @@
 // The private I/O backend interface: one per loop, working per loop iteration, not per I/O call.
 //
 // The loop keeps the connection state every backend shares (what to read, what to send, when to
-// close: ConnectionState) and lists the connections whose state changed in Loop::dirty(). Once per iteration the backend turns those
-// into kernel operations, waits, and reports what completed through Loop::On*() calls. The only
-// virtual call on the request path is Iterate(), once per iteration.
+// close: ConnectionState) and lists the connections whose state changed in Loop::dirty(). Once per
+// iteration the backend turns those into kernel operations, waits, and reports what completed
+// through Loop::On*() calls. The only virtual call on the request path is Iterate(), once per
+// iteration.
 #ifndef PERCORE_SRC_BACKEND_H_
 #define PERCORE_SRC_BACKEND_H_
 
@@ -29,10 +30,10 @@ struct Watch {
 class Backend {
  public:
   virtual ~Backend() = default;
-  // Hands the kernel what the loop queued, waits until something completes, `timeout_ms` passes
+  // Hands the kernel what the loop queued, waits until something completes, `timeout_us` passes
   // or the loop is woken, and reports completions to the loop. Returns 0, or a negative errno
   // that the loop cannot survive.
-  virtual int Iterate(int timeout_ms) = 0;
+  virtual int Iterate(int64_t timeout_us) = 0;
   // Stops accepting: cancels the listener's operation for good. The socket stays open.
   virtual void StopAccepting() = 0;
   // Stops accepting and waking: cancels the listener's and the wake descriptor's operations.

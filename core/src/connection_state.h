@@ -50,9 +50,7 @@ class Output {
   // Takes the next part if the current one is done. Then the backend sends bytes() if there
   // are any, else file().
   void Prepare();
-  std::string_view bytes() const {
-    return std::string_view(sending_).substr(sent_);
-  }
+  std::string_view bytes() const { return std::string_view(sending_).substr(sent_); }
   const FileRange& file() const { return file_; }
   // The kernel took `n` bytes of the current part. True when the part is done.
   bool Sent(size_t n);
@@ -93,8 +91,8 @@ struct ConnectionState : Connection {
 
   Loop* loop = nullptr;
   std::unique_ptr<Session> session;
-  Output* output = nullptr;          // owned by the loop's pool
-  ConnectionState* prev = nullptr;   // the loop's list of live connections
+  Output* output = nullptr;         // owned by the loop's pool
+  ConnectionState* prev = nullptr;  // the loop's list of live connections
   ConnectionState* next = nullptr;
   mutable std::unique_ptr<PeerAddress> peer;  // asked for at the first Connection::peer()
   int64_t deadline_ms = 0;

@@ -29,7 +29,7 @@ class EpollBackend final : public Backend {
   static absl::StatusOr<std::unique_ptr<Backend>> Create(Loop& loop);
   ~EpollBackend() override;
 
-  int Iterate(int timeout_ms) override;
+  int Iterate(int64_t timeout_us) override;
   void StopAccepting() override;
   void CancelLoopOperations() override;
   bool Idle() const override { return true; }
@@ -56,9 +56,10 @@ class EpollBackend final : public Backend {
   int epoll_fd_ = -1;
   std::vector<char> buffer_;  // every receive of the loop lands here
   std::vector<epoll_event> events_;
-  std::vector<ConnectionState*> work_;  // the dirty list being reconciled
+  std::vector<ConnectionState*> work_;    // the dirty list being reconciled
   std::vector<EpollConnection*> unread_;  // readable connections cut short for fairness
   bool listening_ = false;
+  bool pwait2_ = true;  // until the kernel says it has no epoll_pwait2
   bool accept_stopped_ = false;
   int64_t accept_retry_ms_ = 0;
 };

@@ -1,13 +1,12 @@
 #include "io_uring_backend.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <fcntl.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -426,7 +425,7 @@ void IoUringBackend::CancelLoopOperations() {
   }
 }
 
-int IoUringBackend::Iterate(int timeout_ms) {
+int IoUringBackend::Iterate(int64_t timeout_us) {
   std::vector<ConnectionState*>& dirty = loop_.dirty();
   for (ConnectionState* c : dirty) {
     c->dirty = false;
@@ -441,8 +440,8 @@ int IoUringBackend::Iterate(int timeout_ms) {
 
   // One syscall: submit everything queued above and sleep until a completion or the timeout.
   __kernel_timespec timeout{};
-  timeout.tv_sec = timeout_ms / 1000;
-  timeout.tv_nsec = static_cast<long long>(timeout_ms % 1000) * 1000000;
+  timeout.tv_sec = timeout_us / 1000000;
+  timeout.tv_nsec = static_cast<long long>(timeout_us % 1000000) * 1000;
   io_uring_cqe* cqe = nullptr;
   loop_.BeginWait();
   int ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &timeout, nullptr);

@@ -24,7 +24,7 @@ struct IoUringConnection final : ConnectionState {
   int pipe_write = -1;
   uint32_t pipe_size = 0;
   uint32_t in_pipe = 0;
-  int send_error = 0;           // a send that could not be submitted, reported as its result
+  int send_error = 0;                // a send that could not be submitted, reported as its result
   bool reading : 1 = false;          // a receive is armed
   bool cancel_inflight : 1 = false;  // a cancel of the armed receive was submitted
   bool multishot : 1 = false;        // the first receive was armed (single-shot)
@@ -43,7 +43,7 @@ class IoUringBackend final : public Backend {
   // error says what failed ("io_uring_setup: Operation not permitted").
   static absl::Status Probe(const EngineOptions& options);
 
-  int Iterate(int timeout_ms) override;
+  int Iterate(int64_t timeout_us) override;
   void StopAccepting() override;
   void CancelLoopOperations() override;
   bool Idle() const override { return accepts_armed_ == 0 && !wake_armed_; }

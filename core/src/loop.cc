@@ -22,11 +22,13 @@ constexpr size_t kTrimAfterBytes = 8 * 1024 * 1024;
 // How long a stopping loop waits for cancelled operations to complete.
 constexpr int64_t kShutdownMs = 2000;
 
-int64_t MonotonicMs() {
+int64_t MonotonicUs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
+  return int64_t{ts.tv_sec} * 1000000 + ts.tv_nsec / 1000;
 }
+
+int64_t MonotonicMs() { return MonotonicUs() / 1000; }
 
 }  // namespace
 
@@ -93,7 +95,7 @@ absl::Status Loop::Run() {
       RunTimers();
       DeliverResumed();
       FreeWatches();
-      int result = backend_->Iterate(WaitMs());
+      int result = backend_->Iterate(WaitUs());
       if (result < 0) {
         status = absl::ErrnoToStatus(-result, "event loop");
         break;
@@ -108,11 +110,12 @@ absl::Status Loop::Run() {
   return status;
 }
 
-int Loop::WaitMs() const {
+int64_t Loop::WaitUs() const {
   if (!resumed_.empty() || worker_.ref_.queue_->HasJobs()) return 0;
-  int64_t until = next_tick_ms_;
-  if (!timer_heap_.empty()) until = std::min(until, timer_heap_.front().due_ms);
-  return static_cast<int>(std::max<int64_t>(0, until - worker_.now_ms()));
+  const int64_t now = MonotonicUs();
+  int64_t until = next_tick_ms_ * 1000;
+  if (!timer_heap_.empty()) until = std::min(until, timer_heap_.front().due_us);
+  return std::max<int64_t>(0, until - now);
 }
 
 void Loop::RunPosted() {
@@ -128,10 +131,10 @@ void Loop::RunPosted() {
 }
 
 TimerId Loop::AddTimer(absl::Duration delay, std::function<void()> fn) {
-  const int64_t ms = absl::ToInt64Milliseconds(absl::Ceil(delay, absl::Milliseconds(1)));
-  // The clock counts whole milliseconds, so "now" is up to 1 ms behind: one more keeps a timer
-  // from running early. Read afresh: the loop's clock is as old as the batch being handled.
-  const int64_t due = MonotonicMs() + (ms > 0 ? ms + 1 : 0);
+  // From now, read afresh: the loop's clock is as old as the batch being handled.
+  const int64_t due =
+      MonotonicUs() +
+      std::max<int64_t>(0, absl::ToInt64Microseconds(absl::Ceil(delay, absl::Microseconds(1))));
   const TimerId id = ++last_timer_;
   timers_.emplace(id, std::move(fn));
   timer_heap_.push_back(TimerEntry{due, id});
@@ -151,8 +154,8 @@ bool Loop::CancelTimer(TimerId id) {
 }
 
 void Loop::RunTimers() {
-  const int64_t now = worker_.now_ms();
-  while (!timer_heap_.empty() && timer_heap_.front().due_ms <= now) {
+  const int64_t now = MonotonicUs();
+  while (!timer_heap_.empty() && timer_heap_.front().due_us <= now) {
     std::pop_heap(timer_heap_.begin(), timer_heap_.end(), std::greater<>());
     const TimerId id = timer_heap_.back().id;
     timer_heap_.pop_back();
@@ -271,7 +274,7 @@ void Loop::Shutdown(bool died) {
   }
   int64_t deadline = MonotonicMs() + kShutdownMs;
   while ((connections_ != nullptr || !backend_->Idle()) && MonotonicMs() < deadline) {
-    if (backend_->Iterate(10) < 0) break;
+    if (backend_->Iterate(10000) < 0) break;
   }
   protocol_->OnTick();
   // The counters outlive this instance and are summed with its successor's: leave no gauge.

@@ -126,8 +126,8 @@ class Loop {
   // Runs the jobs posted from other threads, then the timers that are due.
   void RunPosted();
   void RunTimers();
-  // The wait's bound: the next tick or timer, or 0 when work is ready.
-  int WaitMs() const;
+  // The wait's bound in microseconds: to the next tick or timer, or 0 when work is ready.
+  int64_t WaitUs() const;
   // Queues `c` to get its unread bytes once neither the output limit nor the session holds them.
   void ScheduleResume(ConnectionState* c);
   void DeliverResumed();
@@ -162,18 +162,20 @@ class Loop {
   std::unique_ptr<Protocol> protocol_;
   std::unique_ptr<Backend> backend_;
   ConnectionState* connections_ = nullptr;  // intrusive list head
-  bool shutting_down_ = false;  // Shutdown() began: nothing new is taken on
+  bool shutting_down_ = false;              // Shutdown() began: nothing new is taken on
   std::vector<ConnectionState*> dirty_;
-  ConnectionState* in_session_ = nullptr;           // whose session Deliver() is calling
-  std::vector<ConnectionState*> resumed_;           // see ScheduleResume()
+  ConnectionState* in_session_ = nullptr;      // whose session Deliver() is calling
+  std::vector<ConnectionState*> resumed_;      // see ScheduleResume()
   std::vector<std::function<void()>> posted_;  // the batch RunPosted() is running
   // Timers: a min-heap of (due, id) over the live callbacks by id. A cancelled timer leaves its
   // heap entry, skipped when it comes up (or dropped when the heap is rebuilt).
+  // Due times are in microseconds of the monotonic clock: a timer runs when due, not up to a
+  // millisecond late, as the loop's millisecond clock would have it.
   struct TimerEntry {
-    int64_t due_ms;
+    int64_t due_us;
     TimerId id;
     bool operator>(const TimerEntry& o) const {
-      return due_ms != o.due_ms ? due_ms > o.due_ms : id > o.id;
+      return due_us != o.due_us ? due_us > o.due_us : id > o.id;
     }
   };
   std::vector<TimerEntry> timer_heap_;
@@ -184,7 +186,7 @@ class Loop {
   std::vector<WatchId> removed_watches_;
   WatchId last_watch_ = 0;
   void FreeWatches();
-  std::vector<int> orphans_;                                      // see TakeOrphans()
+  std::vector<int> orphans_;                          // see TakeOrphans()
   std::vector<std::unique_ptr<Output>> output_pool_;  // reused across responses
   size_t freed_bytes_ = 0;  // capacity of large output buffers freed since the last trim
   int64_t next_tick_ms_ = 0;

@@ -326,7 +326,8 @@ class DeferredTest : public ::testing::TestWithParam<BackendKind> {
         streamed);
     RouteOptions small;
     small.max_body_bytes = 10;
-    app.Post("/small", [](const Request& req, Response& res) { res.Send(req.body()); }, small);
+    app.Post(
+        "/small", [](const Request& req, Response& res) { res.Send(req.body()); }, small);
     RouteOptions small_streamed = small;
     small_streamed.stream_body = true;
     app.Post(
@@ -579,7 +580,8 @@ std::string Chunked(std::string_view body, size_t piece) {
   for (size_t i = 0; i < body.size(); i += piece) {
     const std::string_view part = body.substr(i, piece);
     char size[20];
-    out.append(size, static_cast<size_t>(std::snprintf(size, sizeof(size), "%zx\r\n", part.size())));
+    out.append(size,
+               static_cast<size_t>(std::snprintf(size, sizeof(size), "%zx\r\n", part.size())));
     out.append(part);
     out.append("\r\n");
   }
@@ -750,7 +752,8 @@ TEST_P(DeferredTest, FileRangesGoOutWholeAndInOrderWithWhatFollows) {
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->body, "Hello World!");
   // HEAD: the length, no body, and the connection goes on.
-  ASSERT_TRUE(SendAll(s.fd(), "HEAD /file?offset=0&length=1000 HTTP/1.1\r\nHost: x\r\n\r\n" + Get("/")));
+  ASSERT_TRUE(
+      SendAll(s.fd(), "HEAD /file?offset=0&length=1000 HTTP/1.1\r\nHost: x\r\n\r\n" + Get("/")));
   // The HEAD answer has Content-Length 1000 and no body: read up to the next answer by hand.
   std::string all = buffer;
   const auto deadline = Clock::now() + kTimeout;

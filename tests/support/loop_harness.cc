@@ -11,7 +11,7 @@ namespace {
 
 class NullBackend final : public Backend {
  public:
-  int Iterate(int) override { return 0; }
+  int Iterate(int64_t) override { return 0; }
   void StopAccepting() override {}
   void CancelLoopOperations() override {}
   bool Idle() const override { return true; }

@@ -95,7 +95,7 @@ class Response {
   bool http10_keep_alive_;
   bool sent_ = false;
   bool deferred_ = false;
-  bool body_unread_ = false;  // the request's body is still arriving (RouteOptions::stream_body)
+  bool body_unread_ = false;    // the request's body is still arriving (RouteOptions::stream_body)
   Connection* conn_ = nullptr;  // for SendFile()
   HttpSession* session_ = nullptr;  // for Defer()
 };

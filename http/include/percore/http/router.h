@@ -45,9 +45,9 @@ class Router {
  public:
   // What Route() found.
   struct Result {
-    const Handler* handler = nullptr;  // null: see `path_known`
+    const Handler* handler = nullptr;       // null: see `path_known`
     const RouteOptions* options = nullptr;  // the handler's
-    bool path_known = false;           // some route has this path (405 rather than 404)
+    bool path_known = false;                // some route has this path (405 rather than 404)
   };
 
   // Adds a route. `method` is a method token ("GET") or "*" for any; `pattern` starts with '/'
