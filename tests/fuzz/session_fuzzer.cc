@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <random>
 #include <string>
 #include <string_view>
@@ -33,6 +34,7 @@ LoopHarness& Harness() {
     options.max_body_bytes = 64;
     options.max_target_bytes = 64;
     options.max_header_bytes = 256;
+    options.max_discard_bytes = 64;
     App app(options);
     app.Get("/", [](const Request&, Response& res) { res.Send("Hello World!"); });
     app.All("/echo", [](const Request& req, Response& res) { res.Send(req.body()); });
@@ -41,6 +43,24 @@ LoopHarness& Harness() {
     });
     app.Get("/close", [](const Request&, Response& res) { res.Set("Connection", "close"); });
     app.Get("/throw", [](const Request&, Response&) { throw 1; });
+    // Streamed bodies: a reader that answers with the size at the end, and an answer before
+    // the body (the rest discarded, or the connection closed past max_discard_bytes).
+    percore::http::RouteOptions streamed;
+    streamed.stream_body = true;
+    streamed.max_body_bytes = 100;
+    app.Post(
+        "/up",
+        [](const Request&, Response& res) {
+          percore::http::DeferredResponse later = res.Defer();
+          auto size = std::make_shared<size_t>(0);
+          later.OnBody([later, size](std::string_view chunk, bool last) mutable {
+            *size += chunk.size();
+            if (last) later.Send(std::to_string(*size));
+          });
+        },
+        streamed);
+    app.Post("/refuse", [](const Request&, Response& res) { res.Status(401).Send("no"); },
+             streamed);
     return new LoopHarness(*app.Factory());
   }();
   return *harness;
