@@ -223,7 +223,7 @@ class RequestBuilder {
  public:
   static void Fill(Request& r, std::string_view method, std::string_view target,
                    std::span<const HeaderField> headers, std::string_view body, int minor,
-                   bool keep_alive, Worker& worker) {
+                   bool keep_alive, Worker& worker, const Connection& conn) {
     r.method_ = method;
     r.target_ = target;
     size_t question = target.find('?');
@@ -237,6 +237,7 @@ class RequestBuilder {
     r.worker_id_ = worker.id();
     r.cpu_ = worker.cpu();
     r.worker_ = &worker;
+    r.conn_ = &conn;
   }
   static void SetParams(Request& r, std::span<const RouteParam> params) { r.params_ = params; }
 };
@@ -652,7 +653,7 @@ void HttpSession::Respond(MessageState& st, const char* base) {
   Request req;
   RequestBuilder::Fill(req, method, View(base, st.target), h.headers_,
                        st.body_copied ? std::string_view(st.body) : View(base, st.body_view),
-                       parser_.http_minor, !close, h.worker_);
+                       parser_.http_minor, !close, h.worker_, conn);
   const bool head = method == "HEAD";
   std::string& out = conn.output();
   const bool http10 = parser_.http_minor == 0;

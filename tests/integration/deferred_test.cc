@@ -1,6 +1,8 @@
 // Answers that come later (Response::Defer) and the loop services behind them (Worker::After,
 // LoopRef::Post), in-process on 127.0.0.1, once per backend. Every wait has a deadline.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <unistd.h>
 
@@ -135,6 +137,9 @@ class DeferredTest : public ::testing::TestWithParam<BackendKind> {
       std::thread([later]() mutable {
         later.loop().Post([later]() mutable { later.Status(202).Send("from another thread"); });
       }).detach();
+    });
+    app.Get("/peer", [](const Request& req, Response& res) {
+      res.Send(req.peer().ip + " " + std::to_string(req.peer().port));
     });
     app.Get("/ref", [this](const Request& req, Response& res) {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -776,6 +781,18 @@ TEST_P(DeferredTest, FileShorterThanItsRangeFailsTheConnection) {
   ASSERT_NE(body, std::string::npos);
   EXPECT_EQ(end.data.substr(body + 4), file_content_.substr(size - 100));
   EXPECT_EQ(end.data.find("Hello World!"), std::string::npos);
+}
+
+TEST_P(DeferredTest, RequestKnowsItsPeerAddress) {
+  Socket s = Connect();
+  sockaddr_in local{};
+  socklen_t length = sizeof(local);
+  ASSERT_EQ(getsockname(s.fd(), reinterpret_cast<sockaddr*>(&local), &length), 0);
+  std::string buffer;
+  ASSERT_TRUE(SendAll(s.fd(), Get("/peer")));
+  std::optional<HttpResponse> r = ReadResponse(s.fd(), buffer, kTimeout);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "127.0.0.1 " + std::to_string(ntohs(local.sin_port)));
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, DeferredTest, percore::testing::AllBackends(),

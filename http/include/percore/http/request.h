@@ -66,6 +66,9 @@ class Request {
   int cpu() const { return cpu_; }
   // The loop serving this request (Worker::draining(), Worker::Crash()).
   Worker& worker() const { return *worker_; }
+  // The address of the client's end of the connection (asked of the kernel on first use; a
+  // proxy in front is the peer then).
+  const PeerAddress& peer() const { return conn_->peer(); }
 
  private:
   friend class RequestBuilder;
@@ -77,6 +80,7 @@ class Request {
   int worker_id_ = 0;
   int cpu_ = 0;
   Worker* worker_ = nullptr;
+  const Connection* conn_ = nullptr;
 };
 
 }  // namespace percore::http
