@@ -163,7 +163,7 @@ bool Response::AppendHead(Framing framing, uint64_t length, bool empty_body) {
   out.append(date_line_);
   const bool no_body = status_ == 204 || status_ == 304;
   if (framing == Framing::kClose) close_ = true;
-  if (body_unread_ && session_->BodyTooLongToDiscard()) close_ = true;
+  if (body_unread_ && session_->UnreadBodyCloses()) close_ = true;
   if (!no_body) {
     if (type_length_ == 0 && !empty_body) {
       out.append("Content-Type: text/plain; charset=utf-8\r\n");

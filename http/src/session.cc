@@ -847,9 +847,12 @@ void HttpSession::AbortPending() {
   }
 }
 
-bool HttpSession::BodyTooLongToDiscard() const {
-  return state_ != nullptr && state_->body_streamed && state_->in_message &&
-         (parser_.flags & F_CONTENT_LENGTH) != 0 &&
+bool HttpSession::UnreadBodyCloses() const {
+  if (state_ == nullptr || !state_->body_streamed || !state_->in_message) return false;
+  // A client waiting for "100 Continue" may send no body at all after a final answer (RFC 9110
+  // 10.1.1): the next bytes could be a body or a request, so the connection ends here.
+  if (state_->expect_continue && state_->body_bytes == 0) return true;
+  return (parser_.flags & F_CONTENT_LENGTH) != 0 &&
          parser_.content_length > protocol_.config_->options.max_discard_bytes;
 }
 

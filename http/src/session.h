@@ -192,9 +192,10 @@ class HttpSession final : public percore::Session {
   // reads on.
   void ReadBody(PendingAnswer& pending, std::function<void(std::string_view, bool)> fn);
   void ContinueBody(PendingAnswer& pending);
-  // Whether an answer written now must close the connection: more of a streamed body is still
-  // to come than HttpOptions::max_discard_bytes (its Content-Length says so).
-  bool BodyTooLongToDiscard() const;
+  // Whether an answer written now must close the connection: a streamed body is unread, and
+  // more of it is to come than HttpOptions::max_discard_bytes (its Content-Length says so), or
+  // its client waits for "100 Continue".
+  bool UnreadBodyCloses() const;
 
  private:
   friend struct Callbacks;

@@ -685,6 +685,19 @@ TEST_P(DeferredTest, UploadRefusedBeforeItsBodyIsSent) {
   EXPECT_EQ(r->status, 401);
   EXPECT_EQ(r->Header("connection"), "close");
   EXPECT_EQ(end.data.find("100 Continue"), std::string::npos);
+
+  // A small body announced with "Expect: 100-continue": the client may send it or not after
+  // the 401, so the answer closes the connection either way.
+  Socket expecting = Connect();
+  ASSERT_TRUE(SendAll(expecting.fd(),
+                      "POST /upload HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\n"
+                      "Content-Length: 10\r\n\r\n"));
+  end = ReadToEnd(expecting.fd(), kTimeout);
+  EXPECT_EQ(end.end, StreamEnd::kClosed);
+  r = percore::testing::ParseResponse(end.data, &consumed);
+  ASSERT_TRUE(r.has_value()) << end.data;
+  EXPECT_EQ(r->status, 401);
+  EXPECT_EQ(r->Header("connection"), "close");
 }
 
 TEST_P(DeferredTest, AnswerBeforeTheBodyEndsDiscardsTheRest) {
