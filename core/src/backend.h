@@ -45,8 +45,11 @@ class Backend {
   // connection the kernel took from the queue, which the loop must then serve.
   virtual bool Accepting() const = 0;
   // A connection's state, of the backend's own type (derived from ConnectionState, with the
-  // flags only this backend needs); the loop fills it in and deletes it.
+  // flags only this backend needs); the loop fills it in, and destroys it with the deleter,
+  // a plain function that outlives the backend (the loop's last connections go after it).
   virtual ConnectionState* NewConnection() = 0;
+  using ConnectionDeleter = void (*)(ConnectionState*);
+  virtual ConnectionDeleter connection_deleter() const = 0;
   // A connection the loop took over from its dead predecessor (Loop::Adopt), as if accepted.
   virtual void Adopted(ConnectionState* c) = 0;
   // Starts and stops watching `w->fd`, reporting readiness through Loop::OnWatchReady. Add

@@ -126,28 +126,24 @@ bool Connection::output_full() const {
   return c->pending_output() > c->loop->options().max_pending_output;
 }
 
-const PeerAddress& Connection::peer() const {
-  const ConnectionState* c = StateOf(this);
-  if (c->peer == nullptr) {
-    auto peer = std::make_unique<PeerAddress>();
-    sockaddr_storage addr{};
-    socklen_t length = sizeof(addr);
-    char ip[INET6_ADDRSTRLEN] = "";
-    if (getpeername(c->fd, reinterpret_cast<sockaddr*>(&addr), &length) == 0) {
-      if (addr.ss_family == AF_INET) {
-        const auto* in = reinterpret_cast<const sockaddr_in*>(&addr);
-        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-        peer->port = ntohs(in->sin_port);
-      } else if (addr.ss_family == AF_INET6) {
-        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&addr);
-        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-        peer->port = ntohs(in6->sin6_port);
-      }
+PeerAddress Connection::peer() const {
+  PeerAddress peer;
+  sockaddr_storage addr{};
+  socklen_t length = sizeof(addr);
+  char ip[INET6_ADDRSTRLEN] = "";
+  if (getpeername(StateOf(this)->fd, reinterpret_cast<sockaddr*>(&addr), &length) == 0) {
+    if (addr.ss_family == AF_INET) {
+      const auto* in = reinterpret_cast<const sockaddr_in*>(&addr);
+      inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+      peer.port = ntohs(in->sin_port);
+    } else if (addr.ss_family == AF_INET6) {
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&addr);
+      inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+      peer.port = ntohs(in6->sin6_port);
     }
-    peer->ip = ip;
-    c->peer = std::move(peer);
   }
-  return *c->peer;
+  peer.ip = ip;
+  return peer;
 }
 
 TimerId Worker::After(absl::Duration delay, std::function<void()> fn) {

@@ -2,7 +2,8 @@
 //
 // The loop owns one lifecycle state per connection and the flags of reading and sending that
 // every backend shares; each backend derives its own struct from ConnectionState for the flags
-// only it needs (IoUringConnection, EpollConnection) and makes the connections of its loop
+// only it needs (IoUringConnection, EpollConnection: they fit in the base's tail padding, so an
+// idle connection costs no more for them) and makes the connections of its loop
 // (Backend::NewConnection). The output buffer prepares its own sends.
 #ifndef PERCORE_SRC_CONNECTION_STATE_H_
 #define PERCORE_SRC_CONNECTION_STATE_H_
@@ -83,7 +84,7 @@ enum class Lifecycle : uint8_t {
 
 struct ConnectionState : Connection {
   ConnectionState() = default;
-  virtual ~ConnectionState() = default;
+  ~ConnectionState() = default;  // not virtual: the backend's deleter destroys its own type
 
   bool closing() const { return life != Lifecycle::kOpen; }
   bool releasing() const { return life >= Lifecycle::kReleasing; }
@@ -94,7 +95,6 @@ struct ConnectionState : Connection {
   Output* output = nullptr;         // owned by the loop's pool
   ConnectionState* prev = nullptr;  // the loop's list of live connections
   ConnectionState* next = nullptr;
-  mutable std::unique_ptr<PeerAddress> peer;  // asked for at the first Connection::peer()
   int64_t deadline_ms = 0;
   int fd = -1;
   Lifecycle life = Lifecycle::kOpen;

@@ -23,6 +23,7 @@ struct EpollConnection final : ConnectionState {
   bool readable : 1 = false;  // the socket may have unread bytes
   bool peer_hup : 1 = false;  // the peer's FIN (or an error) was reported
 };
+static_assert(sizeof(EpollConnection) == sizeof(ConnectionState), "in the tail padding");
 
 class EpollBackend final : public Backend {
  public:
@@ -35,6 +36,9 @@ class EpollBackend final : public Backend {
   bool Idle() const override { return true; }
   bool Accepting() const override { return false; }  // accept4() returns at once
   ConnectionState* NewConnection() override { return new EpollConnection; }
+  ConnectionDeleter connection_deleter() const override {
+    return [](ConnectionState* c) { delete static_cast<EpollConnection*>(c); };
+  }
   void Adopted(ConnectionState* c) override { Register(static_cast<EpollConnection*>(c)); }
   bool AddWatch(Watch* w) override;
   void RemoveWatch(Watch* w) override;

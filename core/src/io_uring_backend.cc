@@ -12,7 +12,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "loop.h"
@@ -254,6 +253,11 @@ absl::Status IoUringBackend::Init() {
 }
 
 IoUringBackend::~IoUringBackend() {
+  for (auto& [c, pipe] : pipes_) {
+    for (int fd : {pipe.read, pipe.write}) {
+      if (fd >= 0) close(fd);
+    }
+  }
   if (ring_ready_) {
     if (buf_ring_ != nullptr) io_uring_unregister_buf_ring(&ring_, kBufferGroup);
     io_uring_queue_exit(&ring_);
@@ -328,37 +332,45 @@ void IoUringBackend::StartSend(IoUringConnection* c) {
 void IoUringBackend::StartFileSend(IoUringConnection* c) {
   // io_uring has no sendfile: splice moves the file's pages into a pipe and from the pipe into
   // the socket, with no copy through user space. One step at a time, each its own completion.
-  if (c->pipe_read < 0) {
+  Pipe& pipe = pipes_[c];
+  if (!c->has_pipe) {
+    c->has_pipe = true;
     int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) {
-      c->send_error = errno;  // reported as the send's result
-      io_uring_sqe* sqe = Sqe();
-      io_uring_prep_nop(sqe);
-      io_uring_sqe_set_data64(sqe, Encode(c, kSend));
-      return;
+    if (pipe2(fds, O_CLOEXEC) == 0) {
+      pipe.read = fds[0];
+      pipe.write = fds[1];
+      const int size = fcntl(pipe.write, F_SETPIPE_SZ, kPipeBytes);
+      pipe.size = static_cast<uint32_t>(size > 0 ? size : fcntl(pipe.write, F_GETPIPE_SZ));
     }
-    c->pipe_read = fds[0];
-    c->pipe_write = fds[1];
-    const int size = fcntl(c->pipe_write, F_SETPIPE_SZ, kPipeBytes);
-    c->pipe_size = static_cast<uint32_t>(size > 0 ? size : fcntl(c->pipe_write, F_GETPIPE_SZ));
   }
   io_uring_sqe* sqe = Sqe();
-  if (c->in_pipe > 0) {
-    io_uring_prep_splice(sqe, c->pipe_read, -1, c->fd, -1, c->in_pipe, SPLICE_F_MOVE);
+  if (pipe.read < 0) {
+    // No pipe (out of descriptors): a no-op completes as a file that ended early, which fails
+    // the connection.
+    io_uring_prep_nop(sqe);
+  } else if (pipe.in_pipe > 0) {
+    io_uring_prep_splice(sqe, pipe.read, -1, c->fd, -1, pipe.in_pipe, SPLICE_F_MOVE);
     io_uring_sqe_set_data64(sqe, Encode(c, kSend));
     return;
+  } else {
+    const FileRange& file = c->output->file();
+    const auto length = static_cast<unsigned>(std::min<uint64_t>(file.left, pipe.size));
+    io_uring_prep_splice(sqe, file.fd, static_cast<int64_t>(file.offset), pipe.write, -1, length,
+                         SPLICE_F_MOVE);
   }
-  const FileRange& file = c->output->file();
-  const auto length = static_cast<unsigned>(std::min<uint64_t>(file.left, c->pipe_size));
-  io_uring_prep_splice(sqe, file.fd, static_cast<int64_t>(file.offset), c->pipe_write, -1, length,
-                       SPLICE_F_MOVE);
   io_uring_sqe_set_data64(sqe, Encode(c, kFileIn));
   c->file_in = true;
 }
 
-IoUringConnection::~IoUringConnection() {
-  if (pipe_read >= 0) close(pipe_read);
-  if (pipe_write >= 0) close(pipe_write);
+void IoUringBackend::Release(IoUringConnection* c) {
+  if (c->has_pipe) {
+    auto it = pipes_.find(c);
+    for (int fd : {it->second.read, it->second.write}) {
+      if (fd >= 0) close(fd);
+    }
+    pipes_.erase(it);
+  }
+  loop_.Release(c);
 }
 
 void IoUringBackend::Reconcile(IoUringConnection* c) {
@@ -371,7 +383,7 @@ void IoUringBackend::Reconcile(IoUringConnection* c) {
       io_uring_sqe_set_data64(sqe, Encode(c, kCancel));
       c->cancel_inflight = true;
     }
-    if (!c->reading && !c->send_inflight && !c->cancel_inflight) loop_.Release(c);
+    if (!c->reading && !c->send_inflight && !c->cancel_inflight) Release(c);
     return;
   }
   if (Loop::WantsSend(c)) StartSend(c);
@@ -498,17 +510,16 @@ void IoUringBackend::Dispatch(const io_uring_cqe* cqe) {
       }
       break;
     case kSend:
-      if (c->send_error != 0) {
-        loop_.OnSent(c, -std::exchange(c->send_error, 0));
-        break;
+      if (res > 0 && c->has_pipe) {
+        Pipe& pipe = pipes_[c];
+        if (pipe.in_pipe > 0) pipe.in_pipe -= static_cast<uint32_t>(res);  // from the pipe
       }
-      if (res > 0 && c->in_pipe > 0) c->in_pipe -= static_cast<uint32_t>(res);
       loop_.OnSent(c, res);
       break;
     case kFileIn:
       c->file_in = false;
       if (res > 0 && !c->releasing()) {
-        c->in_pipe = static_cast<uint32_t>(res);
+        pipes_[c].in_pipe = static_cast<uint32_t>(res);
         StartFileSend(c);  // on into the socket: still a send in flight
         break;
       }

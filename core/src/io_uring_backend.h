@@ -7,6 +7,7 @@
 
 #include <memory>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "backend.h"
 #include "percore/options.h"
@@ -17,19 +18,13 @@ class Loop;
 
 // What this backend keeps per connection, beside the loop's state.
 struct IoUringConnection final : ConnectionState {
-  ~IoUringConnection() override;
-  // A file range goes out by splice: from the file into this pipe, then from the pipe into the
-  // socket; `in_pipe` bytes are in the pipe. Made at the first file, kept with the connection.
-  int pipe_read = -1;
-  int pipe_write = -1;
-  uint32_t pipe_size = 0;
-  uint32_t in_pipe = 0;
-  int send_error = 0;                // a send that could not be submitted, reported as its result
   bool reading : 1 = false;          // a receive is armed
   bool cancel_inflight : 1 = false;  // a cancel of the armed receive was submitted
   bool multishot : 1 = false;        // the first receive was armed (single-shot)
+  bool has_pipe : 1 = false;         // it has sent a file: see IoUringBackend::pipes_
   bool file_in : 1 = false;          // the send in flight is a splice from the file into the pipe
 };
+static_assert(sizeof(IoUringConnection) == sizeof(ConnectionState), "in the tail padding");
 
 class IoUringBackend final : public Backend {
  public:
@@ -49,6 +44,9 @@ class IoUringBackend final : public Backend {
   bool Idle() const override { return accepts_armed_ == 0 && !wake_armed_; }
   bool Accepting() const override { return accepts_armed_ > 0; }
   ConnectionState* NewConnection() override { return new IoUringConnection; }
+  ConnectionDeleter connection_deleter() const override {
+    return [](ConnectionState* c) { delete static_cast<IoUringConnection*>(c); };
+  }
   void Adopted(ConnectionState*) override {}  // marked dirty: its receive is armed like any other
   bool AddWatch(Watch* w) override;
   void RemoveWatch(Watch* w) override;
@@ -67,6 +65,8 @@ class IoUringBackend final : public Backend {
   void StartSend(IoUringConnection* c);
   // The next step of sending the current file range: into the pipe, or from it to the socket.
   void StartFileSend(IoUringConnection* c);
+  // Releases `c` (nothing of it in flight), closing its pipe.
+  void Release(IoUringConnection* c);
   void Dispatch(const io_uring_cqe* cqe);
   void ReturnBuffer(unsigned id);
 
@@ -87,6 +87,16 @@ class IoUringBackend final : public Backend {
   bool accept_stopped_ = false;  // draining or shutting down: never re-armed
   bool loop_cancelled_ = false;
   int64_t accept_retry_ms_ = 0;
+  // A file range goes out by splice: from the file into the connection's pipe, then from the
+  // pipe into the socket. Only connections that have sent a file have one (kept until they
+  // go): here, not in every connection's state.
+  struct Pipe {
+    int read = -1;
+    int write = -1;
+    uint32_t size = 0;     // its capacity
+    uint32_t in_pipe = 0;  // bytes of the file in it, not yet in the socket
+  };
+  absl::flat_hash_map<IoUringConnection*, Pipe> pipes_;
 };
 
 }  // namespace percore

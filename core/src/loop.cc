@@ -62,6 +62,7 @@ Loop::~Loop() {
 absl::Status Loop::Init(const ProtocolFactory& factory, std::unique_ptr<Backend> backend) {
   UpdateClock();
   backend_ = std::move(backend);
+  delete_connection_ = backend_->connection_deleter();
   protocol_ = factory(worker_);
   if (protocol_ == nullptr) return absl::InternalError("protocol factory returned null");
   next_tick_ms_ = worker_.now_ms() + tick_ms_;
@@ -493,7 +494,7 @@ void Loop::Release(ConnectionState* c) {
     close(c->fd);
   }
   if (c->output != nullptr) ReleaseOutput(c);
-  delete c;
+  delete_connection_(c);
 }
 
 void Loop::TakeOutput(ConnectionState* c) {

@@ -161,6 +161,7 @@ class Loop {
   LoopControl* own_;  // read, but for stopped_accepting
   std::unique_ptr<Protocol> protocol_;
   std::unique_ptr<Backend> backend_;
+  Backend::ConnectionDeleter delete_connection_ = nullptr;
   ConnectionState* connections_ = nullptr;  // intrusive list head
   bool shutting_down_ = false;              // Shutdown() began: nothing new is taken on
   std::vector<ConnectionState*> dirty_;

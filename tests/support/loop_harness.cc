@@ -17,6 +17,9 @@ class NullBackend final : public Backend {
   bool Idle() const override { return true; }
   bool Accepting() const override { return false; }
   ConnectionState* NewConnection() override { return new ConnectionState; }
+  ConnectionDeleter connection_deleter() const override {
+    return [](ConnectionState* c) { delete c; };
+  }
   void Adopted(ConnectionState*) override {}
   bool AddWatch(Watch*) override { return false; }
   void RemoveWatch(Watch*) override {}

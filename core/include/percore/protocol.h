@@ -222,8 +222,8 @@ class Connection {
   Worker& worker() const;
   // Bytes appended to output() (and queued with SendFile()) and not yet taken by the kernel.
   size_t pending_output() const;
-  // The peer's address, asked of the kernel on first use.
-  const PeerAddress& peer() const;
+  // The peer's address, asked of the kernel (getpeername).
+  PeerAddress peer() const;
 
  protected:
   // Only the loop makes and destroys connections (see core/src/connection_state.h).

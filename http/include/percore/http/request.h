@@ -66,9 +66,9 @@ class Request {
   int cpu() const { return cpu_; }
   // The loop serving this request (Worker::draining(), Worker::Crash()).
   Worker& worker() const { return *worker_; }
-  // The address of the client's end of the connection (asked of the kernel on first use; a
-  // proxy in front is the peer then).
-  const PeerAddress& peer() const { return conn_->peer(); }
+  // The address of the client's end of the connection (asked of the kernel; a proxy in front
+  // is the peer then).
+  PeerAddress peer() const { return conn_->peer(); }
 
  private:
   friend class RequestBuilder;
