@@ -17,8 +17,6 @@ namespace {
 
 constexpr size_t kOutputBufferCapacity = 1024;
 constexpr size_t kMaxPooledOutputs = 256;
-// Large buffers freed before the loop gives free memory back to the kernel (see Tick).
-constexpr size_t kTrimAfterBytes = 8 * 1024 * 1024;
 // How long a stopping loop waits for cancelled operations to complete.
 constexpr int64_t kShutdownMs = 2000;
 
@@ -287,12 +285,14 @@ void Loop::Tick() {
   protocol_->OnTick();
 #ifdef __GLIBC__
   // glibc keeps freed memory in its arenas, and a loop's large output buffers (a streamed
-  // download's, a megabyte each) come from this thread's arena: after many of them went, hand
-  // the free pages back to the kernel, or a burst of large answers would stay resident.
-  if (freed_bytes_ > kTrimAfterBytes) {
+  // download's, a megabyte each) come from this thread's arena: once they stop going (none
+  // freed for a tick), hand the free pages back to the kernel, or a burst of large answers
+  // would stay resident. Not while they keep coming: the next ones would fault them back in.
+  if (freed_bytes_ > 0 && freed_bytes_ == freed_at_last_tick_) {
     malloc_trim(0);
     freed_bytes_ = 0;
   }
+  freed_at_last_tick_ = freed_bytes_;
 #endif
   const int64_t now = worker_.now_ms();
   const int64_t send_timeout_ms = absl::ToInt64Milliseconds(options_.send_timeout);
