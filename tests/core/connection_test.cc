@@ -1,0 +1,235 @@
+// The loop's side of a connection, driven without a kernel: the lifecycle (close, linger, close
+// without linger, failure), pausing at the output limit, and the output's parts (bytes, then
+// file ranges, in order). The test plays the backend: it reports sends and the peer's FIN with
+// the calls a backend makes (Loop::OnSent, OnReceiveEnded) and checks what the loop asks for
+// (WantsRead, WantsSend).
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "connection_state.h"
+#include "gtest/gtest.h"
+#include "loop.h"
+#include "percore/protocol.h"
+#include "support/loop_harness.h"
+
+namespace percore {
+namespace {
+
+using percore::testing::LoopHarness;
+
+// Echoes what it receives; "close" closes, "close-now" closes without lingering, "stop" takes
+// nothing (the loop holds it until Resume()).
+class Echo final : public Session {
+ public:
+  size_t OnData(Connection& conn, std::string_view bytes) override {
+    if (bytes == "stop") return 0;
+    conn.output().append(bytes);
+    if (bytes == "close") conn.Close();
+    if (bytes == "close-now") conn.Close(/*linger=*/false);
+    return bytes.size();
+  }
+  void OnDeadline(Connection& conn) override { conn.Close(); }
+};
+
+class EchoProtocol final : public Protocol {
+ public:
+  std::unique_ptr<Session> NewSession(Connection&) override { return std::make_unique<Echo>(); }
+};
+
+EngineOptions SmallOutput() {
+  EngineOptions options;
+  options.max_pending_output = 16;
+  return options;
+}
+
+class ConnectionTest : public ::testing::Test {
+ protected:
+  ConnectionTest()
+      : harness_([](Worker&) { return std::make_unique<EchoProtocol>(); }, SmallOutput()) {}
+
+  // Plays the backend's send of everything pending: prepares it and reports it taken.
+  void SendAll(ConnectionState* c) {
+    while (c->output != nullptr && c->pending_output() > 0) {
+      c->output->Prepare();
+      const size_t n = c->output->bytes().size();
+      ASSERT_GT(n, 0u) << "only bytes here";
+      loop().OnSent(c, static_cast<int>(n));
+    }
+  }
+  Loop& loop() { return harness_.loop(); }
+  ConnectionState* Accept() { return StateOf(harness_.Accept()); }
+
+  LoopHarness harness_;
+};
+
+TEST_F(ConnectionTest, CloseSendsTheOutputThenLingersUntilThePeersFin) {
+  ConnectionState* c = Accept();
+  loop().OnReceived(c, "close");
+  EXPECT_EQ(c->life, Lifecycle::kClosing);
+  EXPECT_TRUE(Loop::WantsSend(c));
+  EXPECT_EQ(Loop::SendFlags(c) & MSG_MORE, MSG_MORE) << "the last output goes with MSG_MORE";
+  SendAll(c);
+  EXPECT_EQ(c->life, Lifecycle::kLingering) << "half-closed once the output is out";
+  EXPECT_NE(c->deadline_ms, 0) << "the linger is timed";
+  EXPECT_TRUE(Loop::WantsRead(c)) << "reads on, to discard until the peer's FIN";
+  loop().OnReceived(c, "ignored");  // discarded: nothing answers it
+  EXPECT_EQ(c->pending_output(), 0u);
+  loop().OnReceiveEnded(c, 0);
+  EXPECT_EQ(c->life, Lifecycle::kReleasing);
+  EXPECT_FALSE(Loop::WantsRead(c));
+  EXPECT_FALSE(Loop::WantsSend(c));
+}
+
+TEST_F(ConnectionTest, LingerEndsAtItsDeadline) {
+  ConnectionState* c = Accept();
+  loop().OnReceived(c, "close");
+  SendAll(c);
+  ASSERT_EQ(c->life, Lifecycle::kLingering);
+  loop().ExpireDeadline(c);
+  EXPECT_EQ(c->life, Lifecycle::kReleasing);
+}
+
+TEST_F(ConnectionTest, CloseWithoutLingerReleasesOnceSentAndReadsNothingMore) {
+  ConnectionState* c = Accept();
+  loop().OnReceived(c, "close-now");
+  EXPECT_EQ(c->life, Lifecycle::kClosingNow);
+  EXPECT_FALSE(Loop::WantsRead(c));
+  SendAll(c);
+  EXPECT_EQ(c->life, Lifecycle::kReleasing);
+}
+
+TEST_F(ConnectionTest, CloseWithoutLingerAfterCloseDropsTheLinger) {
+  ConnectionState* c = Accept();
+  loop().OnReceived(c, "close");
+  SendAll(c);
+  ASSERT_EQ(c->life, Lifecycle::kLingering);
+  c->Close(/*linger=*/false);
+  EXPECT_EQ(c->life, Lifecycle::kReleasing);
+}
+
+TEST_F(ConnectionTest, PeersFinBeforeTheOutputIsSentReleasesAfterIt) {
+  ConnectionState* c = Accept();
+  loop().OnReceived(c, "abc");
+  loop().OnReceiveEnded(c, 0);  // the session's default OnPeerClosed closes
+  EXPECT_EQ(c->life, Lifecycle::kClosing);
+  EXPECT_TRUE(c->peer_eof);
+  SendAll(c);
+  EXPECT_EQ(c->life, Lifecycle::kReleasing) << "no linger: the peer's FIN is in";
+}
+
+TEST_F(ConnectionTest, FailedSendAbortsAndDropsTheOutput) {
+  ConnectionState* c = Accept();
+  loop().OnReceived(c, "abc");
+  c->output->Prepare();
+  loop().OnSent(c, -ECONNRESET);
+  EXPECT_EQ(c->life, Lifecycle::kReleasing);
+  EXPECT_FALSE(Loop::WantsSend(c));
+}
+
+TEST_F(ConnectionTest, OutputPastTheLimitPausesReadingUntilSent) {
+  ConnectionState* c = Accept();
+  loop().OnReceived(c, std::string(20, 'x'));  // over max_pending_output (16)
+  EXPECT_TRUE(c->output_full());
+  EXPECT_TRUE(c->paused);
+  EXPECT_FALSE(Loop::WantsRead(c));
+  // What arrives meanwhile (io_uring's multishot receive before its cancel) waits, unparsed.
+  loop().OnReceived(c, "later");
+  EXPECT_EQ(c->output->unread, "later");
+  SendAll(c);
+  EXPECT_FALSE(c->paused);
+  EXPECT_TRUE(c->resume_queued) << "the rest goes to the session on the next iteration";
+}
+
+TEST_F(ConnectionTest, SessionThatTakesNothingIsHeldUntilResume) {
+  ConnectionState* c = Accept();
+  loop().OnReceived(c, "stop");
+  EXPECT_TRUE(c->held);
+  EXPECT_FALSE(Loop::WantsRead(c));
+  EXPECT_EQ(c->output->unread, "stop");
+  c->Resume();
+  EXPECT_FALSE(c->held);
+  EXPECT_TRUE(c->resume_queued);
+}
+
+// A file of `content`, opened for reading; the caller owns the descriptor.
+int FileOf(std::string_view content) {
+  char path[] = "/tmp/percore-connection-test-XXXXXX";
+  const int fd = mkstemp(path);
+  if (fd < 0) return -1;
+  unlink(path);
+  if (write(fd, content.data(), content.size()) != static_cast<ssize_t>(content.size())) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Plays a backend on an Output alone: what it would send, part by part, in order.
+std::string Drain(Output& o) {
+  std::string sent;
+  while (o.size() > 0) {
+    o.Prepare();
+    if (!o.bytes().empty()) {
+      // Two sends for each part of bytes: a partial send must leave the rest for the next.
+      const std::string_view bytes = o.bytes();
+      const size_t first = (bytes.size() + 1) / 2;
+      sent.append(bytes.substr(0, first));
+      o.Sent(first);
+      if (first < bytes.size()) {
+        sent.append(o.bytes());
+        o.Sent(o.bytes().size());
+      }
+    } else {
+      const FileRange& file = o.file();
+      std::string piece(file.left, '\0');
+      EXPECT_EQ(pread(file.fd, piece.data(), piece.size(), static_cast<off_t>(file.offset)),
+                static_cast<ssize_t>(piece.size()));
+      sent.append(piece);
+      o.Sent(piece.size());
+    }
+  }
+  return sent;
+}
+
+TEST(OutputTest, BytesAndFileRangesGoOutInTheOrderTheyWereQueued) {
+  Output o;
+  o.pending = "head1 ";
+  o.AddFile(FileOf("0123456789"), 2, 5);  // "23456"
+  o.pending = " head2 ";
+  o.AddFile(FileOf("abcdef"), 0, 6);
+  o.pending.append(" tail");
+  EXPECT_EQ(o.size(), 6u + 5 + 7 + 6 + 5);
+  EXPECT_EQ(Drain(o), "head1 23456 head2 abcdef tail");
+  EXPECT_EQ(o.size(), 0u);
+}
+
+TEST(OutputTest, BytesAppendedWhileAPartIsInFlightFollowIt) {
+  Output o;
+  o.pending = "first";
+  o.Prepare();
+  EXPECT_EQ(o.bytes(), "first");
+  o.pending = "second";  // the session writes while the send is in flight
+  o.Sent(3);
+  o.Prepare();  // the current part is not done: it goes on
+  EXPECT_EQ(o.bytes(), "st");
+  o.Sent(2);
+  EXPECT_EQ(Drain(o), "second");
+}
+
+TEST(OutputTest, ClearClosesTheFilesNotSent) {
+  Output o;
+  const int fd = FileOf("xyz");
+  ASSERT_GE(fd, 0);
+  o.AddFile(fd, 0, 3);
+  o.Clear();
+  EXPECT_EQ(o.size(), 0u);
+  EXPECT_EQ(fcntl(fd, F_GETFD), -1) << "the output owned the descriptor and closed it";
+}
+
+}  // namespace
+}  // namespace percore
