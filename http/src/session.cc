@@ -421,6 +421,26 @@ void HttpProtocol::OnTick() {
   FlushLog();
 }
 
+void HttpProtocol::LogFailure(std::string_view method, std::string_view path,
+                              const std::string& what) {
+  // At most a line a second per loop: a handler that fails on every request must not turn
+  // the loop into a writer of stderr.
+  const int64_t now = worker_.now_ms();
+  if (failure_logged_ms_ != 0 && now - failure_logged_ms_ < 1000) {
+    ++failures_unlogged_;
+    return;
+  }
+  std::string line = "percore: worker " + std::to_string(worker_.id()) + ": " +
+                     std::string(method) + " " + std::string(path) + ": " + what;
+  if (failures_unlogged_ > 0) {
+    line += " (and " + std::to_string(failures_unlogged_) + " more failures since the last line)";
+  }
+  line += "\n";
+  [[maybe_unused]] ssize_t n = write(STDERR_FILENO, line.data(), line.size());
+  failure_logged_ms_ = now;
+  failures_unlogged_ = 0;
+}
+
 void HttpProtocol::FlushLog() {
   size_t done = 0;
   while (done < log_.size()) {
@@ -669,21 +689,32 @@ void HttpSession::Respond(MessageState& st, const char* base) {
   RequestBuilder::SetParams(req, h.params_);
   // For the supervisor's stall log: what this loop is doing if it never comes back.
   h.worker_.stats().SetActivity(method, req.target());
+  // A handler's failure stays with its request: a 500, a line on stderr, and the connection
+  // goes on.
   try {
     if (route.handler != nullptr) {
       (*route.handler)(req, res);
+      if (!res.sent() && !res.deferred_) {
+        h.LogFailure(method, req.path(),
+                     "the handler neither answered (Send) nor kept the response (Defer); "
+                     "answered 500");
+      }
     } else if (route.path_known || asterisk) {
       h.allow_.clear();
       h.config_->router.AppendAllowed(req.path(), &h.allow_);
       res.Status(method == "OPTIONS" ? 204 : 405).Set("Allow", h.allow_);
-      if (method != "OPTIONS") res.Send("Method Not Allowed\n");
+      res.Send(method == "OPTIONS" ? "" : "Method Not Allowed\n");
     } else {
       res.Status(404).Send("Not Found\n");
     }
-    if (!res.sent() && !res.deferred_) res.Send({});
-  } catch (const std::exception&) {
-    // The handler's failure stays with this request: a 500, and the connection goes on.
+  } catch (const std::exception& e) {
+    h.LogFailure(method, req.path(),
+                 std::string("the handler threw: ") + e.what() +
+                     (res.sent() || res.deferred_ ? "" : "; answered 500"));
   } catch (...) {
+    h.LogFailure(
+        method, req.path(),
+        std::string("the handler threw") + (res.sent() || res.deferred_ ? "" : "; answered 500"));
   }
   // Answered later (or, if the handle is dropped, with a 500 then).
   if (res.deferred_) {

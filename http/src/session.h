@@ -147,6 +147,8 @@ class HttpProtocol final : public percore::Protocol {
   friend class HttpSession;
   friend struct Callbacks;
   void FlushLog();
+  // A handler failed (threw, or returned without answering): one line on stderr.
+  void LogFailure(std::string_view method, std::string_view path, const std::string& what);
   // A MessageState between messages, from the pool when it has one.
   std::unique_ptr<MessageState> TakeState();
   void GiveBack(std::unique_ptr<MessageState> state);
@@ -166,6 +168,8 @@ class HttpProtocol final : public percore::Protocol {
   std::string fields_;  // Response::Set() fields of the response being written
   std::string allow_;
   std::string log_;
+  int64_t failure_logged_ms_ = 0;
+  uint64_t failures_unlogged_ = 0;
 };
 
 // The per-connection half.

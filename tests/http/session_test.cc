@@ -954,16 +954,17 @@ TEST(SessionTest, HandlerThrowingAfterSendKeepsItsResponse) {
   EXPECT_FALSE(harness.Closing(c));
 }
 
-TEST(SessionTest, HandlerWithoutSendAnswersItsStatusWithEmptyBody) {
+TEST(SessionTest, HandlerThatNeitherAnswersNorDefersGets500AndTheConnectionGoesOn) {
   LoopHarness harness(MakeFactory());
   Connection* c = harness.Accept();
-  harness.Feed(c, "POST /created HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
+  harness.Feed(c,
+               "POST /created HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"
+               "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
   std::vector<HttpResponse> responses = ParseAll(harness.TakeOutput(c));
-  ASSERT_EQ(responses.size(), 1u);
-  EXPECT_EQ(responses[0].status, 201);
-  EXPECT_EQ(responses[0].Header("content-length"), "0");
-  EXPECT_EQ(responses[0].Header("content-type"), "");
-  EXPECT_EQ(responses[0].body, "");
+  ASSERT_EQ(responses.size(), 2u);
+  EXPECT_EQ(responses[0].status, 500);
+  EXPECT_EQ(responses[1].body, "Hello World!");
+  EXPECT_FALSE(harness.Closing(c));
 }
 
 TEST(SessionTest, UpgradeRequestIsAnsweredAndCloses) {

@@ -6,8 +6,8 @@
 //
 // Send() writes status line, Date, Content-Type, Content-Length, the fields set with Set() and the
 // body straight into the connection's output buffer: no allocation for a small response. A
-// handler that returns without Send() answers with its status and an empty body, unless it kept
-// the response to answer later with Defer():
+// handler must answer (Send, SendFile) or keep the response to answer later with Defer(); one
+// that returns having done neither gets a 500, and a line on stderr says so:
 //
 //   app.Get("/later", [](const Request& req, Response& res) {
 //     percore::http::DeferredResponse later = res.Defer();
