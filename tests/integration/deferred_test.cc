@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -57,6 +58,26 @@ int64_t MicrosNow() {
 
 int QueryInt(const Request& req, std::string_view key) {
   return std::stoi(std::string(req.Query(key)));
+}
+
+// What the upload routes answer: "<bytes> <sum>", the sum of the body's bytes, so a lost,
+// repeated or reordered piece shows.
+struct Count {
+  uint64_t bytes = 0;
+  uint64_t sum = 0;
+  void Add(std::string_view chunk) {
+    bytes += chunk.size();
+    for (char c : chunk) sum += static_cast<unsigned char>(c);
+  }
+  std::string Text() const { return std::to_string(bytes) + " " + std::to_string(sum); }
+};
+
+// A body reader that counts and answers with the count at the end.
+std::function<void(std::string_view, bool)> CountingReader(DeferredResponse later) {
+  return [later, count = std::make_shared<Count>()](std::string_view chunk, bool last) mutable {
+    count->Add(chunk);
+    if (last) later.Send(count->Text());
+  };
 }
 
 class DeferredTest : public ::testing::TestWithParam<BackendKind> {
@@ -256,18 +277,8 @@ class DeferredTest : public ::testing::TestWithParam<BackendKind> {
     return content;
   }
 
-  // Streamed request bodies (RouteOptions::stream_body). Each reader answers "<bytes> <sum>",
-  // the sum of the body's bytes, so a lost, repeated or reordered piece shows.
+  // Streamed request bodies (RouteOptions::stream_body), read with CountingReader (or as it).
   void AddUploadRoutes(App& app) {
-    struct Count {
-      uint64_t bytes = 0;
-      uint64_t sum = 0;
-      void Add(std::string_view chunk) {
-        bytes += chunk.size();
-        for (char c : chunk) sum += static_cast<unsigned char>(c);
-      }
-      std::string Text() const { return std::to_string(bytes) + " " + std::to_string(sum); }
-    };
     RouteOptions streamed;
     streamed.stream_body = true;
     streamed.max_body_bytes = 64 << 20;
@@ -281,11 +292,7 @@ class DeferredTest : public ::testing::TestWithParam<BackendKind> {
           }
           DeferredResponse later = res.Defer();
           later.OnAborted([this] { ++aborted_; });
-          auto count = std::make_shared<Count>();
-          later.OnBody([later, count](std::string_view chunk, bool last) mutable {
-            count->Add(chunk);
-            if (last) later.Send(count->Text());
-          });
+          later.OnBody(CountingReader(later));
         },
         streamed);
     app.Post(
@@ -312,13 +319,8 @@ class DeferredTest : public ::testing::TestWithParam<BackendKind> {
           // The reader comes 30 ms after the handler: what arrived meanwhile waits for it, and
           // an "Expect: 100-continue" client hears "100 Continue" only then.
           DeferredResponse later = res.Defer();
-          req.worker().After(absl::Milliseconds(30), [later]() mutable {
-            auto count = std::make_shared<Count>();
-            later.OnBody([later, count](std::string_view chunk, bool last) mutable {
-              count->Add(chunk);
-              if (last) later.Send(count->Text());
-            });
-          });
+          req.worker().After(absl::Milliseconds(30),
+                             [later]() mutable { later.OnBody(CountingReader(later)); });
         },
         streamed);
     app.Post(
