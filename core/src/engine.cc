@@ -12,11 +12,14 @@
 #include <cerrno>
 #include <deque>
 #include <future>
+#include <optional>
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "backoff.h"
+#include "clock.h"
 #include "control.h"
 #include "epoll_backend.h"
 #include "io_uring_backend.h"
@@ -28,15 +31,6 @@
 
 namespace percore {
 namespace {
-
-// A loop that ran this long before dying is restarted after the initial backoff again.
-constexpr absl::Duration kHealthyAfter = absl::Seconds(30);
-
-int64_t MonotonicMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
-}
 
 bool IsPowerOfTwo(uint64_t n) { return n != 0 && (n & (n - 1)) == 0; }
 
@@ -133,11 +127,11 @@ struct Engine::LoopSlot {
   bool down = false;  // died; restarts at `restart_at`
   absl::Time restart_at;
   absl::Time running_since;
-  absl::Duration backoff;         // the delay before the next restart
-  std::deque<absl::Time> deaths;  // within options_.crash_loop_window
-  int64_t stall_logged_for = 0;   // the busy_since_ms of the stall already logged
-  int64_t stuck_handled_for = 0;  // the busy_since_ms of the stall already replaced
-  int64_t stuck_logged_for = 0;   // the busy_since_ms of a stall that could not be replaced yet
+  std::optional<Backoff> backoff;  // the delay before the next restart
+  std::deque<absl::Time> deaths;   // within options_.crash_loop_window
+  int64_t stall_logged_for = 0;    // the busy_since_ms of the stall already logged
+  int64_t stuck_handled_for = 0;   // the busy_since_ms of the stall already replaced
+  int64_t stuck_logged_for = 0;    // the busy_since_ms of a stall that could not be replaced yet
 };
 
 Engine::Engine(const EngineOptions& options, ProtocolFactory factory, size_t loops)
@@ -329,7 +323,7 @@ absl::Status Engine::Start() {
     auto slot = std::make_unique<LoopSlot>();
     slot->id = w.id;
     slot->cpu = w.cpu;
-    slot->backoff = options_.restart_backoff;
+    slot->backoff.emplace(options_);
     slot->running_since = now;
     started.push_back(StartLoop(slot.get(), 0));
     slots_.push_back(std::move(slot));
@@ -430,13 +424,11 @@ absl::Duration Engine::Supervise(absl::Time now) {
         all_up = false;  // an exit that was asked for
         continue;
       }
-      // A loop that ran long enough before dying starts its backoff over.
-      if (now - slot.running_since >= kHealthyAfter) slot.backoff = options_.restart_backoff;
+      const absl::Duration delay = slot.backoff->AfterDeath(now - slot.running_since);
       slot.down = true;
-      slot.restart_at = now + slot.backoff;
+      slot.restart_at = now + delay;
       Log(absl::StrCat("Worker ", slot.id, " died (", serving.exit_status.message(),
-                       "); restarting in ", absl::FormatDuration(slot.backoff)));
-      slot.backoff = std::min(slot.backoff * 1.5, options_.max_restart_backoff);
+                       "); restarting in ", absl::FormatDuration(delay)));
       slot.deaths.push_back(now);
       while (!slot.deaths.empty() && now - slot.deaths.front() > options_.crash_loop_window) {
         slot.deaths.pop_front();

@@ -15,15 +15,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "backoff.h"
 #include "listener.h"
 #include "log_line.h"
 #include "percore/engine.h"
 
 namespace percore {
 namespace {
-
-// A child that ran this long before dying is restarted after the initial backoff again.
-constexpr absl::Duration kHealthyAfter = absl::Seconds(30);
 
 // Forks the child that runs `serve`; its pid, or -1.
 pid_t StartChild(const EngineOptions& options, const sigset_t& child_mask,
@@ -106,7 +104,7 @@ absl::StatusOr<int> RunGuarded(const EngineOptions& options,
   sigset_t child_mask = previous;
   for (int signal : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&child_mask, signal);
 
-  absl::Duration backoff = options.restart_backoff;
+  Backoff backoff(options);
   bool stopping = false;  // a SIGTERM or SIGINT was passed on: restart nothing
   int exit_code = 0;
   while (true) {
@@ -134,11 +132,10 @@ absl::StatusOr<int> RunGuarded(const EngineOptions& options,
       why = absl::StrCat("Worker process ", child, " died (signal ", signal, ")");
     }
     const absl::Time now = absl::Now();
-    if (now - started >= kHealthyAfter) backoff = options.restart_backoff;
-    LogLine(options, absl::StrCat(why, "; restarting in ", absl::FormatDuration(backoff)));
+    const absl::Duration delay = backoff.AfterDeath(now - started);
+    LogLine(options, absl::StrCat(why, "; restarting in ", absl::FormatDuration(delay)));
     // Wait out the backoff, still taking the stop signals: with no child, a stop is immediate.
-    const absl::Time restart_at = now + backoff;
-    backoff = std::min(backoff * 1.5, options.max_restart_backoff);
+    const absl::Time restart_at = now + delay;
     while (!stopping && absl::Now() < restart_at) {
       const timespec wait = absl::ToTimespec(restart_at - absl::Now());
       const int taken = sigtimedwait(&signals, nullptr, &wait);

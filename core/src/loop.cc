@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "absl/strings/str_cat.h"
+#include "clock.h"
 #include "post_queue.h"
 
 namespace percore {
@@ -19,14 +20,6 @@ constexpr size_t kOutputBufferCapacity = 1024;
 constexpr size_t kMaxPooledOutputs = 256;
 // How long a stopping loop waits for cancelled operations to complete.
 constexpr int64_t kShutdownMs = 2000;
-
-int64_t MonotonicUs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000000 + ts.tv_nsec / 1000;
-}
-
-int64_t MonotonicMs() { return MonotonicUs() / 1000; }
 
 }  // namespace
 
