@@ -1,0 +1,1 @@
+"""scripts/bench as a package: processes, servers, load, report and main."""

@@ -1,0 +1,472 @@
+# What scripts/bench does; its --help prints this.
+"""Benchmarks hello_cores against nginx and a raw responder, side by side, on 127.0.0.1.
+
+  scripts/bench            about 10 s per mode (a few minutes in all)
+  scripts/bench --quick    about 2 s per mode (well under 3 minutes)
+  scripts/bench --micro    also runs the Google Benchmark binaries (build/bench/*_benchmark)
+
+Sets up (scripts/setup --bench) and builds (scripts/build), then:
+  * starts hello_cores (1 loop) and nginx (1 worker, same CPU) as equal peers, and
+    bench/raw_responder (one thread that counts "\r\n\r\n" and writes a fixed answer: the
+    kernel's floor on this machine) on that CPU too. With 2 or more CPUs the servers run on the
+    first allowed CPU and wrk/conn_holder on the second (taskset);
+  * per mode -- keep-alive 64 connections, pipelined 16 deep, Connection: close, 1,000
+    connections -- runs wrk against percore, then nginx, then the raw responder, and reports
+    requests/s, p50/p99 latency, socket errors, non-2xx responses and the server's CPU time per
+    request (utime+stime from /proc/PID/stat of every server process, before and after), and
+    percore's CPU per request over the raw responder's ("percore vs floor");
+  * measures resident memory per idle keep-alive connection (VmRSS before and after
+    bench/conn_holder opens 10,000 of them);
+  * runs hello_cores with 2 loops on 2 CPUs and reports the share of requests each loop served;
+  * runs 1,000 connections on GET /delay?ms=50 (answered from a timer) against hello_cores with
+    one loop and bench/node_delay.js (Node's http with setTimeout), each on the server CPU;
+  * starts 20 downloads of 1 GiB from GET /stream and reads each at 4 MB/s for the mode's
+    duration (slow readers: the server produces faster than they read), then closes them, and
+    reports hello_cores's resident memory before, at its peak and after.
+Writes bench/results/latest.json and bench/results/latest.png, prints a table and the targets.
+
+Exits non-zero on a socket error, a non-2xx response, a server that died or a tool that failed;
+never because of speed: speed is reported, not asserted.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import re
+import resource
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .load import (MODES, errors_of, hold_connections, idle_memory, measure,
+                   release_connections, run_wrk, slow_readers, wrk_command)
+from .processes import CLK_TCK, ROOT, Children, Failure, log, loop_ticks, on_terminate, run_step
+from .report import fmt_cpu, fmt_lat, fmt_rate, fmt_ratio, ratio, table, targets, write_chart
+from .servers import Nginx, NodeDelay, Percore, RawResponder
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n", 1)[1])
+    ap.add_argument("--quick", action="store_true", help="about 2 s per mode instead of 10 s")
+    ap.add_argument("--micro", action="store_true", help="also run the Google Benchmark binaries")
+    ap.add_argument("--duration", type=int, help="seconds per wrk run (default 10, --quick 2)")
+    ap.add_argument("--idle-connections", type=int, default=10000,
+                    help="idle keep-alive connections for the memory measurement (10000)")
+    ap.add_argument("--backend", default="auto", choices=["auto", "io_uring", "epoll"],
+                    help="hello_cores --backend")
+    args = ap.parse_args()
+    duration = args.duration or (2 if args.quick else 10)
+    warmup = 1 if args.quick else 2
+
+    signal.signal(signal.SIGINT, on_terminate)  # even if started with SIGINT ignored (`cmd &`)
+    signal.signal(signal.SIGTERM, on_terminate)
+    signal.signal(signal.SIGHUP, on_terminate)
+    os.chdir(ROOT)
+    started = time.monotonic()
+
+    log("== setup and build")
+    sys.stdout.write(run_step([str(ROOT / "scripts/setup"), "--bench"]))
+    build_dir = ROOT / run_step([str(ROOT / "scripts/build")]).strip().splitlines()[-1]
+    hello = build_dir / "hello_cores"
+    conn_holder = build_dir / "bench" / "conn_holder"
+    raw_responder = build_dir / "bench" / "raw_responder"
+    for path in (hello, conn_holder, raw_responder):
+        if not path.exists():
+            raise Failure(f"{path} was not built (PERCORE_BUILD_APPS/PERCORE_BUILD_BENCH off?)")
+    for tool in ("wrk", "nginx", "taskset"):
+        if not shutil.which(tool):
+            raise Failure(f"{tool} not found: scripts/setup --bench should have installed it")
+
+    # Every child inherits this: wrk with 1,000 connections and the 10,000 idle ones need it.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    idle_count = args.idle_connections
+    if nofile != resource.RLIM_INFINITY and idle_count + 100 > nofile:
+        idle_count = max(100, nofile - 100)
+        log(f"RLIMIT_NOFILE is {nofile}: holding {idle_count} idle connections, not "
+            f"{args.idle_connections}")
+
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) >= 2:
+        server_cpu, client_cpu = allowed[0], allowed[1]
+        pin_server = str(server_cpu)
+        pinning = (f"servers on CPU {server_cpu} (hello_cores --cpus {server_cpu} and nginx "
+                   f"worker_cpu_affinity, both under taskset -c {server_cpu}, and raw_responder "
+                   f"under taskset -c {server_cpu}), wrk and conn_holder on CPU {client_cpu} "
+                   f"(taskset -c {client_cpu}, wrk -t1)")
+        summary = f"server on CPU {server_cpu}, wrk on CPU {client_cpu}"
+    else:
+        server_cpu = client_cpu = pin_server = None
+        pinning = ("only one CPU: nothing pinned, servers and wrk share it (numbers mean little;"
+                   " the 2-loop test is skipped)")
+        summary = "1 CPU, unpinned"
+    log(f"Pinning: {pinning}")
+
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True)
+    nginx_v = subprocess.run(["nginx", "-v"], capture_output=True, text=True)
+    wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+    results = {
+        "commit": commit.stdout.strip() or "unknown",
+        "dirty": bool(dirty.stdout.strip()),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "quick": args.quick,
+        "duration_s": duration,
+        "machine": {"cpus_allowed": allowed, "kernel": os.uname().release,
+                    "nginx": (nginx_v.stderr or nginx_v.stdout).strip(),
+                    "wrk": (wrk_v.stdout or wrk_v.stderr).strip().splitlines()[0],
+                    "clock_ticks_per_s": CLK_TCK, "load_average_at_start": os.getloadavg()},
+        "pinning": {"server_cpu": server_cpu, "client_cpu": client_cpu, "summary": summary,
+                    "description": pinning},
+        "notes": [
+            "ratio = percore / nginx, both measured in this run",
+            "raw = bench/raw_responder, pinned like the others: counts \\r\\n\\r\\n and writes a "
+            "fixed answer of hello_cores' size; its CPU per request is the kernel's floor on this "
+            "machine today; vs_floor = percore / raw",
+            "server CPU = utime+stime of every server process (/proc/PID/stat) over the wrk run "
+            "and 0.3 s after it, divided by the requests wrk completed",
+            "non_2xx is wrk's 'Non-2xx or 3xx responses' (it counts statuses >= 400)",
+            "pipelined latency is per 16-request batch (see bench/pipeline.lua)",
+        ],
+        "modes": {},
+        "idle_memory": {},
+        "two_loops": {},
+        "deferred": {},
+        "slow_readers": {},
+        "failures": [],
+    }
+    failures = results["failures"]
+
+    def fail(message):
+        failures.append(message)
+        log(f"  FAILED: {message}")
+
+    children = Children()
+    tmp = Path(tempfile.mkdtemp(prefix="percore-bench-"))
+    os.chmod(tmp, 0o755)
+    interrupted = False
+    try:
+        # ---- Both servers, one loop / one worker each, on the server CPU.
+        log("== starting servers")
+        percore = Percore(children, hello, tmp,
+                          str(server_cpu) if server_cpu is not None else None, args.backend,
+                          pin_server)
+        log(f"  percore: {shlex.join(percore.cmd)}  (port {percore.port})")
+        for line in percore.startup.splitlines():
+            log(f"    {line}")
+        nginx = Nginx(children, tmp, [server_cpu] if server_cpu is not None else [], pin_server)
+        log(f"  nginx:   {shlex.join(nginx.cmd)}  (port {nginx.port}, master {nginx.proc.pid}, "
+            f"workers {nginx.worker_pids})")
+        raw = RawResponder(children, raw_responder, tmp, pin_server)
+        log(f"  raw:     {shlex.join(raw.cmd)}  (port {raw.port}; the kernel's floor)")
+        results["commands"] = {"percore": shlex.join(percore.cmd), "nginx": shlex.join(nginx.cmd),
+                               "raw": shlex.join(raw.cmd), "nginx_conf": nginx.conf.read_text()}
+        peers = [percore, nginx]
+        servers = [percore, nginx, raw]
+
+        # ---- Memory per idle connection, on the fresh servers (the peers only).
+        log(f"== resident memory per idle keep-alive connection ({idle_count:,} held)")
+        for server in peers:
+            try:
+                m = idle_memory(children, server, conn_holder, idle_count, client_cpu)
+                results["idle_memory"][server.name] = m
+                log(f"  {server.name:8} VmRSS {m['rss_before_kib']:,} -> {m['rss_after_kib']:,} KiB"
+                    f" = {m['kib_per_connection']:.3f} KiB/connection (opened in "
+                    f"{m['open_seconds']} s)")
+            except Failure as e:
+                fail(f"idle memory, {server.name}: {e}")
+        im = results["idle_memory"]
+        if "percore" in im and "nginx" in im:
+            im["ratio"] = ratio(im["percore"]["kib_per_connection"],
+                                im["nginx"]["kib_per_connection"])
+
+        # ---- Warm-up, then every mode against percore, then nginx.
+        log(f"== warm-up ({warmup} s each)")
+        for server in servers:
+            run_wrk(wrk_command(server.port, 64, 1, warmup, client_cpu), warmup, 64)
+        for mode in MODES:
+            log(f"== {mode['title']} ({duration} s each)")
+            entry = results["modes"].setdefault(mode["key"], {"title": mode["title"]})
+            for server in servers:
+                cmd = wrk_command(server.port, mode["connections"], 1, duration, client_cpu,
+                                  mode["script"], mode["headers"])
+                try:
+                    r = measure(server, cmd, duration, mode["connections"])
+                except Failure as e:
+                    fail(f"{mode['title']}, {server.name}: {e}")
+                    continue
+                entry[server.name] = r
+                log(f"  {server.name:8} {fmt_rate(r['requests_per_s']):>10} req/s  "
+                    f"p50 {fmt_lat(r['p50_us'])}  p99 {fmt_lat(r['p99_us'])}  "
+                    f"CPU {fmt_cpu(r['cpu_us_per_request'])} us/req  ({r['command']})")
+                for problem in errors_of(r):
+                    fail(f"{mode['title']}, {server.name}: {problem}")
+            if "percore" in entry and "nginx" in entry:
+                entry["ratio"] = {k: ratio(entry["percore"][k], entry["nginx"][k])
+                                  for k in ("requests_per_s", "cpu_us_per_request", "p50_us",
+                                            "p99_us")}
+            if "percore" in entry and "raw" in entry:
+                entry["vs_floor"] = {k: ratio(entry["percore"][k], entry["raw"][k])
+                                     for k in ("requests_per_s", "cpu_us_per_request")}
+                log(f"  percore vs floor: "
+                    f"{fmt_ratio(entry['vs_floor']['cpu_us_per_request'])} CPU/request")
+        for server in servers:
+            try:
+                server.stop()
+            except Failure as e:
+                fail(str(e))
+
+        # ---- Two loops on two CPUs: the share of requests each served.
+        two = results["two_loops"]
+        if len(allowed) >= 2:
+            a, b = allowed[0], allowed[1]
+            cpus = f"{a}-{b}" if b == a + 1 else f"{a},{b}"
+            log(f"== 2 loops on CPUs {cpus}, 200 connections, GET /worker ({duration} s, "
+                "wrk unpinned)")
+            try:
+                both = Percore(children, hello, tmp, cpus, args.backend, None, label="percore-2")
+                # How the kernel spreads 200 connections over the two listeners (a sample: wrk's
+                # own connections hash differently), to tell that apart from unequal CPU time.
+                holder, _, spread = hold_connections(children, conn_holder, both.port, 200, None,
+                                                     path="/worker")
+                release_connections(children, holder)
+                cmd = wrk_command(both.port, 200, 2, duration, None, "bench/worker_share.lua",
+                                  path="/worker")
+                loops_before = loop_ticks(both.proc.pid)
+                r = measure(both, cmd, duration, 200)
+                loops_after = loop_ticks(both.proc.pid)
+                loop_cpu = {k: (loops_after.get(k, 0) - v) / CLK_TCK
+                            for k, v in loops_before.items()}
+                counts = {m.group(1): int(m.group(2))
+                          for m in re.finditer(r"^worker_share (\d+) (\d+)$", r["wrk_output"],
+                                               re.M)}
+                m = re.search(r"^worker_share_unmatched (\d+)$", r["wrk_output"], re.M)
+                unmatched = int(m.group(1)) if m else 0
+                total = sum(counts.values())
+                two.update({
+                    "command": r["command"], "server": shlex.join(both.cmd),
+                    "requests_per_s": r["requests_per_s"], "requests": r["requests"],
+                    "cpu_us_per_request": r["cpu_us_per_request"], "p50_us": r["p50_us"],
+                    "p99_us": r["p99_us"], "socket_errors": r["socket_errors"],
+                    "non_2xx": r["non_2xx"], "counts": counts, "unmatched": unmatched,
+                    "shares": {k: v / total for k, v in counts.items()} if total else {},
+                    "connections_per_loop_sample": spread,
+                    "loop_cpu_s": loop_cpu,
+                })
+                log(f"  {fmt_rate(r['requests_per_s'])} req/s, " + ", ".join(
+                    f"loop {k}: {v:,} ({v / total * 100:.1f}%)" for k, v in sorted(counts.items()))
+                    if total else "  no worker ids counted")
+                log("  loop CPU time during the run: " + ", ".join(
+                    f"loop {k}: {v:.2f} s" for k, v in sorted(loop_cpu.items()))
+                    + "; a separate sample of 200 connections: " + ", ".join(
+                    f"loop {k}: {v}" for k, v in sorted(spread.items())))
+                for problem in errors_of(r):
+                    fail(f"2 loops: {problem}")
+                if unmatched:
+                    fail(f"2 loops: {unmatched} /worker responses without a worker id")
+                if not total:
+                    fail("2 loops: bench/worker_share.lua counted no responses")
+                both.stop()
+            except Failure as e:
+                fail(f"2 loops: {e}")
+        else:
+            two["skipped"] = "skipped: needs 2 CPUs"
+
+        # ---- Answers that come later: a handler that waits 50 ms (a timer, as for a database
+        # call) on 1,000 connections, one loop, beside Node's http with setTimeout.
+        deferred = results["deferred"]
+        log(f"== answers 50 ms later: 1,000 connections, GET /delay?ms=50, one loop or process "
+            f"({duration} s each)")
+        for make in (lambda: Percore(children, hello, tmp,
+                                     str(server_cpu) if server_cpu is not None else None,
+                                     args.backend, pin_server, label="percore-delay"),
+                     lambda: NodeDelay(children, tmp, pin_server)):
+            try:
+                server = make()
+            except Failure as e:
+                fail(f"deferred answers: {e}")
+                continue
+            cmd = wrk_command(server.port, 1000, 1, duration, client_cpu, path="/delay?ms=50")
+            try:
+                r = measure(server, cmd, duration, 1000)
+                deferred[server.name] = r
+                log(f"  {server.name:8} {fmt_rate(r['requests_per_s']):>10} req/s  "
+                    f"p50 {fmt_lat(r['p50_us'])}  p99 {fmt_lat(r['p99_us'])}  "
+                    f"CPU {fmt_cpu(r['cpu_us_per_request'])} us/req  ({r['command']})")
+                for problem in errors_of(r):
+                    fail(f"deferred answers, {server.name}: {problem}")
+                server.stop()
+            except Failure as e:
+                fail(f"deferred answers, {server.name}: {e}")
+
+        # ---- Slow readers: 20 streamed downloads read far slower than they are produced.
+        log(f"== slow readers: 20 connections on GET /stream?bytes=1GiB, each read at 4 MB/s "
+            f"({duration} s)")
+        try:
+            server = Percore(children, hello, tmp,
+                             str(server_cpu) if server_cpu is not None else None, args.backend,
+                             pin_server, label="percore-stream")
+            r = slow_readers(server, 20, duration, 4_000_000)
+            results["slow_readers"] = r
+            log(f"  VmRSS {r['rss_before_kib']:,} KiB before, {r['rss_peak_kib']:,} KiB at the peak"
+                f" ({r['growth_kib_per_connection']:,.0f} KiB per connection), "
+                f"{r['rss_after_kib']:,} KiB after; {r['bytes_read'] / 1e6:,.0f} MB read")
+            server.stop()
+        except Failure as e:
+            fail(f"slow readers: {e}")
+
+        # ---- Micro-benchmarks.
+        if args.micro:
+            log("== micro-benchmarks (Google Benchmark)")
+            results["micro"] = {}
+            binaries = sorted((build_dir / "bench").glob("*_benchmark"))
+            if not binaries:
+                fail(f"no *_benchmark binaries in {build_dir / 'bench'}")
+            for binary in binaries:
+                cmd = []
+                if server_cpu is not None:
+                    cmd += ["taskset", "-c", str(server_cpu)]
+                cmd += [str(binary), "--benchmark_format=json",
+                        f"--benchmark_min_time={0.05 if args.quick else 0.5}"]
+                try:
+                    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+                    if p.returncode != 0:
+                        raise Failure(f"exit code {p.returncode}: {p.stderr.strip()[-1000:]}")
+                    data = json.loads(p.stdout)
+                except (Failure, ValueError, subprocess.TimeoutExpired) as e:
+                    fail(f"{binary.name}: {e}")
+                    continue
+                for b in data.get("benchmarks", []):
+                    if b.get("error_occurred"):
+                        fail(f"{binary.name} {b['name']}: {b.get('error_message')}")
+                        continue
+                    scale = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}[b.get("time_unit", "ns")]
+                    results["micro"][f"{binary.name}/{b['name']}"] = {
+                        "cpu_ns": b["cpu_time"] * scale,
+                        "items_per_second": b.get("items_per_second"),
+                    }
+    except KeyboardInterrupt as e:
+        interrupted = True
+        fail(f"interrupted ({e or 'Ctrl-C'})")
+    except Failure as e:
+        fail(str(e))
+    except Exception as e:  # a bug here must still stop the servers and say what happened
+        fail(f"{type(e).__name__}: {e}")
+        import traceback
+        traceback.print_exc()
+    finally:
+        children.stop_all()
+
+    # ---- Report.
+    log()
+    log(f"== results ({'quick, ' if args.quick else ''}{duration} s per mode; {summary}; "
+        f"ratio = percore / nginx; raw = the raw responder, the kernel's floor)")
+    header = ["mode", "server", "requests/s", "ratio", "p50", "p99", "CPU us/req", "ratio",
+              "srv CPU", "sock err", "non-2xx"]
+    rows = []
+    for mode in MODES:
+        entry = results["modes"].get(mode["key"], {})
+        for name in ("percore", "nginx", "raw"):
+            r = entry.get(name)
+            if not r:
+                rows.append([mode["title"] if name == "percore" else "", name] + ["-"] * 9)
+                continue
+            rat = entry.get("ratio", {}) if name == "percore" else {}
+            rows.append([
+                mode["title"] if name == "percore" else "", name,
+                fmt_rate(r["requests_per_s"]), fmt_ratio(rat.get("requests_per_s")) if rat else "",
+                fmt_lat(r["p50_us"]), fmt_lat(r["p99_us"]),
+                fmt_cpu(r["cpu_us_per_request"]),
+                fmt_ratio(rat.get("cpu_us_per_request")) if rat else "",
+                f"{r['server_cpu_share'] * 100:.0f}%",
+                sum(r["socket_errors"].values()), r["non_2xx"]])
+    log(table(rows, header))
+    log("  (srv CPU: the server's CPU time over the run, in % of one CPU; pipelined latency is per"
+        " 16-request batch;\n   in the Connection: close mode every request is a new connection)")
+    log()
+    for mode in MODES:
+        floor = results["modes"].get(mode["key"], {}).get("vs_floor", {})
+        log(f"{mode['title'] + ':':28} percore vs floor: "
+            f"{fmt_ratio(floor.get('cpu_us_per_request'))} CPU/request")
+    im = results["idle_memory"]
+    if im:
+        log()
+        log("idle keep-alive connections: " + "; ".join(
+            f"{name} {im[name]['kib_per_connection']:.3f} KiB/connection "
+            f"({im[name]['connections']:,} held)" for name in ("percore", "nginx") if name in im)
+            + (f"; ratio {fmt_ratio(im.get('ratio'))}" if im.get("ratio") is not None else ""))
+    for name, r in results["deferred"].items():
+        log(f"answers 50 ms later, 1,000 connections: {name} {fmt_rate(r['requests_per_s'])} req/s,"
+            f" p99 {fmt_lat(r['p99_us'])}, CPU {fmt_cpu(r['cpu_us_per_request'])} us/req")
+    two = results["two_loops"]
+    if two.get("shares"):
+        log("2 loops on 2 CPUs, 200 connections: " + ", ".join(
+            f"loop {k} {v * 100:.1f}%" for k, v in sorted(two["shares"].items()))
+            + f" of {sum(two['counts'].values()):,} requests ({fmt_rate(two['requests_per_s'])}"
+            f" req/s, CPU {fmt_cpu(two['cpu_us_per_request'])} us/req); loop CPU time "
+            + ", ".join(f"{k}: {v:.2f} s" for k, v in sorted(two["loop_cpu_s"].items()))
+            + "; connections per loop (sample of 200): "
+            + ", ".join(f"{k}: {v}" for k, v in sorted(two["connections_per_loop_sample"].items())))
+    if results.get("micro"):
+        log()
+        log(table([[name, "", f"{m['cpu_ns']:.1f}",
+                    "-" if m["items_per_second"] is None else f"{m['items_per_second']:,.0f}"]
+                   for name, m in results["micro"].items()],
+                  ["micro-benchmark", "", "CPU ns", "items/s"]))
+
+    if interrupted:
+        log("\nINTERRUPTED: bench/results/latest.* left as they were")
+        log(f"  (server logs kept in {tmp})")
+        return 130
+
+    results["targets"] = [{"target": t, "goal": g, "measured": m,
+                           "met": None if ok is None else bool(ok)}
+                          for t, g, m, ok in targets(results)]
+    results["floor"] = {
+        f"{key}_cpu_us_per_request": results["modes"].get(key, {}).get("raw", {})
+        .get("cpu_us_per_request") for key in ("keepalive", "pipelined")}
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    json_path = RESULTS / "latest.json"
+    png_path = RESULTS / "latest.png"
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    chart = False
+    try:
+        chart = write_chart(results, png_path, tmp)
+    except Exception as e:
+        log(f"chart failed: {e}")
+    log()
+    log(f"wrote {json_path.relative_to(ROOT)}" + (f" and {png_path.relative_to(ROOT)}"
+                                                   if chart else " (no chart)"))
+    log()
+    log("== targets (reported, never asserted)")
+    log(table([[t["target"], t["goal"], t["measured"],
+                "n/a" if t["met"] is None else ("met" if t["met"] else "NOT MET")]
+               for t in results["targets"]], ["target", "goal", "measured", "result"], left=4))
+    floor = results["floor"]
+    log(f"kernel floor on this machine today (bench/raw_responder, same run): "
+        f"{fmt_cpu(floor['keepalive_cpu_us_per_request'])} us CPU/request keep-alive, "
+        f"{fmt_cpu(floor['pipelined_cpu_us_per_request'])} us pipelined 16 deep")
+    log()
+    if failures:
+        log(f"FAILED ({len(failures)}): the run is not valid")
+        for f in failures:
+            log(f"  - {f.splitlines()[0]}")
+        log(f"  (server logs kept in {tmp})")
+        return 1
+    shutil.rmtree(tmp, ignore_errors=True)
+    log(f"OK: no socket errors, no non-2xx responses, no server died ({results['elapsed_s']} s)")
+    return 0
