@@ -88,8 +88,8 @@ class Worker {
   bool draining() const { return draining_; }
   // A handle to this loop for other threads: ref().Post(fn) runs fn here. Thread-safe.
   const LoopRef& ref() const { return ref_; }
-  // Runs `fn` on this loop once `delay` has passed, to the millisecond: the loop's wait is bounded
-  // by its nearest timer. Cheap to arm and cancel by the tens of thousands. An exception that
+  // Runs `fn` on this loop once `delay` has passed: the loop's wait is bounded by its nearest
+  // timer, to the microsecond. Cheap to arm and cancel by the tens of thousands. An exception that
   // escapes `fn` kills the loop, as any bug in the loop's own code does. Owning-loop-only.
   TimerId After(absl::Duration delay, std::function<void()> fn);
   // Cancels a timer that has not run; false if it ran, was cancelled or never was. `fn` is
