@@ -53,6 +53,13 @@ from .servers import Nginx, NodeDelay, Percore, RawResponder
 RESULTS = ROOT / "bench" / "results"
 
 
+def log_measured(name, r):
+    """One line for one wrk run against one server."""
+    log(f"  {name:8} {fmt_rate(r['requests_per_s']):>10} req/s  "
+        f"p50 {fmt_lat(r['p50_us'])}  p99 {fmt_lat(r['p99_us'])}  "
+        f"CPU {fmt_cpu(r['cpu_us_per_request'])} us/req  ({r['command']})")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -209,9 +216,7 @@ def main():
                     fail(f"{mode['title']}, {server.name}: {e}")
                     continue
                 entry[server.name] = r
-                log(f"  {server.name:8} {fmt_rate(r['requests_per_s']):>10} req/s  "
-                    f"p50 {fmt_lat(r['p50_us'])}  p99 {fmt_lat(r['p99_us'])}  "
-                    f"CPU {fmt_cpu(r['cpu_us_per_request'])} us/req  ({r['command']})")
+                log_measured(server.name, r)
                 for problem in errors_of(r):
                     fail(f"{mode['title']}, {server.name}: {problem}")
             if "percore" in entry and "nginx" in entry:
@@ -303,9 +308,7 @@ def main():
             try:
                 r = measure(server, cmd, duration, 1000)
                 deferred[server.name] = r
-                log(f"  {server.name:8} {fmt_rate(r['requests_per_s']):>10} req/s  "
-                    f"p50 {fmt_lat(r['p50_us'])}  p99 {fmt_lat(r['p99_us'])}  "
-                    f"CPU {fmt_cpu(r['cpu_us_per_request'])} us/req  ({r['command']})")
+                log_measured(server.name, r)
                 for problem in errors_of(r):
                     fail(f"deferred answers, {server.name}: {problem}")
                 server.stop()

@@ -104,10 +104,10 @@ absl::Status Loop::Run() {
 
 int64_t Loop::WaitUs() const {
   if (!resumed_.empty() || worker_.ref_.queue_->HasJobs()) return 0;
-  const int64_t now = MonotonicUs();
-  int64_t until = next_tick_ms_ * 1000;
-  if (!timer_heap_.empty()) until = std::min(until, timer_heap_.front().due_us);
-  return std::max<int64_t>(0, until - now);
+  // The clock is read again only for a timer: the tick needs no more than the loop's own.
+  if (timer_heap_.empty()) return std::max<int64_t>(0, (next_tick_ms_ - worker_.now_ms()) * 1000);
+  const int64_t until = std::min(next_tick_ms_ * 1000, timer_heap_.front().due_us);
+  return std::max<int64_t>(0, until - MonotonicUs());
 }
 
 void Loop::RunPosted() {
@@ -146,6 +146,7 @@ bool Loop::CancelTimer(TimerId id) {
 }
 
 void Loop::RunTimers() {
+  if (timer_heap_.empty()) return;
   const int64_t now = MonotonicUs();
   while (!timer_heap_.empty() && timer_heap_.front().due_us <= now) {
     std::pop_heap(timer_heap_.begin(), timer_heap_.end(), std::greater<>());
