@@ -8,7 +8,7 @@
 
 #include "benchmark/benchmark.h"
 #include "percore/http/app.h"
-#include "support/loop_harness.h"
+#include "percore/testing/harness.h"
 
 namespace {
 

@@ -76,17 +76,7 @@ absl::Status Loop::Run() {
         // completed first brings a connection to serve (drained), not to drop.
         if (connections_ == nullptr && !backend_->Accepting()) break;
       }
-      if (worker_.now_ms() >= next_tick_ms_) {
-        // A loop blocked by a slow handler, or flooded, runs its tick late.
-        worker_.stats_->lag_us.store(static_cast<uint64_t>(worker_.now_ms() - next_tick_ms_) * 1000,
-                                     std::memory_order_relaxed);
-        Tick();
-        next_tick_ms_ = worker_.now_ms() + tick_ms_;
-      }
-      RunPosted();
-      RunTimers();
-      DeliverResumed();
-      FreeWatches();
+      RunDue();
       int result = backend_->Iterate(WaitUs());
       if (result < 0) {
         status = absl::ErrnoToStatus(-result, "event loop");
@@ -100,6 +90,20 @@ absl::Status Loop::Run() {
   }
   Shutdown(!status.ok());
   return status;
+}
+
+void Loop::RunDue() {
+  if (worker_.now_ms() >= next_tick_ms_) {
+    // A loop blocked by a slow handler, or flooded, runs its tick late.
+    worker_.stats_->lag_us.store(static_cast<uint64_t>(worker_.now_ms() - next_tick_ms_) * 1000,
+                                 std::memory_order_relaxed);
+    Tick();
+    next_tick_ms_ = worker_.now_ms() + tick_ms_;
+  }
+  RunPosted();
+  RunTimers();
+  DeliverResumed();
+  FreeWatches();
 }
 
 int64_t Loop::WaitUs() const {

@@ -49,6 +49,12 @@ class Loop {
   int listen_fd() const { return listen_fd_; }
   int wake_fd() const { return wake_fd_; }
 
+  // The work of one turn besides the backend's: the tick if due, posted jobs, due timers,
+  // resumed connections, removed watches. Run() calls it each turn; so does the test harness.
+  void RunDue();
+  // The wait's bound in microseconds: to the next tick or timer, or 0 when work is ready.
+  int64_t WaitUs() const;
+
   // ---- Called by the backend, on the loop thread ----
   // Reads the clock into Worker::now_ms(). The backend calls it when its wait returns, so
   // deadlines set while completions are handled start from the time they arrived.
@@ -126,8 +132,6 @@ class Loop {
   // Runs the jobs posted from other threads, then the timers that are due.
   void RunPosted();
   void RunTimers();
-  // The wait's bound in microseconds: to the next tick or timer, or 0 when work is ready.
-  int64_t WaitUs() const;
   // Queues `c` to get its unread bytes once neither the output limit nor the session holds them.
   void ScheduleResume(ConnectionState* c);
   void DeliverResumed();

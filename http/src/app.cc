@@ -20,6 +20,13 @@ absl::Status Validate(const HttpOptions& o) {
       o.idle_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("HTTP timeouts must be > 0");
   }
+  for (const std::string& range : o.trust_proxy) {
+    Cidr cidr;
+    if (!ParseCidr(range, &cidr)) {
+      return absl::InvalidArgumentError("trust_proxy: \"" + range +
+                                        "\" is not an address or CIDR range");
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -28,7 +35,11 @@ absl::Status Validate(const HttpOptions& o) {
 absl::StatusOr<ProtocolFactory> App::Factory() const {
   absl::Status valid = Validate(options_);
   if (!valid.ok()) return valid;
-  auto config = std::make_shared<const AppConfig>(AppConfig{router_, options_});
+  AppConfig config_value{router_, options_, on_error_, {}};
+  for (const std::string& range : options_.trust_proxy) {
+    ParseCidr(range, &config_value.trusted.emplace_back());
+  }
+  auto config = std::make_shared<const AppConfig>(std::move(config_value));
   return ProtocolFactory([config](Worker& worker) -> std::unique_ptr<Protocol> {
     return std::make_unique<HttpProtocol>(config, worker);
   });

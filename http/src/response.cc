@@ -2,9 +2,13 @@
 
 #include <unistd.h>
 
+#include <ctime>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 
 #include "ascii.h"
+#include "codec.h"
+#include "percore/http/middleware.h"
 #include "response_writer.h"
 #include "session.h"
 
@@ -134,6 +138,7 @@ Response& Response::Set(std::string_view name, std::string_view value) {
     return *this;  // written below with the managed fields
   }
   if (EqualsIgnoreCase(name, "content-type")) return Type(value);
+  if (EqualsIgnoreCase(name, "vary")) return Vary(value);
   if (EqualsIgnoreCase(name, "content-length") || EqualsIgnoreCase(name, "date") ||
       EqualsIgnoreCase(name, "transfer-encoding") || EqualsIgnoreCase(name, "connection")) {
     throw std::invalid_argument("header field \"" + std::string(name) +
@@ -155,6 +160,152 @@ Response& Response::Type(std::string_view content_type) {
   fields_->append("\r\n");
   type_length_ = fields_->size() - type_offset_;
   return *this;
+}
+
+size_t Response::FindField(std::string_view name) const {
+  const std::string& f = *fields_;
+  for (size_t line = 0; line < f.size();) {
+    const size_t colon = f.find(':', line);
+    if (EqualsIgnoreCase(std::string_view(f).substr(line, colon - line), name)) return line;
+    line = f.find("\r\n", colon) + 2;
+  }
+  return std::string::npos;
+}
+
+Response& Response::Vary(std::string_view field) {
+  field = TrimOws(field);
+  if (field.empty() || HasControl(field)) throw std::invalid_argument("invalid Vary field");
+  const size_t line = FindField("vary");
+  if (line == std::string::npos) {
+    fields_->append("Vary: ");
+    fields_->append(field);
+    fields_->append("\r\n");
+    return *this;
+  }
+  const size_t end = fields_->find("\r\n", line);
+  std::string_view values = std::string_view(*fields_).substr(line + 6, end - line - 6);
+  for (std::string_view rest = values; !rest.empty();) {
+    const size_t comma = rest.find(',');
+    if (EqualsIgnoreCase(TrimOws(rest.substr(0, comma)), field) || TrimOws(rest) == "*") {
+      return *this;
+    }
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+  }
+  std::string added = ", " + std::string(field);
+  fields_->insert(end, added);
+  if (type_length_ != 0 && type_offset_ > line) type_offset_ += added.size();
+  return *this;
+}
+
+namespace {
+
+bool IsCookieAttribute(std::string_view s) {
+  for (char c : s) {
+    if (c == ';' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Response& Response::Cookie(std::string_view name, std::string_view value,
+                           const CookieOptions& options) {
+  if (!IsCookieName(name)) throw std::invalid_argument("invalid cookie name");
+  if (!IsCookieValue(value))
+    throw std::invalid_argument("invalid cookie value for " + std::string(name));
+  if (!IsCookieAttribute(options.path) || !IsCookieAttribute(options.domain)) {
+    throw std::invalid_argument("invalid cookie path or domain for " + std::string(name));
+  }
+  using SameSite = CookieOptions::SameSite;
+  if (options.same_site == SameSite::kNone && !options.secure) {
+    throw std::invalid_argument("cookie " + std::string(name) + ": SameSite=None needs Secure");
+  }
+  std::string& f = *fields_;
+  f.append("Set-Cookie: ");
+  f.append(name);
+  f.push_back('=');
+  f.append(value);
+  if (!options.path.empty()) {
+    f.append("; Path=");
+    f.append(options.path);
+  }
+  if (!options.domain.empty()) {
+    f.append("; Domain=");
+    f.append(options.domain);
+  }
+  if (options.max_age >= 0) {
+    f.append("; Max-Age=");
+    AppendDecimal(f, static_cast<size_t>(options.max_age));
+    // Expires as well, for clients that predate Max-Age; 0 is the epoch.
+    f.append("; Expires=");
+    AppendHttpDate(options.max_age == 0 ? 0 : time(nullptr) + options.max_age, &f);
+  }
+  if (options.secure) f.append("; Secure");
+  if (options.http_only) f.append("; HttpOnly");
+  switch (options.same_site) {
+    case SameSite::kLax:
+      f.append("; SameSite=Lax");
+      break;
+    case SameSite::kStrict:
+      f.append("; SameSite=Strict");
+      break;
+    case SameSite::kNone:
+      f.append("; SameSite=None");
+      break;
+    case SameSite::kUnset:
+      break;
+  }
+  f.append("\r\n");
+  return *this;
+}
+
+Response& Response::ClearCookie(std::string_view name, const CookieOptions& options) {
+  CookieOptions cleared = options;
+  cleared.max_age = 0;
+  return Cookie(name, "", cleared);
+}
+
+Response& Response::OnFinish(std::function<void(int status)> fn) {
+  if (fn && finish_ != nullptr) finish_->Add(std::move(fn));
+  return *this;
+}
+
+void Response::Redirect(std::string_view location, int status) {
+  if (status != 301 && status != 302 && status != 303 && status != 307 && status != 308) {
+    throw std::invalid_argument("redirect status " + std::to_string(status) +
+                                " is not 301, 302, 303, 307 or 308");
+  }
+  Status(status).Set("Location", location);
+  std::string body(ReasonPhrase(status));
+  body.append(". Redirecting to ");
+  body.append(location);
+  body.push_back('\n');
+  Send(body);
+}
+
+void Response::Json(const nlohmann::json& value) {
+  // Invalid UTF-8 in a string is replaced rather than thrown about mid-answer.
+  Type("application/json")
+      .Send(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
+std::string_view Response::MaybeCompress(std::string_view body) {
+  // The Content-Type line's value, or the default type.
+  const std::string_view type =
+      type_length_ != 0 ? std::string_view(*fields_).substr(type_offset_ + 14, type_length_ - 16)
+                        : std::string_view("text/plain");
+  if (head_ || status_ == 204 || status_ == 304 || status_ == 206 || body.empty() ||
+      !IsCompressible(type) || FindField("content-encoding") != std::string::npos) {
+    return body;
+  }
+  // Whether a cache may give this answer to a client depends on its Accept-Encoding, whether
+  // or not this one was compressed.
+  Vary("Accept-Encoding");
+  if (!gzip_accepted_ || body.size() < compress_->min_bytes) return body;
+  std::string* zipped = session_->Gzip(body, compress_->level);
+  if (zipped == nullptr || zipped->size() >= body.size()) return body;
+  fields_->append("Content-Encoding: gzip\r\n");
+  return *zipped;
 }
 
 bool Response::AppendHead(Framing framing, uint64_t length, bool empty_body) {
@@ -188,6 +339,7 @@ bool Response::AppendHead(Framing framing, uint64_t length, bool empty_body) {
 
 void Response::Send(std::string_view body) {
   if (sent_) return;
+  if (compress_ != nullptr) body = MaybeCompress(body);
   sent_ = true;
   if (AppendHead(Framing::kLength, body.size(), body.empty())) out_->append(body);
 }
@@ -234,6 +386,27 @@ DeferredResponse& DeferredResponse::Set(std::string_view name, std::string_view 
 DeferredResponse& DeferredResponse::Type(std::string_view content_type) {
   state_->response.Type(content_type);
   return *this;
+}
+
+DeferredResponse& DeferredResponse::Vary(std::string_view field) {
+  state_->response.Vary(field);
+  return *this;
+}
+
+DeferredResponse& DeferredResponse::Cookie(std::string_view name, std::string_view value,
+                                           const CookieOptions& options) {
+  state_->response.Cookie(name, value, options);
+  return *this;
+}
+
+DeferredResponse& DeferredResponse::OnFinish(std::function<void(int status)> fn) {
+  state_->response.OnFinish(std::move(fn));
+  return *this;
+}
+
+void DeferredResponse::Json(const nlohmann::json& value) {
+  Type("application/json");
+  Send(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 void DeferredResponse::Send(std::string_view body) {

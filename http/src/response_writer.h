@@ -29,6 +29,12 @@ class ResponseWriter {
   // Whether the connection must close after this response (the request asked, or the handler
   // set "Connection: close").
   static bool Closes(const Response& r) { return r.close_; }
+  // Drops the status and fields set so far (not what the request decided: HEAD, close).
+  static void Clear(Response& r) {
+    r.fields_->clear();
+    r.type_length_ = 0;
+    r.status_ = 200;
+  }
 };
 
 }  // namespace percore::http

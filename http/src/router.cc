@@ -6,6 +6,11 @@
 namespace percore::http {
 namespace {
 
+bool IsAsciiDigit(char c) { return c >= '0' && c <= '9'; }
+bool IsAsciiAlnum(char c) {
+  return IsAsciiDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
 bool IsToken(std::string_view s) {
   if (s.empty()) return false;
   for (char c : s) {
@@ -35,6 +40,50 @@ std::string_view Router::Normalize(std::string_view path) {
   return path;
 }
 
+std::vector<Router::Segment> Router::ParsePattern(std::string_view pattern) {
+  auto bad = [&](std::string_view why) {
+    return std::invalid_argument("route \"" + std::string(pattern) + "\": " + std::string(why));
+  };
+  std::vector<Segment> segments;
+  std::string_view rest = pattern.substr(1);
+  while (true) {
+    const size_t slash = rest.find('/');
+    std::string_view text = rest.substr(0, slash);
+    const bool last = slash == std::string_view::npos;
+    Segment s;
+    if (text == "*") {
+      if (!last) throw bad("'*' must be the last segment");
+      s.kind = Segment::kRest;
+      s.text = "*";
+    } else if (!text.empty() && text[0] == ':') {
+      s.kind = Segment::kParam;
+      text.remove_prefix(1);
+      if (!text.empty() && text.back() == '?') {
+        if (!last) throw bad("only the last parameter may be optional");
+        s.optional = true;
+        text.remove_suffix(1);
+      }
+      if (const size_t paren = text.find('('); paren != std::string_view::npos) {
+        // The one Express constraint that needs no regular expressions.
+        if (text.substr(paren) != "(\\d+)") throw bad("the only constraint is (\\d+)");
+        s.digits = true;
+        text = text.substr(0, paren);
+      }
+      if (text.empty()) throw bad("a parameter needs a name");
+      for (char c : text) {
+        if (!IsAsciiAlnum(c) && c != '_') throw bad("bad parameter name");
+      }
+      s.text = std::string(text);
+    } else {
+      if (text.find('*') != std::string_view::npos) throw bad("'*' must be a whole segment");
+      s.text = std::string(text);
+    }
+    segments.push_back(std::move(s));
+    if (last) return segments;
+    rest.remove_prefix(slash + 1);
+  }
+}
+
 void Router::Add(std::string_view method, std::string_view pattern, Handler handler,
                  RouteOptions options) {
   if (method != "*" && !IsToken(method)) {
@@ -50,46 +99,96 @@ void Router::Add(std::string_view method, std::string_view pattern, Handler hand
     throw std::invalid_argument("route \"" + std::string(pattern) +
                                 "\": max_body_bytes over 1 GiB needs stream_body");
   }
-  if (options.stream_body || options.max_body_bytes != 0) has_body_options_ = true;
   Target target{std::move(handler), options};
-  Entry* entry = nullptr;
-  if (pattern.find("/:") == std::string_view::npos) {
-    entry = &exact_[std::string(pattern)];
-  } else {
-    std::vector<std::string> segments;
-    std::string_view rest = pattern.substr(1);
-    while (true) {
-      size_t slash = rest.find('/');
-      std::string_view segment = rest.substr(0, slash);
-      if (segment == ":" || (segment.size() > 1 && segment[0] == ':' &&
-                             segment.find(':', 1) != std::string_view::npos)) {
-        throw std::invalid_argument("route \"" + std::string(pattern) + "\": bad parameter");
-      }
-      segments.emplace_back(segment);
-      if (slash == std::string_view::npos) break;
-      rest.remove_prefix(slash + 1);
-    }
-    for (Pattern& p : patterns_) {
-      if (p.segments == segments) entry = &p.entry;
-    }
-    if (entry == nullptr) {
-      patterns_.push_back(Pattern{std::move(segments), Entry{}});
-      entry = &patterns_.back().entry;
-    }
-  }
-  if (method == "*") {
-    if (entry->has_any) throw std::invalid_argument("duplicate route * " + std::string(pattern));
-    entry->any = std::move(target);
-    entry->has_any = true;
+  if (pattern.find("/:") == std::string_view::npos && pattern.find('*') == std::string_view::npos) {
+    AddTarget(exact_[std::string(pattern)], method, pattern, std::move(target));
     return;
   }
-  for (const auto& existing : entry->by_method) {
+  std::vector<Segment> segments = ParsePattern(pattern);
+  for (Pattern& p : patterns_) {
+    if (p.segments == segments) {
+      AddTarget(p.entry, method, pattern, std::move(target));
+      return;
+    }
+  }
+  patterns_.push_back(Pattern{std::string(pattern), std::move(segments), Entry{}});
+  AddTarget(patterns_.back().entry, method, pattern, std::move(target));
+}
+
+void Router::AddTarget(Entry& entry, std::string_view method, std::string_view pattern,
+                       Target target) {
+  if (target.options.stream_body || target.options.max_body_bytes != 0) has_body_options_ = true;
+  if (method == "*") {
+    if (entry.has_any) throw std::invalid_argument("duplicate route * " + std::string(pattern));
+    entry.any = std::move(target);
+    entry.has_any = true;
+    return;
+  }
+  for (const auto& existing : entry.by_method) {
     if (existing.first == method) {
       throw std::invalid_argument("duplicate route " + std::string(method) + " " +
                                   std::string(pattern));
     }
   }
-  entry->by_method.emplace_back(std::string(method), std::move(target));
+  entry.by_method.emplace_back(std::string(method), std::move(target));
+}
+
+void Router::Use(std::string_view prefix, Middleware fn) {
+  if (prefix.empty() || prefix.front() != '/') {
+    throw std::invalid_argument("middleware prefix \"" + std::string(prefix) +
+                                "\" must start with '/'");
+  }
+  if (!fn) throw std::invalid_argument("middleware for \"" + std::string(prefix) + "\": null");
+  prefix = Normalize(prefix);
+  middleware_.push_back(Layer{prefix == "/" ? std::string() : std::string(prefix), std::move(fn)});
+}
+
+void Router::Mount(std::string_view prefix, const Router& other) {
+  if (&other == this) throw std::invalid_argument("a router cannot be mounted on itself");
+  if (prefix.empty() || prefix.front() != '/') {
+    throw std::invalid_argument("mount prefix \"" + std::string(prefix) + "\" must start with '/'");
+  }
+  prefix = Normalize(prefix);
+  const std::string base = prefix == "/" ? std::string() : std::string(prefix);
+  auto add_entry = [&](std::string_view pattern, const Entry& entry) {
+    const std::string full = base + std::string(pattern);
+    for (const auto& [method, target] : entry.by_method) {
+      Add(method, full, target.handler, target.options);
+    }
+    if (entry.has_any) Add("*", full, entry.any.handler, entry.any.options);
+  };
+  for (const auto& [pattern, entry] : other.exact_) add_entry(pattern, entry);
+  for (const Pattern& p : other.patterns_) add_entry(p.source, p.entry);
+  for (const Layer& layer : other.middleware_) {
+    middleware_.push_back(Layer{base + layer.prefix, layer.fn});
+  }
+}
+
+bool Router::Layer::Applies(std::string_view path) const {
+  if (prefix.empty()) return true;
+  return path.starts_with(prefix) && (path.size() == prefix.size() || path[prefix.size()] == '/');
+}
+
+void Router::RunFrom(size_t index, const Request& req, Response& res, Next::Last last,
+                     void* context) const {
+  for (; index < middleware_.size(); ++index) {
+    const Layer& layer = middleware_[index];
+    if (!layer.Applies(req.path())) continue;
+    Next next(*this, index + 1, req, res, last, context);
+    req.base_path_ = layer.prefix;
+    layer.fn(req, res, next);
+    return;
+  }
+  req.base_path_ = {};
+  last(context);
+}
+
+void Next::operator()() const {
+  if (called_ || res_->sent() || res_->deferred()) return;
+  called_ = true;
+  const std::string_view base = req_->base_path_;
+  router_->RunFrom(index_, *req_, *res_, last_, context_);
+  req_->base_path_ = base;  // the caller's again
 }
 
 bool Router::MatchPattern(const Pattern& p, std::string_view path,
@@ -97,22 +196,32 @@ bool Router::MatchPattern(const Pattern& p, std::string_view path,
   // Patterns start with '/'; "", "*" (OPTIONS) or "host:443" (CONNECT) match none.
   if (path.empty() || path.front() != '/') return false;
   const size_t first_param = params->size();
-  std::string_view rest = path.substr(1);
-  for (size_t i = 0; i < p.segments.size(); ++i) {
-    size_t slash = rest.find('/');
-    const bool last = i + 1 == p.segments.size();
-    if (last != (slash == std::string_view::npos)) break;
-    std::string_view segment = rest.substr(0, slash);
-    const std::string& want = p.segments[i];
-    if (!want.empty() && want[0] == ':') {
-      if (segment.empty()) break;
-      params->push_back(RouteParam{std::string_view(want).substr(1), segment});
-    } else if (segment != want) {
-      break;
+  auto match = [&] {
+    std::string_view rest = path.substr(1);
+    bool more = true;  // a path segment is left, possibly empty
+    for (const Segment& s : p.segments) {
+      if (s.kind == Segment::kRest) {  // always the last
+        params->push_back(RouteParam{s.text, more ? rest : std::string_view()});
+        return true;
+      }
+      if (!more) return s.optional;  // an optional one is always the last
+      const size_t slash = rest.find('/');
+      const std::string_view segment = rest.substr(0, slash);
+      more = slash != std::string_view::npos;
+      rest = more ? rest.substr(slash + 1) : std::string_view();
+      if (s.kind == Segment::kLiteral) {
+        if (segment != s.text) return false;
+      } else if (segment.empty()) {
+        return s.optional && !more;
+      } else if (s.digits && !std::all_of(segment.begin(), segment.end(), IsAsciiDigit)) {
+        return false;
+      } else {
+        params->push_back(RouteParam{s.text, segment});
+      }
     }
-    if (last) return true;
-    rest.remove_prefix(slash + 1);
-  }
+    return !more;
+  };
+  if (match()) return true;
   params->resize(first_param);
   return false;
 }

@@ -13,7 +13,9 @@
 #include <exception>
 #include <string_view>
 
+#include "absl/container/inlined_vector.h"
 #include "ascii.h"
+#include "codec.h"
 #include "errors.h"
 #include "percore/stats.h"
 #include "response_writer.h"
@@ -223,7 +225,8 @@ class RequestBuilder {
  public:
   static void Fill(Request& r, std::string_view method, std::string_view target,
                    std::span<const HeaderField> headers, std::string_view body, int minor,
-                   bool keep_alive, Worker& worker, const Connection& conn) {
+                   bool keep_alive, Worker& worker, const Connection& conn,
+                   const HttpSession& session) {
     r.method_ = method;
     r.target_ = target;
     size_t question = target.find('?');
@@ -238,8 +241,17 @@ class RequestBuilder {
     r.cpu_ = worker.cpu();
     r.worker_ = &worker;
     r.conn_ = &conn;
+    r.session_ = &session;
   }
   static void SetParams(Request& r, std::span<const RouteParam> params) { r.params_ = params; }
+  static void SetBase(const Request& r, std::string_view base) { r.base_path_ = base; }
+  // Whether the route's parameters and the query decode (a handler would get garbage).
+  static bool ValidEncoding(const Request& r) {
+    for (const RouteParam& p : r.params_) {
+      if (!ValidPercentEncoding(p.value)) return false;
+    }
+    return ValidPercentEncoding(r.query_);
+  }
 };
 
 // The llhttp callbacks: C function pointers that forward to the session in parser->data.
@@ -482,6 +494,7 @@ void HttpProtocol::GiveBack(std::unique_ptr<MessageState> st) {
 HttpSession::HttpSession(HttpProtocol& protocol, Connection& conn) : protocol_(protocol) {
   llhttp_init(&parser_, HTTP_REQUEST, &protocol.settings_);
   parser_.data = this;
+  if (protocol.config_->options.proxy_protocol) proxy_ = std::make_unique<ProxyState>();
   // Until the first byte of a request, a connection is idle.
   conn.SetDeadline(conn.worker().now_ms() + protocol.idle_timeout_ms_);
 }
@@ -659,6 +672,19 @@ int HttpSession::StatusFor(llhttp_errno_t err) {
   }
 }
 
+namespace {
+
+// What the end of the middleware chain needs.
+struct Dispatch {
+  HttpSession* session;
+  HttpProtocol* protocol;
+  const Router::Result* route;
+  const Request* req;
+  Response* res;
+};
+
+}  // namespace
+
 void HttpSession::Respond(MessageState& st, const char* base) {
   HttpProtocol& h = protocol_;
   Connection& conn = *st.conn;
@@ -673,7 +699,7 @@ void HttpSession::Respond(MessageState& st, const char* base) {
   Request req;
   RequestBuilder::Fill(req, method, View(base, st.target), h.headers_,
                        st.body_copied ? std::string_view(st.body) : View(base, st.body_view),
-                       parser_.http_minor, !close, h.worker_, conn);
+                       parser_.http_minor, !close, h.worker_, conn, *this);
   const bool head = method == "HEAD";
   std::string& out = conn.output();
   const bool http10 = parser_.http_minor == 0;
@@ -682,6 +708,9 @@ void HttpSession::Respond(MessageState& st, const char* base) {
   res.session_ = this;
   res.conn_ = &conn;
   res.body_unread_ = st.body_streamed;
+  h.finish_.fns.clear();
+  h.finish_.status = -1;
+  res.finish_ = &h.finish_;
   h.params_.clear();
   const bool asterisk = req.target() == "*";  // OPTIONS * (IsValidTarget allows no other)
   const Router::Result route =
@@ -689,49 +718,103 @@ void HttpSession::Respond(MessageState& st, const char* base) {
   RequestBuilder::SetParams(req, h.params_);
   // For the supervisor's stall log: what this loop is doing if it never comes back.
   h.worker_.stats().SetActivity(method, req.target());
-  // A handler's failure stays with its request: a 500, a line on stderr, and the connection
-  // goes on.
+  // A failure stays with its request: the error hook's answer (or a 500 and a line on
+  // stderr), and the connection goes on.
+  Dispatch dispatch{this, &h, &route, &req, &res};
   try {
-    if (route.handler != nullptr) {
-      (*route.handler)(req, res);
-      if (!res.sent() && !res.deferred_) {
-        h.LogFailure(method, req.path(),
-                     "the handler neither answered (Send) nor kept the response (Defer); "
-                     "answered 500");
-      }
-    } else if (route.path_known || asterisk) {
-      h.allow_.clear();
-      h.config_->router.AppendAllowed(req.path(), &h.allow_);
-      res.Status(method == "OPTIONS" ? 204 : 405).Set("Allow", h.allow_);
-      res.Send(method == "OPTIONS" ? "" : "Method Not Allowed\n");
+    if (!RequestBuilder::ValidEncoding(req)) {
+      SendError(req, res, Error{400, "invalid percent-encoding in the path or the query", {}});
     } else {
-      res.Status(404).Send("Not Found\n");
+      h.config_->router.Run(req, res, &HttpSession::RunRoute, &dispatch);
+      if (!res.sent() && !res.deferred()) {
+        SendError(
+            req, res,
+            Error{
+                500, "no middleware or handler answered (Send) or kept the response (Defer)", {}});
+      }
     }
-  } catch (const std::exception& e) {
-    h.LogFailure(method, req.path(),
-                 std::string("the handler threw: ") + e.what() +
-                     (res.sent() || res.deferred_ ? "" : "; answered 500"));
   } catch (...) {
-    h.LogFailure(
-        method, req.path(),
-        std::string("the handler threw") + (res.sent() || res.deferred_ ? "" : "; answered 500"));
+    HandleException(req, res, std::current_exception());
   }
   // Answered later (or, if the handle is dropped, with a 500 then).
-  if (res.deferred_) {
+  if (res.deferred()) {
     if (Pending() != nullptr && h.config_->options.log_requests) {
       Pending()->log_line = std::string(method) + " " + std::string(req.path());
     }
+    h.deferring_.reset();  // an answer nobody holds any more is given now: a 500
     return;
-  }
-  if (!res.sent()) {
-    Response error = ResponseWriter::Make(&out, &h.fields_, h.date_.line(), head, close, http10,
-                                          !close && http10);
-    error.Status(500).Send("Internal Server Error\n");
-    res = error;
   }
   CountResponse(res.status());
   if (h.config_->options.log_requests) LogResponse(method, req.path(), res.status());
   if (ResponseWriter::Closes(res)) conn.Close();
+  if (!h.finish_.fns.empty()) h.finish_.Run(res.status());
+}
+
+void HttpSession::RunRoute(void* context) {
+  const Dispatch& d = *static_cast<Dispatch*>(context);
+  HttpProtocol& h = *d.protocol;
+  const Request& req = *d.req;
+  Response& res = *d.res;
+  if (d.route->handler != nullptr) {
+    RequestBuilder::SetBase(req, {});
+    (*d.route->handler)(req, res);
+  } else if (d.route->path_known || req.target() == "*") {
+    h.allow_.clear();
+    h.config_->router.AppendAllowed(req.path(), &h.allow_);
+    res.Set("Allow", h.allow_);
+    if (req.method() == "OPTIONS") {
+      res.Status(204).Send("");
+    } else {
+      d.session->SendError(req, res, Error{405, "Method Not Allowed", {}});
+    }
+  } else {
+    d.session->SendError(req, res, Error{404, "Not Found", {}});
+  }
+}
+
+void HttpSession::HandleException(const Request& req, Response& res, std::exception_ptr e) {
+  Error error{500, {}, e};
+  std::string what;
+  try {
+    std::rethrow_exception(e);
+  } catch (const HttpError& http) {
+    if (http.status() >= 400 && http.status() <= 599) error.status = http.status();
+    what = http.what();
+  } catch (const std::exception& ex) {
+    what = ex.what();
+  } catch (...) {
+    what = "an exception that is not a std::exception";
+  }
+  error.message = what;
+  if (res.sent() || res.deferred()) {
+    protocol_.LogFailure(req.method(), req.path(), "threw after answering: " + what);
+    return;
+  }
+  if (error.status >= 500) ResponseWriter::Clear(res);  // nothing half-made goes out
+  SendError(req, res, error);
+}
+
+void HttpSession::SendError(const Request& req, Response& res, const Error& error) {
+  HttpProtocol& h = protocol_;
+  if (h.config_->on_error) {
+    try {
+      h.config_->on_error(req, res, error);
+    } catch (const std::exception& e) {
+      h.LogFailure(req.method(), req.path(), std::string("the error hook threw: ") + e.what());
+    } catch (...) {
+      h.LogFailure(req.method(), req.path(), "the error hook threw");
+    }
+    if (res.sent() || res.deferred()) return;
+  } else if (error.status >= 500) {
+    h.LogFailure(req.method(), req.path(),
+                 std::string(error.message) + "; answered " + std::to_string(error.status));
+  }
+  // The default answer: the status and its reason as text.
+  if (res.sent() || res.deferred()) return;
+  res.Status(error.status).Type("text/plain; charset=utf-8");
+  std::string body(ReasonPhrase(error.status));
+  body.push_back('\n');
+  res.Send(body);
 }
 
 void HttpSession::LogResponse(std::string_view method, std::string_view path, int status) {
@@ -755,6 +838,9 @@ std::shared_ptr<PendingAnswer> HttpSession::Defer(Response& res) {
   MessageState& st = *state_;
   auto pending = std::make_shared<PendingAnswer>(res);
   pending->fields = *res.fields_;  // what the handler set so far, from the loop's scratch
+  pending->finish.fns = std::move(h.finish_.fns);
+  res.finish_ = &pending->finish;
+  h.deferring_ = pending;
   pending->session = this;
   pending->conn = st.conn;
   pending->loop = h.worker_.ref();
@@ -788,6 +874,7 @@ void HttpSession::FinishAnswer(PendingAnswer& pending, bool close) {
     conn.SetDeadline(h.worker_.now_ms() + h.idle_timeout_ms_);
   }
   conn.Resume();  // sends the answer, and hands over the requests that came after it
+  pending.finish.Run(status);
 }
 
 void HttpSession::Answer(PendingAnswer& pending, std::string_view body) {
@@ -869,6 +956,7 @@ void HttpSession::AbortPending() {
   std::function<void()> aborted = std::move(pending->on_aborted);
   pending->on_writable = nullptr;
   pending->on_body = nullptr;
+  pending->finish.Run(0);
   if (aborted) {
     try {
       aborted();
@@ -876,6 +964,77 @@ void HttpSession::AbortPending() {
       // The request is over either way.
     }
   }
+}
+
+void FinishHooks::Run(int finished_status) {
+  status = finished_status;
+  std::vector<std::function<void(int)>> now = std::move(fns);
+  fns.clear();
+  for (auto& fn : now) {
+    try {
+      fn(status);
+    } catch (...) {
+      // Logging and timing only: the answer is given.
+    }
+  }
+}
+
+void FinishHooks::Add(std::function<void(int)> fn) {
+  if (status < 0) {
+    fns.push_back(std::move(fn));
+    return;
+  }
+  try {
+    fn(status);
+  } catch (...) {
+  }
+}
+
+std::string* HttpSession::Gzip(std::string_view body, int level) {
+  HttpProtocol& h = protocol_;
+  if (h.gzip_ == nullptr) h.gzip_ = std::make_unique<class Gzip>();
+  return h.gzip_->Compress(body, level, &h.gzipped_) ? &h.gzipped_ : nullptr;
+}
+
+PeerAddress HttpSession::Client(const Request& req) const {
+  PeerAddress from;
+  if (proxy_ != nullptr && !proxy_->header.local) {
+    from.ip = proxy_->header.source_ip;
+    from.port = proxy_->header.source_port;
+  } else {
+    from = req.peer();
+  }
+  const std::vector<Cidr>& trusted = protocol_.config_->trusted;
+  if (trusted.empty()) return from;
+  absl::InlinedVector<std::string_view, 2> forwarded;
+  for (const HeaderField& field : req.headers()) {
+    if (EqualsIgnoreCase(field.name, "x-forwarded-for")) forwarded.push_back(field.value);
+  }
+  if (forwarded.empty()) return from;
+  const std::string_view client = ClientFromForwardedFor(forwarded, trusted, from.ip);
+  if (client == from.ip) return from;
+  return PeerAddress{std::string(client), 0};
+}
+
+size_t HttpSession::TakeProxyHeader(Connection& conn, std::string_view bytes) {
+  ProxyState& p = *proxy_;
+  const size_t before = p.held.size();  // header bytes of earlier reads
+  if (before != 0) p.held.append(bytes);
+  size_t consumed = 0;
+  switch (ParseProxyHeader(before != 0 ? std::string_view(p.held) : bytes, &p.header, &consumed)) {
+    case ProxyParse::kMore:
+      if (before == 0) p.held.assign(bytes);
+      return bytes.size();
+    case ProxyParse::kBad:
+      // Not from the proxy (or a broken one): nothing it sent can be trusted or answered.
+      conn.Close();
+      return bytes.size();
+    case ProxyParse::kDone:
+      break;
+  }
+  p.done = true;
+  std::string().swap(p.held);
+  return consumed - before;
 }
 
 bool HttpSession::UnreadBodyCloses() const {
@@ -1009,6 +1168,11 @@ void HttpSession::KeepUnfinished(const char* end) {
 
 size_t HttpSession::OnData(Connection& conn, std::string_view bytes) {
   HttpProtocol& h = protocol_;
+  if (proxy_ != nullptr && !proxy_->done) {
+    const size_t taken = TakeProxyHeader(conn, bytes);
+    if (!proxy_->done || taken == bytes.size()) return taken;
+    return taken + OnData(conn, bytes.substr(taken));
+  }
   if (PendingAnswer* pending = Pending(); pending != nullptr) {
     // Bytes after a request whose answer is to come wait with the loop; so does a streamed
     // body while its reader is absent or paused.

@@ -22,7 +22,9 @@
 #include <string>
 #include <vector>
 
+#include "client_address.h"
 #include "date_cache.h"
+#include "gzip.h"
 #include "percore/http/options.h"
 #include "percore/http/request.h"
 #include "percore/http/router.h"
@@ -34,6 +36,17 @@ namespace percore::http {
 struct AppConfig {
   Router router;
   HttpOptions options;
+  ErrorHandler on_error;      // App::OnError; null for the default answers
+  std::vector<Cidr> trusted;  // HttpOptions::trust_proxy, parsed
+};
+
+// The Response::OnFinish callbacks of one request.
+struct FinishHooks {
+  std::vector<std::function<void(int)>> fns;
+  int status = -1;  // once finished: the status, or 0 if the connection went first
+  // Runs them once, with `status`; a callback added afterwards runs at once.
+  void Run(int finished_status);
+  void Add(std::function<void(int)> fn);
 };
 
 // Offsets from the first byte of the message.
@@ -113,7 +126,10 @@ struct Callbacks;
 // The state behind a DeferredResponse, shared by its copies. The session points to it while the
 // answer is pending, and it points back until the answer or the connection's end.
 struct PendingAnswer {
-  explicit PendingAnswer(const Response& r) : response(r) { response.fields_ = &fields; }
+  explicit PendingAnswer(const Response& r) : response(r) {
+    response.fields_ = &fields;
+    response.finish_ = &finish;
+  }
   // Dropped unanswered: a 500.
   ~PendingAnswer();
   PendingAnswer(const PendingAnswer&) = delete;
@@ -123,6 +139,7 @@ struct PendingAnswer {
   Connection* conn = nullptr;      // valid while `session` is set
   Response response;               // writes its fields to `fields`; its output is set at Send
   std::string fields;
+  FinishHooks finish;
   std::string log_line;  // "<method> <path>" for the request log
   std::function<void()> on_aborted;
   std::function<void()> on_writable;
@@ -166,6 +183,12 @@ class HttpProtocol final : public percore::Protocol {
   std::vector<HeaderField> headers_;  // views handed to the handler
   std::vector<RouteParam> params_;
   std::string fields_;  // Response::Set() fields of the response being written
+  FinishHooks finish_;  // Response::OnFinish() of the request being handled
+  // A deferred answer is kept alive until the handler's chain returns: its Response may
+  // still be used (OnFinish after next()).
+  std::shared_ptr<PendingAnswer> deferring_;
+  std::unique_ptr<Gzip> gzip_;  // made on first use
+  std::string gzipped_;
   std::string allow_;
   std::string log_;
   int64_t failure_logged_ms_ = 0;
@@ -180,7 +203,10 @@ class HttpSession final : public percore::Session {
   size_t OnData(Connection& conn, std::string_view bytes) override;
   void OnDeadline(Connection& conn) override;
   void OnDrain(Connection& conn) override;
-  bool Idle() const override { return state_ == nullptr || (!InMessage() && !Pending()); }
+  // Not with a PROXY protocol header read: a fresh session would wait for another.
+  bool Idle() const override {
+    return proxy_ == nullptr && (state_ == nullptr || (!InMessage() && !Pending()));
+  }
   ~HttpSession() override;
 
   // Response::Defer(): the answer of the request being handled comes later.
@@ -200,8 +226,26 @@ class HttpSession final : public percore::Session {
   // more of it is to come than HttpOptions::max_discard_bytes (its Content-Length says so), or
   // its client waits for "100 Continue".
   bool UnreadBodyCloses() const;
+  // `body` gzipped at `level` into a loop-owned buffer (valid until the next call), or null.
+  std::string* Gzip(std::string_view body, int level);
+  // Request::client().
+  PeerAddress Client(const Request& req) const;
 
  private:
+  struct ProxyState {
+    std::string held;  // the header's bytes so far, once it spans reads
+    ProxyHeader header;
+    bool done = false;
+  };
+  // HttpOptions::proxy_protocol: takes the PROXY header off the start of the connection;
+  // returns the bytes of `bytes` it took.
+  size_t TakeProxyHeader(Connection& conn, std::string_view bytes);
+  // The end of the middleware chain: the route's handler, or 404, 405 or OPTIONS.
+  static void RunRoute(void* dispatch);
+  // Answers `error` through the error hook, or with the default answer.
+  void SendError(const Request& req, Response& res, const Error& error);
+  // An exception escaped the chain: answered through the error hook if nothing was yet.
+  void HandleException(const Request& req, Response& res, std::exception_ptr e);
   friend struct Callbacks;
   int Fail(int status);
   // A streamed body's piece, from llhttp: to its reader, kept for it, or discarded.
@@ -239,6 +283,7 @@ class HttpSession final : public percore::Session {
   llhttp_t parser_;
   // While a read is parsed, a message spans reads, or an answer is deferred.
   std::unique_ptr<MessageState> state_;
+  std::unique_ptr<ProxyState> proxy_;  // with HttpOptions::proxy_protocol
 };
 
 }  // namespace percore::http

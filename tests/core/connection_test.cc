@@ -15,7 +15,9 @@
 #include "gtest/gtest.h"
 #include "loop.h"
 #include "percore/protocol.h"
-#include "support/loop_harness.h"
+#include "connection_state.h"
+#include "loop.h"
+#include "percore/testing/harness.h"
 
 namespace percore {
 namespace {

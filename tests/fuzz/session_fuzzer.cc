@@ -16,7 +16,7 @@
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include "percore/http/app.h"
-#include "support/loop_harness.h"
+#include "percore/testing/harness.h"
 
 namespace {
 

@@ -7,7 +7,7 @@
 
 #include "gtest/gtest.h"
 #include "percore/http/app.h"
-#include "support/loop_harness.h"
+#include "percore/testing/harness.h"
 
 namespace {
 std::atomic<bool> counting{false};

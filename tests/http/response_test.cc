@@ -8,7 +8,7 @@
 #include "gtest/gtest.h"
 #include "percore/http/app.h"
 #include "response_writer.h"
-#include "support/loop_harness.h"
+#include "percore/testing/harness.h"
 #include "support/test_client.h"
 
 namespace percore::http {

@@ -11,7 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "percore/http/app.h"
-#include "support/loop_harness.h"
+#include "percore/testing/harness.h"
 #include "support/test_client.h"
 
 namespace percore::http {

@@ -471,7 +471,7 @@ std::optional<HttpResponse> ParseReply(std::string_view data, bool head, size_t*
       *error = "field \"" + name + "\" twice";
       return std::nullopt;
     }
-    response.headers[name] = std::string(value);
+    response.headers.emplace(name, std::string(value));
     rest.remove_prefix(eol + 2);
   }
   if (!response.Header("transfer-encoding").empty()) {

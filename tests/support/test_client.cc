@@ -88,54 +88,6 @@ bool SendAll(int fd, std::string_view data) {
   return true;
 }
 
-std::optional<HttpResponse> ParseResponse(std::string_view data, size_t* consumed) {
-  size_t end = data.find("\r\n\r\n");
-  if (end == std::string_view::npos) return std::nullopt;
-  std::string_view head = data.substr(0, end);
-  size_t line_end = head.find("\r\n");
-  std::string_view status_line = head.substr(0, line_end);
-  if (status_line.substr(0, 9) != "HTTP/1.1 " || status_line.size() < 12) return std::nullopt;
-  HttpResponse response;
-  response.status = std::atoi(std::string(status_line.substr(9, 3)).c_str());
-  std::string_view rest = line_end == std::string_view::npos ? "" : head.substr(line_end + 2);
-  while (!rest.empty()) {
-    size_t eol = rest.find("\r\n");
-    std::string_view line = rest.substr(0, eol);
-    size_t colon = line.find(':');
-    if (colon == std::string_view::npos) return std::nullopt;
-    std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-    response.headers[Lower(line.substr(0, colon))] = std::string(value);
-    if (eol == std::string_view::npos) break;
-    rest.remove_prefix(eol + 2);
-  }
-  if (auto it = response.headers.find("transfer-encoding");
-      it != response.headers.end() && it->second == "chunked" && response.status / 100 != 1) {
-    // The chunks, then "0\r\n\r\n" (no trailer fields from percore).
-    size_t at = end + 4;
-    while (true) {
-      const size_t eol = data.find("\r\n", at);
-      if (eol == std::string_view::npos) return std::nullopt;
-      const size_t size = std::strtoul(std::string(data.substr(at, eol - at)).c_str(), nullptr, 16);
-      if (data.size() < eol + 2 + size + 2) return std::nullopt;
-      response.body.append(data.substr(eol + 2, size));
-      at = eol + 2 + size + 2;
-      if (size == 0) break;
-    }
-    *consumed = at;
-    return response;
-  }
-  size_t length = 0;
-  if (auto it = response.headers.find("content-length"); it != response.headers.end()) {
-    length = std::strtoul(it->second.c_str(), nullptr, 10);
-  }
-  if (response.status / 100 == 1) length = 0;
-  if (data.size() < end + 4 + length) return std::nullopt;
-  response.body = std::string(data.substr(end + 4, length));
-  *consumed = end + 4 + length;
-  return response;
-}
-
 std::optional<HttpResponse> ReadResponse(int fd, std::string& buffer,
                                          std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;

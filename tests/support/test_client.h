@@ -19,18 +19,12 @@
 #include <thread>
 #include <vector>
 
+#include "percore/testing/client.h"
+
 namespace percore::testing {
 
-// One parsed response.
-struct HttpResponse {
-  int status = 0;
-  std::map<std::string, std::string> headers;  // names lower-cased
-  std::string body;
-  std::string Header(const std::string& lower_name) const {
-    auto it = headers.find(lower_name);
-    return it == headers.end() ? std::string() : it->second;
-  }
-};
+// One parsed response (percore/testing/client.h).
+using HttpResponse = TestResponse;
 
 // Owns a client socket: closes it when it goes out of scope.
 class Socket {
@@ -74,8 +68,6 @@ std::optional<HttpResponse> Fetch(
 // Reads until the peer closes or `timeout` passes; returns what was read.
 std::string ReadUntilClose(int fd,
                            std::chrono::milliseconds timeout = std::chrono::milliseconds(10000));
-// Parses one response at the start of `data`; sets `consumed`. nullopt if incomplete/malformed.
-std::optional<HttpResponse> ParseResponse(std::string_view data, size_t* consumed);
 
 // How ReadToEnd() stopped.
 enum class StreamEnd {

@@ -23,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "percore/engine.h"
+#include "percore/http/middleware.h"
 #include "percore/http/options.h"
 #include "percore/http/request.h"
 #include "percore/http/response.h"
@@ -61,6 +62,30 @@ class App {
     router_.Add(method, pattern, std::move(handler), route);
     return *this;
   }
+  // Adds a middleware for every request, or for those under `prefix`; see Router::Use.
+  App& Use(Middleware fn) {
+    router_.Use(std::move(fn));
+    return *this;
+  }
+  App& Use(std::string_view prefix, Middleware fn) {
+    router_.Use(prefix, std::move(fn));
+    return *this;
+  }
+  // Adds the routes and middleware of `router` under `prefix`; see Router::Mount.
+  App& Mount(std::string_view prefix, const Router& router) {
+    router_.Mount(prefix, router);
+    return *this;
+  }
+  // Sets the one error hook: it answers every 404 (no route has the path), 405 (a route has
+  // it, not with this method; Allow is set already), 400 for bad percent-encoding, and every
+  // exception a middleware or handler throws (HttpError's status, else 500), as well as a
+  // chain that answered nothing (500). Without one: the status and its reason as text, and a
+  // line on stderr for a 5xx. Parse errors (400, 413, 431...) are answered before any route
+  // is known and do not come here.
+  App& OnError(ErrorHandler fn) {
+    on_error_ = std::move(fn);
+    return *this;
+  }
 
   // The protocol factory serving this app, for an embedder that creates the Engine itself.
   // Fails if the HTTP options are out of range.
@@ -72,6 +97,7 @@ class App {
 
  private:
   Router router_;
+  ErrorHandler on_error_;
   HttpOptions options_;
 };
 

@@ -11,6 +11,8 @@
 #define PERCORE_HTTP_OPTIONS_H_
 
 #include <cstddef>
+#include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 
@@ -37,6 +39,14 @@ struct HttpOptions {
   // Writes "Request handled by worker <id>: <method> <path> <status>" to stdout for each
   // request, buffered per loop and flushed every tick.
   bool log_requests = false;
+  // Proxies whose X-Forwarded-For is believed (Request::client()), as CIDR ranges
+  // ("10.0.0.0/8", "127.0.0.1", "::1/128"). Empty: the header is never believed.
+  std::vector<std::string> trust_proxy;
+  // Every connection starts with a PROXY protocol header, version 1 or 2 (HAProxy's
+  // `send-proxy`/`send-proxy-v2`, nginx's `proxy_protocol on`), whose source address is the
+  // client's; a connection without a valid one is closed unanswered. Only for a port no client
+  // reaches but the proxy: whoever connects can say what address it likes.
+  bool proxy_protocol = false;
 };
 
 }  // namespace percore::http

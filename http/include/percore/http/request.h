@@ -1,7 +1,7 @@
 // percore/http/request.h — one parsed HTTP request, as a handler sees it.
 //
 //   app.Get("/users/:id", [](const Request& req, Response& res) {
-//     std::string_view id = req.Param("id");           // "42" for /users/42
+//     std::string_view id = req.Param("id");           // "42" for /users/42, decoded
 //     std::string_view agent = req.Header("user-agent");
 //     res.Send(std::string("user ") + std::string(id) + " on worker " +
 //              std::to_string(req.worker_id()));
@@ -12,12 +12,18 @@
 #ifndef PERCORE_HTTP_REQUEST_H_
 #define PERCORE_HTTP_REQUEST_H_
 
+#include <forward_list>
+#include <nlohmann/json_fwd.hpp>
 #include <span>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "percore/protocol.h"
 
 namespace percore::http {
+
+class HttpSession;
 
 // One header field as received (name case preserved, value without surrounding whitespace).
 struct HeaderField {
@@ -25,7 +31,8 @@ struct HeaderField {
   std::string_view value;
 };
 
-// One `:name` segment of the matched route and the path segment it matched (not decoded).
+// One `:name` segment of the matched route and the path segment it matched (as sent: not
+// decoded; Request::Param decodes).
 struct RouteParam {
   std::string_view name;
   std::string_view value;
@@ -38,24 +45,38 @@ class Request {
   std::string_view method() const { return method_; }
   // The request target as sent, e.g. "/search?q=a".
   std::string_view target() const { return target_; }
-  // The target up to '?', e.g. "/search" (not percent-decoded).
+  // The target up to '?', e.g. "/search" (not percent-decoded: routes match it as sent).
   std::string_view path() const { return path_; }
+  // The prefix of the middleware running (Router::Use) or "" (routes, and middleware for every
+  // path): path() is base_path() + the path below it.
+  std::string_view base_path() const { return base_path_; }
   // The target after '?', e.g. "q=a"; empty if none.
   std::string_view query() const { return query_; }
-  // The raw value of query parameter `name` ("a" for "q=a" and name "q"); empty if absent.
+  // The value of query parameter `name`, percent-decoded with '+' as a space ("a b" for
+  // "q=a+b" and name "q"); the first if the key repeats; empty if absent. A query with invalid
+  // percent-encoding never reaches a handler: it gets 400.
   std::string_view Query(std::string_view name) const;
+  // Every value of a repeated query key, in order ("1", "2" for "id=1&id=2"), decoded.
+  std::vector<std::string_view> QueryAll(std::string_view name) const;
+  // The value of the cookie `name` (Cookie header fields, RFC 6265), as sent; empty if absent.
+  std::string_view Cookie(std::string_view name) const;
   // The first header field named `name` (case-insensitive); empty if absent.
   std::string_view Header(std::string_view name) const;
   // Whether a header field named `name` is present (case-insensitive).
   bool HasHeader(std::string_view name) const;
   // All header fields, in the order received.
   std::span<const HeaderField> headers() const { return headers_; }
-  // The value of route parameter `name` ("42" for "/users/:id" and "/users/42"); empty if none.
+  // The value of route parameter `name` ("42" for "/users/:id" and "/users/42"),
+  // percent-decoded ("a b" for "a%20b"; '+' stays); empty if none. A parameter with invalid
+  // percent-encoding never reaches a handler: it gets 400.
   std::string_view Param(std::string_view name) const;
-  // All route parameters, in pattern order.
+  // All route parameters, in pattern order, as sent.
   std::span<const RouteParam> params() const { return params_; }
   // The body, de-chunked; empty if none.
   std::string_view body() const { return body_; }
+  // The body parsed as JSON (include <nlohmann/json.hpp> to use it). Throws HttpError: 415 if
+  // Content-Type is not application/json (or a +json type), 400 if it does not parse.
+  nlohmann::json Json() const;
   // 0 for HTTP/1.0, 1 for HTTP/1.1.
   int version_minor() const { return version_minor_; }
   // Whether the connection stays open after this request's response.
@@ -69,10 +90,22 @@ class Request {
   // The address of the client's end of the connection (asked of the kernel; a proxy in front
   // is the peer then).
   PeerAddress peer() const { return conn_->peer(); }
+  // The client's address as far as it can be trusted: the source address of the PROXY
+  // protocol header (HttpOptions::proxy_protocol), else the peer's; and if that address is a
+  // trusted proxy (HttpOptions::trust_proxy), the rightmost address of X-Forwarded-For that is
+  // not one (with port 0). Never a header's word unless the peer is trusted.
+  PeerAddress client() const;
 
  private:
   friend class RequestBuilder;
+  friend class Router;
+  friend class Next;
+  // A decoded copy of `raw` that lives as long as the request.
+  std::string_view Decoded(std::string_view raw, bool plus_is_space) const;
+
   std::string_view method_, target_, path_, query_, body_;
+  mutable std::string_view base_path_;  // set by the middleware chain
+  mutable std::forward_list<std::string> decoded_;
   std::span<const HeaderField> headers_;
   std::span<const RouteParam> params_;
   int version_minor_ = 1;
@@ -81,6 +114,7 @@ class Request {
   int cpu_ = 0;
   Worker* worker_ = nullptr;
   const Connection* conn_ = nullptr;
+  const HttpSession* session_ = nullptr;  // for client()
 };
 
 }  // namespace percore::http

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 
@@ -33,6 +34,19 @@ namespace percore::http {
 class DeferredResponse;
 class HttpSession;
 struct PendingAnswer;
+struct CompressOptions;
+struct FinishHooks;
+
+// The attributes of a cookie set with Response::Cookie (RFC 6265 4.1.2).
+struct CookieOptions {
+  enum class SameSite { kUnset, kLax, kStrict, kNone };
+  std::string_view path = "/";
+  std::string_view domain;  // empty: the host that set it only
+  int64_t max_age = -1;     // seconds; -1 for a cookie that ends with the browser session
+  bool secure = false;      // HTTPS only
+  bool http_only = true;    // hidden from scripts (Express's res.cookie defaults to false)
+  SameSite same_site = SameSite::kLax;  // kNone needs `secure` (browsers drop it otherwise)
+};
 
 // The response to one request.
 class Response {
@@ -46,6 +60,25 @@ class Response {
   Response& Set(std::string_view name, std::string_view value);
   // Sets Content-Type (default "text/plain; charset=utf-8" when the body is not empty).
   Response& Type(std::string_view content_type);
+  // Adds `field` to Vary (one Vary line, fields not repeated): the answer depends on it.
+  Response& Vary(std::string_view field);
+  // Adds a Set-Cookie field. Throws std::invalid_argument for a name that is not a token, a
+  // value outside RFC 6265's cookie-octets, a path or domain with ';' or controls, or
+  // SameSite=None without Secure.
+  Response& Cookie(std::string_view name, std::string_view value,
+                   const CookieOptions& options = {});
+  // Asks the client to drop the cookie (empty value, Max-Age=0): `options`' path and domain
+  // must be those it was set with.
+  Response& ClearCookie(std::string_view name, const CookieOptions& options = {});
+  // `fn(status)` runs once the answer is complete: written to the connection, or, for a
+  // deferred one, when it is sent (0 if the connection went first). For logging and timing
+  // in middleware; exceptions it throws are ignored.
+  Response& OnFinish(std::function<void(int status)> fn);
+  // Answers with a redirect to `location` (302 Found by default; 301, 303, 307 and 308 too).
+  // Throws std::invalid_argument for another status or a location with controls.
+  void Redirect(std::string_view location, int status = 302);
+  // Answers with `value` serialised, as application/json (include <nlohmann/json.hpp>).
+  void Json(const nlohmann::json& value);
   // Writes the whole response with `body`. Only the first call counts. For HEAD requests the body
   // is left out and Content-Length still gives its length.
   void Send(std::string_view body);
@@ -54,8 +87,10 @@ class Response {
   // response owns `fd` from here on, and closes it once sent (at once for HEAD, or after the
   // first Send). The file must hold the range: if it turns out shorter, the connection fails.
   void SendFile(int fd, uint64_t offset, uint64_t length);
-  // Whether Send() was called.
+  // Whether the answer was written (Send, SendFile, Redirect, Json).
   bool sent() const { return sent_; }
+  // Whether Defer() was called: the answer comes later.
+  bool deferred() const { return deferred_; }
   // The status code.
   int status() const { return status_; }
   // Keeps the response past the handler's return, to be answered later through the returned
@@ -68,6 +103,7 @@ class Response {
   friend class ResponseWriter;
   friend class HttpSession;
   friend struct PendingAnswer;
+  friend class Compressor;
   Response(std::string* out, std::string* fields, std::string_view date_line, bool head, bool close,
            bool http10, bool http10_keep_alive)
       : out_(out),
@@ -82,6 +118,11 @@ class Response {
   // Writes the status line and the header section; whether a body may follow (not for HEAD,
   // 204, 304).
   bool AppendHead(Framing framing, uint64_t length, bool empty_body);
+  // The field line `name` starts at in fields_, or npos.
+  size_t FindField(std::string_view name) const;
+  // With a compressing middleware: gzips `body` into `scratch` if it is worth it (and sets
+  // Content-Encoding and Vary); returns the body to send.
+  std::string_view MaybeCompress(std::string_view body);
 
   std::string* out_;
   std::string* fields_;  // extra header fields, a loop-owned scratch buffer
@@ -97,7 +138,10 @@ class Response {
   bool deferred_ = false;
   bool body_unread_ = false;    // the request's body is still arriving (RouteOptions::stream_body)
   Connection* conn_ = nullptr;  // for SendFile()
-  HttpSession* session_ = nullptr;  // for Defer()
+  HttpSession* session_ = nullptr;             // for Defer()
+  FinishHooks* finish_ = nullptr;              // OnFinish()
+  const CompressOptions* compress_ = nullptr;  // set by the Compress() middleware
+  bool gzip_accepted_ = false;                 // the request's Accept-Encoding allows gzip
 };
 
 // An answer that comes later (Response::Defer). Copies share it: the first Send() of any copy
@@ -117,7 +161,12 @@ class DeferredResponse {
   DeferredResponse& Status(int code);
   DeferredResponse& Set(std::string_view name, std::string_view value);
   DeferredResponse& Type(std::string_view content_type);
+  DeferredResponse& Vary(std::string_view field);
+  DeferredResponse& Cookie(std::string_view name, std::string_view value,
+                           const CookieOptions& options = {});
+  DeferredResponse& OnFinish(std::function<void(int status)> fn);
   void Send(std::string_view body);
+  void Json(const nlohmann::json& value);
   void SendFile(int fd, uint64_t offset, uint64_t length);
   // Declares the length of a body streamed with Write(): Content-Length instead of chunked.
   // Before the first Write() only.

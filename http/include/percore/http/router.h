@@ -1,19 +1,31 @@
-// percore/http/router.h — method and path to handler.
+// percore/http/router.h — method and path to handler, and the middleware around it.
 //
 //   Router router;
 //   router.Add("GET", "/", hello);
-//   router.Add("GET", "/users/:id", show_user);   // req.Param("id")
-//   router.Add("*", "/echo", echo);               // any method
+//   router.Add("GET", "/users/:id", show_user);        // req.Param("id"), percent-decoded
+//   router.Add("GET", "/posts/:id(\\d+)", show_post);  // digits only
+//   router.Add("GET", "/list/:page?", list);           // "/list" and "/list/2"
+//   router.Add("GET", "/files/*", file);               // req.Param("*"): "a/b.txt"
+//   router.Add("*", "/echo", echo);                    // any method
+//   router.Use([](const Request& req, Response& res, const Next& next) {
+//     res.Set("X-Served-By", "percore");
+//     next();                                          // the rest of the chain, then the route
+//   });
 //
-// Exact paths are found by hash; patterns with `:param` segments are tried in the order added.
-// The first route of the path that has the request's method answers (an exact path before the
-// patterns); a path that routes know without that method gets 405 with Allow listing them all. One
-// trailing slash is ignored ("/users/" is "/users"). HEAD uses the GET handler when there is no
-// HEAD route. Add() is not thread-safe; Route() is, on a router no longer changed.
+// Exact paths are found by hash; patterns are tried in the order added. The first route of the
+// path that has the request's method answers (an exact path before the patterns); a path that
+// routes know without that method gets 405 with Allow listing them all. One trailing slash is
+// ignored ("/users/" is "/users"). HEAD uses the GET handler when there is no HEAD route.
+// Middleware runs for every request whose path is under its prefix, in the order added and
+// before the route (or the 404, 405 or OPTIONS answer), whatever order routes were added in.
+// Add() and Use() are not thread-safe; Route() and Run() are, on a router no longer changed.
 #ifndef PERCORE_HTTP_ROUTER_H_
 #define PERCORE_HTTP_ROUTER_H_
 
+#include <cstdint>
+#include <exception>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -25,8 +37,65 @@
 namespace percore::http {
 
 // A request handler. Runs on the serving loop; must not block for long (it stalls every other
-// connection of that loop). An exception it throws becomes a 500 for that request only.
+// connection of that loop). An exception it throws goes to the error hook (App::OnError): by
+// default a 500 for that request only, and a line on stderr.
 using Handler = std::function<void(const Request&, Response&)>;
+
+class Router;
+
+// The rest of a middleware chain, handed to each middleware. Calling it runs the next
+// middleware that applies, then the route, and returns when they return: code after it runs
+// once the handler has answered or deferred (to run code once a deferred answer is sent, use
+// Response::OnFinish). Call it before the middleware returns, at most once; a second call, or
+// one after the response was answered, does nothing.
+class Next {
+ public:
+  void operator()() const;
+
+ private:
+  friend class Router;
+  using Last = void (*)(void* context);
+  Next(const Router& router, size_t index, const Request& req, Response& res, Last last,
+       void* context)
+      : router_(&router), index_(index), req_(&req), res_(&res), last_(last), context_(context) {}
+  const Router* router_;
+  size_t index_;
+  const Request* req_;
+  Response* res_;
+  Last last_;
+  void* context_;
+  mutable bool called_ = false;
+};
+
+// A middleware: may answer (and not call next), set response fields and call next, or both
+// call next and then look at the outcome.
+using Middleware = std::function<void(const Request&, Response&, const Next&)>;
+
+// An error with its HTTP status, for a handler or middleware to throw: the error hook gets the
+// status and the message (400 for a bad id, 403, 409...).
+class HttpError : public std::runtime_error {
+ public:
+  HttpError(int status, const std::string& message)
+      : std::runtime_error(message), status_(status) {}
+  int status() const { return status_; }
+
+ private:
+  int status_;
+};
+
+// What went wrong with a request, for the error hook.
+struct Error {
+  // 404 (no route has the path), 405 (Allow is set already), 400 (bad percent-encoding in the
+  // path's parameters or the query), an HttpError's status, or 500 (any other exception, or
+  // nothing answered).
+  int status = 500;
+  std::string_view message;      // the exception's what(), or the status's reason phrase
+  std::exception_ptr exception;  // the exception thrown, if one was
+};
+
+// Writes the answer for an error (App::OnError). If it throws or does not answer, the default
+// answer goes out: the status and its reason phrase as text.
+using ErrorHandler = std::function<void(const Request&, Response&, const Error&)>;
 
 // How a route takes the request body.
 struct RouteOptions {
@@ -40,7 +109,7 @@ struct RouteOptions {
   bool stream_body = false;
 };
 
-// The routing table.
+// The routing table and the middleware chain.
 class Router {
  public:
   // What Route() found.
@@ -51,10 +120,21 @@ class Router {
   };
 
   // Adds a route. `method` is a method token ("GET") or "*" for any; `pattern` starts with '/'
-  // and may have `:name` segments. Throws std::invalid_argument for a malformed pattern or a
-  // duplicate (method, pattern).
+  // and its segments are literals, `:name` parameters (a name of letters, digits and '_'), or,
+  // like Express: `:name(\d+)` for digits only, `:name?` as the last segment for an optional
+  // one, `*` as the last segment for the rest of the path (Param("*"), possibly empty or with
+  // slashes). Throws std::invalid_argument for a malformed pattern or a duplicate (method,
+  // pattern).
   void Add(std::string_view method, std::string_view pattern, Handler handler,
            RouteOptions options = {});
+  // Adds a middleware for every request.
+  void Use(Middleware fn) { Use("/", std::move(fn)); }
+  // Adds a middleware for the requests whose path is `prefix` or under it ("/api" runs for
+  // "/api" and "/api/users", not "/apis"); Request::base_path() is `prefix` while it runs.
+  void Use(std::string_view prefix, Middleware fn);
+  // Adds every route and middleware of `other` under `prefix` ("/api" + "/users/:id"), after
+  // those already here. Throws as Add() does.
+  void Mount(std::string_view prefix, const Router& other);
   // Whether some route has RouteOptions other than the defaults: only then is a request with a
   // body routed as soon as its header section is complete.
   bool has_body_options() const { return has_body_options_; }
@@ -62,12 +142,17 @@ class Router {
   // Finds the handler for `method` and `path`, filling `params` with the pattern's parameters.
   Result Route(std::string_view method, std::string_view path,
                std::vector<RouteParam>* params) const;
+  // Runs the middleware that applies to req.path(), then last(context).
+  void Run(const Request& req, Response& res, Next::Last last, void* context) const {
+    RunFrom(0, req, res, last, context);
+  }
 
   // Appends the methods `path` answers to, comma-separated ("GET, HEAD, POST"), for Allow;
   // for "*" (OPTIONS *), the methods of every route.
   void AppendAllowed(std::string_view path, std::string* out) const;
 
  private:
+  friend class Next;
   struct Target {
     Handler handler;
     RouteOptions options;
@@ -78,13 +163,31 @@ class Router {
     bool has_any = false;
     const Target* Find(std::string_view method) const;
   };
+  struct Segment {
+    enum Kind : uint8_t { kLiteral, kParam, kRest };
+    Kind kind = kLiteral;
+    bool digits = false;    // :name(\d+)
+    bool optional = false;  // :name?
+    std::string text;       // the literal, or the parameter's name
+    bool operator==(const Segment&) const = default;
+  };
   struct Pattern {
-    std::vector<std::string> segments;  // ":name" for a parameter
+    std::string source;  // as added, for Mount()
+    std::vector<Segment> segments;
     Entry entry;
   };
+  struct Layer {
+    std::string prefix;  // "" for every path
+    Middleware fn;
+    bool Applies(std::string_view path) const;
+  };
   static std::string_view Normalize(std::string_view path);
+  static std::vector<Segment> ParsePattern(std::string_view pattern);
   static bool MatchPattern(const Pattern& p, std::string_view path,
                            std::vector<RouteParam>* params);
+  void AddTarget(Entry& entry, std::string_view method, std::string_view pattern, Target target);
+  void RunFrom(size_t index, const Request& req, Response& res, Next::Last last,
+               void* context) const;
   // Calls visit(entry) for each route matching `path` (the exact one, then patterns in order,
   // with their parameters in `params`) until it returns true.
   template <typename Visit>
@@ -96,6 +199,7 @@ class Router {
   };
   std::unordered_map<std::string, Entry, StringHash, std::equal_to<>> exact_;
   std::vector<Pattern> patterns_;
+  std::vector<Layer> middleware_;
   bool has_body_options_ = false;
 };
 

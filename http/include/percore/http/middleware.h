@@ -1,0 +1,84 @@
+// percore/http/middleware.h — the middleware a service usually wants, ready-made.
+//
+//   percore::http::App app;
+//   app.Use(percore::http::Compress());                  // gzip what is worth it
+//   app.Use("/api", percore::http::Cors({.origins = {"https://app.example"}}));
+//   app.Use("/files", percore::http::Static("/srv/www"));  // GET /files/a.css -> /srv/www/a.css
+//
+// Each returns a Middleware (percore/http/router.h) to give to App::Use or Router::Use.
+#ifndef PERCORE_HTTP_MIDDLEWARE_H_
+#define PERCORE_HTTP_MIDDLEWARE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "percore/http/router.h"
+
+namespace percore::http {
+
+// Cross-origin resource sharing (the Fetch standard's CORS protocol), as Express's `cors`.
+struct CorsOptions {
+  // Origins allowed ("https://app.example", exact match); empty allows any ("*"), in which case
+  // `credentials` must be false (browsers refuse "*" with credentials).
+  std::vector<std::string> origins;
+  // For a preflight: Access-Control-Allow-Methods.
+  std::string methods = "GET, HEAD, PUT, PATCH, POST, DELETE";
+  // For a preflight: Access-Control-Allow-Headers; empty reflects the request's
+  // Access-Control-Request-Headers.
+  std::string allowed_headers;
+  // Access-Control-Expose-Headers on answers; empty for none.
+  std::string exposed_headers;
+  // Access-Control-Allow-Credentials: true (cookies and authorization go along).
+  bool credentials = false;
+  // Access-Control-Max-Age of a preflight in seconds; -1 to leave it out.
+  int64_t max_age = -1;
+};
+// Answers preflight requests (OPTIONS with Origin and Access-Control-Request-Method) itself
+// with 204; adds the CORS fields to every other answer to an allowed origin. A request from an
+// origin not allowed, or without Origin, goes on untouched (the browser then refuses the
+// answer to the script). Throws std::invalid_argument for "*" with credentials.
+Middleware Cors(CorsOptions options = {});
+
+// Serving files from a directory.
+struct StaticOptions {
+  // Served for a directory (GET /docs/ -> docs/index.html); empty for none.
+  std::string index = "index.html";
+  // Cache-Control's max-age in seconds on answers; -1 to leave Cache-Control out.
+  int64_t max_age = 0;
+  // Whether files and directories whose name starts with '.' are served (if not, they are
+  // treated as absent).
+  bool dotfiles = false;
+};
+// GET and HEAD for the path below the middleware's prefix (Request::base_path) are answered
+// from the file under `root`, sent with Response::SendFile (no copy through user space):
+// Content-Type by extension, ETag and Last-Modified with 304 for If-None-Match and
+// If-Modified-Since, a single Range with 206 (416 when unsatisfiable), index files, and a
+// redirect to "dir/" for a directory. Nothing outside `root` is reachable: ".." segments,
+// encoded dots or slashes, NUL and symbolic links that lead out of the root (resolved by the
+// kernel, openat2 RESOLVE_BENEATH) are refused with 403 or 404 (as HttpError, so through the
+// error hook). Other methods, and paths with no regular file, go on to the next middleware or
+// route (so a 404 comes from the error hook too). Throws std::invalid_argument if `root` is
+// not a directory.
+Middleware Static(const std::string& root, StaticOptions options = {});
+
+// Response compression.
+struct CompressOptions {
+  // Bodies shorter than this are sent as they are: gzip's 18 bytes of framing and the CPU are
+  // not worth it.
+  size_t min_bytes = 1024;
+  // zlib's level: 1 fastest .. 9 smallest.
+  int level = 6;
+};
+// Compresses with gzip the bodies given to Send() (and Json()) whose type is compressible
+// (text/*, JSON, JavaScript, XML, SVG, wasm) when the request's Accept-Encoding allows gzip,
+// and adds "Vary: Accept-Encoding" to them. Not compressed: HEAD, 204, 206 and 304 answers,
+// bodies under `min_bytes`, answers that set Content-Encoding themselves, files
+// (SendFile: they go without a copy) and streamed bodies (Write). Throws std::invalid_argument
+// for a level outside 1..9.
+Middleware Compress(CompressOptions options = {});
+
+}  // namespace percore::http
+
+#endif  // PERCORE_HTTP_MIDDLEWARE_H_

@@ -1,0 +1,614 @@
+#include "codec.h"
+
+#include <algorithm>
+#include <array>
+#include <limits>
+
+#include "ascii.h"
+
+namespace percore::http {
+namespace {
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+// RFC 9110 5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" /
+// "_" / "`" / "|" / "~" / DIGIT / ALPHA.
+bool IsTchar(char c) {
+  if (IsDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+  switch (c) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+
+// 1*DIGIT into a uint64; false if empty, not all digits, or too large (never wraps).
+bool ParseUint64(std::string_view s, uint64_t* out) {
+  if (s.empty()) return false;
+  uint64_t value = 0;
+  for (char c : s) {
+    if (!IsDigit(c)) return false;
+    const uint64_t digit = static_cast<uint64_t>(c - '0');
+    if (value > (std::numeric_limits<uint64_t>::max() - digit) / 10) return false;
+    value = value * 10 + digit;
+  }
+  *out = value;
+  return true;
+}
+
+bool EndsWithIgnoreCase(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && EqualsIgnoreCase(s.substr(s.size() - suffix.size()), suffix);
+}
+
+// Takes the text up to the next `separator` off the front of *rest (all of it if there is
+// none), OWS-trimmed.
+std::string_view TakeElement(std::string_view* rest, char separator) {
+  const size_t at = rest->find(separator);
+  const std::string_view element = TrimOws(rest->substr(0, at));
+  *rest = at == std::string_view::npos ? std::string_view() : rest->substr(at + 1);
+  return element;
+}
+
+std::string_view StripDquotes(std::string_view s) {
+  if (s.size() >= 2 && s.front() == '"' && s.back() == '"') return s.substr(1, s.size() - 2);
+  return s;
+}
+
+// ---- Calendar arithmetic (proleptic Gregorian, years 0..9999, which is all HTTP-date holds).
+
+constexpr std::array<const char*, 7> kDayNames = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+constexpr std::array<std::string_view, 7> kLongDayNames = {
+    "Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"};
+constexpr std::array<const char*, 12> kMonthNames = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+constexpr int kDaysBeforeMonth[12] = {0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334};
+constexpr int64_t kSecondsPerDay = 86400;
+
+constexpr bool IsLeapYear(int64_t year) {
+  return year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+}
+
+constexpr int DaysInMonth(int64_t year, int month) {
+  constexpr int kLengths[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  return month == 2 && IsLeapYear(year) ? 29 : kLengths[month - 1];
+}
+
+// Days from 0000-01-01 to year-month-day (year >= 0, month 1..12). Year 0 is a leap year in
+// the proleptic calendar, hence the "+ 1" for every year after it.
+constexpr int64_t DaysFromYearZero(int64_t year, int month, int day) {
+  const int64_t leap_years_before =
+      year == 0 ? 0 : (year - 1) / 4 - (year - 1) / 100 + (year - 1) / 400 + 1;
+  return 365 * year + leap_years_before + kDaysBeforeMonth[month - 1] +
+         (month > 2 && IsLeapYear(year) ? 1 : 0) + day - 1;
+}
+
+constexpr int64_t kUnixEpochDays = DaysFromYearZero(1970, 1, 1);
+static_assert(kUnixEpochDays == 719528);
+constexpr int64_t kMinHttpDate = (DaysFromYearZero(0, 1, 1) - kUnixEpochDays) * kSecondsPerDay;
+constexpr int64_t kMaxHttpDate =
+    (DaysFromYearZero(9999, 12, 31) - kUnixEpochDays) * kSecondsPerDay + kSecondsPerDay - 1;
+static_assert(kMaxHttpDate == 253402300799);
+
+void AppendTwoDigits(int value, char* at) {
+  at[0] = static_cast<char>('0' + value / 10);
+  at[1] = static_cast<char>('0' + value % 10);
+}
+
+// Two ASCII digits at s[at], or -1.
+int TwoDigits(std::string_view s, size_t at) {
+  if (at + 2 > s.size() || !IsDigit(s[at]) || !IsDigit(s[at + 1])) return -1;
+  return (s[at] - '0') * 10 + (s[at + 1] - '0');
+}
+
+// Month 1..12 from its three-letter name at s[at], or 0.
+int MonthAt(std::string_view s, size_t at) {
+  if (at + 3 > s.size()) return 0;
+  const std::string_view name = s.substr(at, 3);
+  for (size_t i = 0; i < kMonthNames.size(); ++i) {
+    if (name == kMonthNames[i]) return static_cast<int>(i) + 1;
+  }
+  return 0;
+}
+
+bool IsShortDayName(std::string_view s) {
+  return std::find(kDayNames.begin(), kDayNames.end(), s) != kDayNames.end();
+}
+
+// time-of-day = hour ":" minute ":" second (RFC 9110 5.6.7), "HH:MM:SS" at s[at].
+bool TimeOfDayAt(std::string_view s, size_t at, int64_t* seconds) {
+  if (at + 8 > s.size() || s[at + 2] != ':' || s[at + 5] != ':') return false;
+  const int hour = TwoDigits(s, at);
+  const int minute = TwoDigits(s, at + 3);
+  const int second = TwoDigits(s, at + 6);
+  // 60 is RFC 9110's leap second.
+  if (hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 60) {
+    return false;
+  }
+  *seconds = hour * 3600 + minute * 60 + second;
+  return true;
+}
+
+bool FourDigitYearAt(std::string_view s, size_t at, int64_t* year) {
+  const int high = TwoDigits(s, at);
+  const int low = TwoDigits(s, at + 2);
+  if (high < 0 || low < 0) return false;
+  *year = high * 100 + low;
+  return true;
+}
+
+bool ComposeDate(int64_t year, int month, int day, int64_t time_of_day, int64_t* unix_seconds) {
+  if (month < 1 || day < 1 || day > DaysInMonth(year, month)) return false;
+  *unix_seconds =
+      (DaysFromYearZero(year, month, day) - kUnixEpochDays) * kSecondsPerDay + time_of_day;
+  return true;
+}
+
+// ---- Content types.
+
+struct MimeEntry {
+  std::string_view extension;  // lowercase
+  std::string_view type;
+};
+
+// Sorted by extension for binary search (checked below). Text types say utf-8 because browsers
+// otherwise guess the charset of text/plain and text/css; JSON has no charset parameter
+// (RFC 8259 11) and JavaScript is text/javascript (RFC 9239).
+constexpr MimeEntry kMimeTypes[] = {
+    {"aac", "audio/aac"},
+    {"apng", "image/apng"},
+    {"avif", "image/avif"},
+    {"bmp", "image/bmp"},
+    {"css", "text/css; charset=utf-8"},
+    {"csv", "text/csv; charset=utf-8"},
+    {"eot", "application/vnd.ms-fontobject"},
+    {"flac", "audio/flac"},
+    {"gif", "image/gif"},
+    {"gz", "application/gzip"},
+    {"htm", "text/html; charset=utf-8"},
+    {"html", "text/html; charset=utf-8"},
+    {"ico", "image/x-icon"},
+    {"ics", "text/calendar; charset=utf-8"},
+    {"jpeg", "image/jpeg"},
+    {"jpg", "image/jpeg"},
+    {"js", "text/javascript; charset=utf-8"},
+    {"json", "application/json"},
+    {"jsonld", "application/ld+json"},
+    {"m4a", "audio/mp4"},
+    {"map", "application/json"},
+    {"md", "text/markdown; charset=utf-8"},
+    {"mjs", "text/javascript; charset=utf-8"},
+    {"mov", "video/quicktime"},
+    {"mp3", "audio/mpeg"},
+    {"mp4", "video/mp4"},
+    {"oga", "audio/ogg"},
+    {"ogg", "audio/ogg"},
+    {"ogv", "video/ogg"},
+    {"otf", "font/otf"},
+    {"pdf", "application/pdf"},
+    {"png", "image/png"},
+    {"rss", "application/rss+xml"},
+    {"svg", "image/svg+xml"},
+    {"tar", "application/x-tar"},
+    {"tif", "image/tiff"},
+    {"tiff", "image/tiff"},
+    {"ttf", "font/ttf"},
+    {"txt", "text/plain; charset=utf-8"},
+    {"wasm", "application/wasm"},
+    {"wav", "audio/wav"},
+    {"webm", "video/webm"},
+    {"webmanifest", "application/manifest+json"},
+    {"webp", "image/webp"},
+    {"woff", "font/woff"},
+    {"woff2", "font/woff2"},
+    {"xhtml", "application/xhtml+xml"},
+    {"xml", "application/xml"},
+    {"zip", "application/zip"},
+};
+
+constexpr bool MimeTableIsSorted() {
+  for (size_t i = 1; i < std::size(kMimeTypes); ++i) {
+    if (!(kMimeTypes[i - 1].extension < kMimeTypes[i].extension)) return false;
+  }
+  return true;
+}
+static_assert(MimeTableIsSorted(), "kMimeTypes must be sorted by extension, without duplicates");
+
+constexpr size_t kLongestExtension = 11;  // "webmanifest"
+
+constexpr std::string_view kOctetStream = "application/octet-stream";
+
+// ---- Accept-Encoding.
+
+// The weight of an Accept-Encoding element from its parameters (the text after the first
+// ';'): RFC 9110 12.4.2, qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] ). No q
+// means 1. False if a q parameter is malformed.
+bool ParseWeightIsZero(std::string_view params, bool* zero) {
+  *zero = false;
+  while (!params.empty()) {
+    std::string_view param = TakeElement(&params, ';');
+    const size_t eq = param.find('=');
+    if (eq == std::string_view::npos) continue;
+    if (!EqualsIgnoreCase(TrimOws(param.substr(0, eq)), "q")) continue;
+    const std::string_view q = TrimOws(param.substr(eq + 1));
+    if (q.empty() || (q[0] != '0' && q[0] != '1')) return false;
+    bool all_zero = q[0] == '0';
+    if (q.size() > 1) {
+      if (q[1] != '.' || q.size() > 5) return false;
+      for (char c : q.substr(2)) {
+        if (!IsDigit(c) || (q[0] == '1' && c != '0')) return false;
+        if (c != '0') all_zero = false;
+      }
+    }
+    *zero = all_zero;
+  }
+  return true;
+}
+
+}  // namespace
+
+// ---- Percent-encoding.
+
+bool PercentDecode(std::string_view in, bool plus_is_space, std::string* out) {
+  out->reserve(out->size() + in.size());  // decoding only shrinks
+  const char* specials = plus_is_space ? "%+" : "%";
+  size_t i = 0;
+  while (i < in.size()) {
+    const size_t special = in.find_first_of(specials, i);
+    if (special == std::string_view::npos) {
+      out->append(in.substr(i));
+      return true;
+    }
+    out->append(in.substr(i, special - i));
+    if (in[special] == '+') {
+      out->push_back(' ');
+      i = special + 1;
+      continue;
+    }
+    if (special + 2 >= in.size()) return false;
+    const int high = HexValue(in[special + 1]);
+    const int low = HexValue(in[special + 2]);
+    if (high < 0 || low < 0) return false;
+    out->push_back(static_cast<char>(high * 16 + low));
+    i = special + 3;
+  }
+  return true;
+}
+
+bool NeedsDecoding(std::string_view in, bool plus_is_space) {
+  return in.find_first_of(plus_is_space ? "%+" : "%") != std::string_view::npos;
+}
+
+bool ValidPercentEncoding(std::string_view in) {
+  for (size_t i = in.find('%'); i != std::string_view::npos; i = in.find('%', i + 3)) {
+    if (i + 2 >= in.size() || HexValue(in[i + 1]) < 0 || HexValue(in[i + 2]) < 0) return false;
+  }
+  return true;
+}
+
+bool NextQueryPair(std::string_view* rest, std::string_view* key, std::string_view* value) {
+  while (!rest->empty()) {
+    const size_t amp = rest->find('&');
+    const std::string_view pair = rest->substr(0, amp);
+    *rest = amp == std::string_view::npos ? std::string_view() : rest->substr(amp + 1);
+    if (pair.empty()) continue;
+    const size_t eq = pair.find('=');
+    *key = pair.substr(0, eq);
+    *value = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    return true;
+  }
+  return false;
+}
+
+// ---- Cookies.
+
+bool NextCookie(std::string_view* rest, std::string_view* name, std::string_view* value) {
+  while (!rest->empty()) {
+    const std::string_view pair = TakeElement(rest, ';');
+    if (pair.empty()) continue;
+    const size_t eq = pair.find('=');
+    if (eq == std::string_view::npos) {
+      *name = std::string_view();
+      *value = StripDquotes(pair);
+    } else {
+      *name = TrimOws(pair.substr(0, eq));
+      *value = StripDquotes(TrimOws(pair.substr(eq + 1)));
+    }
+    return true;
+  }
+  return false;
+}
+
+std::string_view FindCookie(std::string_view cookie_header, std::string_view name) {
+  if (name.empty()) return {};  // a nameless cookie cannot be asked for by name
+  std::string_view cookie_name, cookie_value;
+  while (NextCookie(&cookie_header, &cookie_name, &cookie_value)) {
+    if (cookie_name == name) return cookie_value;
+  }
+  return {};
+}
+
+bool IsCookieName(std::string_view name) {
+  return !name.empty() && std::all_of(name.begin(), name.end(), IsTchar);
+}
+
+bool IsCookieValue(std::string_view value) {
+  if (!value.empty() && value.front() == '"') {
+    if (value.size() < 2 || value.back() != '"') return false;
+    value = value.substr(1, value.size() - 2);
+  }
+  // cookie-octet = %x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E: US-ASCII without controls,
+  // whitespace, DQUOTE, comma, semicolon and backslash.
+  for (char ch : value) {
+    const unsigned char c = static_cast<unsigned char>(ch);
+    if (c < 0x21 || c > 0x7e || c == '"' || c == ',' || c == ';' || c == '\\') return false;
+  }
+  return true;
+}
+
+// ---- HTTP dates.
+
+void AppendHttpDate(int64_t unix_seconds, std::string* out) {
+  unix_seconds = std::clamp(unix_seconds, kMinHttpDate, kMaxHttpDate);
+  // Floor division, so that times before 1970 land on the right day.
+  int64_t days = unix_seconds / kSecondsPerDay;
+  int64_t second_of_day = unix_seconds % kSecondsPerDay;
+  if (second_of_day < 0) {
+    second_of_day += kSecondsPerDay;
+    --days;
+  }
+  // 1970-01-01 was a Thursday; days % 7 is in [-6, 6].
+  const int weekday = static_cast<int>((days % 7 + 11) % 7);
+
+  const int64_t day_number = days + kUnixEpochDays;  // since 0000-01-01, >= 0 after clamping
+  int64_t year = day_number * 400 / 146097;          // 146097 days per 400 years; close enough
+  while (year > 0 && DaysFromYearZero(year, 1, 1) > day_number) --year;
+  while (DaysFromYearZero(year + 1, 1, 1) <= day_number) ++year;
+  int month = 1;
+  while (month < 12 && DaysFromYearZero(year, month + 1, 1) <= day_number) ++month;
+  const int day = static_cast<int>(day_number - DaysFromYearZero(year, month, 1)) + 1;
+
+  // "Sun, 06 Nov 1994 08:49:37 GMT"
+  char text[29];
+  std::copy_n(kDayNames[weekday], 3, text);
+  text[3] = ',';
+  text[4] = ' ';
+  AppendTwoDigits(day, text + 5);
+  text[7] = ' ';
+  std::copy_n(kMonthNames[month - 1], 3, text + 8);
+  text[11] = ' ';
+  AppendTwoDigits(static_cast<int>(year / 100), text + 12);
+  AppendTwoDigits(static_cast<int>(year % 100), text + 14);
+  text[16] = ' ';
+  AppendTwoDigits(static_cast<int>(second_of_day / 3600), text + 17);
+  text[19] = ':';
+  AppendTwoDigits(static_cast<int>(second_of_day / 60 % 60), text + 20);
+  text[22] = ':';
+  AppendTwoDigits(static_cast<int>(second_of_day % 60), text + 23);
+  std::copy_n(" GMT", 4, text + 25);
+  out->append(text, sizeof(text));
+}
+
+bool ParseHttpDate(std::string_view s, int64_t* unix_seconds) {
+  s = TrimOws(s);
+  int64_t year = 0;
+  int64_t time_of_day = 0;
+  int month = 0;
+  int day = 0;
+  if (s.size() == 29 && s[3] == ',') {
+    // IMF-fixdate: day-name "," SP day SP month SP year SP time-of-day SP "GMT".
+    if (!IsShortDayName(s.substr(0, 3)) || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' ||
+        s[16] != ' ' || s.substr(25) != " GMT") {
+      return false;
+    }
+    day = TwoDigits(s, 5);
+    month = MonthAt(s, 8);
+    if (!FourDigitYearAt(s, 12, &year) || !TimeOfDayAt(s, 17, &time_of_day)) return false;
+  } else if (s.size() == 24 && s[3] == ' ') {
+    // asctime-date: day-name SP month SP ( 2DIGIT / ( SP DIGIT ) ) SP time-of-day SP year.
+    if (!IsShortDayName(s.substr(0, 3)) || s[7] != ' ' || s[10] != ' ' || s[19] != ' ') {
+      return false;
+    }
+    month = MonthAt(s, 4);
+    day = s[8] == ' ' ? (IsDigit(s[9]) ? s[9] - '0' : -1) : TwoDigits(s, 8);
+    if (!TimeOfDayAt(s, 11, &time_of_day) || !FourDigitYearAt(s, 20, &year)) return false;
+  } else {
+    // rfc850-date: day-name-l "," SP day "-" month "-" 2DIGIT SP time-of-day SP "GMT".
+    const size_t comma = s.find(',');
+    if (comma == std::string_view::npos || std::find(kLongDayNames.begin(), kLongDayNames.end(),
+                                                     s.substr(0, comma)) == kLongDayNames.end()) {
+      return false;
+    }
+    const std::string_view rest = s.substr(comma + 1);  // " 06-Nov-94 08:49:37 GMT"
+    if (rest.size() != 23 || rest[0] != ' ' || rest[3] != '-' || rest[7] != '-' ||
+        rest[10] != ' ' || rest.substr(19) != " GMT") {
+      return false;
+    }
+    day = TwoDigits(rest, 1);
+    month = MonthAt(rest, 4);
+    const int two_digit_year = TwoDigits(rest, 8);
+    if (two_digit_year < 0 || !TimeOfDayAt(rest, 11, &time_of_day)) return false;
+    year = two_digit_year < 70 ? 2000 + two_digit_year : 1900 + two_digit_year;
+  }
+  return ComposeDate(year, month, day, time_of_day, unix_seconds);
+}
+
+// ---- Ranges.
+
+RangeResult ParseRange(std::string_view header, uint64_t size, uint64_t* first, uint64_t* length) {
+  std::string_view rest = TrimOws(header);
+  if (rest.empty()) return RangeResult::kNone;
+  const size_t eq = rest.find('=');
+  if (eq == std::string_view::npos) return RangeResult::kIgnore;
+  // RFC 9110 14.1: range units are case-insensitive.
+  if (!EqualsIgnoreCase(TrimOws(rest.substr(0, eq)), "bytes")) return RangeResult::kIgnore;
+  rest.remove_prefix(eq + 1);
+
+  // range-set = 1#range-spec; RFC 9110 5.6.1.2 has recipients skip empty list elements.
+  std::string_view spec;
+  while (!rest.empty()) {
+    const std::string_view element = TakeElement(&rest, ',');
+    if (element.empty()) continue;
+    if (!spec.empty()) return RangeResult::kIgnore;  // a second range: no multipart here
+    spec = element;
+  }
+  if (spec.empty()) return RangeResult::kIgnore;
+
+  const size_t dash = spec.find('-');
+  if (dash == std::string_view::npos) return RangeResult::kIgnore;
+  const std::string_view first_text = spec.substr(0, dash);
+  const std::string_view last_text = spec.substr(dash + 1);
+
+  if (first_text.empty()) {
+    // suffix-range = "-" suffix-length: the last suffix-length bytes, all of them if fewer.
+    uint64_t suffix = 0;
+    if (!ParseUint64(last_text, &suffix)) return RangeResult::kIgnore;
+    if (suffix == 0) return RangeResult::kUnsatisfiable;
+    if (size == 0) return RangeResult::kIgnore;
+    *length = std::min(suffix, size);
+    *first = size - *length;
+    return RangeResult::kOk;
+  }
+
+  // int-range = first-pos "-" [ last-pos ]
+  uint64_t first_pos = 0;
+  uint64_t last_pos = std::numeric_limits<uint64_t>::max();
+  if (!ParseUint64(first_text, &first_pos)) return RangeResult::kIgnore;
+  if (!last_text.empty()) {
+    if (!ParseUint64(last_text, &last_pos)) return RangeResult::kIgnore;
+    if (last_pos < first_pos) return RangeResult::kIgnore;  // invalid per RFC 9110 14.1.1
+  }
+  if (first_pos >= size) return RangeResult::kUnsatisfiable;
+  last_pos = std::min(last_pos, size - 1);
+  *first = first_pos;
+  *length = last_pos - first_pos + 1;
+  return RangeResult::kOk;
+}
+
+// ---- Content types and codings.
+
+std::string_view MimeTypeFor(std::string_view path) {
+  const size_t slash = path.rfind('/');
+  const std::string_view name = slash == std::string_view::npos ? path : path.substr(slash + 1);
+  const size_t dot = name.rfind('.');
+  // No dot, or only leading dots (".bashrc"): no extension.
+  if (dot == std::string_view::npos || name.find_first_not_of('.') > dot) return kOctetStream;
+  const std::string_view extension = name.substr(dot + 1);
+  if (extension.empty() || extension.size() > kLongestExtension) return kOctetStream;
+  char lower[kLongestExtension];
+  for (size_t i = 0; i < extension.size(); ++i) lower[i] = ToLowerAscii(extension[i]);
+  const std::string_view key(lower, extension.size());
+  const auto* end = std::end(kMimeTypes);
+  const auto* it = std::lower_bound(
+      std::begin(kMimeTypes), end, key,
+      [](const MimeEntry& entry, std::string_view k) { return entry.extension < k; });
+  return it != end && it->extension == key ? it->type : kOctetStream;
+}
+
+bool IsCompressible(std::string_view content_type) {
+  const std::string_view media_type = TrimOws(content_type.substr(0, content_type.find(';')));
+  const size_t slash = media_type.find('/');
+  if (slash == std::string_view::npos || slash == 0 || slash + 1 == media_type.size()) {
+    return false;
+  }
+  const std::string_view type = media_type.substr(0, slash);
+  const std::string_view subtype = media_type.substr(slash + 1);
+  if (EqualsIgnoreCase(type, "text")) return true;
+  // Structured syntax suffixes (RFC 6839) cover image/svg+xml, application/ld+json and friends.
+  if (EndsWithIgnoreCase(subtype, "+json") || EndsWithIgnoreCase(subtype, "+xml")) return true;
+  if (!EqualsIgnoreCase(type, "application")) return false;
+  return EqualsIgnoreCase(subtype, "json") || EqualsIgnoreCase(subtype, "javascript") ||
+         EqualsIgnoreCase(subtype, "xml") || EqualsIgnoreCase(subtype, "wasm");
+}
+
+bool AcceptsGzip(std::string_view accept_encoding) {
+  bool gzip_wanted = false;
+  bool gzip_refused = false;
+  bool any_wanted = false;
+  bool any_refused = false;
+  while (!accept_encoding.empty()) {
+    const std::string_view element = TakeElement(&accept_encoding, ',');
+    if (element.empty()) continue;
+    const size_t semicolon = element.find(';');
+    const std::string_view coding = TrimOws(element.substr(0, semicolon));
+    bool zero = false;
+    if (semicolon != std::string_view::npos &&
+        !ParseWeightIsZero(element.substr(semicolon + 1), &zero)) {
+      continue;
+    }
+    if (EqualsIgnoreCase(coding, "gzip") || EqualsIgnoreCase(coding, "x-gzip")) {
+      (zero ? gzip_refused : gzip_wanted) = true;
+    } else if (coding == "*") {
+      (zero ? any_refused : any_wanted) = true;
+    }
+  }
+  if (gzip_refused) return false;
+  return gzip_wanted || (any_wanted && !any_refused);
+}
+
+// ---- Entity tags.
+
+bool IfNoneMatchMatches(std::string_view if_none_match, std::string_view etag) {
+  std::string_view rest = TrimOws(if_none_match);
+  if (rest == "*") return true;
+  // Weak comparison (RFC 9110 8.8.3.2): the opaque-tags match, whatever W/ says. The weak
+  // indicator is case-sensitive (%s"W/").
+  if (etag.substr(0, 2) == "W/") etag.remove_prefix(2);
+  while (true) {
+    while (!rest.empty() && (rest.front() == ' ' || rest.front() == '\t' || rest.front() == ',')) {
+      rest.remove_prefix(1);
+    }
+    if (rest.empty()) return false;
+    if (rest.substr(0, 2) == "W/") rest.remove_prefix(2);
+    // opaque-tag = DQUOTE *etagc DQUOTE; etagc excludes DQUOTE but not ',', so the list cannot
+    // be split on commas first.
+    if (rest.empty() || rest.front() != '"') return false;
+    const size_t close = rest.find('"', 1);
+    if (close == std::string_view::npos) return false;
+    if (rest.substr(0, close + 1) == etag) return true;
+    rest.remove_prefix(close + 1);
+    if (!rest.empty() && rest.front() != ' ' && rest.front() != '\t' && rest.front() != ',') {
+      return false;
+    }
+  }
+}
+
+void AppendEtag(int64_t mtime_seconds, uint64_t size, std::string* out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  char text[2 + 16 + 1 + 16];
+  size_t n = 0;
+  const auto append_hex = [&](uint64_t value) {
+    int shift = 60;
+    while (shift > 0 && (value >> shift) == 0) shift -= 4;
+    for (; shift >= 0; shift -= 4) text[n++] = kHex[(value >> shift) & 0xf];
+  };
+  text[n++] = '"';
+  append_hex(static_cast<uint64_t>(mtime_seconds));
+  text[n++] = '-';
+  append_hex(size);
+  text[n++] = '"';
+  out->append(text, n);
+}
+
+}  // namespace percore::http

@@ -1,0 +1,34 @@
+#include "gzip.h"
+
+namespace percore::http {
+
+Gzip::~Gzip() {
+  if (level_ != 0) deflateEnd(&stream_);
+}
+
+bool Gzip::Compress(std::string_view in, int level, std::string* out) {
+  if (in.size() > (uInt{1} << 30)) return false;  // zlib counts in 32 bits
+  if (level_ != level) {
+    if (level_ != 0) deflateEnd(&stream_);
+    level_ = 0;
+    stream_ = z_stream{};
+    // 15 + 16: the largest window, with a gzip header and trailer instead of zlib's.
+    if (deflateInit2(&stream_, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+      return false;
+    }
+    level_ = level;
+  } else {
+    deflateReset(&stream_);
+  }
+  // deflateBound() counts the gzip wrapper too: one call with Z_FINISH always completes.
+  out->resize(deflateBound(&stream_, static_cast<uLong>(in.size())));
+  stream_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  stream_.avail_in = static_cast<uInt>(in.size());
+  stream_.next_out = reinterpret_cast<Bytef*>(out->data());
+  stream_.avail_out = static_cast<uInt>(out->size());
+  const int result = deflate(&stream_, Z_FINISH);
+  out->resize(stream_.total_out);
+  return result == Z_STREAM_END;
+}
+
+}  // namespace percore::http
