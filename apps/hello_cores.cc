@@ -4,6 +4,8 @@
 //   ./hello_cores --port 3000 --cpus 0 --threads 1
 //   curl localhost:3000/worker                 # which loop answered
 //   ./hello_cores --port 3000 --guard          # engine in a child process, restarted if killed
+//   ./hello_cores --static ./public            # GET /files/... from ./public
+//   ./hello_cores --proxy_protocol             # behind HAProxy's send-proxy-v2: /ip is the client
 #include <signal.h>
 #include <unistd.h>
 
@@ -17,6 +19,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <thread>
@@ -32,6 +35,7 @@
 #include "percore/guard.h"
 #include "percore/http/app.h"
 #include "percore/http/health.h"
+#include "percore/http/middleware.h"
 
 ABSL_FLAG(int, port, 3000, "TCP port to listen on (0: any free port, printed at start-up)");
 ABSL_FLAG(std::string, address, "0.0.0.0", "address to listen on (IPv4 or IPv6 literal)");
@@ -65,6 +69,14 @@ ABSL_FLAG(bool, stats, false,
           "print a per-worker table (requests/s, open connections, restarts) on stderr every "
           "second, like pm2 monit");
 ABSL_FLAG(bool, log_requests, false, "print one line per request (buffered per loop)");
+ABSL_FLAG(std::string, static, "", "serve the files of this directory under /files/");
+ABSL_FLAG(std::vector<std::string>, trust_proxy, {},
+          "comma-separated addresses or CIDR ranges of proxies whose X-Forwarded-For is believed "
+          "(/ip)");
+ABSL_FLAG(bool, proxy_protocol, false,
+          "every connection starts with a PROXY protocol header (v1 or v2) giving the client's "
+          "address; connections without one are closed");
+ABSL_FLAG(bool, compress, true, "gzip answers worth compressing when the client accepts it");
 
 namespace {
 
@@ -258,8 +270,31 @@ int main(int argc, char** argv) {
 
   percore::http::HttpOptions http;
   http.log_requests = absl::GetFlag(FLAGS_log_requests);
+  http.trust_proxy = absl::GetFlag(FLAGS_trust_proxy);
+  http.proxy_protocol = absl::GetFlag(FLAGS_proxy_protocol);
   percore::http::App app(http);
+  if (absl::GetFlag(FLAGS_compress)) app.Use(percore::http::Compress());
+  if (const std::string dir = absl::GetFlag(FLAGS_static); !dir.empty()) {
+    try {
+      app.Use("/files", percore::http::Static(dir));
+    } catch (const std::invalid_argument& e) {
+      return Fail(std::string("--static: ") + e.what());
+    }
+  }
+  // An unknown path gets a JSON 404; every other error the default answer.
+  app.OnError([](const Request& req, Response& res, const percore::http::Error& error) {
+    if (error.status != 404) return;
+    res.Status(404).Json({{"error", "not found"}, {"path", req.path()}});
+  });
   app.Get("/", [](const Request&, Response& res) { res.Send("Hello World!"); });
+  app.Get("/json", [](const Request&, Response& res) { res.Json({{"message", "Hello, World!"}}); });
+  // The client's address as percore sees it: from the PROXY header or a trusted proxy's
+  // X-Forwarded-For, else the connection's peer.
+  app.Get("/ip", [](const Request& req, Response& res) {
+    const percore::PeerAddress client = req.client();
+    const percore::PeerAddress peer = req.peer();
+    res.Json({{"client", client.ip}, {"port", client.port}, {"peer", peer.ip}});
+  });
   app.Get("/worker", [](const Request& req, Response& res) {
     res.Send("Hello World from worker " + std::to_string(req.worker_id()) + " (cpu " +
              std::to_string(req.cpu()) + ", pid " + std::to_string(getpid()) + ")");

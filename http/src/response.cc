@@ -289,22 +289,34 @@ void Response::Json(const nlohmann::json& value) {
       .Send(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
-std::string_view Response::MaybeCompress(std::string_view body) {
+bool Response::Compressible() const {
   // The Content-Type line's value, or the default type.
   const std::string_view type =
       type_length_ != 0 ? std::string_view(*fields_).substr(type_offset_ + 14, type_length_ - 16)
                         : std::string_view("text/plain");
-  if (head_ || status_ == 204 || status_ == 304 || status_ == 206 || body.empty() ||
-      !IsCompressible(type) || FindField("content-encoding") != std::string::npos) {
-    return body;
-  }
+  return !head_ && status_ != 204 && status_ != 304 && status_ != 206 && IsCompressible(type) &&
+         FindField("content-encoding") == std::string::npos;
+}
+
+std::string_view Response::MaybeCompress(std::string_view body) {
+  // A body this small is never compressed, for any client: nothing varies (nginx's rule too).
+  if (body.size() < compress_->min_bytes || !Compressible()) return body;
   // Whether a cache may give this answer to a client depends on its Accept-Encoding, whether
   // or not this one was compressed.
   Vary("Accept-Encoding");
-  if (!gzip_accepted_ || body.size() < compress_->min_bytes) return body;
+  if (!gzip_accepted_) return body;
   std::string* zipped = session_->Gzip(body, compress_->level);
   if (zipped == nullptr || zipped->size() >= body.size()) return body;
   fields_->append("Content-Encoding: gzip\r\n");
+  // The gzipped bytes are not the file's: a strong validator would claim they are (RFC 9110
+  // 8.8.3), so it becomes weak, as nginx makes it.
+  if (const size_t etag = FindField("etag"); etag != std::string::npos) {
+    const size_t value = fields_->find_first_not_of(' ', fields_->find(':', etag) + 1);
+    if (fields_->compare(value, 2, "W/") != 0) {
+      fields_->insert(value, "W/");
+      if (type_length_ != 0 && type_offset_ > etag) type_offset_ += 2;
+    }
+  }
   return *zipped;
 }
 
@@ -347,6 +359,22 @@ void Response::Send(std::string_view body) {
 void Response::SendFile(int fd, uint64_t offset, uint64_t length) {
   if (sent_ || conn_ == nullptr) {
     close(fd);
+    return;
+  }
+  // With Compress(), a file worth compressing is read and compressed as a whole body is (as
+  // nginx's gzip module does), up to a bound; a bigger one goes as it is.
+  constexpr uint64_t kMaxCompressedFile = 4 << 20;
+  if (compress_ != nullptr && length >= compress_->min_bytes && length <= kMaxCompressedFile &&
+      Compressible()) {
+    std::string body(length, '\0');
+    const ssize_t n = pread(fd, body.data(), length, static_cast<off_t>(offset));
+    close(fd);
+    if (n != static_cast<ssize_t>(length)) {
+      conn_->Close(false);  // the file is shorter than its range, as a failed send would show
+      sent_ = true;
+      return;
+    }
+    Send(body);
     return;
   }
   sent_ = true;

@@ -805,12 +805,13 @@ void HttpSession::SendError(const Request& req, Response& res, const Error& erro
       h.LogFailure(req.method(), req.path(), "the error hook threw");
     }
     if (res.sent() || res.deferred()) return;
-  } else if (error.status >= 500) {
+  }
+  // The default answer (also for what the hook left alone): the status and its reason as
+  // text, and a line on stderr for a server error.
+  if (error.status >= 500) {
     h.LogFailure(req.method(), req.path(),
                  std::string(error.message) + "; answered " + std::to_string(error.status));
   }
-  // The default answer: the status and its reason as text.
-  if (res.sent() || res.deferred()) return;
   res.Status(error.status).Type("text/plain; charset=utf-8");
   std::string body(ReasonPhrase(error.status));
   body.push_back('\n');

@@ -73,10 +73,12 @@ struct CompressOptions {
 };
 // Compresses with gzip the bodies given to Send() (and Json()) whose type is compressible
 // (text/*, JSON, JavaScript, XML, SVG, wasm) when the request's Accept-Encoding allows gzip,
-// and adds "Vary: Accept-Encoding" to them. Not compressed: HEAD, 204, 206 and 304 answers,
-// bodies under `min_bytes`, answers that set Content-Encoding themselves, files
-// (SendFile: they go without a copy) and streamed bodies (Write). Throws std::invalid_argument
-// for a level outside 1..9.
+// and adds "Vary: Accept-Encoding" to them (not to bodies under `min_bytes`: those are never
+// compressed, so nothing varies). Not compressed: HEAD, 204, 206 and 304 answers,
+// bodies under `min_bytes`, answers that set Content-Encoding themselves, and streamed bodies
+// (Write). A file (SendFile, Static) worth compressing is read and compressed whole up to 4
+// MiB (as nginx's gzip does); a bigger one goes as it is, without a copy. Throws
+// std::invalid_argument for a level outside 1..9.
 Middleware Compress(CompressOptions options = {});
 
 }  // namespace percore::http

@@ -120,6 +120,8 @@ class Response {
   bool AppendHead(Framing framing, uint64_t length, bool empty_body);
   // The field line `name` starts at in fields_, or npos.
   size_t FindField(std::string_view name) const;
+  // Whether this answer's type and status are worth compressing (Compress()).
+  bool Compressible() const;
   // With a compressing middleware: gzips `body` into `scratch` if it is worth it (and sets
   // Content-Encoding and Vary); returns the body to send.
   std::string_view MaybeCompress(std::string_view body);
