@@ -21,8 +21,12 @@ using percore::testing::LoopHarness;
 
 constexpr char kSmallGet[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n";
 
-ProtocolFactory HelloFactory() {
+// `middlewares` no-op middlewares run before every route.
+ProtocolFactory HelloFactory(int middlewares = 0) {
   App app;
+  for (int i = 0; i < middlewares; ++i) {
+    app.Use([](const Request&, Response&, const percore::http::Next& next) { next(); });
+  }
   app.Get("/", [](const Request&, Response& res) { res.Send("Hello World!"); });
   app.Get("/users/:id", [](const Request& req, Response& res) { res.Send(req.Param("id")); });
   return *app.Factory();
@@ -57,8 +61,8 @@ std::string TwentyHeaders() {
 }
 
 // Feeds `bytes` (holding `requests` requests) once per iteration and discards the responses.
-void Run(benchmark::State& state, const std::string& bytes, int requests) {
-  LoopHarness harness(HelloFactory());
+void Run(benchmark::State& state, const std::string& bytes, int requests, int middlewares = 0) {
+  LoopHarness harness(HelloFactory(middlewares));
   Connection* c = harness.Accept();
   if (c == nullptr) {
     state.SkipWithError("socketpair failed");
@@ -81,6 +85,10 @@ void Run(benchmark::State& state, const std::string& bytes, int requests) {
 
 void BM_SmallGet(benchmark::State& state) { Run(state, kSmallGet, 1); }
 BENCHMARK(BM_SmallGet);
+
+// The cost of a middleware chain: compare with BM_SmallGet.
+void BM_SmallGetThreeMiddlewares(benchmark::State& state) { Run(state, kSmallGet, 1, 3); }
+BENCHMARK(BM_SmallGetThreeMiddlewares);
 
 void BM_Pipelined16(benchmark::State& state) {
   std::string batch;
