@@ -175,6 +175,15 @@ size_t Response::FindField(std::string_view name) const {
 Response& Response::Vary(std::string_view field) {
   field = TrimOws(field);
   if (field.empty() || HasControl(field)) throw std::invalid_argument("invalid Vary field");
+  if (field.find(',') != std::string_view::npos) {
+    // A list (Set("Vary", "Origin, Cookie")): each of its fields is merged on its own.
+    for (std::string_view rest = field; !rest.empty();) {
+      const size_t comma = rest.find(',');
+      if (!TrimOws(rest.substr(0, comma)).empty()) Vary(rest.substr(0, comma));
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    }
+    return *this;
+  }
   const size_t line = FindField("vary");
   if (line == std::string::npos) {
     fields_->append("Vary: ");
@@ -186,7 +195,8 @@ Response& Response::Vary(std::string_view field) {
   std::string_view values = std::string_view(*fields_).substr(line + 6, end - line - 6);
   for (std::string_view rest = values; !rest.empty();) {
     const size_t comma = rest.find(',');
-    if (EqualsIgnoreCase(TrimOws(rest.substr(0, comma)), field) || TrimOws(rest) == "*") {
+    const std::string_view value = TrimOws(rest.substr(0, comma));
+    if (EqualsIgnoreCase(value, field) || value == "*") {
       return *this;
     }
     rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);

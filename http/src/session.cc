@@ -797,6 +797,9 @@ void HttpSession::HandleException(const Request& req, Response& res, std::except
 void HttpSession::SendError(const Request& req, Response& res, const Error& error) {
   HttpProtocol& h = protocol_;
   if (h.config_->on_error) {
+    // The hook's answer has the error's status unless it sets another: not the 200 of a 404,
+    // nor a 201 the handler set before it threw.
+    res.Status(error.status);
     try {
       h.config_->on_error(req, res, error);
     } catch (const std::exception& e) {

@@ -58,7 +58,8 @@ class Request {
   std::string_view Query(std::string_view name) const;
   // Every value of a repeated query key, in order ("1", "2" for "id=1&id=2"), decoded.
   std::vector<std::string_view> QueryAll(std::string_view name) const;
-  // The value of the cookie `name` (Cookie header fields, RFC 6265), as sent; empty if absent.
+  // The value of the cookie `name` (Cookie header fields, RFC 6265), as sent but for the
+  // DQUOTEs of a quoted one ("abc" for sid="abc"); empty if absent.
   std::string_view Cookie(std::string_view name) const;
   // The first header field named `name` (case-insensitive); empty if absent.
   std::string_view Header(std::string_view name) const;

@@ -93,8 +93,9 @@ struct Error {
   std::exception_ptr exception;  // the exception thrown, if one was
 };
 
-// Writes the answer for an error (App::OnError). If it throws or does not answer, the default
-// answer goes out: the status and its reason phrase as text.
+// Writes the answer for an error (App::OnError); the response's status is the error's already.
+// If it throws or does not answer, the default answer goes out: the status and its reason
+// phrase as text.
 using ErrorHandler = std::function<void(const Request&, Response&, const Error&)>;
 
 // How a route takes the request body.
