@@ -22,7 +22,10 @@ Sets up (scripts/setup --bench) and builds (scripts/build), then:
     one loop and bench/node_delay.js (Node's http with setTimeout), each on the server CPU;
   * starts 20 downloads of 1 GiB from GET /stream and reads each at 4 MB/s for the mode's
     duration (slow readers: the server produces faster than they read), then closes them, and
-    reports hello_cores's resident memory before, at its peak and after.
+    reports hello_cores's resident memory before, at its peak and after;
+  * fetches a 64 KiB text file from hello_cores --static and from nginx (gzip_comp_level 6, as
+    percore's default level), as it is and with "Accept-Encoding: gzip", and reports the CPU that
+    compression costs per KiB of the file.
 Writes bench/results/latest.json and bench/results/latest.png, prints a table and the targets.
 
 Exits non-zero on a socket error, a non-2xx response, a server that died or a tool that failed;
@@ -31,8 +34,10 @@ never because of speed: speed is reported, not asserted.
 
 import argparse
 import datetime
+import gzip
 import json
 import os
+import random
 import re
 import resource
 import shlex
@@ -48,9 +53,25 @@ from .load import (MODES, errors_of, hold_connections, idle_memory, measure,
                    release_connections, run_wrk, slow_readers, wrk_command)
 from .processes import CLK_TCK, ROOT, Children, Failure, log, loop_ticks, on_terminate, run_step
 from .report import fmt_cpu, fmt_lat, fmt_rate, fmt_ratio, ratio, table, targets, write_chart
-from .servers import Nginx, NodeDelay, Percore, RawResponder
+from .servers import Nginx, NodeDelay, Percore, RawResponder, http_get
 
 RESULTS = ROOT / "bench" / "results"
+PAGE_KIB = 64
+
+
+def text_page(kib):
+    """`kib` KiB of English-like text, the same every run: it compresses about as prose does."""
+    words = ("the of and to in is that it for on was with as be by this are or from at an not "
+             "server request answer loop connection kernel socket buffer file header body time "
+             "worker thread memory client proxy route error cache read write send close open "
+             "percore nginx compress stream timer queue event ready drain restart").split()
+    rng = random.Random(1)
+    out, size = [], 0
+    while size < kib * 1024:
+        line = " ".join(rng.choice(words) for _ in range(rng.randint(6, 14))) + ".\n"
+        out.append(line)
+        size += len(line)
+    return "".join(out)[:kib * 1024].encode()
 
 
 def log_measured(name, r):
@@ -153,6 +174,7 @@ def main():
         "two_loops": {},
         "deferred": {},
         "slow_readers": {},
+        "gzip": {},
         "failures": [],
     }
     failures = results["failures"]
@@ -164,6 +186,12 @@ def main():
     children = Children()
     tmp = Path(tempfile.mkdtemp(prefix="percore-bench-"))
     os.chmod(tmp, 0o755)
+    www = tmp / "www"  # the gzip mode's file; nginx's workers (nobody) read it too
+    www.mkdir()
+    os.chmod(www, 0o755)
+    page = text_page(PAGE_KIB)
+    (www / "page.txt").write_bytes(page)
+    os.chmod(www / "page.txt", 0o644)
     interrupted = False
     try:
         # ---- Both servers, one loop / one worker each, on the server CPU.
@@ -331,6 +359,45 @@ def main():
         except Failure as e:
             fail(f"slow readers: {e}")
 
+        # ---- gzip: the same text file as it is and compressed, from both servers.
+        gz = results["gzip"]
+        log(f"== gzip: GET /files/page.txt ({PAGE_KIB} KiB of text), 16 connections, as it is "
+            f"and with Accept-Encoding: gzip ({duration} s each)")
+        server_cpus = [server_cpu] if server_cpu is not None else []
+        for make in (lambda: Percore(children, hello, tmp,
+                                     str(server_cpu) if server_cpu is not None else None,
+                                     args.backend, pin_server, label="percore-gzip",
+                                     extra_args=["--static", str(www)]),
+                     lambda: Nginx(children, tmp, server_cpus, pin_server)):
+            try:
+                server = make()
+                entry = gz.setdefault(server.name, {})
+                for coding, header in (("identity", "Accept-Encoding: identity"),
+                                       ("gzip", "Accept-Encoding: gzip")):
+                    status, body, head = http_get(server.port, "/files/page.txt", headers=[header])
+                    zipped = "content-encoding: gzip" in head.lower()
+                    got = gzip.decompress(body) if zipped else body
+                    if status != 200 or got != page or zipped != (coding == "gzip"):
+                        raise Failure(f"GET /files/page.txt with {header!r}: status {status}, "
+                                      f"gzipped {zipped}, body {'right' if got == page else 'wrong'}")
+                    cmd = wrk_command(server.port, 16, 1, duration, client_cpu, headers=[header],
+                                      path="/files/page.txt")
+                    r = measure(server, cmd, duration, 16)
+                    r["body_bytes"] = len(body)
+                    entry[coding] = r
+                    log_measured(f"{server.name[:3]} {coding[:4]}", r)
+                    for problem in errors_of(r):
+                        fail(f"gzip, {server.name} {coding}: {problem}")
+                entry["cpu_us_per_kib"] = ((entry["gzip"]["cpu_us_per_request"]
+                                            - entry["identity"]["cpu_us_per_request"]) / PAGE_KIB)
+                log(f"  {server.name}: {entry['cpu_us_per_kib']:.2f} us CPU per KiB compressed "
+                    f"({PAGE_KIB} KiB -> {entry['gzip']['body_bytes']:,} bytes)")
+                server.stop()
+            except Failure as e:
+                fail(f"gzip: {e}")
+        if "percore" in gz and "nginx" in gz:
+            gz["ratio"] = ratio(gz["percore"]["cpu_us_per_kib"], gz["nginx"]["cpu_us_per_kib"])
+
         # ---- Micro-benchmarks.
         if args.micro:
             log("== micro-benchmarks (Google Benchmark)")
@@ -414,6 +481,13 @@ def main():
     for name, r in results["deferred"].items():
         log(f"answers 50 ms later, 1,000 connections: {name} {fmt_rate(r['requests_per_s'])} req/s,"
             f" p99 {fmt_lat(r['p99_us'])}, CPU {fmt_cpu(r['cpu_us_per_request'])} us/req")
+    for name in ("percore", "nginx"):
+        g = results["gzip"].get(name)
+        if g and "cpu_us_per_kib" in g:
+            log(f"gzip of a {PAGE_KIB} KiB text file: {name} {g['cpu_us_per_kib']:.2f} us CPU per KiB "
+                f"(CPU {fmt_cpu(g['identity']['cpu_us_per_request'])} us/req as it is, "
+                f"{fmt_cpu(g['gzip']['cpu_us_per_request'])} gzipped to "
+                f"{g['gzip']['body_bytes']:,} bytes)")
     two = results["two_loops"]
     if two.get("shares"):
         log("2 loops on 2 CPUs, 200 connections: " + ", ".join(

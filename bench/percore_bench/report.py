@@ -178,6 +178,13 @@ def check_loop_shares(results, t):
                                          for v in shares.values())))
 
 
+def check_gzip(results, t):
+    gz = results.get("gzip", {})
+    mine, ratio_ = gz.get("percore", {}).get("cpu_us_per_kib"), gz.get("ratio")
+    return ("-" if mine is None else f"{mine:.2f} us CPU/KiB ({fmt_ratio(ratio_)} nginx)",
+            None if ratio_ is None else ratio_ <= t["max_cpu_ratio"])
+
+
 CHECKS = {
     "vs_nginx": check_vs_nginx,
     "vs_nginx_and_cpu": check_vs_nginx_and_cpu,
@@ -185,6 +192,7 @@ CHECKS = {
     "deferred": check_deferred,
     "slow_readers": check_slow_readers,
     "loop_shares": check_loop_shares,
+    "gzip": check_gzip,
 }
 
 

@@ -16,11 +16,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def http_get(port, path="/", timeout=3.0):
-    """One GET over a fresh connection; returns (status, body)."""
+def http_get(port, path="/", timeout=3.0, headers=()):
+    """One GET over a fresh connection; returns (status, body), or with `headers` (extra request
+    fields) (status, body, response head)."""
+    extra = "".join(f"{h}\r\n" for h in headers)
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-                  .encode())
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{extra}"
+                  "\r\n".encode())
         data = b""
         while True:
             chunk = s.recv(65536)
@@ -29,6 +31,8 @@ def http_get(port, path="/", timeout=3.0):
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
+    if headers:
+        return status, body, head.decode(errors="replace")
     return status, body.decode(errors="replace")
 
 
@@ -98,10 +102,12 @@ class Listening(Server):
 class Percore(Listening):
     name = "percore"
 
-    def __init__(self, children, binary, tmp, cpus, backend, pin_cpus, label="percore"):
+    def __init__(self, children, binary, tmp, cpus, backend, pin_cpus, label="percore",
+                 extra_args=()):
         args = [str(binary), "--port", "0", "--address", "127.0.0.1", "--backend", backend]
         if cpus is not None:
             args += ["--cpus", cpus]
+        args += list(extra_args)
         super().__init__(children, label, args, tmp, pin_cpus)
 
 
@@ -140,6 +146,17 @@ http {{
       default_type text/plain;
       return 200 "Hello World!";
     }}
+    # As hello_cores --static {www}: files under /files/, gzipped at zlib level 6 from 1 KiB.
+    location /files/ {{
+      alias {www}/;
+      types {{ text/plain txt; }}
+      etag on;
+      gzip on;
+      gzip_types text/plain;
+      gzip_comp_level 6;
+      gzip_min_length 1024;
+      gzip_vary on;
+    }}
   }}
 }}
 """
@@ -175,7 +192,8 @@ class Nginx(Server):
             self.port = free_port()
             self.conf = self.dir / "nginx.conf"
             self.conf.write_text(NGINX_CONF.format(workers=self.workers, affinity=affinity,
-                                                   nofile=nofile, tmp=self.dir, port=self.port))
+                                                   nofile=nofile, tmp=self.dir, port=self.port,
+                                                   www=tmp / "www"))
             self.cmd = []
             if pin_cpus is not None:
                 self.cmd += ["taskset", "-c", pin_cpus]

@@ -361,7 +361,9 @@ void Loop::OnReceived(ConnectionState* c, std::string_view bytes) {
     // io_uring: a multishot receive goes on delivering until its cancel reaches the kernel,
     // so bytes come while paused. They wait here, not in the session, or a client that sends
     // requests and reads no answer would make the session answer them all (the output limit
-    // would hold only for epoll, which simply stops reading).
+    // would hold only for epoll, which simply stops reading). A resume may be queued after the
+    // output was sent and given back: the bytes need a fresh one.
+    if (c->output == nullptr) TakeOutput(c);
     c->output->unread.append(bytes);
     return;
   }

@@ -74,6 +74,8 @@ std::string_view ReasonPhrase(int status) {
       return "URI Too Long";
     case 415:
       return "Unsupported Media Type";
+    case 416:
+      return "Range Not Satisfiable";
     case 417:
       return "Expectation Failed";
     case 422:
@@ -299,27 +301,22 @@ void Response::Json(const nlohmann::json& value) {
       .Send(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
-bool Response::Compressible() const {
+bool Response::Negotiate(uint64_t length) {
   // The Content-Type line's value, or the default type.
   const std::string_view type =
       type_length_ != 0 ? std::string_view(*fields_).substr(type_offset_ + 14, type_length_ - 16)
                         : std::string_view("text/plain");
-  return !head_ && status_ != 204 && status_ != 304 && status_ != 206 && IsCompressible(type) &&
-         FindField("content-encoding") == std::string::npos;
-}
-
-std::string_view Response::MaybeCompress(std::string_view body) {
   // A body this small is never compressed, for any client: nothing varies (nginx's rule too).
-  if (body.size() < compress_->min_bytes || !Compressible()) return body;
+  if (length < compress_->min_bytes || status_ == 204 || status_ == 206 || !IsCompressible(type) ||
+      FindField("content-encoding") != std::string::npos) {
+    return false;
+  }
   // Whether a cache may give this answer to a client depends on its Accept-Encoding, whether
-  // or not this one was compressed.
+  // or not this one is compressed; HEAD says so as GET would.
   Vary("Accept-Encoding");
-  if (!gzip_accepted_) return body;
-  std::string* zipped = session_->Gzip(body, compress_->level);
-  if (zipped == nullptr || zipped->size() >= body.size()) return body;
-  fields_->append("Content-Encoding: gzip\r\n");
+  if (!gzip_accepted_ || head_) return false;
   // The gzipped bytes are not the file's: a strong validator would claim they are (RFC 9110
-  // 8.8.3), so it becomes weak, as nginx makes it.
+  // 8.8.3), so it becomes weak, as nginx makes it; a 304 carries the validator the 200 had.
   if (const size_t etag = FindField("etag"); etag != std::string::npos) {
     const size_t value = fields_->find_first_not_of(' ', fields_->find(':', etag) + 1);
     if (fields_->compare(value, 2, "W/") != 0) {
@@ -327,7 +324,7 @@ std::string_view Response::MaybeCompress(std::string_view body) {
       if (type_length_ != 0 && type_offset_ > etag) type_offset_ += 2;
     }
   }
-  return *zipped;
+  return status_ != 304;
 }
 
 bool Response::AppendHead(Framing framing, uint64_t length, bool empty_body) {
@@ -354,14 +351,36 @@ bool Response::AppendHead(Framing framing, uint64_t length, bool empty_body) {
   } else if (http10_keep_alive_) {
     out.append("Connection: keep-alive\r\n");
   }
-  out.append(*fields_);
+  if (no_body && type_length_ != 0) {
+    // No representation: its type would only mislead (RFC 9110 15.4.5 lists what a 304 says).
+    out.append(std::string_view(*fields_).substr(0, type_offset_));
+    out.append(std::string_view(*fields_).substr(type_offset_ + type_length_));
+  } else {
+    out.append(*fields_);
+  }
   out.append("\r\n");
   return !head_ && !no_body;
 }
 
+void Response::SendCompressed(std::string_view body) {
+  std::string* zipped = session_->Gzip(body, compress_->level);
+  if (zipped != nullptr && zipped->size() < body.size()) {
+    fields_->append("Content-Encoding: gzip\r\n");
+    body = *zipped;
+  }  // else as it is: the weak ETag is still true
+  sent_ = true;
+  if (AppendHead(Framing::kLength, body.size(), body.empty())) out_->append(body);
+  // The loop keeps its gzip buffer for small answers; a large one goes (libstdc++ keeps a
+  // string's buffer on clear() and on assigning an empty string, not on swap).
+  if (zipped != nullptr && zipped->capacity() > (256 << 10)) std::string().swap(*zipped);
+}
+
 void Response::Send(std::string_view body) {
   if (sent_) return;
-  if (compress_ != nullptr) body = MaybeCompress(body);
+  if (compress_ != nullptr && Negotiate(body.size())) {
+    SendCompressed(body);
+    return;
+  }
   sent_ = true;
   if (AppendHead(Framing::kLength, body.size(), body.empty())) out_->append(body);
 }
@@ -374,8 +393,7 @@ void Response::SendFile(int fd, uint64_t offset, uint64_t length) {
   // With Compress(), a file worth compressing is read and compressed as a whole body is (as
   // nginx's gzip module does), up to a bound; a bigger one goes as it is.
   constexpr uint64_t kMaxCompressedFile = 4 << 20;
-  if (compress_ != nullptr && length >= compress_->min_bytes && length <= kMaxCompressedFile &&
-      Compressible()) {
+  if (compress_ != nullptr && length <= kMaxCompressedFile && Negotiate(length)) {
     std::string body(length, '\0');
     const ssize_t n = pread(fd, body.data(), length, static_cast<off_t>(offset));
     close(fd);
@@ -384,7 +402,7 @@ void Response::SendFile(int fd, uint64_t offset, uint64_t length) {
       sent_ = true;
       return;
     }
-    Send(body);
+    SendCompressed(body);
     return;
   }
   sent_ = true;

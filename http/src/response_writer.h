@@ -29,6 +29,10 @@ class ResponseWriter {
   // Whether the connection must close after this response (the request asked, or the handler
   // set "Connection: close").
   static bool Closes(const Response& r) { return r.close_; }
+  // Compress(): Vary and ETag for a 304 answered for a representation of `length` bytes.
+  static void NegotiateNotModified(Response& r, uint64_t length) {
+    if (r.compress_ != nullptr) r.Negotiate(length);
+  }
   // Drops the status and fields set so far (not what the request decided: HEAD, close).
   static void Clear(Response& r) {
     r.fields_->clear();

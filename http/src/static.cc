@@ -13,6 +13,7 @@
 
 #include "codec.h"
 #include "percore/http/middleware.h"
+#include "response_writer.h"
 
 namespace percore::http {
 namespace {
@@ -119,7 +120,10 @@ void StaticRoot::Serve(const Request& req, Response& res, const Next& next) cons
   if (S_ISDIR(st.st_mode)) {
     if (req.path().empty() || req.path().back() != '/') {
       close(fd);
-      std::string location(req.path());
+      // One leading slash: "//sub/" would be a protocol-relative URL, to the host "sub".
+      std::string_view path = req.path();
+      while (path.size() > 1 && path[1] == '/') path.remove_prefix(1);
+      std::string location(path);
       location.push_back('/');
       if (!req.query().empty()) {
         location.push_back('?');
@@ -138,8 +142,9 @@ void StaticRoot::Serve(const Request& req, Response& res, const Next& next) cons
     }
     fd = index;
     name = options_.index;
-  } else if (!S_ISREG(st.st_mode)) {
-    close(fd);  // a device, a FIFO, a socket: never served
+  } else if (!S_ISREG(st.st_mode) || decoded.ends_with('/') || decoded.ends_with("/.")) {
+    // A device, a FIFO, a socket: never served. "a.txt/" names a directory, as for open().
+    close(fd);
     next();
     return;
   } else {
@@ -155,8 +160,10 @@ void StaticRoot::SendFile(const Request& req, Response& res, int fd, const struc
   AppendEtag(st.st_mtim.tv_sec, size, &etag);
   AppendHttpDate(st.st_mtim.tv_sec, &modified);
   res.Set("ETag", etag).Set("Last-Modified", modified).Set("Accept-Ranges", "bytes");
-  if (options_.max_age >= 0)
+  if (options_.max_age >= 0) {
     res.Set("Cache-Control", "public, max-age=" + std::to_string(options_.max_age));
+  }
+  res.Type(MimeTypeFor(name));
   // RFC 9110 13.2.2: If-None-Match first; If-Modified-Since only without it.
   bool not_modified = false;
   if (const std::string_view inm = req.Header("if-none-match"); !inm.empty()) {
@@ -167,10 +174,11 @@ void StaticRoot::SendFile(const Request& req, Response& res, int fd, const struc
   }
   if (not_modified) {
     close(fd);
-    res.Status(304).Send("");
+    res.Status(304);
+    ResponseWriter::NegotiateNotModified(res, size);  // the ETag and Vary the 200 would have
+    res.Send("");
     return;
   }
-  res.Type(MimeTypeFor(name));
   uint64_t first = 0, length = size;
   // If-Range (RFC 9110 13.1.5): the range only if the client's copy is this one.
   const std::string_view if_range = req.Header("if-range");
@@ -185,7 +193,10 @@ void StaticRoot::SendFile(const Request& req, Response& res, int fd, const struc
     }
     case RangeResult::kUnsatisfiable:
       close(fd);
-      res.Status(416).Set("Content-Range", "bytes */" + std::to_string(size)).Send("");
+      res.Status(416)
+          .Set("Content-Range", "bytes */" + std::to_string(size))
+          .Type("text/plain; charset=utf-8")
+          .Send("Range Not Satisfiable\n");
       return;
     case RangeResult::kNone:
     case RangeResult::kIgnore:

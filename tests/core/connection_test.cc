@@ -15,8 +15,6 @@
 #include "gtest/gtest.h"
 #include "loop.h"
 #include "percore/protocol.h"
-#include "connection_state.h"
-#include "loop.h"
 #include "percore/testing/harness.h"
 
 namespace percore {
@@ -145,6 +143,22 @@ TEST_F(ConnectionTest, OutputPastTheLimitPausesReadingUntilSent) {
   SendAll(c);
   EXPECT_FALSE(c->paused);
   EXPECT_TRUE(c->resume_queued) << "the rest goes to the session on the next iteration";
+}
+
+TEST_F(ConnectionTest, BytesBetweenTheLastSendAndTheResumeWaitForIt) {
+  // The output is sent and given back to the pool, the resume is queued for the next
+  // iteration, and bytes come first (epoll reads right after it writes): they wait for the
+  // resume, in order, in a fresh output (a null one crashed the loop).
+  ConnectionState* c = Accept();
+  loop().OnReceived(c, std::string(20, 'x'));
+  ASSERT_TRUE(c->paused);
+  SendAll(c);
+  ASSERT_TRUE(c->resume_queued);
+  ASSERT_EQ(c->output, nullptr) << "given back once sent";
+  loop().OnReceived(c, "after");
+  ASSERT_NE(c->output, nullptr);
+  EXPECT_EQ(c->output->unread, "after");
+  EXPECT_EQ(c->pending_output(), 0u) << "not echoed before the resume";
 }
 
 TEST_F(ConnectionTest, SessionThatTakesNothingIsHeldUntilResume) {

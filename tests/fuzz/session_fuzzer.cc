@@ -5,15 +5,17 @@
 // the loop meets the next (ASan and UBSan watch memory on the way).
 //
 // Input: 4 bytes that seed the split sizes, then the bytes the client sends.
+#include <fuzzer/FuzzedDataProvider.h>
+#include <sys/stat.h>
+
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <string_view>
-
-#include <fuzzer/FuzzedDataProvider.h>
 
 #include "percore/http/app.h"
 #include "percore/testing/harness.h"
@@ -27,6 +29,28 @@ using percore::http::Request;
 using percore::http::Response;
 using percore::testing::LoopHarness;
 
+// A directory with a file and a subdirectory for Static(), made once per fuzzing process and
+// removed when it exits (libFuzzer ends with exit()).
+std::string static_root;
+
+std::string StaticRoot() {
+  char dir[] = "/tmp/percore-fuzz-static-XXXXXX";
+  if (mkdtemp(dir) == nullptr) std::abort();
+  static_root = dir;
+  const std::string& root = static_root;
+  std::atexit([] {
+    std::remove((static_root + "/a.txt").c_str());
+    std::remove((static_root + "/sub").c_str());
+    std::remove(static_root.c_str());
+  });
+  std::FILE* f = std::fopen((root + "/a.txt").c_str(), "w");
+  if (f == nullptr) std::abort();
+  std::fputs("static file contents, long enough to be compressed\n", f);
+  std::fclose(f);
+  mkdir((root + "/sub").c_str(), 0755);
+  return root;
+}
+
 LoopHarness& Harness() {
   // Small limits, so that short inputs reach them.
   static LoopHarness* harness = [] {
@@ -36,6 +60,22 @@ LoopHarness& Harness() {
     options.max_header_bytes = 256;
     options.max_discard_bytes = 64;
     App app(options);
+    // The application layer around the routes: middleware, errors, decoding, files.
+    app.Use(percore::http::Compress({.min_bytes = 16, .level = 1}));
+    app.Use(percore::http::Cors({.origins = {"https://a.example"}}));
+    app.Use("/s", percore::http::Static(StaticRoot()));
+    app.OnError([](const Request& req, Response& res, const percore::http::Error& e) {
+      if (e.status == 404) res.Status(404).Json({{"path", req.path()}});
+    });
+    app.Get("/q", [](const Request& req, Response& res) {
+      std::string out(req.Query("a"));
+      for (std::string_view v : req.QueryAll("b")) out.append(",").append(v);
+      res.Cookie("c", "1").Vary("Cookie").Send(out + " " + std::string(req.Cookie("s")));
+    });
+    app.Get("/w/*", [](const Request& req, Response& res) { res.Send(req.Param("*")); });
+    app.Get("/d/:n(\\d+)/:o?", [](const Request& req, Response& res) {
+      res.Send(std::string(req.Param("n")) + std::string(req.Param("o")));
+    });
     app.Get("/", [](const Request&, Response& res) { res.Send("Hello World!"); });
     app.All("/echo", [](const Request& req, Response& res) { res.Send(req.body()); });
     app.Get("/users/:id", [](const Request& req, Response& res) {
@@ -59,8 +99,8 @@ LoopHarness& Harness() {
           });
         },
         streamed);
-    app.Post("/refuse", [](const Request&, Response& res) { res.Status(401).Send("no"); },
-             streamed);
+    app.Post(
+        "/refuse", [](const Request&, Response& res) { res.Status(401).Send("no"); }, streamed);
     return new LoopHarness(*app.Factory());
   }();
   return *harness;

@@ -7,8 +7,8 @@
 
 #include "gtest/gtest.h"
 #include "percore/http/app.h"
-#include "response_writer.h"
 #include "percore/testing/harness.h"
+#include "response_writer.h"
 #include "support/test_client.h"
 
 namespace percore::http {

@@ -120,11 +120,12 @@ class Response {
   bool AppendHead(Framing framing, uint64_t length, bool empty_body);
   // The field line `name` starts at in fields_, or npos.
   size_t FindField(std::string_view name) const;
-  // Whether this answer's type and status are worth compressing (Compress()).
-  bool Compressible() const;
-  // With a compressing middleware: gzips `body` into `scratch` if it is worth it (and sets
-  // Content-Encoding and Vary); returns the body to send.
-  std::string_view MaybeCompress(std::string_view body);
+  // With Compress(): sets what a cache needs for a body of `length` bytes (Vary; a weak ETag
+  // when gzipped) and says whether to gzip it. For a 304 too, which carries the validators the
+  // 200 would have (RFC 9110 15.4.5).
+  bool Negotiate(uint64_t length);
+  // Writes the response with `body` gzipped (as it is, if gzip would not make it smaller).
+  void SendCompressed(std::string_view body);
 
   std::string* out_;
   std::string* fields_;  // extra header fields, a loop-owned scratch buffer
