@@ -16,6 +16,18 @@ def free_port():
         return s.getsockname()[1]
 
 
+def dechunk(data):
+    """The body of a chunked message body (no trailer fields expected)."""
+    out, at = b"", 0
+    while True:
+        eol = data.index(b"\r\n", at)
+        size = int(data[at:eol].split(b";")[0], 16)
+        if size == 0:
+            return out
+        out += data[eol + 2:eol + 2 + size]
+        at = eol + 2 + size + 2
+
+
 def http_get(port, path="/", timeout=3.0, headers=()):
     """One GET over a fresh connection; returns (status, body), or with `headers` (extra request
     fields) (status, body, response head)."""
@@ -32,6 +44,8 @@ def http_get(port, path="/", timeout=3.0, headers=()):
     head, _, body = data.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
     if headers:
+        if b"\r\ntransfer-encoding: chunked" in head.lower():
+            body = dechunk(body)
         return status, body, head.decode(errors="replace")
     return status, body.decode(errors="replace")
 

@@ -21,6 +21,10 @@
 #include "response_writer.h"
 
 namespace percore::http {
+
+// Literal appends with their length known at compile time: append(const char*) calls strlen
+// once the compiler stops inlining it.
+using namespace std::string_view_literals;
 namespace {
 
 // While draining, how long an idle keep-alive connection stays open for a request already on its
@@ -244,13 +248,12 @@ class RequestBuilder {
     r.session_ = &session;
   }
   static void SetParams(Request& r, std::span<const RouteParam> params) { r.params_ = params; }
-  static void SetBase(const Request& r, std::string_view base) { r.base_path_ = base; }
   // Whether the route's parameters and the query decode (a handler would get garbage).
   static bool ValidEncoding(const Request& r) {
     for (const RouteParam& p : r.params_) {
       if (!ValidPercentEncoding(p.value)) return false;
     }
-    return ValidPercentEncoding(r.query_);
+    return r.query_.empty() || ValidPercentEncoding(r.query_);
   }
 };
 
@@ -402,7 +405,8 @@ HttpProtocol::HttpProtocol(std::shared_ptr<const AppConfig> config, Worker& work
       worker_(worker),
       header_timeout_ms_(absl::ToInt64Milliseconds(config_->options.header_timeout)),
       body_timeout_ms_(absl::ToInt64Milliseconds(config_->options.body_timeout)),
-      idle_timeout_ms_(absl::ToInt64Milliseconds(config_->options.idle_timeout)) {
+      idle_timeout_ms_(absl::ToInt64Milliseconds(config_->options.idle_timeout)),
+      proxy_protocol_(config_->options.proxy_protocol) {
   llhttp_settings_init(&settings_);
   settings_.on_message_begin = &Callbacks::OnMessageBegin;
   settings_.on_method = &Callbacks::OnMethod;
@@ -494,7 +498,7 @@ void HttpProtocol::GiveBack(std::unique_ptr<MessageState> st) {
 HttpSession::HttpSession(HttpProtocol& protocol, Connection& conn) : protocol_(protocol) {
   llhttp_init(&parser_, HTTP_REQUEST, &protocol.settings_);
   parser_.data = this;
-  if (protocol.config_->options.proxy_protocol) proxy_ = std::make_unique<ProxyState>();
+  if (protocol.proxy_protocol_) protocol.proxies_.try_emplace(this);
   // Until the first byte of a request, a connection is idle.
   conn.SetDeadline(conn.worker().now_ms() + protocol.idle_timeout_ms_);
 }
@@ -563,7 +567,7 @@ int HttpSession::OnHeadersComplete() {
     return st.conn->closing() ? HPE_PAUSED : HPE_OK;
   }
   if (st.expect_continue && parser_.http_minor == 1) {
-    st.conn->output().append("HTTP/1.1 100 Continue\r\n\r\n");
+    st.conn->output().append("HTTP/1.1 100 Continue\r\n\r\n"sv);
   }
   return HPE_OK;
 }
@@ -756,7 +760,6 @@ void HttpSession::RunRoute(void* context) {
   const Request& req = *d.req;
   Response& res = *d.res;
   if (d.route->handler != nullptr) {
-    RequestBuilder::SetBase(req, {});
     (*d.route->handler)(req, res);
   } else if (d.route->path_known || req.target() == "*") {
     h.allow_.clear();
@@ -823,9 +826,9 @@ void HttpSession::SendError(const Request& req, Response& res, const Error& erro
 
 void HttpSession::LogResponse(std::string_view method, std::string_view path, int status) {
   HttpProtocol& h = protocol_;
-  h.log_.append("Request handled by worker ");
+  h.log_.append("Request handled by worker "sv);
   AppendDecimal(h.log_, static_cast<size_t>(h.worker_.id()));
-  h.log_.append(": ");
+  h.log_.append(": "sv);
   h.log_.append(method);
   if (!path.empty()) {
     h.log_.push_back(' ');
@@ -918,7 +921,7 @@ bool HttpSession::WritePart(PendingAnswer& pending, std::string_view chunk) {
       out.append(size,
                  static_cast<size_t>(std::snprintf(size, sizeof(size), "%zx\r\n", chunk.size())));
       out.append(chunk);
-      out.append("\r\n");
+      out.append("\r\n"sv);
     } else {
       out.append(chunk);
     }
@@ -932,7 +935,7 @@ void HttpSession::EndParts(PendingAnswer& pending) {
   Connection& conn = *pending.conn;
   Response& res = pending.response;
   const bool body = !res.head_ && res.status() != 204 && res.status() != 304;
-  if (pending.chunked && body) conn.output().append("0\r\n\r\n");
+  if (pending.chunked && body) conn.output().append("0\r\n\r\n"sv);
   // A body shorter than its Content-Length, or one that ends with the connection.
   const bool short_body = body && pending.length.has_value() && pending.written != *pending.length;
   FinishAnswer(pending, res.close_ || short_body);
@@ -946,7 +949,10 @@ void HttpSession::OnWritable(Connection& conn) {
   fn();
 }
 
-HttpSession::~HttpSession() { AbortPending(); }
+HttpSession::~HttpSession() {
+  AbortPending();
+  if (protocol_.proxy_protocol_) protocol_.proxies_.erase(this);
+}
 
 void HttpSession::AbortPending() {
   PendingAnswer* pending = Pending();
@@ -1002,9 +1008,14 @@ std::string* HttpSession::Gzip(std::string_view body, int level) {
 
 PeerAddress HttpSession::Client(const Request& req) const {
   PeerAddress from;
-  if (proxy_ != nullptr && !proxy_->header.local) {
-    from.ip = proxy_->header.source_ip;
-    from.port = proxy_->header.source_port;
+  const ProxyState* proxy = nullptr;
+  if (protocol_.proxy_protocol_) {
+    auto it = protocol_.proxies_.find(this);
+    if (it != protocol_.proxies_.end()) proxy = &it->second;
+  }
+  if (proxy != nullptr && !proxy->header.local) {
+    from.ip = proxy->header.source_ip;
+    from.port = proxy->header.source_port;
   } else {
     from = req.peer();
   }
@@ -1020,8 +1031,7 @@ PeerAddress HttpSession::Client(const Request& req) const {
   return PeerAddress{std::string(client), 0};
 }
 
-size_t HttpSession::TakeProxyHeader(Connection& conn, std::string_view bytes) {
-  ProxyState& p = *proxy_;
+size_t HttpSession::TakeProxyHeader(ProxyState& p, Connection& conn, std::string_view bytes) {
   const size_t before = p.held.size();  // header bytes of earlier reads
   if (before != 0) p.held.append(bytes);
   size_t consumed = 0;
@@ -1101,7 +1111,7 @@ void HttpSession::ReadBody(PendingAnswer& pending, std::function<void(std::strin
   pending.on_body = std::move(fn);
   if (st.expect_continue && st.in_message) {
     st.expect_continue = false;
-    if (parser_.http_minor == 1) pending.conn->output().append("HTTP/1.1 100 Continue\r\n\r\n");
+    if (parser_.http_minor == 1) pending.conn->output().append("HTTP/1.1 100 Continue\r\n\r\n"sv);
   }
   ContinueBody(pending);
 }
@@ -1172,10 +1182,13 @@ void HttpSession::KeepUnfinished(const char* end) {
 
 size_t HttpSession::OnData(Connection& conn, std::string_view bytes) {
   HttpProtocol& h = protocol_;
-  if (proxy_ != nullptr && !proxy_->done) {
-    const size_t taken = TakeProxyHeader(conn, bytes);
-    if (!proxy_->done || taken == bytes.size()) return taken;
-    return taken + OnData(conn, bytes.substr(taken));
+  if (h.proxy_protocol_) {
+    ProxyState& proxy = h.proxies_[this];
+    if (!proxy.done) {
+      const size_t taken = TakeProxyHeader(proxy, conn, bytes);
+      if (!proxy.done || taken == bytes.size()) return taken;
+      return taken + OnData(conn, bytes.substr(taken));
+    }
   }
   if (PendingAnswer* pending = Pending(); pending != nullptr) {
     // Bytes after a request whose answer is to come wait with the loop; so does a streamed
@@ -1257,9 +1270,9 @@ void HttpSession::Reject(Connection& conn, int status) {
     AppendErrorResponse(conn.output(), status, h.date_.line());
     CountResponse(status);
     if (h.config_->options.log_requests) {
-      h.log_.append("Request rejected by worker ");
+      h.log_.append("Request rejected by worker "sv);
       AppendDecimal(h.log_, static_cast<size_t>(h.worker_.id()));
-      h.log_.append(": ");
+      h.log_.append(": "sv);
       AppendDecimal(h.log_, static_cast<size_t>(status));
       h.log_.push_back('\n');
     }

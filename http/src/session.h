@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "client_address.h"
 #include "date_cache.h"
 #include "gzip.h"
@@ -152,6 +153,13 @@ struct PendingAnswer {
   bool chunked = false;
 };
 
+// What the PROXY protocol header of a connection said (HttpOptions::proxy_protocol).
+struct ProxyState {
+  std::string held;  // the header's bytes so far, once it spans reads
+  ProxyHeader header;
+  bool done = false;
+};
+
 // The per-loop half: the Date line, the request log, buffers lent to one call at a time.
 class HttpProtocol final : public percore::Protocol {
  public:
@@ -187,6 +195,10 @@ class HttpProtocol final : public percore::Protocol {
   // A deferred answer is kept alive until the handler's chain returns: its Response may
   // still be used (OnFinish after next()).
   std::shared_ptr<PendingAnswer> deferring_;
+  // HttpOptions::proxy_protocol: each connection's header, here rather than in every session
+  // (an idle connection's memory is the session's).
+  const bool proxy_protocol_;
+  absl::flat_hash_map<const HttpSession*, ProxyState> proxies_;
   std::unique_ptr<Gzip> gzip_;  // made on first use
   std::string gzipped_;
   std::string allow_;
@@ -205,7 +217,7 @@ class HttpSession final : public percore::Session {
   void OnDrain(Connection& conn) override;
   // Not with a PROXY protocol header read: a fresh session would wait for another.
   bool Idle() const override {
-    return proxy_ == nullptr && (state_ == nullptr || (!InMessage() && !Pending()));
+    return !protocol_.proxy_protocol_ && (state_ == nullptr || (!InMessage() && !Pending()));
   }
   ~HttpSession() override;
 
@@ -232,14 +244,9 @@ class HttpSession final : public percore::Session {
   PeerAddress Client(const Request& req) const;
 
  private:
-  struct ProxyState {
-    std::string held;  // the header's bytes so far, once it spans reads
-    ProxyHeader header;
-    bool done = false;
-  };
   // HttpOptions::proxy_protocol: takes the PROXY header off the start of the connection;
   // returns the bytes of `bytes` it took.
-  size_t TakeProxyHeader(Connection& conn, std::string_view bytes);
+  size_t TakeProxyHeader(ProxyState& proxy, Connection& conn, std::string_view bytes);
   // The end of the middleware chain: the route's handler, or 404, 405 or OPTIONS.
   static void RunRoute(void* dispatch);
   // Answers `error` through the error hook, or with the default answer.
@@ -283,7 +290,6 @@ class HttpSession final : public percore::Session {
   llhttp_t parser_;
   // While a read is parsed, a message spans reads, or an answer is deferred.
   std::unique_ptr<MessageState> state_;
-  std::unique_ptr<ProxyState> proxy_;  // with HttpOptions::proxy_protocol
 };
 
 }  // namespace percore::http
