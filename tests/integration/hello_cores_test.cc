@@ -1064,6 +1064,97 @@ TEST(HelloCoresTest, StatsPrintsAPerWorkerTable) {
   EXPECT_TRUE(std::regex_search(text, std::regex("\n +1 +[0-9]+ +[0-9]+ +[0-9]+ +0\n"))) << text;
 }
 
+// The application layer from outside: one loop, the default backend.
+TEST(HelloCoresAppTest, JsonIpAndAJson404) {
+  HelloCores child;
+  const int port = StartServer(child, Flags({"--threads", "1"}));
+  if (port == 0) return;
+  std::optional<HttpResponse> json = Fetch(port, Get("/json"));
+  ASSERT_TRUE(json.has_value());
+  EXPECT_EQ(json->Header("content-type"), "application/json");
+  EXPECT_EQ(json->body, R"({"message":"Hello, World!"})");
+  std::optional<HttpResponse> missing = Fetch(port, Get("/no/such/page"));
+  ASSERT_TRUE(missing.has_value());
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_EQ(missing->body, R"({"error":"not found","path":"/no/such/page"})");
+  // Without --trust_proxy, X-Forwarded-For is anybody's word: the peer is the client.
+  std::optional<HttpResponse> ip =
+      Fetch(port, "GET /ip HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n");
+  ASSERT_TRUE(ip.has_value());
+  EXPECT_NE(ip->body.find(R"("client":"127.0.0.1")"), std::string::npos) << ip->body;
+}
+
+TEST(HelloCoresAppTest, TrustedProxyNamesTheClient) {
+  HelloCores child;
+  const int port = StartServer(child, Flags({"--threads", "1", "--trust_proxy", "127.0.0.1/32"}));
+  if (port == 0) return;
+  std::optional<HttpResponse> ip = Fetch(
+      port, "GET /ip HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 198.51.100.1, 203.0.113.9\r\n\r\n");
+  ASSERT_TRUE(ip.has_value());
+  EXPECT_NE(ip->body.find(R"("client":"203.0.113.9")"), std::string::npos) << ip->body;
+  EXPECT_NE(ip->body.find(R"("peer":"127.0.0.1")"), std::string::npos) << ip->body;
+}
+
+TEST(HelloCoresAppTest, ProxyProtocolNamesTheClientAndIsRequired) {
+  HelloCores child;
+  const int port = StartServer(child, Flags({"--threads", "1", "--proxy_protocol"}));
+  if (port == 0) return;
+  std::optional<HttpResponse> ip = Fetch(port,
+                                         "PROXY TCP4 198.51.100.4 127.0.0.1 4000 80\r\n"
+                                         "GET /ip HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(ip.has_value());
+  EXPECT_EQ(ip->body, R"({"client":"198.51.100.4","peer":"127.0.0.1","port":4000})");
+  // A connection that does not start with the header is closed unanswered.
+  Socket plain(ConnectLocal(port));
+  ASSERT_TRUE(plain.ok());
+  ASSERT_TRUE(SendAll(plain.fd(), Get("/")));
+  EXPECT_EQ(percore::testing::ReadUntilClose(plain.fd(), kReadTimeout), "");
+}
+
+TEST(HelloCoresAppTest, StaticFilesAreServedAndCompressed) {
+  char dir[] = "/tmp/percore-hello-static-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/page.txt";
+  std::string text;
+  for (int i = 0; i < 200; ++i) text += "line " + std::to_string(i) + " of a page of text\n";
+  {
+    const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+    close(fd);
+  }
+  HelloCores child;
+  const int port = StartServer(child, Flags({"--threads", "1", "--static", dir}));
+  if (port != 0) {
+    std::optional<HttpResponse> plain = Fetch(port, Get("/files/page.txt"));
+    ASSERT_TRUE(plain.has_value());
+    EXPECT_EQ(plain->status, 200);
+    EXPECT_EQ(plain->body, text);
+    EXPECT_EQ(plain->Header("content-type"), "text/plain; charset=utf-8");
+    EXPECT_EQ(plain->Header("vary"), "Accept-Encoding");
+    std::optional<HttpResponse> zipped =
+        Fetch(port, "GET /files/page.txt HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n");
+    ASSERT_TRUE(zipped.has_value());
+    EXPECT_EQ(zipped->Header("content-encoding"), "gzip");
+    EXPECT_LT(zipped->body.size(), text.size() / 2);
+    EXPECT_TRUE(zipped->body.starts_with("\x1f\x8b")) << "a gzip member";
+    std::optional<HttpResponse> out = Fetch(port, Get("/files/%2e%2e/%2e%2e/etc/passwd"));
+    ASSERT_TRUE(out.has_value());
+    EXPECT_EQ(out->status, 403);
+  }
+  unlink(path.c_str());
+  rmdir(dir);
+}
+
+TEST(HelloCoresTest, MissingStaticDirectoryIsRejected) {
+  ExpectStartUpFailure(Flags({"--static", "/nonexistent-percore-dir"}),
+                       {"static", "/nonexistent-percore-dir"});
+}
+
+TEST(HelloCoresTest, BadTrustedProxyIsRejected) {
+  ExpectStartUpFailure(Flags({"--trust_proxy", "10.0.0.0/99"}), {"trust_proxy", "10.0.0.0/99"});
+}
+
 TEST(HelloCoresTest, ZeroThreadsIsRejected) {
   ExpectStartUpFailure(Flags({"--threads", "0"}), {"threads"});
 }
