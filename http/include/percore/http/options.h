@@ -45,7 +45,9 @@ struct HttpOptions {
   // Every connection starts with a PROXY protocol header, version 1 or 2 (HAProxy's
   // `send-proxy`/`send-proxy-v2`, nginx's `proxy_protocol on`), whose source address is the
   // client's; a connection without a valid one is closed unanswered. Only for a port no client
-  // reaches but the proxy: whoever connects can say what address it likes.
+  // reaches but the proxy: whoever connects can say what address it likes. (A loop that dies
+  // closes such connections even when idle, instead of handing them to its replacement, which
+  // would wait for a header that was already read.)
   bool proxy_protocol = false;
 };
 

@@ -58,7 +58,8 @@ class TestClient {
     // A Host field is added to requests that have none.
     std::string host = "test";
   };
-  // Throws std::invalid_argument if the App's options are invalid.
+  // Serves a copy of `app`'s routes and options as they are now (routes added later are not
+  // seen). Throws std::invalid_argument if the App's options are invalid.
   explicit TestClient(const http::App& app);
   TestClient(const http::App& app, Options options);
   ~TestClient();
