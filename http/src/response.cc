@@ -151,9 +151,9 @@ Response& Response::Set(std::string_view name, std::string_view value) {
                                 "\" is managed by the server");
   }
   fields_->append(name);
-  fields_->append(": ");
+  fields_->append(": "sv);
   fields_->append(value);
-  fields_->append("\r\n");
+  fields_->append("\r\n"sv);
   return *this;
 }
 
@@ -161,9 +161,9 @@ Response& Response::Type(std::string_view content_type) {
   if (HasControl(content_type)) throw std::invalid_argument("invalid Content-Type");
   if (type_length_ != 0) fields_->erase(type_offset_, type_length_);  // the last call wins
   type_offset_ = fields_->size();
-  fields_->append("Content-Type: ");
+  fields_->append("Content-Type: "sv);
   fields_->append(content_type);
-  fields_->append("\r\n");
+  fields_->append("\r\n"sv);
   type_length_ = fields_->size() - type_offset_;
   return *this;
 }
@@ -192,9 +192,9 @@ Response& Response::Vary(std::string_view field) {
   }
   const size_t line = FindField("vary");
   if (line == std::string::npos) {
-    fields_->append("Vary: ");
+    fields_->append("Vary: "sv);
     fields_->append(field);
-    fields_->append("\r\n");
+    fields_->append("\r\n"sv);
     return *this;
   }
   const size_t end = fields_->find("\r\n", line);
@@ -299,11 +299,16 @@ void Response::Redirect(std::string_view location, int status) {
   Send(body);
 }
 
-void Response::Json(const nlohmann::json& value) {
-  // Invalid UTF-8 in a string is replaced rather than thrown about mid-answer.
-  Type("application/json")
-      .Send(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+namespace {
+
+// Invalid UTF-8 in a string is replaced rather than thrown about mid-answer.
+std::string JsonText(const nlohmann::json& value) {
+  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
+
+}  // namespace
+
+void Response::Json(const nlohmann::json& value) { Type("application/json").Send(JsonText(value)); }
 
 bool Response::Negotiate(uint64_t length) {
   // The Content-Type line's value, or the default type.
@@ -371,14 +376,12 @@ bool Response::Negotiate(uint64_t length) {
 void Response::SendCompressed(std::string_view body) {
   std::string* zipped = session_->Gzip(body, compress_->level);
   if (zipped != nullptr && zipped->size() < body.size()) {
-    fields_->append("Content-Encoding: gzip\r\n");
+    fields_->append("Content-Encoding: gzip\r\n"sv);
     body = *zipped;
   }  // else as it is: the weak ETag is still true
   sent_ = true;
   if (AppendHead(Framing::kLength, body.size(), body.empty())) out_->append(body);
-  // The loop keeps its gzip buffer for small answers; a large one goes (libstdc++ keeps a
-  // string's buffer on clear() and on assigning an empty string, not on swap).
-  if (zipped != nullptr && zipped->capacity() > (256 << 10)) std::string().swap(*zipped);
+  if (zipped != nullptr) KeepSmall(*zipped);
 }
 
 void Response::Send(std::string_view body) {
@@ -468,7 +471,7 @@ DeferredResponse& DeferredResponse::OnFinish(std::function<void(int status)> fn)
 
 void DeferredResponse::Json(const nlohmann::json& value) {
   Type("application/json");
-  Send(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  Send(JsonText(value));
 }
 
 void DeferredResponse::Send(std::string_view body) {

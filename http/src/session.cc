@@ -34,6 +34,15 @@ constexpr int64_t kDrainIdleCloseMs = 250;
 constexpr size_t kMaxPooledStates = 256;
 constexpr size_t kMaxPooledCapacity = 64 * 1024;
 
+}  // namespace
+
+void KeepSmall(std::string& s) {
+  // Swapped, not assigned: libstdc++ keeps its buffer when cleared or assigned a short string.
+  if (s.capacity() > kMaxPooledCapacity) std::string().swap(s);
+}
+
+namespace {
+
 std::string_view View(const char* base, Span span) {
   return std::string_view(base + span.offset, span.length);
 }
@@ -488,10 +497,8 @@ void HttpProtocol::GiveBack(std::unique_ptr<MessageState> st) {
   // nothing of it reaches the connection that takes it next.
   if (st->in_message || st->error_status != 0) st->Reset();
   // A large request's buffers are not worth keeping: the pool holds small ones.
-  for (std::string* s : {&st->held, &st->body}) {
-    // Swapped, not assigned: libstdc++ keeps its buffer when assigned a short string.
-    if (s->capacity() > kMaxPooledCapacity) std::string().swap(*s);
-  }
+  KeepSmall(st->held);
+  KeepSmall(st->body);
   state_pool_.push_back(std::move(st));
 }
 

@@ -33,6 +33,10 @@
 
 namespace percore::http {
 
+// Gives back the memory of a buffer the loop reuses (a pooled message state's, the gzip output)
+// once it has grown past what is worth keeping for the next request.
+void KeepSmall(std::string& s);
+
 // The immutable configuration every loop of one App shares.
 struct AppConfig {
   Router router;
