@@ -40,7 +40,7 @@
 ABSL_FLAG(int, port, 3000, "TCP port to listen on (0: any free port, printed at start-up)");
 ABSL_FLAG(std::string, address, "0.0.0.0", "address to listen on (IPv4 or IPv6 literal)");
 ABSL_FLAG(std::optional<int>, threads, std::nullopt,
-          "number of event loops (default: one per allowed CPU)");
+          "number of event loops (default: one per allowed CPU, capped by the cgroup CPU quota)");
 ABSL_FLAG(std::string, cpus, "", "CPUs to run loops on, like 0-3,6 (default: every allowed CPU)");
 ABSL_FLAG(std::string, backend, "auto",
           "auto (io_uring when it works here, else epoll), io_uring or epoll");
@@ -364,7 +364,13 @@ int main(int argc, char** argv) {
     fflush(stdout);
   };
   options.on_started = [](const percore::Engine& engine) {
-    printf("Supervisor %d is running\n", static_cast<int>(getpid()));
+    if (engine.loops_note().empty()) {
+      printf("Supervisor %d is running\n", static_cast<int>(getpid()));
+    } else {  // "... is running 1 loop (cgroup CPU quota 1.0 of 2 CPUs)"
+      printf("Supervisor %d is running %zu loop%s (%s)\n", static_cast<int>(getpid()),
+             engine.workers().size(), engine.workers().size() == 1 ? "" : "s",
+             engine.loops_note().c_str());
+    }
     if (!engine.backend_note().empty()) printf("%s\n", engine.backend_note().c_str());
     for (const percore::WorkerInfo& w : engine.workers()) {
       printf("Worker %d started on cpu %d (%s)\n", w.id, w.cpu,

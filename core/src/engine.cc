@@ -145,7 +145,8 @@ void Engine::Log(std::string_view line) const { LogLine(options_, line); }
 int Engine::LoopCount(const EngineOptions& options) {
   if (!options.listen_fds.empty()) return static_cast<int>(options.listen_fds.size());
   if (options.threads > 0) return options.threads;
-  std::vector<int> cpus = options.cpus.empty() ? AllowedCpus() : options.cpus;
+  if (options.cpus.empty()) return DefaultLoopCount().count;
+  std::vector<int> cpus = options.cpus;
   std::sort(cpus.begin(), cpus.end());
   return static_cast<int>(std::unique(cpus.begin(), cpus.end()) - cpus.begin());
 }
@@ -163,6 +164,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   cpus.erase(std::unique(cpus.begin(), cpus.end()), cpus.end());
   const int threads = LoopCount(options);
   std::unique_ptr<Engine> engine(new Engine(options, std::move(factory), threads));
+  if (options.threads == 0 && options.cpus.empty()) {  // also a guard's child, given listen_fds
+    DefaultLoops loops = DefaultLoopCount();
+    if (loops.count == threads) engine->loops_note_ = loops.Describe();
+  }
   for (int id = 0; id < threads; ++id) {
     engine->workers_.push_back(WorkerInfo{id, cpus[id % cpus.size()]});
     engine->stats_.worker(id).cpu = cpus[id % cpus.size()];

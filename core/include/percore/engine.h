@@ -50,7 +50,8 @@ class Engine {
   // Stops the loops and waits for them.
   ~Engine();
   // How many loops an engine made with `options` runs: one per listen_fds entry if given, else
-  // `threads`, else one per CPU in `cpus` (or in the process's affinity mask).
+  // `threads`, else one per CPU in `cpus`, else DefaultLoopCount() (percore/cpus.h): one per CPU
+  // in the process's affinity mask, capped by its cgroup's CPU quota.
   static int LoopCount(const EngineOptions& options);
 
   Engine(const Engine&) = delete;
@@ -98,6 +99,9 @@ class Engine {
   // Why BackendKind::kAuto fell back to epoll ("io_uring unavailable (io_uring_setup: Operation
   // not permitted); using epoll"); empty if it did not. Thread-safe.
   const std::string& backend_note() const { return backend_note_; }
+  // Why there are fewer loops than allowed CPUs when the cgroup CPU quota decided ("cgroup CPU
+  // quota 1.0 of 2 CPUs"); empty otherwise. Thread-safe.
+  const std::string& loops_note() const { return loops_note_; }
 
  private:
   struct Instance;
@@ -131,6 +135,7 @@ class Engine {
   int port_ = 0;
   BackendKind backend_ = BackendKind::kIoUring;  // resolved: never kAuto
   std::string backend_note_;
+  std::string loops_note_;
   std::vector<WorkerInfo> workers_;
   // The listener of each worker, index = loop id, shared by its instances; owned here.
   std::vector<int> listen_fds_;
