@@ -28,6 +28,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/numbers.h"
 #include "absl/time/time.h"
 #include "percore/cpus.h"
@@ -36,6 +37,7 @@
 #include "percore/http/app.h"
 #include "percore/http/health.h"
 #include "percore/http/middleware.h"
+#include "percore/version.h"
 
 ABSL_FLAG(int, port, 3000, "TCP port to listen on (0: any free port, printed at start-up)");
 ABSL_FLAG(std::string, address, "0.0.0.0", "address to listen on (IPv4 or IPv6 literal)");
@@ -47,9 +49,16 @@ ABSL_FLAG(std::string, backend, "auto",
 ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(30),
           "on SIGTERM/SIGINT, how long requests in flight may take before their connections are "
           "closed (a second signal stops at once)");
-ABSL_FLAG(absl::Duration, drain_delay, absl::ZeroDuration(),
-          "on SIGTERM/SIGINT, how long to keep accepting while readiness fails (for a load "
-          "balancer to notice) before draining");
+ABSL_FLAG(absl::Duration, drain_delay, absl::Seconds(10),
+          "on SIGTERM/SIGINT, the longest to keep serving while /readyz fails, for a load "
+          "balancer to take the host out (0: stop accepting at once); must cover the balancer's "
+          "check interval times its fall count");
+ABSL_FLAG(int, drain_checks, 3,
+          "a draining host is out of its load balancer once /readyz has failed this many times "
+          "(the balancer's fall count) and --drain_idle passed without another request");
+ABSL_FLAG(absl::Duration, drain_idle, absl::Seconds(1),
+          "a draining host stops accepting once no request but readiness checks came for this "
+          "long (and --drain_checks failed, if any check came)");
 ABSL_FLAG(bool, enable_fault_routes, false,
           "serve /crash (the serving loop dies), /stall?ms=N (the loop blocks N ms) and /abort "
           "(the process aborts): for tests and demos only");
@@ -218,6 +227,9 @@ int Serve(percore::http::App& app, const percore::EngineOptions& options) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("percore demo server: GET /, GET /worker, /echo");
+  absl::FlagsUsageConfig usage;  // --version (Abseil's own flag) prints this and exits 0
+  usage.version_string = [] { return std::string("hello_cores " PERCORE_VERSION "\n"); };
+  absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
 
   percore::EngineOptions options;
@@ -263,10 +275,8 @@ int main(int argc, char** argv) {
   }
   options.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
   options.drain_delay = absl::GetFlag(FLAGS_drain_delay);
-  if (options.shutdown_timeout <= absl::ZeroDuration() ||
-      options.drain_delay < absl::ZeroDuration()) {
-    return Fail("--shutdown_timeout must be > 0 and --drain_delay >= 0");
-  }
+  options.drain_checks = absl::GetFlag(FLAGS_drain_checks);
+  options.drain_idle = absl::GetFlag(FLAGS_drain_idle);
 
   percore::http::HttpOptions http;
   http.log_requests = absl::GetFlag(FLAGS_log_requests);

@@ -21,6 +21,7 @@
 #include "backoff.h"
 #include "clock.h"
 #include "control.h"
+#include "drain_watch.h"
 #include "epoll_backend.h"
 #include "io_uring_backend.h"
 #include "listener.h"
@@ -64,8 +65,10 @@ absl::Status Validate(const EngineOptions& o, const std::vector<int>& allowed) {
       o.send_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("tick_interval and send_timeout must be > 0");
   }
-  if (o.drain_delay < absl::ZeroDuration() || o.shutdown_timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("drain_delay must be >= 0 and shutdown_timeout > 0");
+  if (o.drain_delay < absl::ZeroDuration() || o.drain_idle < absl::ZeroDuration() ||
+      o.drain_checks < 0 || o.shutdown_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "drain_delay, drain_idle and drain_checks must be >= 0 and shutdown_timeout > 0");
   }
   if (o.restart_backoff <= absl::ZeroDuration() || o.max_restart_backoff < o.restart_backoff) {
     return absl::InvalidArgumentError("restart_backoff must be > 0 and <= max_restart_backoff");
@@ -141,6 +144,16 @@ Engine::Engine(const EngineOptions& options, ProtocolFactory factory, size_t loo
       stats_(loops) {}
 
 void Engine::Log(std::string_view line) const { LogLine(options_, line); }
+
+std::pair<uint64_t, uint64_t> Engine::Answered() const {
+  uint64_t answered = 0, not_ready = 0;
+  for (size_t id = 0; id < stats_.size(); ++id) {
+    const WorkerCounters counters = stats_.Read(id);
+    answered += counters.requests();
+    not_ready += counters.not_ready_answers;
+  }
+  return {answered, not_ready};
+}
 
 int Engine::LoopCount(const EngineOptions& options) {
   if (!options.listen_fds.empty()) return static_cast<int>(options.listen_fds.size());
@@ -523,7 +536,8 @@ absl::Status Engine::Run() {
   SystemdNotifier notifier;
   if (status.ok()) notifier.Send("READY=1");
   absl::Time last_watchdog = absl::Now();
-  absl::Time drain_started = absl::InfiniteFuture();
+  std::optional<DrainWatch> watch;  // from the start of a drain
+  absl::Time drain_accepting_ended = absl::InfiniteFuture();
   bool listeners_closed = false;
   auto all_instances = [this](auto predicate) {
     for (const auto& slot : slots_) {
@@ -535,18 +549,27 @@ absl::Status Engine::Run() {
   };
   while (status.ok() && !control_->stop.load()) {
     const absl::Time now = absl::Now();
-    if (drain_requested_.load() && drain_started == absl::InfiniteFuture()) {
-      drain_started = now;
+    if (drain_requested_.load() && !watch) {
       stats_.ready_.store(false);
       notifier.Send("STOPPING=1");
-      Log(absl::StrCat("Draining: not ready; finishing the requests in flight",
-                       options_.drain_delay > absl::ZeroDuration()
-                           ? absl::StrCat(" after ", absl::FormatDuration(options_.drain_delay))
-                           : ""));
+      const auto [answered, not_ready] = Answered();
+      watch.emplace(options_, now, answered, not_ready);
+      Log(options_.drain_delay > absl::ZeroDuration()
+              ? absl::StrCat(
+                    "Draining: not ready; serving until out of the load balancer (at most ",
+                    absl::FormatDuration(options_.drain_delay), ")")
+              : "Draining: not ready; finishing the requests in flight");
     }
-    if (!control_->draining.load() && now >= drain_started + options_.drain_delay) {
-      control_->draining.store(true);
-      WakeAll();
+    if (!control_->draining.load() && watch) {
+      const auto [answered, not_ready] = Answered();
+      if (std::optional<std::string> why = watch->Over(now, answered, not_ready)) {
+        if (options_.drain_delay > absl::ZeroDuration()) {
+          Log(absl::StrCat(*why, ": finishing the requests in flight"));
+        }
+        control_->draining.store(true);
+        drain_accepting_ended = now;
+        WakeAll();
+      }
     }
     if (control_->draining.load()) {
       // A stuck instance (replaced, not returned) accepts nothing and may never return: it holds
@@ -566,7 +589,7 @@ absl::Status Engine::Run() {
       if (all_instances([](const Instance& instance) { return instance.finished(); })) {
         break;  // every loop finished its connections
       }
-      if (now >= drain_started + options_.drain_delay + options_.shutdown_timeout) {
+      if (now >= drain_accepting_ended + options_.shutdown_timeout) {
         Log("Shutdown timeout: closing the connections left");
         break;
       }
@@ -576,17 +599,16 @@ absl::Status Engine::Run() {
     absl::Duration wait = Supervise(now);
     if (notifier.watchdog_interval() > absl::ZeroDuration()) {
       // A loop that is down or crash-looping withholds the watchdog: systemd then acts on it.
-      const bool healthy = drain_started == absl::InfiniteFuture()
-                               ? stats_.ready()
-                               : std::none_of(slots_.begin(), slots_.end(),
-                                              [](const auto& slot) { return slot->down; });
+      const bool healthy = !watch ? stats_.ready()
+                                  : std::none_of(slots_.begin(), slots_.end(),
+                                                 [](const auto& slot) { return slot->down; });
       if (healthy && now - last_watchdog >= notifier.watchdog_interval()) {
         notifier.Send("WATCHDOG=1");
         last_watchdog = now;
       }
       wait = std::min(wait, notifier.watchdog_interval());
     }
-    if (drain_started != absl::InfiniteFuture() || roll_id_ >= 0) {
+    if (watch || roll_id_ >= 0) {
       wait = std::min(wait, absl::Milliseconds(20));
     }
     const timespec timeout = absl::ToTimespec(wait);
@@ -594,7 +616,7 @@ absl::Status Engine::Run() {
     if (signal == SIGHUP) {
       Reload();
     } else if (signal == SIGINT || signal == SIGTERM) {
-      if (drain_started == absl::InfiniteFuture()) {
+      if (!watch) {
         Drain();
       } else {
         Log("Second signal: stopping now");

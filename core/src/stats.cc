@@ -35,6 +35,7 @@ WorkerCounters EngineStats::Read(size_t id) const {
     out.bytes_in += l.bytes_in.load(std::memory_order_relaxed);
     out.bytes_out += l.bytes_out.load(std::memory_order_relaxed);
     out.lag_us = std::max(out.lag_us, l.lag_us.load(std::memory_order_relaxed));
+    out.not_ready_answers += l.not_ready_answers.load(std::memory_order_relaxed);
     for (int i = 0; i < 5; ++i) out.responses[i] += l.responses[i].load(std::memory_order_relaxed);
   }
   return out;

@@ -69,6 +69,10 @@ void AppendMetrics(const EngineStats& stats, std::string* out) {
       "Times the loop was seen stuck in one request past the stall timeout.",
       [](const WorkerCounters& l) { return Count(l.stalls); }, out);
   AppendFamily(
+      workers, "percore_not_ready_answers_total", "counter",
+      "Readiness checks answered 503 (a draining host counts them to know it is out).",
+      [](const WorkerCounters& l) { return Count(l.not_ready_answers); }, out);
+  AppendFamily(
       workers, "percore_loop_lag_seconds", "gauge", "How late the loop's last periodic tick ran.",
       [](const WorkerCounters& l) { return std::to_string(static_cast<double>(l.lag_us) / 1e6); },
       out);
@@ -84,6 +88,7 @@ void MountHealthRoutes(App& app, std::string_view prefix) {
     if (req.worker().engine_stats().ready()) {
       res.Send("ready\n");
     } else {
+      LoopStats::Add(req.worker().stats().not_ready_answers, 1);
       res.Status(503).Send("not ready\n");
     }
   });

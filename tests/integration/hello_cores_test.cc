@@ -512,19 +512,59 @@ TEST_P(RunningHelloCoresTest, SigtermFinishesHundredRequestsInFlight) {
   child.DrainOutput(kReadTimeout);
   EXPECT_EQ(child.stderr_text(), "");
   const std::vector<std::string>& lines = child.lines();
+  // Nothing balances it and no request was answered during the drain: it stopped accepting
+  // after --drain_idle (1 s) rather than --drain_delay (10 s).
   EXPECT_NE(std::find(lines.begin(), lines.end(),
-                      "Draining: not ready; finishing the requests in flight"),
+                      "Draining: not ready; serving until out of the load balancer (at most 10s)"),
+            lines.end())
+      << ::testing::PrintToString(lines);
+  EXPECT_NE(std::find(lines.begin(), lines.end(),
+                      "No request for 1s and no readiness check: finishing the requests in flight"),
             lines.end())
       << ::testing::PrintToString(lines);
   ASSERT_FALSE(lines.empty());
   EXPECT_EQ(lines.back(), "Supervisor " + std::to_string(pid) + " stopped");
 }
 
+// Behind a balancer that checks /readyz: SIGTERM fails the checks at once, but the host keeps
+// accepting and serving while requests come, until the checks failed as often as the balancer's
+// fall count (--drain_checks) and the requests stopped; then it stops accepting and exits.
+TEST_P(RunningHelloCoresTest, SigtermServesUntilTheBalancerHasSeenEnoughFailedChecks) {
+  HelloCores child;
+  // A 2 s quiet time, so the requests sent below never leave a gap that long on a loaded machine.
+  const int port = StartServer(child, ServerFlags({"--drain_idle=2s", "--drain_checks=3"}));
+  if (port == 0) return;
+  ASSERT_EQ(kill(child.pid(), SIGTERM), 0);
+  ASSERT_TRUE(child.WaitForLine("Draining", kReadTimeout).has_value()) << "no \"Draining\" line";
+  for (int check = 1; check <= 3; ++check) {
+    // Each check on a new connection, as a balancer's are: still accepted.
+    std::optional<HttpResponse> ready = Fetch(port, Get("/readyz"));
+    ASSERT_TRUE(ready.has_value()) << "check " << check << " refused";
+    EXPECT_EQ(ready->status, 503) << "check " << check;
+    for (int i = 0; i < 5; ++i) {
+      std::optional<HttpResponse> root = Fetch(port, Get("/"));
+      ASSERT_TRUE(root.has_value()) << "check " << check << ", request " << i;
+      EXPECT_EQ(root->status, 200);
+    }
+  }
+  // The requests stop, as they do once the balancer marked the host down.
+  std::optional<std::string> out = child.WaitForLine("Out of the load balancer", kExitTimeout);
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(*out,
+            "Out of the load balancer (3 readiness checks failed, no request for 2s): finishing "
+            "the requests in flight");
+  EXPECT_TRUE(WaitForRefusedConnect(port, kReadTimeout)) << "still accepting after the drain";
+  std::optional<int> status = child.WaitForExit(kExitTimeout);
+  ASSERT_TRUE(status.has_value()) << "hello_cores did not exit after the drain";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << DescribeStatus(status);
+}
+
 // Answers that come later: a drain waits for them, and they close their connection.
 TEST_P(RunningHelloCoresTest, SigtermWaitsForDelayedAnswers) {
   constexpr int kClients = 20;
   HelloCores child;
-  const int port = StartServer(child, ServerFlags());
+  // No drain delay: the loops stop accepting at once, while the answers are still to come.
+  const int port = StartServer(child, ServerFlags({"--drain_delay=0"}));
   if (port == 0) return;
   ClientSockets clients;
   for (int i = 0; i < kClients; ++i) {

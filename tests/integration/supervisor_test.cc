@@ -523,10 +523,16 @@ TEST_P(SupervisorTest, DrainFinishesRequestInFlightClosesIdleAndRefusesNewConnec
   EXPECT_TRUE(run_status().ok()) << run_status();
   EXPECT_FALSE(engine_->ready());
   EXPECT_EQ(engine_->restarts(), 0);
+  // The request in flight was not answered yet, and no readiness check came: the engine stopped
+  // accepting after drain_idle of quiet.
   const std::vector<std::string> log = Log();
-  EXPECT_NE(
-      std::find(log.begin(), log.end(), "Draining: not ready; finishing the requests in flight"),
-      log.end())
+  EXPECT_NE(std::find(log.begin(), log.end(),
+                      "Draining: not ready; serving until out of the load balancer (at most 10s)"),
+            log.end())
+      << ::testing::PrintToString(log);
+  EXPECT_NE(std::find(log.begin(), log.end(),
+                      "No request for 1s and no readiness check: finishing the requests in flight"),
+            log.end())
       << ::testing::PrintToString(log);
   EXPECT_EQ(CountLogLines("Shutdown timeout"), 0u) << ::testing::PrintToString(log);
 }

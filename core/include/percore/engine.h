@@ -21,6 +21,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -126,6 +127,8 @@ class Engine {
   // Joins the instance if its thread has exited; true if it is not running (any more).
   bool Reap(Instance& instance);
   void Log(std::string_view line) const;
+  // Responses sent and readiness checks answered "not ready", over every loop.
+  std::pair<uint64_t, uint64_t> Answered() const;
   // Logs a loop busy past EngineOptions::stall_timeout, once per stall, and counts it; replaces
   // one busy past EngineOptions::stuck_timeout.
   void CheckStall(LoopSlot& slot, absl::Time now);

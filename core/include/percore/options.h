@@ -72,11 +72,19 @@ struct EngineOptions {
   absl::Duration tick_interval = absl::Milliseconds(100);
 
   // Graceful shutdown (SIGTERM/SIGINT in Engine::Run(), or Engine::Drain()): readiness fails at
-  // once; after `drain_delay` (time for a load balancer to notice) the loops stop accepting,
-  // finish the requests in flight with "Connection: close" and close idle connections; whatever
-  // is left after `shutdown_timeout` more is closed. A loop retired by a rolling restart
-  // (SIGHUP, Engine::Reload()) drains the same way, bounded by `shutdown_timeout`.
-  absl::Duration drain_delay = absl::ZeroDuration();
+  // once and the loops keep serving until the host is out of its load balancer's rotation; then
+  // they stop accepting, finish the requests in flight with "Connection: close" and close idle
+  // connections; whatever is left after `shutdown_timeout` more is closed. The host counts as
+  // taken out when nothing but readiness checks has been answered for `drain_idle` and, if any
+  // readiness check came, after `drain_checks` of them failed (the balancer's fall count: it
+  // has seen enough to mark the host down) — or, at the latest, after `drain_delay`, which
+  // must cover the balancer's check interval times its fall count (HAProxy's defaults, inter 2s
+  // and fall 3, need 6 s plus a check's timeout). A host nothing balances thus stops after
+  // `drain_idle` of quiet. drain_delay 0 stops accepting at once. A loop retired by a rolling
+  // restart (SIGHUP, Engine::Reload()) drains at once, bounded by `shutdown_timeout`.
+  absl::Duration drain_delay = absl::Seconds(10);
+  int drain_checks = 3;
+  absl::Duration drain_idle = absl::Seconds(1);
   absl::Duration shutdown_timeout = absl::Seconds(30);
   // A loop that dies is restarted after a delay that starts here and grows 1.5x per death, up
   // to the maximum; it starts over once the loop has run 30 s.

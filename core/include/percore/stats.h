@@ -35,6 +35,9 @@ struct alignas(64) LoopStats {
                                        // once the instance exited
   // Responses by class, counted by the protocol (HTTP: 1xx .. 5xx at index 0 .. 4).
   std::atomic<uint64_t> responses[5] = {};
+  // Readiness checks answered "not ready" (also counted in `responses`): a draining engine
+  // counts them to know when its load balancer has seen enough to take it out.
+  std::atomic<uint64_t> not_ready_answers{0};
   // Monotonic ms since which the loop has been busy handling completions; 0 while it waits for
   // the kernel. The supervisor reads it to find a loop stuck in one request.
   std::atomic<int64_t> busy_since_ms{0};
@@ -64,7 +67,7 @@ struct WorkerStats {
 struct WorkerCounters {
   int cpu = 0;
   uint64_t accepted = 0, active = 0, bytes_in = 0, bytes_out = 0, restarts = 0, stalls = 0,
-           lag_us = 0;
+           lag_us = 0, not_ready_answers = 0;
   uint64_t responses[5] = {};
   uint64_t requests() const {
     return responses[0] + responses[1] + responses[2] + responses[3] + responses[4];
