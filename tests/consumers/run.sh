@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# percore as its users get it; registered as ctest tests by tests/CMakeLists.txt.
+#   run.sh symbols LIBPERCORE_HTTP            no global llhttp_* symbol in the archive
+#   run.sh find_package BUILD_DIR             cmake --install BUILD_DIR into a temporary prefix, then
+#                                             find_package(percore) and pkg-config percore users of it
+#   run.sh subdirectory SOURCE_DIR            add_subdirectory(percore) in a Debug parent project
+#   run.sh deb BUILD_DIR VERSION              cpack -G DEB, its contents, hello_cores from it
+# Everything is built in a temporary directory, removed at the end.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+mode=$1
+shift
+
+fail() { echo "run.sh $mode: FAILED: $*" >&2; exit 1; }
+# Runs a command, showing its output only when it fails.
+quiet() {
+  local log
+  log=$("$@" 2>&1) || { echo "$log" | tail -40 >&2; fail "$*"; }
+}
+
+if [[ $mode == symbols ]]; then
+  # Any global (defined or undefined) llhttp_ name means a clash with another llhttp is possible.
+  leaked=$(nm -g "$1" | grep -E ' [A-Za-z] llhttp_' || true)
+  [[ -z $leaked ]] || fail "global llhttp symbols in $1:"$'\n'"$leaked"
+  defined=$(nm -g --defined-only "$1")
+  grep -q ' T percore_llhttp_execute$' <<<"$defined" ||
+    fail "no percore_llhttp_execute in $1: is llhttp still folded into it?"
+  echo "no global llhttp_ symbols in $1"
+  exit 0
+fi
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# -O0 and no debug information: these builds check that things link and run, fast.
+fast=(-G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-O0)
+
+case $mode in
+  find_package)
+    build_dir=$1
+    quiet cmake --install "$build_dir" --prefix "$tmp/prefix"
+    for f in lib/cmake/percore/percoreConfig.cmake lib/cmake/percore/percoreConfigVersion.cmake \
+             lib/pkgconfig/percore.pc lib/libpercore_core.a lib/libpercore_http.a \
+             lib/libpercore_testing.a include/percore/http/app.h include/percore/version.h; do
+      [[ -f $tmp/prefix/$f ]] || fail "cmake --install did not install $f"
+    done
+    # Nothing of the tests or benchmarks: only bin/hello_cores, include/, lib/.
+    extra=$(cd "$tmp/prefix" && find . -type f | grep -vE '^\./(bin/hello_cores|include/percore/|lib/)' || true)
+    [[ -z $extra ]] || fail "cmake --install installed more than percore: $extra"
+
+    quiet cmake -S "$here/find_package" -B "$tmp/fp" "${fast[@]}" -DCMAKE_PREFIX_PATH="$tmp/prefix"
+    quiet cmake --build "$tmp/fp"
+    "$tmp/fp/consumer"
+
+    # The same program through pkg-config alone.
+    export PKG_CONFIG_PATH=$tmp/prefix/lib/pkgconfig
+    cflags=$(pkg-config --cflags percore)
+    libs=$(pkg-config --libs percore)
+    [[ $cflags == *"-I$tmp/prefix/lib/pkgconfig/../../include"* ]] || fail "pkg-config --cflags: $cflags"
+    # shellcheck disable=SC2086  # the flags are words
+    quiet c++ -std=c++20 -O0 -DCONSUMER_DEFINES_LLHTTP $cflags "$here/main.cc" -o "$tmp/pc_consumer" $libs
+    "$tmp/pc_consumer"
+    ;;
+  subdirectory)
+    source_dir=$1
+    # First with no build type at all, which percore as top level would default to Release: the
+    # parent's check (subdirectory/CMakeLists.txt) fails if percore writes one into the cache.
+    quiet cmake -S "$here/subdirectory" -B "$tmp/sub" -G Ninja -DPERCORE_SOURCE_DIR="$source_dir"
+    # Then the parent's own Debug, kept through add_subdirectory, and built.
+    quiet cmake -S "$here/subdirectory" -B "$tmp/sub" "${fast[@]}" -DCMAKE_C_FLAGS_DEBUG=-O0
+    grep -q '^CMAKE_BUILD_TYPE:STRING=Debug$' "$tmp/sub/CMakeCache.txt" || fail "build type is not Debug"
+    quiet cmake --build "$tmp/sub"
+    "$tmp/sub/consumer"
+    built=$(cd "$tmp/sub" && find . -path ./CMakeFiles -prune -o -type f \( -executable -o -name '*.a' \) -print |
+              sort | tr '\n' ' ')
+    want="./consumer ./percore/libpercore_core.a ./percore/libpercore_http.a ./percore/libpercore_testing.a "
+    [[ $built == "$want" ]] || fail "built $built, expected $want"
+    ;;
+  deb)
+    build_dir=$1 version=$2
+    cd "$build_dir"
+    quiet cpack -G DEB -B "$tmp/cpack"
+    deb=$tmp/cpack/percore_${version}_$(dpkg --print-architecture).deb
+    [[ -f $deb ]] || fail "cpack made no $deb: $(ls "$tmp/cpack")"
+    dpkg-deb -f "$deb" Package Version Maintainer Depends
+    contents=$(dpkg-deb -c "$deb" | awk '{print $6}')
+    for f in ./usr/bin/hello_cores ./usr/lib/libpercore_core.a ./usr/lib/libpercore_http.a \
+             ./usr/lib/libpercore_testing.a ./usr/lib/cmake/percore/percoreConfig.cmake \
+             ./usr/lib/cmake/percore/percoreConfigVersion.cmake ./usr/lib/pkgconfig/percore.pc \
+             ./usr/include/percore/engine.h ./usr/include/percore/http/app.h \
+             ./usr/include/percore/testing/client.h ./usr/include/percore/version.h; do
+      grep -qxF "$f" <<<"$contents" || fail "$f is not in the .deb"
+    done
+    # Installed into a scratch root: the binary from the package runs and says its version.
+    dpkg -x "$deb" "$tmp/root"
+    got=$("$tmp/root/usr/bin/hello_cores" --version)
+    [[ $got == "hello_cores $version" ]] || fail "hello_cores --version said '$got'"
+    echo "$got"
+    ;;
+  *) fail "unknown mode" ;;
+esac
+echo "run.sh $mode: ok"
