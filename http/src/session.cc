@@ -1297,7 +1297,7 @@ void HttpSession::OnDrain(Connection& conn) {
   // microseconds of the last response, and a close that crosses that request fails it (the
   // keep-alive race). Given a moment, the request arrives and its response says
   // "Connection: close"; only a connection idle for the whole moment is closed unannounced.
-  if (Idle()) conn.SetDeadline(conn.worker().now_ms() + kDrainIdleCloseMs);
+  if (BetweenMessages()) conn.SetDeadline(conn.worker().now_ms() + kDrainIdleCloseMs);
 }
 
 void HttpSession::OnDeadline(Connection& conn) {

@@ -219,10 +219,9 @@ class HttpSession final : public percore::Session {
   size_t OnData(Connection& conn, std::string_view bytes) override;
   void OnDeadline(Connection& conn) override;
   void OnDrain(Connection& conn) override;
-  // Not with a PROXY protocol header read: a fresh session would wait for another.
-  bool Idle() const override {
-    return !protocol_.proxy_protocol_ && (state_ == nullptr || (!InMessage() && !Pending()));
-  }
+  // Can be handed to another loop's fresh session: between messages, and not with a PROXY
+  // protocol header read (the fresh session would wait for another).
+  bool Idle() const override { return !protocol_.proxy_protocol_ && BetweenMessages(); }
   ~HttpSession() override;
 
   // Response::Defer(): the answer of the request being handled comes later.
@@ -287,6 +286,8 @@ class HttpSession final : public percore::Session {
   // Around a deferred answer: where it is written, and what follows once it is complete.
   void BeginAnswer(PendingAnswer& pending);
   void FinishAnswer(PendingAnswer& pending, bool close);
+  // No request begun and no answer pending.
+  bool BetweenMessages() const { return state_ == nullptr || (!InMessage() && !Pending()); }
   bool InMessage() const { return state_ != nullptr && state_->in_message; }
   PendingAnswer* Pending() const { return state_ != nullptr ? state_->pending : nullptr; }
 

@@ -433,6 +433,32 @@ TEST_P(RunningHelloCoresTest, SigtermExitsWithStatusZero) {
   EXPECT_EQ(child.lines().back(), "Supervisor " + std::to_string(pid) + " stopped");
 }
 
+// Behind a proxy that sends the PROXY protocol (HAProxy's send-proxy-v2), the proxy's idle
+// keep-alive connections are closed by a drain too, so it ends without the shutdown timeout.
+TEST_P(RunningHelloCoresTest, SigtermClosesIdleProxyProtocolConnections) {
+  HelloCores child;
+  const int port = StartServer(child, ServerFlags({"--proxy_protocol", "--drain_delay=0"}));
+  if (port == 0) return;
+  int idle = ConnectLocal(port);
+  ASSERT_GE(idle, 0);
+  std::string buffer;
+  ASSERT_TRUE(SendAll(idle, "PROXY TCP4 192.0.2.9 10.0.0.1 5555 80\r\n" + Get("/ip")));
+  std::optional<HttpResponse> answer = ReadResponse(idle, buffer, kReadTimeout);
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_NE(answer->body.find("\"client\":\"192.0.2.9\""), std::string::npos) << answer->body;
+  ASSERT_EQ(kill(child.pid(), SIGTERM), 0);
+  ReadToEndResult end = ReadToEnd(idle, kReadTimeout);
+  close(idle);
+  EXPECT_EQ(end.end, StreamEnd::kClosed) << "the idle connection was not closed by the drain";
+  std::optional<int> status = child.WaitForExit(kExitTimeout);
+  ASSERT_TRUE(status.has_value()) << "hello_cores did not exit after SIGTERM";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << DescribeStatus(status);
+  child.DrainOutput(kReadTimeout);
+  EXPECT_EQ(std::count(child.lines().begin(), child.lines().end(),
+                       "Shutdown timeout: closing the connections left"),
+            0);
+}
+
 TEST_P(RunningHelloCoresTest, SigintExitsWithStatusZero) {
   HelloCores child;
   const int port = StartServer(child, ServerFlags());
