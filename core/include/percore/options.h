@@ -39,7 +39,9 @@ struct EngineOptions {
   // CPUs to run loops on; empty means every CPU in the process's affinity mask
   // (sched_getaffinity, so taskset and cgroup cpusets are honoured). Each must be in that mask.
   std::vector<int> cpus;
-  // Number of loops; 0 means one per CPU in `cpus`. Loop i is pinned to cpus[i % cpus.size()].
+  // Number of loops; 0 means one per CPU in `cpus` — and, when `cpus` is empty too, no more than
+  // the cgroup CPU quota rounded up (percore::DefaultLoopCount(), as container runtimes set it).
+  // Loop i is pinned to cpus[i % cpus.size()].
   int threads = 0;
   // Which backend the loops run; see BackendKind.
   BackendKind backend = BackendKind::kAuto;
