@@ -357,7 +357,7 @@ absl::Status Engine::Start() {
     Stop();
     Wait();
   }
-  stats_.ready_.store(first_error.ok());
+  stats_.serving_.store(first_error.ok());
   return first_error;
 }
 
@@ -406,7 +406,7 @@ int Engine::restarts() const {
   return static_cast<int>(total);
 }
 
-void Engine::Drain() { drain_requested_.store(true); }
+void Engine::Drain() { stats_.draining_.store(true); }
 
 void Engine::Reload() { reload_requested_.store(true); }
 
@@ -479,12 +479,12 @@ absl::Duration Engine::Supervise(absl::Time now) {
     if (!slot.down) CheckStall(slot, now);
     crash_looping |= slot.deaths.size() >= static_cast<size_t>(options_.crash_loop_deaths);
   }
-  stats_.ready_.store(all_up && !crash_looping && !drain_requested_.load());
+  stats_.serving_.store(all_up && !crash_looping);
   return next_look;
 }
 
 void Engine::AdvanceRoll(absl::Time now) {
-  if (drain_requested_.load()) return;  // a drain is coming: no new loops
+  if (stats_.draining_.load()) return;  // a drain is coming: no new loops
   if (roll_id_ < 0) {
     if (!reload_requested_.exchange(false)) return;
     Log("Rolling restart: replacing the workers one at a time");
@@ -549,8 +549,7 @@ absl::Status Engine::Run() {
   };
   while (status.ok() && !control_->stop.load()) {
     const absl::Time now = absl::Now();
-    if (drain_requested_.load() && !watch) {
-      stats_.ready_.store(false);
+    if (stats_.draining_.load() && !watch) {
       notifier.Send("STOPPING=1");
       const auto [answered, not_ready] = Answered();
       watch.emplace(options_, now, answered, not_ready);
@@ -638,7 +637,7 @@ absl::Status Engine::Run() {
       if (!Reap(instance)) Log(absl::StrCat("Worker ", slot->id, " is stuck; not waiting for it"));
     }
   }
-  stats_.ready_.store(false);
+  stats_.serving_.store(false);
   // A signal that came after the loop above stopped taking them would act (by default: end the
   // process) once unblocked: take it here.
   const timespec no_wait{};

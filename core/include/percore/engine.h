@@ -148,7 +148,6 @@ class Engine {
   std::vector<std::unique_ptr<LoopSlot>> slots_;
   std::unique_ptr<LoopControl> control_;
   EngineStats stats_;
-  std::atomic<bool> drain_requested_{false};
   std::atomic<bool> reload_requested_{false};
   bool started_ = false;
   // Run()'s own: the worker a rolling restart is at (-1: none), and whether its new loop started.

@@ -85,14 +85,21 @@ class EngineStats {
   // Worker `id`'s counter blocks, for their writers. Thread-safe.
   WorkerStats& worker(size_t id) { return workers_[id]; }
   const WorkerStats& worker(size_t id) const { return workers_[id]; }
-  // Whether every loop serves, none is crash-looping and no drain has begun (Engine::ready()).
-  bool ready() const { return ready_.load(std::memory_order_relaxed); }
+  // Whether every loop serves, none is crash-looping and no drain has begun (Engine::ready()):
+  // computed here, from the supervisor's view of the loops and the drain request. Thread-safe.
+  bool ready() const {
+    return serving_.load(std::memory_order_relaxed) && !draining_.load(std::memory_order_relaxed);
+  }
 
  private:
   friend class Engine;
   std::unique_ptr<WorkerStats[]> workers_;
   size_t size_;
-  std::atomic<bool> ready_{false};
+  // Every loop up and none crash-looping, as the supervisor last saw them (false before the
+  // engine started and after it stopped).
+  std::atomic<bool> serving_{false};
+  // A drain was asked for (Engine::Drain(), SIGTERM): from then on, never ready again.
+  std::atomic<bool> draining_{false};
 };
 
 }  // namespace percore
