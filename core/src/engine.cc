@@ -29,6 +29,7 @@
 #include "loop.h"
 #include "notify.h"
 #include "percore/cpus.h"
+#include "signals.h"
 
 namespace percore {
 namespace {
@@ -521,14 +522,8 @@ void Engine::AdvanceRoll(absl::Time now) {
 }
 
 absl::Status Engine::Run() {
-  // Block the signals before the loop threads exist, so they inherit the mask and the signals
-  // stay pending for sigtimedwait below instead of interrupting a loop.
-  sigset_t signals, previous;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, &previous);
+  // Blocked before the loop threads exist, so they inherit the mask (core/src/signals.h).
+  const BlockedSignals signals({SIGINT, SIGTERM, SIGHUP});
   absl::Status status = Start();
   if (status.ok() && options_.on_started) options_.on_started(*this);
   // systemd (Type=notify): READY=1 once every loop serves, WATCHDOG=1 while all are healthy,
@@ -610,8 +605,7 @@ absl::Status Engine::Run() {
     if (watch || roll_id_ >= 0) {
       wait = std::min(wait, absl::Milliseconds(20));
     }
-    const timespec timeout = absl::ToTimespec(wait);
-    const int signal = sigtimedwait(&signals, nullptr, &timeout);
+    const int signal = signals.Wait(wait);
     if (signal == SIGHUP) {
       Reload();
     } else if (signal == SIGINT || signal == SIGTERM) {
@@ -638,12 +632,6 @@ absl::Status Engine::Run() {
     }
   }
   stats_.serving_.store(false);
-  // A signal that came after the loop above stopped taking them would act (by default: end the
-  // process) once unblocked: take it here.
-  const timespec no_wait{};
-  while (sigtimedwait(&signals, nullptr, &no_wait) > 0) {
-  }
-  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   return status;
 }
 

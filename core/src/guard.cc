@@ -19,6 +19,7 @@
 #include "listener.h"
 #include "log_line.h"
 #include "percore/engine.h"
+#include "signals.h"
 
 namespace percore {
 namespace {
@@ -51,11 +52,11 @@ pid_t StartChild(const EngineOptions& options, const sigset_t& child_mask,
 // SIGINT sets `stopping` and closes the guard's copies of the listeners: the child closes its
 // own as it drains, and these would keep them in the SO_REUSEPORT group, queueing connections
 // nobody will accept. The child's wait status, or nullopt if it can no longer be waited for.
-std::optional<int> FollowChild(pid_t child, const sigset_t& signals, const EngineOptions& options,
-                               bool* stopping, std::vector<int>* listen_fds) {
+std::optional<int> FollowChild(pid_t child, const BlockedSignals& signals,
+                               const EngineOptions& options, bool* stopping,
+                               std::vector<int>* listen_fds) {
   while (true) {
-    const timespec poll = absl::ToTimespec(absl::Seconds(1));
-    const int signal = sigtimedwait(&signals, nullptr, &poll);
+    const int signal = signals.Wait(absl::Seconds(1));
     if (signal == SIGINT || signal == SIGTERM || signal == SIGHUP) {
       kill(child, signal);
       if (signal != SIGHUP && !*stopping) {
@@ -93,15 +94,12 @@ absl::StatusOr<int> RunGuarded(const EngineOptions& options,
                        "; the engine runs in a worker process"));
 
   // The signals are taken with sigtimedwait, so none interrupts the guard between its checks.
-  sigset_t signals, previous;
-  sigemptyset(&signals);
-  for (int signal : {SIGINT, SIGTERM, SIGHUP, SIGCHLD}) sigaddset(&signals, signal);
-  sigprocmask(SIG_BLOCK, &signals, &previous);
+  const BlockedSignals signals({SIGINT, SIGTERM, SIGHUP, SIGCHLD});
   // An ignored SIGCHLD (inherited through exec) would make the kernel reap children itself.
   signal(SIGCHLD, SIG_DFL);
   // The child keeps the stop and reload signals blocked: Engine::Run() takes them when it
   // serves, and before that they stay pending instead of killing it.
-  sigset_t child_mask = previous;
+  sigset_t child_mask = signals.previous();
   for (int signal : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&child_mask, signal);
 
   Backoff backoff(options);
@@ -137,8 +135,7 @@ absl::StatusOr<int> RunGuarded(const EngineOptions& options,
     // Wait out the backoff, still taking the stop signals: with no child, a stop is immediate.
     const absl::Time restart_at = now + delay;
     while (!stopping && absl::Now() < restart_at) {
-      const timespec wait = absl::ToTimespec(restart_at - absl::Now());
-      const int taken = sigtimedwait(&signals, nullptr, &wait);
+      const int taken = signals.Wait(restart_at - absl::Now());
       stopping = taken == SIGINT || taken == SIGTERM;
     }
     if (stopping) break;
@@ -146,7 +143,6 @@ absl::StatusOr<int> RunGuarded(const EngineOptions& options,
   for (int fd : child_options.listen_fds) {
     if (fd >= 0) close(fd);
   }
-  sigprocmask(SIG_SETMASK, &previous, nullptr);
   return exit_code;
 }
 
