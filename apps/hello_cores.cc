@@ -37,6 +37,7 @@
 #include "percore/http/app.h"
 #include "percore/http/health.h"
 #include "percore/http/middleware.h"
+#include "percore/signals.h"
 #include "percore/version.h"
 
 ABSL_FLAG(int, port, 3000, "TCP port to listen on (0: any free port, printed at start-up)");
@@ -201,10 +202,7 @@ int Fail(const std::string& message) {
 int Serve(percore::http::App& app, const percore::EngineOptions& options) {
   // Blocked before any thread exists, so that every thread inherits it: a signal is taken by
   // Engine::Run(), never delivered to (and by default ending the process from) another thread.
-  sigset_t signals;
-  sigemptyset(&signals);
-  for (int signal : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&signals, signal);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const percore::BlockedSignals signals({SIGINT, SIGTERM, SIGHUP});
   absl::StatusOr<std::unique_ptr<percore::Engine>> engine = app.Listen(options);
   if (!engine.ok()) return Fail(std::string(engine.status().message()));
   std::atomic<bool> done{false};

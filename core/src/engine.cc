@@ -29,7 +29,7 @@
 #include "loop.h"
 #include "notify.h"
 #include "percore/cpus.h"
-#include "signals.h"
+#include "percore/signals.h"
 
 namespace percore {
 namespace {
@@ -522,7 +522,7 @@ void Engine::AdvanceRoll(absl::Time now) {
 }
 
 absl::Status Engine::Run() {
-  // Blocked before the loop threads exist, so they inherit the mask (core/src/signals.h).
+  // Blocked before the loop threads exist, so they inherit the mask (percore/signals.h).
   const BlockedSignals signals({SIGINT, SIGTERM, SIGHUP});
   absl::Status status = Start();
   if (status.ok() && options_.on_started) options_.on_started(*this);

@@ -19,7 +19,7 @@
 #include "listener.h"
 #include "log_line.h"
 #include "percore/engine.h"
-#include "signals.h"
+#include "percore/signals.h"
 
 namespace percore {
 namespace {

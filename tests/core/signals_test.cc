@@ -1,5 +1,5 @@
-// Signals taken with sigtimedwait (core/src/signals.h), as the engine and the guard take theirs.
-#include "signals.h"
+// Signals taken with sigtimedwait (percore/signals.h), as the engine and the guard take theirs.
+#include "percore/signals.h"
 
 #include <pthread.h>
 #include <signal.h>

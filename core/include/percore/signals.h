@@ -1,10 +1,16 @@
-// BlockedSignals: signals taken with sigtimedwait rather than delivered. Blocked in the calling
-// thread for the object's lifetime — and in every thread it starts meanwhile, which inherits the
-// mask — so a SIGTERM stays pending until the supervisor takes it, instead of interrupting a
-// loop's system call or, by default, ending the process. The engine's Run() and the guard each
-// hold one; an application that starts threads of its own before Run() blocks them too.
-#ifndef PERCORE_SRC_SIGNALS_H_
-#define PERCORE_SRC_SIGNALS_H_
+// percore/signals.h — signals taken with sigtimedwait rather than delivered.
+//
+//   const percore::BlockedSignals signals({SIGINT, SIGTERM, SIGHUP});
+//   std::thread worker(...);       // inherits the mask: never interrupted by SIGTERM
+//   int taken = signals.Wait(absl::Seconds(1));  // SIGTERM, ... or -1
+//
+// Blocked in the calling thread for the object's lifetime, and in every thread it starts
+// meanwhile, which inherits the mask: a SIGTERM stays pending until it is taken instead of
+// interrupting a loop's system call or, by default, ending the process. Engine::Run() and the
+// guard each hold one; an application that starts threads of its own before Engine::Run()
+// holds one too, so those threads leave the signals to the engine.
+#ifndef PERCORE_SIGNALS_H_
+#define PERCORE_SIGNALS_H_
 
 #include <pthread.h>
 #include <signal.h>
@@ -47,4 +53,4 @@ class BlockedSignals {
 
 }  // namespace percore
 
-#endif  // PERCORE_SRC_SIGNALS_H_
+#endif  // PERCORE_SIGNALS_H_
