@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "absl/time/time.h"
+
 namespace percore {
 
 inline int64_t MonotonicUs() {
@@ -16,6 +18,11 @@ inline int64_t MonotonicUs() {
 }
 
 inline int64_t MonotonicMs() { return MonotonicUs() / 1000; }
+
+// The same clock as an absl::Time, for the supervisor's arithmetic: counted from the Unix epoch,
+// so only differences between its readings mean anything.
+inline absl::Time FromMonotonicMs(int64_t ms) { return absl::UnixEpoch() + absl::Milliseconds(ms); }
+inline absl::Time MonotonicTime() { return absl::UnixEpoch() + absl::Microseconds(MonotonicUs()); }
 
 }  // namespace percore
 

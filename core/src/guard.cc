@@ -18,8 +18,10 @@
 #include "backoff.h"
 #include "listener.h"
 #include "log_line.h"
+#include "percore/cpus.h"
 #include "percore/engine.h"
 #include "percore/signals.h"
+#include "validate.h"
 
 namespace percore {
 namespace {
@@ -82,6 +84,8 @@ std::optional<int> FollowChild(pid_t child, const BlockedSignals& signals,
 
 absl::StatusOr<int> RunGuarded(const EngineOptions& options,
                                const std::function<int(const EngineOptions&)>& serve) {
+  absl::Status valid = ValidateOptions(options, AllowedCpus());
+  if (!valid.ok()) return valid;
   EngineOptions child_options = options;
   if (child_options.listen_fds.empty()) {
     absl::StatusOr<ListenerGroup> group =

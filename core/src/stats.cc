@@ -29,7 +29,7 @@ WorkerCounters EngineStats::Read(size_t id) const {
   out.cpu = w.cpu;
   out.restarts = w.restarts.load(std::memory_order_relaxed);
   out.stalls = w.stalls.load(std::memory_order_relaxed);
-  for (const LoopStats& l : w.lanes) {
+  for (const LoopStats& l : w.instances) {
     out.accepted += l.accepted.load(std::memory_order_relaxed);
     out.active += l.active.load(std::memory_order_relaxed);
     out.bytes_in += l.bytes_in.load(std::memory_order_relaxed);

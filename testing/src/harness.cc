@@ -56,7 +56,7 @@ LoopHarness::LoopHarness(ProtocolFactory factory, EngineOptions options)
   impl_->options = options;
   Impl& i = *impl_;
   i.loop = std::make_unique<Loop>(0, 0, i.options, -1, -1, &i.control, &i.own_control,
-                                  &i.stats.worker(0).lanes[0], &i.stats);
+                                  &i.stats.worker(0).instances[0], &i.stats);
   absl::Status status = i.loop->Init(factory, std::make_unique<NullBackend>());
   if (!status.ok()) {
     std::fprintf(stderr, "LoopHarness: %s\n", status.ToString().c_str());

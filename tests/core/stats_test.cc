@@ -58,13 +58,13 @@ TEST(StatsTest, WorkerCountersSumTheLoopInstancesAndTakeTheLargerLag) {
   worker.cpu = 3;
   worker.restarts.store(2);
   worker.stalls.store(1);
-  LoopStats::Add(worker.lanes[0].accepted, 5);
-  LoopStats::Add(worker.lanes[1].accepted, 7);
-  LoopStats::Add(worker.lanes[0].responses[1], 10);  // 2xx
-  LoopStats::Add(worker.lanes[1].responses[4], 3);   // 5xx
-  LoopStats::Add(worker.lanes[1].not_ready_answers, 3);
-  worker.lanes[0].lag_us.store(400);
-  worker.lanes[1].lag_us.store(90);
+  LoopStats::Add(worker.instances[0].accepted, 5);
+  LoopStats::Add(worker.instances[1].accepted, 7);
+  LoopStats::Add(worker.instances[0].responses[1], 10);  // 2xx
+  LoopStats::Add(worker.instances[1].responses[4], 3);   // 5xx
+  LoopStats::Add(worker.instances[1].not_ready_answers, 3);
+  worker.instances[0].lag_us.store(400);
+  worker.instances[1].lag_us.store(90);
   const WorkerCounters counters = engine.Read(1);
   EXPECT_EQ(counters.cpu, 3);
   EXPECT_EQ(counters.accepted, 12u);

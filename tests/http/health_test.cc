@@ -11,13 +11,13 @@ TEST(HealthTest, MetricsHaveOneLabelledSamplePerLoop) {
   EngineStats stats(2);
   stats.worker(0).cpu = 4;
   stats.worker(1).cpu = 7;
-  LoopStats::Add(stats.worker(0).lanes[0].responses[1], 40);
-  LoopStats::Add(stats.worker(0).lanes[1].responses[1], 1);  // a second instance's: summed
-  LoopStats::Add(stats.worker(1).lanes[1].responses[3], 2);
-  LoopStats::Add(stats.worker(1).lanes[0].accepted, 9);
+  LoopStats::Add(stats.worker(0).instances[0].responses[1], 40);
+  LoopStats::Add(stats.worker(0).instances[1].responses[1], 1);  // a second instance's: summed
+  LoopStats::Add(stats.worker(1).instances[1].responses[3], 2);
+  LoopStats::Add(stats.worker(1).instances[0].accepted, 9);
   LoopStats::Add(stats.worker(0).restarts, 3);
-  stats.worker(1).lanes[0].lag_us.store(1500);
-  stats.worker(1).lanes[1].lag_us.store(700);  // the larger lag is shown
+  stats.worker(1).instances[0].lag_us.store(1500);
+  stats.worker(1).instances[1].lag_us.store(700);  // the larger lag is shown
   std::string out;
   AppendMetrics(stats, &out);
   for (const char* line :

@@ -1225,6 +1225,17 @@ TEST(HelloCoresTest, ZeroThreadsIsRejected) {
   ExpectStartUpFailure(Flags({"--threads", "0"}), {"threads"});
 }
 
+// The engine checks the options once (Engine::Create, and RunGuarded before it binds or forks):
+// the message names the field and the value.
+TEST(HelloCoresTest, StuckNotLongerThanStallIsRejected) {
+  ExpectStartUpFailure(Flags({"--stall_ms", "1000", "--stuck_ms", "500"}),
+                       {"stuck_timeout 500ms", "stall_timeout (1s)"});
+}
+
+TEST(HelloCoresTest, GuardRejectsBadOptionsBeforeItForks) {
+  ExpectStartUpFailure(Flags({"--guard", "--restart_backoff", "0s"}), {"restart_backoff 0"});
+}
+
 TEST(HelloCoresTest, UnknownBackendIsRejected) {
   ExpectStartUpFailure(Flags({"--backend", "kqueue"}), {"backend", "kqueue"});
 }

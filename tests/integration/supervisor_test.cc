@@ -133,9 +133,10 @@ class SupervisorTest : public ::testing::TestWithParam<BackendKind> {
     return options;
   }
 
-  // Creates the engine and runs Engine::Run() on a background thread until it serves. Marks the
-  // test skipped (the caller returns) if the io_uring backend cannot run here.
-  void RunEngine(const EngineOptions& options) {
+  // Creates the engine and runs Engine::Run() on a background thread until it serves, or with
+  // `keep_signals` Start() then Wait(), as an application that keeps its own signals does.
+  // Marks the test skipped (the caller returns) if the io_uring backend cannot run here.
+  void RunEngine(const EngineOptions& options, bool keep_signals = false) {
     absl::StatusOr<std::unique_ptr<Engine>> engine = MakeApp().Listen(options);
     if (!engine.ok() && GetParam() == BackendKind::kIoUring &&
         engine.status().message().find("io_uring unavailable") != std::string_view::npos) {
@@ -144,8 +145,19 @@ class SupervisorTest : public ::testing::TestWithParam<BackendKind> {
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = std::move(*engine);
     port_ = engine_->port();
-    runner_ = std::thread([this] {
-      absl::Status status = engine_->Run();
+    runner_ = std::thread([this, keep_signals] {
+      absl::Status status;
+      if (keep_signals) {
+        status = engine_->Start();
+        if (status.ok()) {
+          std::lock_guard<std::mutex> lock(mutex_);
+          started_ = true;
+          changed_.notify_all();
+        }
+        if (status.ok()) engine_->Wait();
+      } else {
+        status = engine_->Run();
+      }
       std::lock_guard<std::mutex> lock(mutex_);
       run_status_ = status;
       returned_ = true;
@@ -619,6 +631,34 @@ std::set<std::string> ServingThreads(int port) {
     if (response.has_value() && response->status == 200) threads.insert(response->body);
   }
   return threads;
+}
+
+TEST_P(SupervisorTest, StartAndWaitSuperviseWithoutTakingTheSignals) {
+  EngineOptions options = TestEngineOptions(1);
+  options.drain_delay = absl::ZeroDuration();
+  ASSERT_NO_FATAL_FAILURE(RunEngine(options, /*keep_signals=*/true));
+  if (IsSkipped()) return;
+
+  // A loop that dies is restarted, as under Run().
+  Socket crasher = Connect();
+  ASSERT_TRUE(SendAll(crasher.fd(), Get("/crash")));
+  ASSERT_TRUE(
+      WaitForLogLines("Worker 0 died (crash requested by /crash); restarting in", 1, kWaitTimeout))
+      << ::testing::PrintToString(Log());
+  // (The death is logged before readiness drops: wait for the restart itself.)
+  ASSERT_TRUE(
+      WaitUntil([&] { return engine_->restarts() == 1 && engine_->ready(); }, kWaitTimeout));
+  std::optional<HttpResponse> served = Fetch(Get("/worker"));
+  ASSERT_TRUE(served.has_value());
+  EXPECT_EQ(served->status, 200);
+
+  // Reload() rolls, and Drain() ends Wait() once the loops finished: both seen at once.
+  engine_->Reload();
+  ASSERT_TRUE(WaitForLogLines("Rolling restart done", 1, kWaitTimeout));
+  engine_->Drain();
+  EXPECT_TRUE(WaitForRunToReturn(kWaitTimeout)) << "Wait() did not return after Drain()";
+  EXPECT_EQ(CountLogLines("Draining: not ready; finishing the requests in flight"), 1u);
+  EXPECT_FALSE(engine_->ready());
 }
 
 TEST_P(SupervisorTest, ReloadReplacesEachLoopWithoutFailingARequest) {

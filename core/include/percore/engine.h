@@ -3,14 +3,18 @@
 // The Engine owns what must outlive a loop: one SO_REUSEPORT listening socket per loop (created
 // by Create(), before any loop runs), the CPU list and the loop threads. Each loop runs on its own
 // pinned thread with its own ring, connections and buffers; nothing on the request path is
-// shared between loops. A worker (loop id) runs one loop instance, and two for a while when one
-// is being replaced: a rolling restart, or a loop stuck in a request.
+// shared between loops. A worker (a loop id, with its CPU and listening socket) runs one loop
+// instance (a thread), and two for a while when one is being replaced: a rolling restart, or a
+// loop stuck in a request. The supervisor restarts the instances that die, replaces stuck ones,
+// rolls and drains; it runs in Run(), or in Wait() for an application that keeps its signals.
 //
 //   percore::EngineOptions options;
 //   options.port = 3000;
 //   auto engine = percore::Engine::Create(options, factory);   // binds the port
 //   if (!engine.ok()) return Fail(engine.status());
 //   absl::Status served = (*engine)->Run();   // until SIGINT/SIGTERM or Stop()
+//
+// or, to keep the process's signals: (*engine)->Start(); ... (*engine)->Wait();  // Drain()/Stop()
 //
 // Thread-safety is stated per method.
 #ifndef PERCORE_ENGINE_H_
@@ -32,14 +36,15 @@
 
 namespace percore {
 
-// What a caller may know about one loop.
+// What a caller may know about one worker (a loop id; see Engine).
 struct WorkerInfo {
   int id;   // 0..threads-1
-  int cpu;  // the CPU it is pinned to
+  int cpu;  // the CPU its loop is pinned to
 };
 
-class Loop;
-struct LoopControl;
+class BlockedSignals;
+class Supervisor;
+struct Instance;
 
 // The thread-per-core server engine.
 class Engine {
@@ -72,14 +77,15 @@ class Engine {
   // drains (bounded by EngineOptions::shutdown_timeout). Asked during a restart, another follows
   // it. Thread-safe and async-signal-safe; returns at once.
   void Reload();
-  // Blocks until every loop has exited. Call from the thread that called Start().
+  // After Start(): supervises until the engine is stopped (Stop()) or a drain (Drain()) is
+  // over, then stops the loops and returns once they have exited: restarts a loop that dies
+  // (with backoff), replaces a stuck one, rolls on Reload(). Takes no signal: for an
+  // application that keeps its own. A loop thread still stuck in a request is left running
+  // (the destructor waits for it). Call from the thread that called Start().
   void Wait();
-  // Start(), then supervise until the engine is stopped: restarts a loop that dies (with
-  // backoff), replaces a stuck one, rolls on SIGHUP or Reload(), drains gracefully on the first
-  // SIGINT/SIGTERM or Drain(), exits at once on a second signal or Stop(). The signals are
-  // blocked in the engine's threads and taken here, so no handler runs on a loop. OK after a
-  // graceful or requested stop. A loop thread still stuck in a request when Run() returns is
-  // left running (the destructor waits for it).
+  // Start(), on_started, then what Wait() does, with the signals taken here: SIGHUP rolls,
+  // the first SIGINT/SIGTERM drains, a second one stops at once. The signals are blocked in the
+  // engine's threads, so no handler runs on a loop. OK after a graceful or requested stop.
   absl::Status Run();
   // Whether every loop serves, none is crash-looping and no drain has begun: the answer of a
   // readiness probe. Thread-safe.
@@ -91,8 +97,8 @@ class Engine {
 
   // The bound port (useful when options.port was 0). Thread-safe.
   int port() const { return port_; }
-  // One entry per loop, by id. Thread-safe.
-  const std::vector<WorkerInfo>& workers() const { return workers_; }
+  // One entry per worker, by id. Thread-safe.
+  std::vector<WorkerInfo> workers() const;
   // The I/O backend the loops use: "io_uring" or "epoll". Thread-safe.
   std::string_view backend_name() const {
     return backend_ == BackendKind::kEpoll ? "epoll" : "io_uring";
@@ -105,33 +111,16 @@ class Engine {
   const std::string& loops_note() const { return loops_note_; }
 
  private:
-  struct Instance;
-  struct LoopSlot;
-  Engine(const EngineOptions& options, ProtocolFactory factory, size_t loops);
-  void RunLoop(LoopSlot* slot, int lane);
-  // Starts a loop for `slot` in `lane` on a new thread; the future tells its set-up result.
-  std::future<absl::Status> StartLoop(LoopSlot* slot, int lane);
-  // Starts a new instance of `slot` in its free lane and retires the serving one. False if the
-  // free lane is still busy or the new instance failed to start (logged).
-  bool Replace(LoopSlot& slot, absl::Time now);
-  // Tells the instance in `lane` to drain, and when to stop it if it has not finished.
-  void Retire(LoopSlot& slot, int lane, absl::Time now);
-  void Wake(int id, int lane);
-  // Wakes every lane of every worker, so each loop looks at its orders at once.
-  void WakeAll();
-  // One look at the loops from Run(): restarts the dead ones that are due, replaces stuck ones,
-  // finishes retired ones. Returns how long Run() may wait before looking again.
-  absl::Duration Supervise(absl::Time now);
-  // One step of a rolling restart, if one is under way.
-  void AdvanceRoll(absl::Time now);
-  // Joins the instance if its thread has exited; true if it is not running (any more).
-  bool Reap(Instance& instance);
+  struct Runner;
+  Engine(const EngineOptions& options, ProtocolFactory factory, const std::vector<int>& cpus);
+  // The thread of worker `id`'s instance in `place`: pins itself, runs a Loop, records how it
+  // ended. Its set-up result goes to `started`.
+  void RunInstance(int id, int place, Instance* self, std::promise<absl::Status>* started);
+  // Wait()'s and Run()'s supervision until done, then the loops' end; `signals` is Run()'s.
+  void Supervise(const BlockedSignals* signals);
+  // Ends Wait()'s wait for the next look.
+  void Notice();
   void Log(std::string_view line) const;
-  // Responses sent and readiness checks answered "not ready", over every loop.
-  std::pair<uint64_t, uint64_t> Answered() const;
-  // Logs a loop busy past EngineOptions::stall_timeout, once per stall, and counts it; replaces
-  // one busy past EngineOptions::stuck_timeout.
-  void CheckStall(LoopSlot& slot, absl::Time now);
 
   const EngineOptions options_;
   const ProtocolFactory factory_;
@@ -139,20 +128,18 @@ class Engine {
   BackendKind backend_ = BackendKind::kIoUring;  // resolved: never kAuto
   std::string backend_note_;
   std::string loops_note_;
-  std::vector<WorkerInfo> workers_;
+  EngineStats stats_;  // also the owner of each worker's CPU
   // The listener of each worker, index = loop id, shared by its instances; owned here.
   std::vector<int> listen_fds_;
-  // An eventfd per worker and lane (index 2 * id + lane), owned here so Stop() never races a
-  // close.
+  // An eventfd per worker and instance place (index 2 * id + place), owned here so Stop()
+  // never races a close.
   std::vector<int> wake_fds_;
-  std::vector<std::unique_ptr<LoopSlot>> slots_;
-  std::unique_ptr<LoopControl> control_;
-  EngineStats stats_;
-  std::atomic<bool> reload_requested_{false};
+  // Written by Stop(), Drain() and Reload(): Wait()'s supervision looks at once.
+  int notice_fd_ = -1;
+  std::unique_ptr<Runner> runner_;
+  std::unique_ptr<Supervisor> supervisor_;
   bool started_ = false;
-  // Run()'s own: the worker a rolling restart is at (-1: none), and whether its new loop started.
-  int roll_id_ = -1;
-  bool roll_replaced_ = false;
+  bool supervised_ = false;  // Wait() or Run() supervised (once)
 };
 
 }  // namespace percore

@@ -56,10 +56,10 @@ struct alignas(64) LoopStats {
 
 // One worker (loop id): the counters of its loop instances and the supervisor's.
 struct WorkerStats {
-  int cpu = 0;
+  int cpu = 0;  // the CPU its loop is pinned to: set before any loop starts, then read-only
   std::atomic<uint64_t> restarts{0};  // loops that died or were stuck and were replaced
   std::atomic<uint64_t> stalls{0};    // times the loop was seen stuck past stall_timeout
-  LoopStats lanes[2];                 // one per loop instance that may run at once
+  LoopStats instances[2];             // one per loop instance that may run at once
 };
 
 // A snapshot of one worker: its supervisor counters plus the sum over its loop instances
@@ -92,7 +92,7 @@ class EngineStats {
   }
 
  private:
-  friend class Engine;
+  friend class Supervisor;
   std::unique_ptr<WorkerStats[]> workers_;
   size_t size_;
   // Every loop up and none crash-looping, as the supervisor last saw them (false before the
