@@ -38,6 +38,7 @@
 #include "percore/http/health.h"
 #include "percore/http/middleware.h"
 #include "percore/signals.h"
+#include "percore/testing/fault.h"
 #include "percore/version.h"
 
 ABSL_FLAG(int, port, 3000, "TCP port to listen on (0: any free port, printed at start-up)");
@@ -341,7 +342,7 @@ int main(int argc, char** argv) {
   percore::http::MountHealthRoutes(app);
   if (absl::GetFlag(FLAGS_enable_fault_routes)) {
     app.Get("/crash", [](const Request& req, Response& res) {
-      req.worker().Crash("crash requested by /crash");
+      percore::testing::CrashLoop(req.worker(), "crash requested by /crash");
       res.Send("crashing worker " + std::to_string(req.worker_id()));
     });
     app.Get("/stall", [](const Request& req, Response& res) {

@@ -5,17 +5,11 @@
 
 #include "connection_state.h"
 #include "loop.h"
+#include "percore/buffers.h"
 #include "percore/protocol.h"
 
 namespace percore {
 namespace {
-
-// A pooled output keeps buffers up to this size; a large response's are not worth keeping.
-constexpr size_t kMaxPooledCapacity = 64 * 1024;
-
-// Gives a string's memory back. (Assigning an empty string would not: libstdc++ copies a short
-// string into the buffer it already has.)
-void Free(std::string& s) { std::string().swap(s); }
 
 void CloseFile(FileRange& file) {
   if (file.fd >= 0) close(file.fd);
@@ -56,7 +50,7 @@ bool Output::Sent(size_t n) {
     // pages are already there, and a large second one does not sit beside it.
     if (pending.empty()) {
       if (sending_.capacity() > pending.capacity()) sending_.swap(pending);
-      if (sending_.capacity() > kMaxPooledCapacity) Free(sending_);
+      KeepSmall(sending_);
     }
     return file_.left == 0;
   }
@@ -75,10 +69,7 @@ size_t Output::Clear() {
   queued_ = 0;
   sent_ = 0;
   for (std::string* s : {&pending, &sending_, &unread}) {
-    if (s->capacity() > kMaxPooledCapacity) {
-      freed += s->capacity();
-      Free(*s);
-    }
+    freed += KeepSmall(*s);
     s->clear();
   }
   return freed;

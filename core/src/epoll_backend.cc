@@ -210,7 +210,7 @@ int EpollBackend::Iterate(int64_t timeout_us) {
         Reconcile(static_cast<EpollConnection*>(work_[i]));
       }
     } catch (...) {
-      // The loop is dying (an exception from a session call, e.g. Worker::Crash). work_ must
+      // The loop is dying (an exception from a session call, e.g. testing::CrashLoop). work_ must
       // not keep connections already reconciled (maybe released) for the shutdown's Iterate;
       // the ones not reached are still marked dirty, so they go back on the dirty list.
       for (++i; i < work_.size(); ++i) loop_.dirty().push_back(work_[i]);

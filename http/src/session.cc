@@ -30,18 +30,8 @@ namespace {
 // While draining, how long an idle keep-alive connection stays open for a request already on its
 // way (see HttpSession::OnDrain).
 constexpr int64_t kDrainIdleCloseMs = 250;
-// States kept in a loop's pool, and the largest buffer a pooled state keeps.
+// States kept in a loop's pool (each keeps its buffers small: percore/buffers.h).
 constexpr size_t kMaxPooledStates = 256;
-constexpr size_t kMaxPooledCapacity = 64 * 1024;
-
-}  // namespace
-
-void KeepSmall(std::string& s) {
-  // Swapped, not assigned: libstdc++ keeps its buffer when cleared or assigned a short string.
-  if (s.capacity() > kMaxPooledCapacity) std::string().swap(s);
-}
-
-namespace {
 
 std::string_view View(const char* base, Span span) {
   return std::string_view(base + span.offset, span.length);

@@ -26,16 +26,13 @@
 #include "client_address.h"
 #include "date_cache.h"
 #include "gzip.h"
+#include "percore/buffers.h"
 #include "percore/http/options.h"
 #include "percore/http/request.h"
 #include "percore/http/router.h"
 #include "percore/protocol.h"
 
 namespace percore::http {
-
-// Gives back the memory of a buffer the loop reuses (a pooled message state's, the gzip output)
-// once it has grown past what is worth keeping for the next request.
-void KeepSmall(std::string& s);
 
 // The immutable configuration every loop of one App shares.
 struct AppConfig {

@@ -22,6 +22,7 @@
 #include "percore/http/app.h"
 #include "percore/http/task.h"
 #include "percore/options.h"
+#include "percore/testing/fault.h"
 #include "support/backends.h"
 #include "support/test_client.h"
 
@@ -168,7 +169,7 @@ class DeferredTest : public ::testing::TestWithParam<BackendKind> {
       res.Send("ok");
     });
     app.Get("/crash", [](const Request& req, Response& res) {
-      req.worker().Crash("crash requested by /crash");
+      percore::testing::CrashLoop(req.worker(), "crash requested by /crash");
       res.Send("crashing");
     });
     app.Get("/timers", [this](const Request& req, Response& res) {

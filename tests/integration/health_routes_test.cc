@@ -13,6 +13,7 @@
 #include "percore/engine.h"
 #include "percore/http/app.h"
 #include "percore/http/health.h"
+#include "percore/testing/fault.h"
 #include "support/backends.h"
 #include "support/test_client.h"
 
@@ -49,7 +50,7 @@ class HealthRoutesTest : public ::testing::TestWithParam<BackendKind> {
     App app;
     app.Get("/", [](const Request&, Response& res) { res.Send("Hello World!"); });
     app.Get("/crash", [](const Request& req, Response& res) {
-      req.worker().Crash("crash requested by /crash");
+      percore::testing::CrashLoop(req.worker(), "crash requested by /crash");
       res.Send("bye");
     });
     http::MountHealthRoutes(app);

@@ -30,6 +30,7 @@
 #include "percore/engine.h"
 #include "percore/http/app.h"
 #include "percore/options.h"
+#include "percore/testing/fault.h"
 #include "support/backends.h"
 #include "support/test_client.h"
 
@@ -88,7 +89,7 @@ App MakeApp() {
   app.Get("/worker",
           [](const Request& req, Response& res) { res.Send(std::to_string(req.worker_id())); });
   app.Get("/crash", [](const Request& req, Response& res) {
-    req.worker().Crash("crash requested by /crash");
+    percore::testing::CrashLoop(req.worker(), "crash requested by /crash");
     res.Send("crashing worker " + std::to_string(req.worker_id()));
   });
   app.All("/echo", [](const Request& req, Response& res) { res.Send(req.body()); });

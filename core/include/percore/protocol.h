@@ -71,6 +71,12 @@ enum WatchEvent : uint32_t {
   kWritable = 2,
 };
 
+class Worker;
+namespace testing {
+// Fault injection for tests and demos (percore/testing/fault.h).
+void CrashLoop(Worker& worker, std::string_view reason);
+}  // namespace testing
+
 // The loop a protocol runs on, as protocol code sees it. Owning-loop-only.
 class Worker {
  public:
@@ -104,16 +110,10 @@ class Worker {
   // Stops watching; `fn` is not called again (it may be running: it is destroyed once it
   // returns). False if `watch` is not watched. Owning-loop-only.
   bool Unwatch(WatchId watch);
-  // Fault injection: once the current call into the session returns, the loop dies the way a
-  // bug in its own code would kill it (an exception escapes the loop). The engine's supervisor
-  // logs `reason` and starts a replacement. For tests and demos.
-  void Crash(std::string_view reason) {
-    crash_reason_ = std::string(reason);
-    crash_requested_ = true;
-  }
 
  private:
   friend class Loop;
+  friend void testing::CrashLoop(Worker& worker, std::string_view reason);
   Worker(Loop* loop, int id, int cpu, LoopStats* stats, const EngineStats* engine_stats)
       : loop_(loop), id_(id), cpu_(cpu), stats_(stats), engine_stats_(engine_stats) {}
   Loop* loop_;
@@ -124,7 +124,7 @@ class Worker {
   const EngineStats* engine_stats_;
   int64_t now_ms_ = 0;
   bool draining_ = false;
-  bool crash_requested_ = false;
+  bool crash_requested_ = false;  // testing::CrashLoop
   std::string crash_reason_;
 };
 

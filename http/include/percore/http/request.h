@@ -86,7 +86,8 @@ class Request {
   int worker_id() const { return worker_id_; }
   // CPU of the loop serving this request.
   int cpu() const { return cpu_; }
-  // The loop serving this request (Worker::draining(), Worker::Crash()).
+  // The loop serving this request (Worker::draining(); testing::CrashLoop() in
+  // percore/testing/fault.h).
   Worker& worker() const { return *worker_; }
   // The address of the client's end of the connection (asked of the kernel; a proxy in front
   // is the peer then).
