@@ -4,6 +4,10 @@
   scripts/bench            about 10 s per mode (a few minutes in all)
   scripts/bench --quick    about 2 s per mode (well under 3 minutes)
   scripts/bench --micro    also runs the Google Benchmark binaries (build/bench/*_benchmark)
+  scripts/bench --compare OTHER/hello_cores [--rounds 5]
+                           only GET / keep-alive: this build's hello_cores and OTHER's, alternated
+                           round by round, server CPU per request of each (a request-path change
+                           measured before and after without nginx's noise in the ratio)
 
 Sets up (scripts/setup --bench) and builds (scripts/build), then:
   * starts hello_cores (1 loop) and nginx (1 worker, same CPU) as equal peers, and
@@ -49,6 +53,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .compare import compare, report as compare_report
 from .load import (MODES, errors_of, hold_connections, idle_memory, measure,
                    release_connections, run_wrk, slow_readers, wrk_command)
 from .processes import CLK_TCK, ROOT, Children, Failure, log, loop_ticks, on_terminate, run_step
@@ -93,6 +98,9 @@ def main():
                     help="idle keep-alive connections for the memory measurement (10000)")
     ap.add_argument("--backend", default="auto", choices=["auto", "io_uring", "epoll"],
                     help="hello_cores --backend")
+    ap.add_argument("--compare", metavar="BINARY",
+                    help="another hello_cores to alternate with this build's on GET / keep-alive")
+    ap.add_argument("--rounds", type=int, default=5, help="--compare rounds (5)")
     args = ap.parse_args()
     duration = args.duration or (2 if args.quick else 10)
     warmup = 1 if args.quick else 2
@@ -187,6 +195,18 @@ def main():
     children = Children()
     tmp = Path(tempfile.mkdtemp(prefix="percore-bench-"))
     os.chmod(tmp, 0o755)
+    if args.compare:
+        other = Path(args.compare).resolve()
+        if not other.is_file():
+            raise Failure(f"--compare: {other} is not a file")
+        try:
+            per_label = compare(children, tmp, {"this": hello, "other": other}, args.rounds,
+                                duration, warmup, server_cpu, client_cpu, pin_server, args.backend)
+        finally:
+            children.stop_all()
+            shutil.rmtree(tmp, ignore_errors=True)
+        compare_report(per_label)
+        return 0
     www = tmp / "www"  # the gzip mode's file; nginx's workers (nobody) read it too
     www.mkdir()
     os.chmod(www, 0o755)

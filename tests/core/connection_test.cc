@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/time/time.h"
 #include "connection_state.h"
 #include "gtest/gtest.h"
 #include "loop.h"
@@ -210,6 +211,22 @@ std::string Drain(Output& o) {
     }
   }
   return sent;
+}
+
+// The send timeout (Loop::Tick): output that makes no progress for send_timeout, a peer that
+// reads nothing, fails the connection.
+TEST(SendTimeoutTest, OutputStuckPastTheSendTimeoutAbortsTheConnection) {
+  EngineOptions options;
+  options.send_timeout = absl::Milliseconds(30);
+  options.tick_interval = absl::Milliseconds(5);
+  LoopHarness harness([](Worker&) { return std::make_unique<EchoProtocol>(); }, options);
+  ConnectionState* c = StateOf(harness.Accept());
+  harness.loop().OnReceived(c, "abc");
+  ASSERT_GT(c->pending_output(), 0u);
+  EXPECT_FALSE(c->releasing());
+  EXPECT_TRUE(harness.RunUntil([&] { return c->releasing(); }, absl::Seconds(10)))
+      << "never timed out";
+  EXPECT_FALSE(Loop::WantsSend(c)) << "the output is dropped";
 }
 
 TEST(OutputTest, BytesAndFileRangesGoOutInTheOrderTheyWereQueued) {
