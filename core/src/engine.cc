@@ -48,10 +48,11 @@ struct Engine::Runner final : InstanceRunner {
   explicit Runner(Engine& engine) : engine(engine) {}
 
   absl::Status Start(int id, int place, Instance& instance) override {
-    std::promise<absl::Status> started;
-    std::future<absl::Status> result = started.get_future();
+    // Shared with the thread: it may still be inside set_value() when get() returns here.
+    auto started = std::make_shared<std::promise<absl::Status>>();
+    std::future<absl::Status> result = started->get_future();
     try {
-      instance.thread = std::thread(&Engine::RunInstance, &engine, id, place, &instance, &started);
+      instance.thread = std::thread(&Engine::RunInstance, &engine, id, place, &instance, started);
     } catch (const std::system_error& e) {
       // No thread (EAGAIN: a thread or memory limit): the instance counts as one that died at
       // once, so the supervisor retries it with backoff.
@@ -183,7 +184,8 @@ Engine::~Engine() {
   if (notice_fd_ >= 0) close(notice_fd_);
 }
 
-void Engine::RunInstance(int id, int place, Instance* self, std::promise<absl::Status>* started) {
+void Engine::RunInstance(int id, int place, Instance* self,
+                         std::shared_ptr<std::promise<absl::Status>> started) {
   const int cpu = stats_.worker(id).cpu;
   pthread_setname_np(pthread_self(), absl::StrCat("percore/", id).c_str());
   cpu_set_t set;
@@ -208,7 +210,7 @@ void Engine::RunInstance(int id, int place, Instance* self, std::promise<absl::S
       loop.Adopt(self->orphans);
       self->orphans.clear();
     }
-    started->set_value(status);  // `started` is gone once Runner::Start() has its result
+    started->set_value(status);
     if (status.ok()) status = loop.Run();
     if (!status.ok()) self->orphans = loop.TakeOrphans();
   }

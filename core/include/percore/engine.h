@@ -69,13 +69,14 @@ class Engine {
   // Asks every loop to exit now: each closes its connections and frees its ring and buffers.
   // Thread-safe and async-signal-safe; returns at once.
   void Stop();
-  // Starts a graceful shutdown (see EngineOptions::drain_delay); Run() returns when it is done.
+  // Starts a graceful shutdown (see EngineOptions::drain_delay); Run() or Wait() returns when it
+  // is done.
   // Thread-safe and async-signal-safe; returns at once.
   void Drain();
-  // Starts a rolling restart, carried out by Run(): one worker at a time, a new loop starts on
-  // the worker's CPU and listening socket and serves, then the old one stops accepting and
-  // drains (bounded by EngineOptions::shutdown_timeout). Asked during a restart, another follows
-  // it. Thread-safe and async-signal-safe; returns at once.
+  // Starts a rolling restart, carried out by Run() or Wait(): one worker at a time, a new loop
+  // starts on the worker's CPU and listening socket and serves, then the old one stops accepting
+  // and drains (bounded by EngineOptions::shutdown_timeout). Asked during a restart, another
+  // follows it. Thread-safe and async-signal-safe; returns at once.
   void Reload();
   // After Start(): supervises until the engine is stopped (Stop()) or a drain (Drain()) is
   // over, then stops the loops and returns once they have exited: restarts a loop that dies
@@ -115,7 +116,8 @@ class Engine {
   Engine(const EngineOptions& options, ProtocolFactory factory, const std::vector<int>& cpus);
   // The thread of worker `id`'s instance in `place`: pins itself, runs a Loop, records how it
   // ended. Its set-up result goes to `started`.
-  void RunInstance(int id, int place, Instance* self, std::promise<absl::Status>* started);
+  void RunInstance(int id, int place, Instance* self,
+                   std::shared_ptr<std::promise<absl::Status>> started);
   // Wait()'s and Run()'s supervision until done, then the loops' end; `signals` is Run()'s.
   void Supervise(const BlockedSignals* signals);
   // Ends Wait()'s wait for the next look.
