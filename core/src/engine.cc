@@ -47,8 +47,8 @@ void RaiseFileLimit() {
 struct Engine::Runner final : InstanceRunner {
   explicit Runner(Engine& engine) : engine(engine) {}
 
-  absl::Status Start(int id, int place, Instance& instance) override {
-    // Shared with the thread: it may still be inside set_value() when get() returns here.
+  std::future<absl::Status> Start(int id, int place, Instance& instance) override {
+    // Shared with the thread: it may still be inside set_value() when the result is taken.
     auto started = std::make_shared<std::promise<absl::Status>>();
     std::future<absl::Status> result = started->get_future();
     try {
@@ -58,9 +58,9 @@ struct Engine::Runner final : InstanceRunner {
       // once, so the supervisor retries it with backoff.
       instance.exit_status = absl::ResourceExhaustedError(e.what());
       instance.exited.store(true, std::memory_order_release);
-      return instance.exit_status;
+      started->set_value(instance.exit_status);
     }
-    return result.get();
+    return result;
   }
 
   void Wake(int id, int place) override {

@@ -18,21 +18,30 @@ Supervisor::Supervisor(const EngineOptions& options, EngineStats& stats, Instanc
 void Supervisor::Log(std::string_view line) const { LogLine(options_, line); }
 
 absl::Status Supervisor::Start(absl::Time now) {
+  std::vector<std::future<absl::Status>> started;
   for (int id = 0; id < count_; ++id) {
     WorkerState& worker = workers_[id];
     worker.backoff.emplace(options_);
     worker.running_since = now;
-    absl::Status status = StartInstance(id, 0);
-    if (!status.ok()) {
-      Stop();
-      return absl::Status(status.code(), absl::StrCat("worker ", id, ": ", status.message()));
+    started.push_back(StartInstance(id, 0));
+  }
+  absl::Status first_error;
+  for (int id = 0; id < count_; ++id) {
+    absl::Status status = started[id].get();
+    if (!status.ok() && first_error.ok()) {
+      first_error =
+          absl::Status(status.code(), absl::StrCat("worker ", id, ": ", status.message()));
     }
+  }
+  if (!first_error.ok()) {
+    Stop();
+    return first_error;
   }
   stats_.serving_.store(true);
   return absl::OkStatus();
 }
 
-absl::Status Supervisor::StartInstance(int id, int place) {
+std::future<absl::Status> Supervisor::StartInstance(int id, int place) {
   Instance& instance = workers_[id].places[place];
   instance.exited.store(false);
   instance.exit_status = absl::OkStatus();
@@ -125,7 +134,7 @@ bool Supervisor::Replace(int id, absl::Time now) {
   // The new loop accepts on the same listener. The old one has at most a few accepts armed
   // (see kAcceptsArmed in the io_uring backend; epoll accepts only when the loop asks), so once
   // it stops accepting, or while it is stuck, the queue is the new loop's.
-  absl::Status status = StartInstance(id, new_place);
+  absl::Status status = StartInstance(id, new_place).get();
   if (!status.ok()) {
     if (fresh.thread.joinable()) fresh.thread.join();  // it exits at once
     fresh.running = false;
@@ -218,7 +227,7 @@ absl::Duration Supervisor::Supervise(absl::Time now) {
       if (now >= worker.restart_at) {
         // The listener stayed open: connections that arrived meanwhile wait in its accept
         // queue for the new loop.
-        absl::Status status = StartInstance(id, worker.serving);
+        absl::Status status = StartInstance(id, worker.serving).get();
         worker.down = false;
         worker.running_since = now;
         LoopStats::Add(stats_.worker(id).restarts, 1);

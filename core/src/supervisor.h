@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <deque>
+#include <future>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -57,10 +58,10 @@ struct Instance {
 class InstanceRunner {
  public:
   virtual ~InstanceRunner() = default;
-  // Starts `instance` (the supervisor has reset it) of worker `id` in place `place` (0 or 1)
-  // and returns its set-up result once it serves or has failed. On failure the instance has
-  // exited or is about to (`exited` is set soon after).
-  virtual absl::Status Start(int id, int place, Instance& instance) = 0;
+  // Starts `instance` (the supervisor has reset it) of worker `id` in place `place` (0 or 1);
+  // the future tells its set-up result once it serves or has failed. On failure the instance
+  // has exited or is about to (`exited` is set soon after).
+  virtual std::future<absl::Status> Start(int id, int place, Instance& instance) = 0;
   // Makes the instance in `place` of worker `id` look at its orders now. Async-signal-safe.
   virtual void Wake(int id, int place) = 0;
   // Closes every worker's listening socket: every loop has stopped accepting, and new
@@ -75,8 +76,8 @@ class Supervisor {
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
 
-  // Starts one instance per worker and waits for their set-up results: the first error names
-  // its worker, and then every instance is stopped (Stop()) for the caller to reap.
+  // Starts one instance per worker, all at once, and waits for their set-up results: the first
+  // error names its worker, and then every instance is stopped (Stop()) for the caller to reap.
   absl::Status Start(absl::Time now);
 
   struct Look {
@@ -122,8 +123,8 @@ class Supervisor {
     int64_t stuck_logged_for = 0;    // the busy_since_ms of a stall that could not be replaced
   };
 
-  // Resets and starts the instance in `place` of worker `id`; its set-up result.
-  absl::Status StartInstance(int id, int place);
+  // Resets and starts the instance in `place` of worker `id`; its set-up result to come.
+  std::future<absl::Status> StartInstance(int id, int place);
   // Joins the instance if it exited; true if it is not running (any more).
   static bool Reap(Instance& instance);
   // Starts a new instance of worker `id` in its free place and retires the serving one. False

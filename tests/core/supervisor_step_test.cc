@@ -1,6 +1,7 @@
 // The supervisor's rules in simulated time: the test plays the loop instances (they die, stall,
 // stop accepting, exit when told) and steps the clock by hand, to the millisecond. What only
 // real threads show stays in tests/integration/supervisor_test.cc.
+#include <future>
 #include <string>
 #include <utility>
 #include <vector>
@@ -25,12 +26,15 @@ using ::testing::Pair;
 // Starts nothing: records what the supervisor asked for.
 class FakeRunner : public InstanceRunner {
  public:
-  absl::Status Start(int id, int place, Instance& instance) override {
+  std::future<absl::Status> Start(int id, int place, Instance& instance) override {
     starts.emplace_back(id, place);
-    if (fail_next_start.ok()) return absl::OkStatus();
-    instance.exit_status = std::exchange(fail_next_start, absl::OkStatus());
-    instance.exited.store(true);
-    return instance.exit_status;
+    std::promise<absl::Status> started;
+    if (!fail_next_start.ok()) {
+      instance.exit_status = std::exchange(fail_next_start, absl::OkStatus());
+      instance.exited.store(true);
+    }
+    started.set_value(instance.exit_status);
+    return started.get_future();
   }
   void Wake(int, int) override { ++wakes; }
   void CloseListeners() override { ++listener_closes; }
@@ -97,7 +101,7 @@ TEST_F(SupervisorStepTest, StartsOneInstancePerWorkerAndReportsReady) {
 TEST_F(SupervisorStepTest, AFailedStartNamesItsWorkerAndStopsTheOthers) {
   // The first worker starts; the second fails.
   struct SecondFails : FakeRunner {
-    absl::Status Start(int id, int place, Instance& instance) override {
+    std::future<absl::Status> Start(int id, int place, Instance& instance) override {
       if (id == 1) fail_next_start = absl::ResourceExhaustedError("no ring");
       return FakeRunner::Start(id, place, instance);
     }
