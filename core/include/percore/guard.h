@@ -23,9 +23,10 @@
 
 namespace percore {
 
-// Binds one listening socket per loop as Engine::Create() would (an error if the port is in
-// use), then forks a child that runs `serve` with a copy of `options` whose listen_fds are those
-// sockets, and exits with what `serve` returns. The guard:
+// Checks `options` as Engine::Create() does (an error names the bad field) and binds one
+// listening socket per loop as it would (an error if the port is in use), then forks a child that
+// runs `serve` with a copy of `options` whose listen_fds are those sockets, and exits with what
+// `serve` returns. The guard:
 //  - forwards SIGTERM, SIGINT and SIGHUP to the child (drain, rolling restart) and, after a
 //    SIGTERM or SIGINT, restarts nothing;
 //  - restarts a child that died by a signal after options.restart_backoff, growing 1.5x per death
