@@ -21,18 +21,19 @@ absl::Status ListError(std::string_view whole, std::string_view why) {
                                     "\": " + std::string(why));
 }
 
+// `text` without the `chars` it starts and ends with: spaces in a CPU list, also the newline a
+// cgroup file ends with.
+std::string_view Trim(std::string_view text, std::string_view chars = " \n") {
+  while (!text.empty() && chars.find(text.front()) != std::string_view::npos) text.remove_prefix(1);
+  while (!text.empty() && chars.find(text.back()) != std::string_view::npos) text.remove_suffix(1);
+  return text;
+}
+
 bool ParseCpu(std::string_view text, int* cpu) {
-  while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
-  while (!text.empty() && text.back() == ' ') text.remove_suffix(1);
+  text = Trim(text, " ");
   const char* end = text.data() + text.size();
   auto [ptr, ec] = std::from_chars(text.data(), end, *cpu);
   return !text.empty() && ec == std::errc() && ptr == end && *cpu >= 0 && *cpu <= kMaxCpu;
-}
-
-std::string_view Trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\n')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\n')) text.remove_suffix(1);
-  return text;
 }
 
 bool ParseInt(std::string_view text, int64_t* value) {
