@@ -319,8 +319,8 @@ void Engine::Supervise(const BlockedSignals* signals) {
   // Every loop closes its connections and exits within a few seconds, unless one is stuck in a
   // request (known to be, or still busy after that time): that thread is left to the destructor
   // rather than holding the caller up.
-  const absl::Time give_up = absl::Now() + absl::Seconds(5);
-  while (!supervisor_->AllServeNothing() && absl::Now() < give_up) {
+  const absl::Time give_up = MonotonicTime() + absl::Seconds(5);
+  while (!supervisor_->AllServeNothing() && MonotonicTime() < give_up) {
     absl::SleepFor(absl::Milliseconds(5));
   }
   supervisor_->ReapAll();

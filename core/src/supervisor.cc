@@ -57,8 +57,7 @@ std::future<absl::Status> Supervisor::StartInstance(int id, int place) {
 bool Supervisor::Reap(Instance& instance) {
   if (!instance.running) return true;
   if (!instance.exited.load(std::memory_order_acquire)) return false;
-  if (instance.thread.joinable()) instance.thread.join();
-  instance.running = false;
+  Join(instance);
   return true;
 }
 
@@ -99,12 +98,14 @@ void Supervisor::ReapAll() {
   }
 }
 
+void Supervisor::Join(Instance& instance) {
+  if (instance.thread.joinable()) instance.thread.join();
+  instance.running = false;
+}
+
 void Supervisor::JoinAll() {
   for (int id = 0; id < count_; ++id) {
-    for (Instance& instance : workers_[id].places) {
-      if (instance.thread.joinable()) instance.thread.join();
-      instance.running = false;
-    }
+    for (Instance& instance : workers_[id].places) Join(instance);
   }
 }
 
@@ -136,8 +137,7 @@ bool Supervisor::Replace(int id, absl::Time now) {
   // it stops accepting, or while it is stuck, the queue is the new loop's.
   absl::Status status = StartInstance(id, new_place).get();
   if (!status.ok()) {
-    if (fresh.thread.joinable()) fresh.thread.join();  // it exits at once
-    fresh.running = false;
+    Join(fresh);  // it exits at once
     Log(absl::StrCat("Worker ", id, " not replaced: ", status.message()));
     return false;
   }
@@ -189,6 +189,9 @@ absl::Duration Supervisor::Supervise(absl::Time now) {
   const size_t crash_loop_deaths = static_cast<size_t>(options_.crash_loop_deaths);
   for (int id = 0; id < count_; ++id) {
     WorkerState& worker = workers_[id];
+    while (!worker.deaths.empty() && now - worker.deaths.front() > options_.crash_loop_window) {
+      worker.deaths.pop_front();
+    }
     // A retiring instance: done once it exits; stopped if it takes too long.
     const int retiring_place = 1 - worker.serving;
     Instance& retiring = worker.places[retiring_place];
@@ -212,9 +215,6 @@ absl::Duration Supervisor::Supervise(absl::Time now) {
       Log(absl::StrCat("Worker ", id, " died (", serving.exit_status.message(), "); restarting in ",
                        absl::FormatDuration(delay)));
       worker.deaths.push_back(now);
-      while (!worker.deaths.empty() && now - worker.deaths.front() > options_.crash_loop_window) {
-        worker.deaths.pop_front();
-      }
       if (worker.deaths.size() == crash_loop_deaths) {
         Log(absl::StrCat("Worker ", id, " died ", options_.crash_loop_deaths, " times in ",
                          absl::FormatDuration(options_.crash_loop_window),
@@ -237,9 +237,6 @@ absl::Duration Supervisor::Supervise(absl::Time now) {
       } else {
         next_look = std::min(next_look, worker.restart_at - now);
       }
-    }
-    while (!worker.deaths.empty() && now - worker.deaths.front() > options_.crash_loop_window) {
-      worker.deaths.pop_front();
     }
     if (!worker.down) CheckStall(id, now);
     crash_looping |= worker.deaths.size() >= crash_loop_deaths;

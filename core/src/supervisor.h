@@ -127,6 +127,8 @@ class Supervisor {
   std::future<absl::Status> StartInstance(int id, int place);
   // Joins the instance if it exited; true if it is not running (any more).
   static bool Reap(Instance& instance);
+  // Waits for the instance's thread, if it has one, and marks it not running.
+  static void Join(Instance& instance);
   // Starts a new instance of worker `id` in its free place and retires the serving one. False
   // if the free place is still busy or the new instance failed to start (logged).
   bool Replace(int id, absl::Time now);
