@@ -225,6 +225,10 @@ int Serve(percore::http::App& app, const percore::EngineOptions& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The engine never raises SIGPIPE on its loops (it blocks it there); this program also writes
+  // its own lines to stdout, which may be a pipe whose reader died: a write there must fail
+  // with EPIPE rather than end the server.
+  signal(SIGPIPE, SIG_IGN);
   absl::SetProgramUsageMessage("percore demo server: GET /, GET /worker, /echo");
   absl::FlagsUsageConfig usage;  // --version (Abseil's own flag) prints this and exits 0
   usage.version_string = [] { return std::string("hello_cores " PERCORE_VERSION "\n"); };

@@ -68,11 +68,29 @@ size_t Output::Clear() {
   queue_.clear();
   queued_ = 0;
   sent_ = 0;
-  for (std::string* s : {&pending, &sending_, &unread}) {
+  for (std::string* s : {&pending, &sending_, &unread_}) {
     freed += KeepSmall(*s);
     s->clear();
   }
+  unread_from_ = 0;
   return freed;
+}
+
+void Output::KeepUnread(std::string_view bytes) {
+  if (unread_from_ > 0 && unread_from_ >= unread_.size() / 2) {
+    // Most of it was taken: move the rest to the front once, before it grows.
+    unread_.erase(0, unread_from_);
+    unread_from_ = 0;
+  }
+  unread_.append(bytes);
+}
+
+void Output::TakeUnread(size_t n) {
+  unread_from_ += n;
+  if (unread_from_ == unread_.size()) {
+    unread_.clear();
+    unread_from_ = 0;
+  }
 }
 
 void Session::OnPeerClosed(Connection& conn) { conn.Close(); }

@@ -41,8 +41,15 @@ class Output {
   Output& operator=(const Output&) = delete;
 
   std::string pending;      // appended to by the session; never in flight
-  std::string unread;       // bytes received while paused or held, for the session later
   int64_t progress_ms = 0;  // when a send last started or took bytes
+
+  // Bytes received while paused or held, for the session later. The session takes them a
+  // piece at a time (one request behind each deferred answer): what it took is skipped, not
+  // erased, so the rest is never copied again.
+  std::string_view unread() const { return std::string_view(unread_).substr(unread_from_); }
+  void KeepUnread(std::string_view bytes);
+  // The session took the first `n` bytes of unread().
+  void TakeUnread(size_t n);
 
   // Queues a file range after `pending`, which moves to the queue with it.
   void AddFile(int fd, uint64_t offset, uint64_t length);
@@ -64,6 +71,8 @@ class Output {
     std::string bytes;
     FileRange file;
   };
+  std::string unread_;
+  size_t unread_from_ = 0;  // unread_ before it went to the session
   std::string sending_;
   size_t sent_ = 0;
   FileRange file_;  // after sending_
@@ -105,6 +114,7 @@ struct ConnectionState : Connection {
   bool resume_queued : 1 = false;    // on the loop's list of connections to hand their unread
   bool writable_wanted : 1 = false;  // NotifyWritable(): call Session::OnWritable when sent
   bool peer_eof : 1 = false;         // the peer's FIN was read
+  bool eof_untold : 1 = false;       // ... before bytes still unread: the session learns it after
 };
 
 inline ConnectionState* StateOf(Connection* c) { return static_cast<ConnectionState*>(c); }

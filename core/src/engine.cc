@@ -188,6 +188,15 @@ void Engine::RunInstance(int id, int place, Instance* self,
                          std::shared_ptr<std::promise<absl::Status>> started) {
   const int cpu = stats_.worker(id).cpu;
   pthread_setname_np(pthread_self(), absl::StrCat("percore/", id).c_str());
+  // A send, sendfile, splice or write to a peer or pipe that has gone makes the kernel send
+  // SIGPIPE to the calling thread, whose default action ends the whole process: one client that
+  // resets while a file goes out by sendfile() (which has no MSG_NOSIGNAL) would kill every
+  // loop. Blocked on this thread, it stays pending here and the call fails with EPIPE, which the
+  // loop handles; the process's disposition, an embedding application's, is left alone.
+  sigset_t pipe_only;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_only, nullptr);
   cpu_set_t set;
   CPU_ZERO(&set);
   CPU_SET(cpu, &set);

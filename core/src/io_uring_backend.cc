@@ -303,7 +303,7 @@ void IoUringBackend::ArmReceive(IoUringConnection* c) {
   // The first receive is single-shot: a connection that closes after one request (HTTP's
   // "Connection: close") then has nothing armed to cancel before its socket is closed. Every
   // later one is multishot, armed once for as long as the connection keeps reading.
-  if (c->multishot) {
+  if (c->multishot && !c->one_at_a_time) {
     io_uring_prep_recv_multishot(sqe, c->fd, nullptr, 0, 0);
   } else {
     io_uring_prep_recv(sqe, c->fd, nullptr, 0, 0);
@@ -387,6 +387,7 @@ void IoUringBackend::Reconcile(IoUringConnection* c) {
     return;
   }
   if (Loop::WantsSend(c)) StartSend(c);
+  if (c->paused || c->held) c->one_at_a_time = true;
   if (Loop::WantsRead(c)) {
     if (!c->reading) ArmReceive(c);
   } else if (c->reading && !c->cancel_inflight) {

@@ -23,6 +23,11 @@ struct IoUringConnection final : ConnectionState {
   bool multishot : 1 = false;        // the first receive was armed (single-shot)
   bool has_pipe : 1 = false;         // it has sent a file: see IoUringBackend::pipes_
   bool file_in : 1 = false;          // the send in flight is a splice from the file into the pipe
+  // It was paused or held once (it pipelines behind an answer that comes later, or reads its
+  // answers slowly): every later receive is single-shot. A multishot receive goes on filling
+  // buffers with whatever the peer sent until its cancel reaches the kernel, and the loop
+  // must keep all of it; one single-shot receive brings at most one buffer.
+  bool one_at_a_time : 1 = false;
 };
 static_assert(sizeof(IoUringConnection) == sizeof(ConnectionState), "in the tail padding");
 

@@ -226,10 +226,20 @@ void Loop::DeliverResumed() {
   for (size_t i = 0; i < resumed_.size(); ++i) {
     ConnectionState* c = resumed_[i];
     c->resume_queued = false;
-    if (c->output != nullptr && !c->output->unread.empty() && !c->closing()) {
-      std::string bytes;
-      bytes.swap(c->output->unread);
-      Deliver(c, bytes);  // may hold or pause again, with a new remainder
+    if (c->output != nullptr && !c->output->unread().empty() && !c->closing()) {
+      // Nothing appends to or releases the output during the session's call: the view holds.
+      const std::string_view bytes = c->output->unread();
+      const size_t taken = Offer(c, bytes);
+      if (c->closing()) {
+        c->output->TakeUnread(bytes.size());  // discarded, as bytes read after a close are
+      } else {
+        c->output->TakeUnread(taken);
+        if (taken < bytes.size()) Hold(c);  // paused or held again, the rest left where it is
+      }
+    }
+    if (c->eof_untold && (c->output == nullptr || c->output->unread().empty())) {
+      c->eof_untold = false;
+      TellPeerClosed(c);
     }
     MaybeReleaseOutput(c);
     MarkDirty(c);  // read again
@@ -237,8 +247,16 @@ void Loop::DeliverResumed() {
   resumed_.clear();
 }
 
+void Loop::TellPeerClosed(ConnectionState* c) {
+  if (!c->closing()) {
+    c->session->OnPeerClosed(*c);
+    AfterSession(c);
+  }
+  AdvanceClose(c);
+}
+
 void Loop::MaybeReleaseOutput(ConnectionState* c) {
-  if (c->output != nullptr && c->pending_output() == 0 && c->output->unread.empty()) {
+  if (c->output != nullptr && c->pending_output() == 0 && c->output->unread().empty()) {
     ReleaseOutput(c);
   }
 }
@@ -364,38 +382,46 @@ void Loop::OnReceived(ConnectionState* c, std::string_view bytes) {
     // would hold only for epoll, which simply stops reading). A resume may be queued after the
     // output was sent and given back: the bytes need a fresh one.
     if (c->output == nullptr) TakeOutput(c);
-    c->output->unread.append(bytes);
+    c->output->KeepUnread(bytes);
     return;
   }
-  Deliver(c, bytes);
+  const size_t taken = Offer(c, bytes);
+  if (taken < bytes.size() && !c->closing()) {
+    if (c->output == nullptr) TakeOutput(c);
+    c->output->KeepUnread(bytes.substr(taken));
+    Hold(c);
+  }
 }
 
-void Loop::Deliver(ConnectionState* c, std::string_view bytes) {
+size_t Loop::Offer(ConnectionState* c, std::string_view bytes) {
   in_session_ = c;  // stays set if the call throws: the loop dies, and `c` with it
   const size_t taken = c->session->OnData(*c, bytes);
-  if (taken < bytes.size() && !c->closing()) {
-    // The rest waits: for the client to read what fills the output, or for the session.
-    if (c->output == nullptr) TakeOutput(c);
-    c->output->unread.append(bytes.substr(taken));
-    if (c->output_full()) {
-      c->paused = true;
-    } else {
-      c->held = true;
-    }
-  }
   AfterSession(c);
   in_session_ = nullptr;
+  return taken;
+}
+
+void Loop::Hold(ConnectionState* c) {
+  // The rest waits: for the client to read what fills the output, or for the session.
+  if (c->output_full()) {
+    c->paused = true;
+  } else {
+    c->held = true;
+  }
+  MarkDirty(c);  // the backend stops reading (io_uring: cancels the multishot receive)
 }
 
 void Loop::OnReceiveEnded(ConnectionState* c, int result) {
   if (result == 0) {
     c->peer_eof = true;
     if (c->life == Lifecycle::kHandingOver) c->life = Lifecycle::kReleasing;
-    if (!c->closing()) {
-      c->session->OnPeerClosed(*c);
-      AfterSession(c);
+    if (c->output != nullptr && !c->output->unread().empty()) {
+      // Requests the peer sent before its FIN wait behind a full output or an answer to come:
+      // they are answered first (DeliverResumed tells the session of the FIN after them).
+      c->eof_untold = true;
+    } else {
+      TellPeerClosed(c);
     }
-    AdvanceClose(c);
   } else if (result < 0 && result != -ENOBUFS && result != -ECANCELED) {
     Abort(c);
   }

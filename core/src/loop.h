@@ -135,12 +135,17 @@ class Loop {
   // Queues `c` to get its unread bytes once neither the output limit nor the session holds them.
   void ScheduleResume(ConnectionState* c);
   void DeliverResumed();
+  // The peer's FIN, for the session once every byte before it was delivered.
+  void TellPeerClosed(ConnectionState* c);
   // Gives the output back to the pool once nothing waits in it.
   void MaybeReleaseOutput(ConnectionState* c);
   // Makes the Connection of an accepted or adopted socket.
   ConnectionState* AddConnection(int fd);
-  // Hands `bytes` to the session; keeps what it did not take and pauses reading.
-  void Deliver(ConnectionState* c, std::string_view bytes);
+  // Hands `bytes` to the session; returns how many it took.
+  size_t Offer(ConnectionState* c, std::string_view bytes);
+  // The session took less than it was given: stop reading until the output is sent (paused)
+  // or the session resumes (held).
+  void Hold(ConnectionState* c);
   // After any call into a session: queue output, pause reading past the output limit.
   void AfterSession(ConnectionState* c);
   // Gives c's output buffers back to the pool.

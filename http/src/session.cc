@@ -712,6 +712,7 @@ void HttpSession::Respond(MessageState& st, const char* base) {
   h.finish_.fns.clear();
   h.finish_.status = -1;
   res.finish_ = &h.finish_;
+  res.request_ = &req;  // for the preconditions of its answer
   h.params_.clear();
   const bool asterisk = req.target() == "*";  // OPTIONS * (IsValidTarget allows no other)
   const Router::Result route =
@@ -1288,6 +1289,20 @@ void HttpSession::OnDrain(Connection& conn) {
   // keep-alive race). Given a moment, the request arrives and its response says
   // "Connection: close"; only a connection idle for the whole moment is closed unannounced.
   if (BetweenMessages()) conn.SetDeadline(conn.worker().now_ms() + kDrainIdleCloseMs);
+}
+
+void HttpSession::OnPeerClosed(Connection& conn) {
+  // The client sends nothing more (a half-close: shutdown(SHUT_WR), `nc -N`), and every request
+  // it sent before has been read (the loop tells the FIN only after them). An answer still to
+  // come is given, and closes the connection, as Node does. Not a stream under way: a FIN there
+  // is a client going away (an EventSource closed), whose OnAborted should run now. An
+  // unfinished request can never complete.
+  PendingAnswer* pending = Pending();
+  if (pending != nullptr && !InMessage() && !pending->streaming) {
+    pending->response.close_ = true;
+    return;
+  }
+  conn.Close();
 }
 
 void HttpSession::OnDeadline(Connection& conn) {

@@ -140,7 +140,7 @@ TEST_F(ConnectionTest, OutputPastTheLimitPausesReadingUntilSent) {
   EXPECT_FALSE(Loop::WantsRead(c));
   // What arrives meanwhile (io_uring's multishot receive before its cancel) waits, unparsed.
   loop().OnReceived(c, "later");
-  EXPECT_EQ(c->output->unread, "later");
+  EXPECT_EQ(c->output->unread(), "later");
   SendAll(c);
   EXPECT_FALSE(c->paused);
   EXPECT_TRUE(c->resume_queued) << "the rest goes to the session on the next iteration";
@@ -158,7 +158,7 @@ TEST_F(ConnectionTest, BytesBetweenTheLastSendAndTheResumeWaitForIt) {
   ASSERT_EQ(c->output, nullptr) << "given back once sent";
   loop().OnReceived(c, "after");
   ASSERT_NE(c->output, nullptr);
-  EXPECT_EQ(c->output->unread, "after");
+  EXPECT_EQ(c->output->unread(), "after");
   EXPECT_EQ(c->pending_output(), 0u) << "not echoed before the resume";
 }
 
@@ -167,7 +167,7 @@ TEST_F(ConnectionTest, SessionThatTakesNothingIsHeldUntilResume) {
   loop().OnReceived(c, "stop");
   EXPECT_TRUE(c->held);
   EXPECT_FALSE(Loop::WantsRead(c));
-  EXPECT_EQ(c->output->unread, "stop");
+  EXPECT_EQ(c->output->unread(), "stop");
   c->Resume();
   EXPECT_FALSE(c->held);
   EXPECT_TRUE(c->resume_queued);

@@ -1,0 +1,219 @@
+// What one client can make the server hold or do (issue #21): SIGPIPE, input read behind an
+// answer that comes later, requests before a half-close, descriptors kept per connection. The
+// engine in-process with two loops on 127.0.0.1, once per backend; every wait has a deadline.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "percore/engine.h"
+#include "percore/http/app.h"
+#include "percore/options.h"
+#include "support/backends.h"
+#include "support/test_client.h"
+
+namespace percore {
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+using percore::http::App;
+using percore::http::DeferredResponse;
+using percore::http::Request;
+using percore::http::Response;
+using percore::testing::ConnectLocal;
+using percore::testing::CountOpenFds;
+using percore::testing::Fetch;
+using percore::testing::Get;
+using percore::testing::HttpResponse;
+using percore::testing::ReadResponse;
+using percore::testing::ReadToEnd;
+using percore::testing::SendAll;
+using percore::testing::SetNonBlocking;
+using percore::testing::SetResetOnClose;
+using percore::testing::Socket;
+using percore::testing::StreamEnd;
+using percore::testing::WaitUntil;
+
+constexpr milliseconds kReadTimeout(10000);
+constexpr size_t kFileBytes = 8 << 20;
+
+// A file of kFileBytes, removed when the test ends.
+class TempFile {
+ public:
+  TempFile() {
+    char name[] = "/tmp/percore_hardening_XXXXXX";
+    fd_ = mkstemp(name);
+    path_ = name;
+    if (fd_ >= 0) {
+      const std::string block(1 << 20, 'f');
+      for (size_t done = 0; done < kFileBytes; done += block.size()) {
+        if (write(fd_, block.data(), block.size()) != static_cast<ssize_t>(block.size())) break;
+      }
+    }
+  }
+  ~TempFile() {
+    if (fd_ >= 0) close(fd_);
+    unlink(path_.c_str());
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  int fd_ = -1;
+  std::string path_;
+};
+
+class HardeningTest : public ::testing::TestWithParam<BackendKind> {
+ protected:
+  void SetUp() override {
+    App app;
+    app.Get("/", [](const Request&, Response& res) { res.Send("Hello World!"); });
+    const std::string path = file_.path();
+    app.Get("/file", [path](const Request&, Response& res) {
+      int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) throw std::runtime_error("open");
+      res.SendFile(fd, 0, kFileBytes);
+    });
+    app.Get("/big", [](const Request&, Response& res) { res.Send(std::string(2 << 20, 'b')); });
+    // Answered on the loop's next turn: an answer that comes later, as fast as one can.
+    app.Get("/later", [](const Request& req, Response& res) {
+      DeferredResponse later = res.Defer();
+      req.worker().ref().Post([later]() mutable { later.Send("later"); });
+    });
+    EngineOptions options;
+    options.address = "127.0.0.1";
+    options.port = 0;
+    options.threads = 2;
+    options.backend = GetParam();
+    absl::StatusOr<std::unique_ptr<Engine>> engine = app.Listen(options);
+    if (!engine.ok() && GetParam() == BackendKind::kIoUring &&
+        engine.status().message().find("io_uring unavailable") != std::string_view::npos) {
+      GTEST_SKIP() << "this machine cannot run the io_uring backend: " << engine.status();
+    }
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = std::move(*engine);
+    ASSERT_TRUE(engine_->Start().ok());
+    port_ = engine_->port();
+  }
+
+  void TearDown() override {
+    if (engine_ == nullptr) return;
+    engine_->Stop();
+    engine_->Wait();
+  }
+
+  uint64_t BytesIn() const {
+    uint64_t total = 0;
+    for (size_t id = 0; id < engine_->stats().size(); ++id) {
+      total += engine_->stats().Read(id).bytes_in;
+    }
+    return total;
+  }
+
+  void ExpectServing() {
+    for (int i = 0; i < 10; ++i) {
+      std::optional<HttpResponse> response = Fetch(port_, Get("/"), kReadTimeout);
+      ASSERT_TRUE(response.has_value()) << "request " << i;
+      EXPECT_EQ(response->body, "Hello World!");
+    }
+  }
+
+  TempFile file_;
+  std::unique_ptr<Engine> engine_;
+  int port_ = 0;
+};
+
+// The attack that killed the process: FIN, then a reset, while a file goes out by sendfile()
+// or splice. The kernel answers the next send with EPIPE and SIGPIPE to the sending thread;
+// unblocked, SIGPIPE ends this whole test process.
+TEST_P(HardeningTest, PeerThatResetsDuringAFileRaisesNoSigpipe) {
+  for (int i = 0; i < 20; ++i) {
+    Socket socket(ConnectLocal(port_));
+    ASSERT_TRUE(socket.ok());
+    ASSERT_TRUE(SendAll(socket.fd(), Get("/file")));
+    char head[4096];
+    ASSERT_GT(recv(socket.fd(), head, sizeof(head), 0), 0) << "attempt " << i;
+    shutdown(socket.fd(), SHUT_WR);
+    // The FIN reaches the server and its sends go on; then the reset.
+    ASSERT_TRUE(WaitUntil(
+        [&] { return recv(socket.fd(), head, sizeof(head), MSG_DONTWAIT) > 0; }, kReadTimeout));
+    ASSERT_TRUE(SetResetOnClose(socket.fd()));
+  }
+  ExpectServing();
+}
+
+// Requests pipelined behind answers that come later: the server reads a bounded amount ahead
+// of what it has answered, however much the client sends, instead of everything the client
+// sends (io_uring's multishot receive went on filling buffers for a held connection).
+TEST_P(HardeningTest, PipelinedRequestsBehindLaterAnswersAreReadABoundedAmountAhead) {
+  const std::string request = Get("/later");
+  const std::string reply_end = "\r\n\r\nlater";
+  Socket socket(ConnectLocal(port_));
+  ASSERT_TRUE(socket.ok());
+  ASSERT_TRUE(SetNonBlocking(socket.fd()));
+  const uint64_t before = BytesIn();
+  std::string batch;
+  for (int i = 0; i < 2000; ++i) batch += request;
+  size_t batch_sent = 0;
+  uint64_t answered = 0;
+  uint64_t most_ahead = 0;
+  std::string tail;
+  char buffer[65536];
+  const auto until = Clock::now() + milliseconds(2000);
+  while (Clock::now() < until && answered < 20000) {
+    ssize_t n = send(socket.fd(), batch.data() + batch_sent, batch.size() - batch_sent,
+                     MSG_NOSIGNAL);
+    if (n > 0) batch_sent = (batch_sent + static_cast<size_t>(n)) % batch.size();
+    while ((n = recv(socket.fd(), buffer, sizeof(buffer), 0)) > 0) {
+      tail.append(buffer, static_cast<size_t>(n));
+      for (size_t at; (at = tail.find(reply_end)) != std::string::npos;) {
+        ++answered;
+        tail.erase(0, at + reply_end.size());
+      }
+    }
+    const uint64_t read_ahead = BytesIn() - before - answered * request.size();
+    most_ahead = std::max(most_ahead, read_ahead);
+  }
+  EXPECT_GT(answered, 0u);
+  // One receive burst (before the backend stops reading) plus a buffer at a time afterwards.
+  EXPECT_LT(most_ahead, 1u << 20) << answered << " answered";
+}
+
+// Every complete request sent before the client's FIN is answered, also one behind an answer
+// larger than the output limit, and one whose answer comes later.
+TEST_P(HardeningTest, RequestsBeforeAHalfCloseAreAllAnswered) {
+  for (const std::string& first : {Get("/big"), Get("/later")}) {
+    Socket socket(ConnectLocal(port_));
+    ASSERT_TRUE(socket.ok());
+    ASSERT_TRUE(SendAll(socket.fd(), first + Get("/") + Get("/later")));
+    shutdown(socket.fd(), SHUT_WR);
+    std::string buffer;
+    std::vector<int> statuses;
+    for (int i = 0; i < 3; ++i) {
+      std::optional<HttpResponse> response = ReadResponse(socket.fd(), buffer, kReadTimeout);
+      ASSERT_TRUE(response.has_value()) << first << " answer " << i;
+      statuses.push_back(response->status);
+    }
+    EXPECT_EQ(statuses, (std::vector<int>{200, 200, 200}));
+    percore::testing::ReadToEndResult rest = ReadToEnd(socket.fd(), kReadTimeout);
+    EXPECT_EQ(rest.end, StreamEnd::kClosed);
+    EXPECT_EQ(buffer + rest.data, "");
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, HardeningTest, percore::testing::AllBackends(),
+                         percore::testing::BackendTestName);
+
+}  // namespace
+}  // namespace percore
