@@ -46,6 +46,15 @@ IoUringConnection* ConnectionOf(uint64_t data) {
 // The pipe a connection's file ranges go through: big enough that a splice moves a useful
 // amount (the kernel rounds to pages; the default is 64 KiB).
 constexpr int kPipeBytes = 256 * 1024;
+// Empty pipes a loop keeps for the next file sent: enough for a few files at once without a
+// pipe2() each, few enough to hold little.
+constexpr size_t kSparePipes = 4;
+
+void ClosePipe(int read, int write) {
+  for (int fd : {read, write}) {
+    if (fd >= 0) close(fd);
+  }
+}
 
 constexpr unsigned short kBufferGroup = 0;
 constexpr int64_t kAcceptRetryMs = 100;
@@ -253,11 +262,8 @@ absl::Status IoUringBackend::Init() {
 }
 
 IoUringBackend::~IoUringBackend() {
-  for (auto& [c, pipe] : pipes_) {
-    for (int fd : {pipe.read, pipe.write}) {
-      if (fd >= 0) close(fd);
-    }
-  }
+  for (auto& [c, pipe] : pipes_) ClosePipe(pipe.read, pipe.write);
+  for (Pipe& pipe : spare_pipes_) ClosePipe(pipe.read, pipe.write);
   if (ring_ready_) {
     if (buf_ring_ != nullptr) io_uring_unregister_buf_ring(&ring_, kBufferGroup);
     io_uring_queue_exit(&ring_);
@@ -336,7 +342,10 @@ void IoUringBackend::StartFileSend(IoUringConnection* c) {
   if (!c->has_pipe) {
     c->has_pipe = true;
     int fds[2];
-    if (pipe2(fds, O_CLOEXEC) == 0) {
+    if (!spare_pipes_.empty()) {
+      pipe = spare_pipes_.back();
+      spare_pipes_.pop_back();
+    } else if (pipe2(fds, O_CLOEXEC) == 0) {
       pipe.read = fds[0];
       pipe.write = fds[1];
       const int size = fcntl(pipe.write, F_SETPIPE_SZ, kPipeBytes);
@@ -362,14 +371,20 @@ void IoUringBackend::StartFileSend(IoUringConnection* c) {
   c->file_in = true;
 }
 
-void IoUringBackend::Release(IoUringConnection* c) {
-  if (c->has_pipe) {
-    auto it = pipes_.find(c);
-    for (int fd : {it->second.read, it->second.write}) {
-      if (fd >= 0) close(fd);
-    }
-    pipes_.erase(it);
+void IoUringBackend::ReturnPipe(IoUringConnection* c, bool empty) {
+  auto it = pipes_.find(c);
+  Pipe& pipe = it->second;
+  if (empty && pipe.read >= 0 && spare_pipes_.size() < kSparePipes) {
+    spare_pipes_.push_back(pipe);
+  } else {
+    ClosePipe(pipe.read, pipe.write);
   }
+  pipes_.erase(it);
+  c->has_pipe = false;
+}
+
+void IoUringBackend::Release(IoUringConnection* c) {
+  if (c->has_pipe) ReturnPipe(c, /*empty=*/false);
   loop_.Release(c);
 }
 
@@ -516,6 +531,10 @@ void IoUringBackend::Dispatch(const io_uring_cqe* cqe) {
         if (pipe.in_pipe > 0) pipe.in_pipe -= static_cast<uint32_t>(res);  // from the pipe
       }
       loop_.OnSent(c, res);
+      if (c->has_pipe && res > 0 && pipes_[c].in_pipe == 0 &&
+          (c->output == nullptr || c->output->file().left == 0)) {
+        ReturnPipe(c, /*empty=*/true);  // the file is sent
+      }
       break;
     case kFileIn:
       c->file_in = false;

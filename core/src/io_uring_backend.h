@@ -6,6 +6,7 @@
 #include <liburing.h>
 
 #include <memory>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
@@ -21,7 +22,7 @@ struct IoUringConnection final : ConnectionState {
   bool reading : 1 = false;          // a receive is armed
   bool cancel_inflight : 1 = false;  // a cancel of the armed receive was submitted
   bool multishot : 1 = false;        // the first receive was armed (single-shot)
-  bool has_pipe : 1 = false;         // it has sent a file: see IoUringBackend::pipes_
+  bool has_pipe : 1 = false;         // it is sending a file: see IoUringBackend::pipes_
   bool file_in : 1 = false;          // the send in flight is a splice from the file into the pipe
   // It was paused or held once (it pipelines behind an answer that comes later, or reads its
   // answers slowly): every later receive is single-shot. A multishot receive goes on filling
@@ -70,6 +71,9 @@ class IoUringBackend final : public Backend {
   void StartSend(IoUringConnection* c);
   // The next step of sending the current file range: into the pipe, or from it to the socket.
   void StartFileSend(IoUringConnection* c);
+  // Gives c's pipe back once its file is sent (to spare_pipes_, or closed); `empty` false for
+  // a pipe that may still hold bytes (the connection failed), which is always closed.
+  void ReturnPipe(IoUringConnection* c, bool empty);
   // Releases `c` (nothing of it in flight), closing its pipe.
   void Release(IoUringConnection* c);
   void Dispatch(const io_uring_cqe* cqe);
@@ -92,9 +96,11 @@ class IoUringBackend final : public Backend {
   bool accept_stopped_ = false;  // draining or shutting down: never re-armed
   bool loop_cancelled_ = false;
   int64_t accept_retry_ms_ = 0;
-  // A file range goes out by splice: from the file into the connection's pipe, then from the
-  // pipe into the socket. Only connections that have sent a file have one (kept until they
-  // go): here, not in every connection's state.
+  // A file range goes out by splice: from the file into a pipe, then from the pipe into the
+  // socket. Only a connection that is sending a file has one, here rather than in every
+  // connection's state; once its file is sent the empty pipe goes to a few spares, so an idle
+  // keep-alive client holds no descriptor but its socket, and the pipes' pages (counted against
+  // the user's pipe quota, /proc/sys/fs/pipe-user-pages-soft) are not kept per client.
   struct Pipe {
     int read = -1;
     int write = -1;
@@ -102,6 +108,7 @@ class IoUringBackend final : public Backend {
     uint32_t in_pipe = 0;  // bytes of the file in it, not yet in the socket
   };
   absl::flat_hash_map<IoUringConnection*, Pipe> pipes_;
+  std::vector<Pipe> spare_pipes_;
 };
 
 }  // namespace percore

@@ -926,7 +926,7 @@ bool HttpSession::WritePart(PendingAnswer& pending, std::string_view chunk) {
     pending.written += chunk.size();
   }
   conn.Resume();  // sends it
-  return !conn.output_full();
+  return StreamHasRoom(conn);
 }
 
 void HttpSession::EndParts(PendingAnswer& pending) {

@@ -230,6 +230,11 @@ class HttpSession final : public percore::Session {
   // A streamed one (DeferredResponse::Write, End): false once the output is full.
   bool WritePart(PendingAnswer& pending, std::string_view chunk);
   void EndParts(PendingAnswer& pending);
+  // Whether a streamed answer may write more now (HttpOptions::stream_buffer_bytes).
+  bool StreamHasRoom(const Connection& conn) const {
+    return conn.pending_output() <= protocol_.config_->options.stream_buffer_bytes &&
+           !conn.output_full();
+  }
   void OnWritable(Connection& conn) override;
   // DeferredResponse::OnBody and ResumeBody: hands the body read so far to the reader, then
   // reads on.

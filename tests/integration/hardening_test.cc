@@ -1,16 +1,22 @@
 // What one client can make the server hold or do (issue #21): SIGPIPE, input read behind an
 // answer that comes later, requests before a half-close, descriptors kept per connection. The
 // engine in-process with two loops on 127.0.0.1, once per backend; every wait has a deadline.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,6 +28,10 @@
 #include "percore/options.h"
 #include "support/backends.h"
 #include "support/test_client.h"
+
+#ifndef PERCORE_HELLO_CORES
+#error "PERCORE_HELLO_CORES must name the hello_cores binary"
+#endif
 
 namespace percore {
 namespace {
@@ -85,7 +95,28 @@ class HardeningTest : public ::testing::TestWithParam<BackendKind> {
       if (fd < 0) throw std::runtime_error("open");
       res.SendFile(fd, 0, kFileBytes);
     });
+    app.Get("/small-file", [path](const Request&, Response& res) {
+      int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) throw std::runtime_error("open");
+      res.SendFile(fd, 0, 64 * 1024);
+    });
     app.Get("/big", [](const Request&, Response& res) { res.Send(std::string(2 << 20, 'b')); });
+    // 64 MiB in 64 KiB pieces, each written once the last has room: what it produced so far.
+    app.Get("/stream", [this](const Request&, Response& res) {
+      auto pump = std::make_shared<std::function<void()>>();
+      *pump = [this, later = res.Defer(), pump_ref = std::weak_ptr(pump)]() mutable {
+        static const std::string piece(64 * 1024, 's');
+        while (produced_.load() < (64u << 20)) {
+          produced_ += piece.size();
+          if (!later.Write(piece)) {
+            if (!later.aborted()) later.OnWritable([pump = pump_ref.lock()] { (*pump)(); });
+            return;
+          }
+        }
+        later.End();
+      };
+      (*pump)();
+    });
     // Answered on the loop's next turn: an answer that comes later, as fast as one can.
     app.Get("/later", [](const Request& req, Response& res) {
       DeferredResponse later = res.Defer();
@@ -120,6 +151,13 @@ class HardeningTest : public ::testing::TestWithParam<BackendKind> {
     }
     return total;
   }
+  uint64_t BytesOut() const {
+    uint64_t total = 0;
+    for (size_t id = 0; id < engine_->stats().size(); ++id) {
+      total += engine_->stats().Read(id).bytes_out;
+    }
+    return total;
+  }
 
   void ExpectServing() {
     for (int i = 0; i < 10; ++i) {
@@ -130,6 +168,7 @@ class HardeningTest : public ::testing::TestWithParam<BackendKind> {
   }
 
   TempFile file_;
+  std::atomic<uint64_t> produced_{0};  // by /stream
   std::unique_ptr<Engine> engine_;
   int port_ = 0;
 };
@@ -209,6 +248,110 @@ TEST_P(HardeningTest, RequestsBeforeAHalfCloseAreAllAnswered) {
     percore::testing::ReadToEndResult rest = ReadToEnd(socket.fd(), kReadTimeout);
     EXPECT_EQ(rest.end, StreamEnd::kClosed);
     EXPECT_EQ(buffer + rest.data, "");
+  }
+}
+
+// A stalled reader of a stream costs the kernel's socket buffer and HttpOptions::
+// stream_buffer_bytes (64 KiB) plus a piece, not EngineOptions::max_pending_output (1 MiB).
+TEST_P(HardeningTest, StalledReaderOfAStreamHoldsLittleBeyondTheSocket) {
+  Socket socket(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const int small = 4096;
+  setsockopt(socket.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port_));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(socket.fd(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_TRUE(SendAll(socket.fd(), Get("/stream")));
+  // The client reads nothing: the stream stops once the socket is full and the bound reached.
+  uint64_t last = 0;
+  int unchanged = 0;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        const uint64_t now = produced_.load();
+        unchanged = now == last && now > 0 ? unchanged + 1 : 0;
+        last = now;
+        return unchanged >= 20;
+      },
+      milliseconds(20000)));
+  const uint64_t held = produced_.load() - BytesOut();
+  EXPECT_LT(held, 192u * 1024) << "produced " << produced_.load();
+}
+
+// Sending a file borrows a pipe (io_uring splices through one) only while it is sent: an idle
+// keep-alive client that fetched a file holds its socket and nothing else.
+TEST_P(HardeningTest, IdleClientsThatFetchedAFileHoldNoPipe) {
+  const int baseline = CountOpenFds();
+  constexpr int kClients = 40;
+  std::vector<Socket> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.emplace_back(ConnectLocal(port_));
+    ASSERT_TRUE(clients.back().ok());
+    ASSERT_TRUE(SendAll(clients.back().fd(), Get("/small-file")));
+    std::string buffer;
+    std::optional<HttpResponse> response = ReadResponse(clients.back().fd(), buffer, kReadTimeout);
+    ASSERT_TRUE(response.has_value()) << "client " << i;
+    EXPECT_EQ(response->body.size(), 64u * 1024);
+  }
+  // Each client: its socket and the server's; a loop keeps at most 4 spare pipes (2 fds each).
+  EXPECT_LE(CountOpenFds(), baseline + 2 * kClients + 2 * 4 * 2);
+}
+
+// A port nothing listens on now (bound, read, released).
+int FreePort() {
+  Socket probe(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(addr);
+  if (bind(probe.fd(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(probe.fd(), reinterpret_cast<sockaddr*>(&addr), &length) != 0) {
+    return -1;
+  }
+  return ntohs(addr.sin_port);
+}
+
+// hello_cores whose stdout is a pipe nobody reads any more (a dead log collector): its start-up
+// lines and --log_requests lines fail with EPIPE instead of ending it by SIGPIPE.
+TEST(DeadLogPipeTest, HelloCoresKeepsServingWhenItsStdoutReaderIsGone) {
+  const int port = FreePort();
+  ASSERT_GT(port, 0);
+  int out[2];
+  ASSERT_EQ(pipe2(out, O_CLOEXEC), 0);
+  close(out[0]);
+  const std::string port_flag = "--port=" + std::to_string(port);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    dup2(out[1], STDOUT_FILENO);
+    int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (null >= 0) dup2(null, STDERR_FILENO);
+    execl(PERCORE_HELLO_CORES, PERCORE_HELLO_CORES, port_flag.c_str(), "--address=127.0.0.1",
+          "--threads=1", "--log_requests", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(out[1]);
+  int status = 0;
+  const auto exited = [&] { return waitpid(pid, &status, WNOHANG) == pid; };
+  bool gone = false;
+  const bool answered = WaitUntil(
+      [&] {
+        gone = gone || exited();
+        return gone || Fetch(port, Get("/"), milliseconds(1000)).has_value();
+      },
+      milliseconds(20000));
+  EXPECT_TRUE(answered && !gone) << "hello_cores ended with status " << status;
+  // Requests for 500 ms: their lines are flushed to the dead pipe every tick (100 ms).
+  for (auto until = Clock::now() + milliseconds(500); !gone && Clock::now() < until;) {
+    EXPECT_TRUE(Fetch(port, Get("/"), kReadTimeout).has_value());
+    gone = exited();
+  }
+  EXPECT_FALSE(gone) << "hello_cores ended: "
+                     << (WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "exit");
+  if (!gone) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
   }
 }
 
