@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -295,6 +296,96 @@ TEST_P(HardeningTest, IdleClientsThatFetchedAFileHoldNoPipe) {
   }
   // Each client: its socket and the server's; a loop keeps at most 4 spare pipes (2 fds each).
   EXPECT_LE(CountOpenFds(), baseline + 2 * kClients + 2 * 4 * 2);
+}
+
+// What the red team checked and found held, kept as tests: a file that shrinks while it is
+// sent fails only its own connection (the client was promised bytes that no longer exist);
+// one that grows sends what was promised, and the connection goes on.
+TEST_P(HardeningTest, FileTruncatedOrGrownWhileSentFailsOnlyItsConnection) {
+  {
+    Socket socket(ConnectLocal(port_));
+    ASSERT_TRUE(SendAll(socket.fd(), Get("/file")));
+    char some[4096];
+    ASSERT_GT(recv(socket.fd(), some, sizeof(some), 0), 0);
+    ASSERT_EQ(truncate(file_.path().c_str(), 1 << 20), 0);
+    percore::testing::ReadToEndResult rest = ReadToEnd(socket.fd(), kReadTimeout);
+    EXPECT_NE(rest.end, StreamEnd::kTimeout);
+    EXPECT_LT(rest.data.size(), kFileBytes);
+  }
+  ExpectServing();
+  {
+    Socket socket(ConnectLocal(port_));
+    ASSERT_TRUE(SendAll(socket.fd(), Get("/small-file")));
+    const int fd = open(file_.path().c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    const std::string more(4 << 20, 'g');
+    EXPECT_EQ(write(fd, more.data(), more.size()), static_cast<ssize_t>(more.size()));
+    close(fd);
+    std::string buffer;
+    std::optional<HttpResponse> response = ReadResponse(socket.fd(), buffer, kReadTimeout);
+    ASSERT_TRUE(response.has_value());
+    EXPECT_EQ(response->body, std::string(64 * 1024, 'f'));
+    ASSERT_TRUE(SendAll(socket.fd(), Get("/")));
+    response = ReadResponse(socket.fd(), buffer, kReadTimeout);
+    ASSERT_TRUE(response.has_value()) << "the same connection serves on";
+    EXPECT_EQ(response->body, "Hello World!");
+  }
+}
+
+// 10,000 connections that each sent half a header section hold the server up for nobody. The
+// clients' ends live in a child process (both ends in this one would pass the descriptor limit);
+// between fork and exit the child makes system calls only, as a child of a threaded process must.
+TEST_P(HardeningTest, TenThousandPartialHeaderSectionsLeaveTheServerServing) {
+  constexpr int kConnections = 10000;
+  static int fds[kConnections];
+  int ready[2], go[2];
+  ASSERT_EQ(pipe2(ready, O_CLOEXEC), 0);
+  ASSERT_EQ(pipe2(go, O_CLOEXEC), 0);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port_));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    static const char kHalf[] = "GET / HTTP/1.1\r\nHost: loc";
+    static const char kRest[] = "alhost\r\n\r\n";
+    for (int i = 0; i < kConnections; ++i) {
+      fds[i] = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fds[i] < 0 || connect(fds[i], reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+          write(fds[i], kHalf, sizeof(kHalf) - 1) != sizeof(kHalf) - 1) {
+        _exit(2);
+      }
+    }
+    char byte = 'r';
+    if (write(ready[1], &byte, 1) != 1 || read(go[0], &byte, 1) != 1) _exit(3);
+    // Each of them still completes its request.
+    for (int i = 0; i < kConnections; i += 1000) {
+      char answer[16];
+      if (write(fds[i], kRest, sizeof(kRest) - 1) != sizeof(kRest) - 1 ||
+          recv(fds[i], answer, 12, MSG_WAITALL) != 12 || memcmp(answer, "HTTP/1.1 200", 12) != 0) {
+        _exit(4);
+      }
+    }
+    _exit(0);
+  }
+  close(ready[1]);
+  close(go[0]);
+  pollfd wait_ready{ready[0], POLLIN, 0};
+  EXPECT_EQ(poll(&wait_ready, 1, 60000), 1) << "the child did not open its connections";
+  ExpectServing();
+  char byte = 'g';
+  EXPECT_EQ(write(go[1], &byte, 1), 1);
+  int status = -1;
+  EXPECT_TRUE(WaitUntil([&] { return waitpid(pid, &status, WNOHANG) == pid; }, milliseconds(60000)));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  if (!WIFEXITED(status) && !WIFSIGNALED(status)) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+  }
+  close(ready[0]);
+  close(go[1]);
 }
 
 // A port nothing listens on now (bound, read, released).
