@@ -569,29 +569,47 @@ bool AcceptsGzip(std::string_view accept_encoding) {
 
 // ---- Entity tags.
 
-bool IfNoneMatchMatches(std::string_view if_none_match, std::string_view etag) {
-  std::string_view rest = TrimOws(if_none_match);
+namespace {
+
+// Whether the entity-tag list `list` (or "*") has `etag`: by RFC 9110 8.8.3.2's strong
+// comparison (neither tag weak, the same opaque-tag) or its weak one (the opaque-tags match,
+// whatever W/ says).
+bool EntityTagListHas(std::string_view list, std::string_view etag, bool strong) {
+  std::string_view rest = TrimOws(list);
   if (rest == "*") return true;
-  // Weak comparison (RFC 9110 8.8.3.2): the opaque-tags match, whatever W/ says. The weak
-  // indicator is case-sensitive (%s"W/").
-  if (etag.substr(0, 2) == "W/") etag.remove_prefix(2);
+  // The weak indicator is case-sensitive (%s"W/").
+  if (etag.substr(0, 2) == "W/") {
+    if (strong) return false;
+    etag.remove_prefix(2);
+  }
   while (true) {
     while (!rest.empty() && (rest.front() == ' ' || rest.front() == '\t' || rest.front() == ',')) {
       rest.remove_prefix(1);
     }
     if (rest.empty()) return false;
-    if (rest.substr(0, 2) == "W/") rest.remove_prefix(2);
+    const bool weak = rest.substr(0, 2) == "W/";
+    if (weak) rest.remove_prefix(2);
     // opaque-tag = DQUOTE *etagc DQUOTE; etagc excludes DQUOTE but not ',', so the list cannot
     // be split on commas first.
     if (rest.empty() || rest.front() != '"') return false;
     const size_t close = rest.find('"', 1);
     if (close == std::string_view::npos) return false;
-    if (rest.substr(0, close + 1) == etag) return true;
+    if (!(strong && weak) && rest.substr(0, close + 1) == etag) return true;
     rest.remove_prefix(close + 1);
     if (!rest.empty() && rest.front() != ' ' && rest.front() != '\t' && rest.front() != ',') {
       return false;
     }
   }
+}
+
+}  // namespace
+
+bool IfNoneMatchMatches(std::string_view if_none_match, std::string_view etag) {
+  return EntityTagListHas(if_none_match, etag, /*strong=*/false);
+}
+
+bool IfMatchMatches(std::string_view if_match, std::string_view etag) {
+  return EntityTagListHas(if_match, etag, /*strong=*/true);
 }
 
 void AppendEtag(int64_t mtime_seconds, uint64_t size, std::string* out) {
@@ -609,6 +627,30 @@ void AppendEtag(int64_t mtime_seconds, uint64_t size, std::string* out) {
   append_hex(size);
   text[n++] = '"';
   out->append(text, n);
+}
+
+// ---- Conditional requests.
+
+Precondition EvaluatePreconditions(const ConditionalFields& fields, std::string_view etag,
+                                   const int64_t* last_modified, int64_t now) {
+  int64_t date = 0;
+  // Steps 1 and 2: the client's copy must still be the current one, or it may not go on.
+  if (!fields.if_match.empty()) {
+    if (!IfMatchMatches(fields.if_match, etag)) return Precondition::kFailed;
+  } else if (!fields.if_unmodified_since.empty() && last_modified != nullptr &&
+             ParseHttpDate(fields.if_unmodified_since, &date) && *last_modified > date) {
+    return Precondition::kFailed;
+  }
+  // Steps 3 and 4: the client's copy is still the current one, so it need not be sent again.
+  if (!fields.if_none_match.empty()) {
+    return IfNoneMatchMatches(fields.if_none_match, etag) ? Precondition::kNotModified
+                                                          : Precondition::kPass;
+  }
+  if (!fields.if_modified_since.empty() && last_modified != nullptr &&
+      ParseHttpDate(fields.if_modified_since, &date) && date <= now && *last_modified <= date) {
+    return Precondition::kNotModified;
+  }
+  return Precondition::kPass;
 }
 
 }  // namespace percore::http

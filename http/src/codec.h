@@ -127,9 +127,42 @@ bool AcceptsGzip(std::string_view accept_encoding);
 // beyond it, which at worst sends a full response.
 bool IfNoneMatchMatches(std::string_view if_none_match, std::string_view etag);
 
+// Whether an If-Match value matches `etag`, so the request may go on (else 412). Uses the
+// strong comparison RFC 9110 13.1.1 requires: a weak tag on either side never matches. "*"
+// matches any etag (the representation exists: call this only then). A malformed list stops
+// at the bad element, as for IfNoneMatchMatches: no match beyond it, which gives a 412.
+bool IfMatchMatches(std::string_view if_match, std::string_view etag);
+
 // Appends an nginx-style strong validator for a file: "\"<mtime hex>-<size hex>\"", lowercase
 // hex. A negative mtime is written as its two's-complement uint64 so the tag stays unique.
 void AppendEtag(int64_t mtime_seconds, uint64_t size, std::string* out);
+
+// ---------------------------------------------------------------------------------------------
+// Conditional requests (RFC 9110 13).
+
+// A request's conditional header fields; empty when absent.
+struct ConditionalFields {
+  std::string_view if_match;
+  std::string_view if_unmodified_since;
+  std::string_view if_none_match;
+  std::string_view if_modified_since;
+};
+
+enum class Precondition {
+  kPass,         // perform the method: answer as without the conditions
+  kNotModified,  // 304
+  kFailed,       // 412
+};
+
+// Evaluates the preconditions of a GET or HEAD in RFC 9110 13.2.2's order (steps 1 to 4, Range
+// and If-Range being the caller's step 5) against the selected representation's validators:
+// `etag` (empty if it has none) and `last_modified` (null if it has none), at `now` on the
+// server's clock. If-Match fails by strong comparison; If-Unmodified-Since only counts without
+// If-Match and when it parses; If-None-Match matches by weak comparison (304); If-Modified-Since
+// only counts without If-None-Match, when it parses and is not later than `now` (13.1.3: such a
+// date is invalid). Call it only when the answer would otherwise be 2xx (13.2.1).
+Precondition EvaluatePreconditions(const ConditionalFields& fields, std::string_view etag,
+                                   const int64_t* last_modified, int64_t now);
 
 }  // namespace percore::http
 

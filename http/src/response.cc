@@ -9,6 +9,7 @@
 #include "ascii.h"
 #include "codec.h"
 #include "percore/http/middleware.h"
+#include "percore/http/request.h"
 #include "response_writer.h"
 #include "session.h"
 
@@ -24,6 +25,15 @@ bool HasControl(std::string_view s) {
     if (c == '\r' || c == '\n' || c == '\0') return true;
   }
   return false;
+}
+
+// With Compress(), a file worth compressing is read and compressed as a whole body is (as
+// nginx's gzip module does), up to this bound; a bigger one goes as it is.
+constexpr uint64_t kMaxCompressedFile = 4 << 20;
+
+ConditionalFields ConditionsOf(const Request& req) {
+  return {req.Header("if-match"), req.Header("if-unmodified-since"), req.Header("if-none-match"),
+          req.Header("if-modified-since")};
 }
 
 }  // namespace
@@ -72,6 +82,8 @@ std::string_view ReasonPhrase(int status) {
       return "Gone";
     case 411:
       return "Length Required";
+    case 412:
+      return "Precondition Failed";
     case 413:
       return "Content Too Large";
     case 414:
@@ -144,6 +156,9 @@ Response& Response::Set(std::string_view name, std::string_view value) {
     return *this;  // written below with the managed fields
   }
   if (EqualsIgnoreCase(name, "content-type")) return Type(value);
+  if (EqualsIgnoreCase(name, "etag") || EqualsIgnoreCase(name, "last-modified")) {
+    validators_ = true;  // the answer may be conditional: see AnswerPreconditions
+  }
   if (EqualsIgnoreCase(name, "vary")) return Vary(value);
   if (EqualsIgnoreCase(name, "content-length") || EqualsIgnoreCase(name, "date") ||
       EqualsIgnoreCase(name, "transfer-encoding") || EqualsIgnoreCase(name, "connection")) {
@@ -321,9 +336,11 @@ bool Response::Negotiate(uint64_t length) {
     return false;
   }
   // Whether a cache may give this answer to a client depends on its Accept-Encoding, whether
-  // or not this one is compressed; HEAD says so as GET would.
+  // or not this one is compressed.
   Vary("Accept-Encoding");
-  if (!gzip_accepted_ || head_) return false;
+  // HEAD too: its fields are GET's (RFC 9110 9.3.2), gzip's Content-Length included, so its
+  // body is compressed as well and then left out.
+  if (!gzip_accepted_) return false;
   // The gzipped bytes are not the file's: a strong validator would claim they are (RFC 9110
   // 8.8.3), so it becomes weak, as nginx makes it; a 304 carries the validator the 200 had.
   if (const size_t etag = FindField("etag"); etag != std::string::npos) {
@@ -384,8 +401,57 @@ void Response::SendCompressed(std::string_view body) {
   if (zipped != nullptr) KeepSmall(*zipped);
 }
 
+struct Response::KeptConditions {
+  std::string if_match, if_unmodified_since, if_none_match, if_modified_since;
+};
+
+bool Response::AnswerPreconditions(uint64_t length, bool file) {
+  if (!validators_ || status_ < 200 || status_ > 299) return false;  // RFC 9110 13.2.1
+  // Looked at once: Static asks before its Range, and its SendFile must not ask again.
+  const std::shared_ptr<const KeptConditions> kept = std::move(kept_conditions_);
+  const Request* req = request_;
+  request_ = nullptr;
+  ConditionalFields conditions;
+  if (req != nullptr) {
+    // Other methods have acted by now: their preconditions were the handler's to check first.
+    if (!head_ && req->method() != "GET") return false;
+    conditions = ConditionsOf(*req);
+  } else if (kept != nullptr) {
+    conditions = {kept->if_match, kept->if_unmodified_since, kept->if_none_match,
+                  kept->if_modified_since};
+  } else {
+    return false;
+  }
+  const auto value_of = [this](std::string_view name) {
+    const size_t line = FindField(name);
+    if (line == std::string::npos) return std::string_view();
+    const size_t value = line + name.size() + 1;  // after the ':'
+    return TrimOws(std::string_view(*fields_).substr(value, fields_->find("\r\n", line) - value));
+  };
+  int64_t modified = 0;
+  const std::string_view last_modified = value_of("last-modified");
+  const bool dated = !last_modified.empty() && ParseHttpDate(last_modified, &modified);
+  switch (EvaluatePreconditions(conditions, value_of("etag"), dated ? &modified : nullptr,
+                                time(nullptr))) {
+    case Precondition::kPass:
+      return false;
+    case Precondition::kNotModified:
+      Status(304);
+      // The ETag and Vary the 200 would have (RFC 9110 15.4.5).
+      if (compress_ != nullptr && (!file || length <= kMaxCompressedFile)) Negotiate(length);
+      Send("");
+      return true;
+    case Precondition::kFailed:
+      // The fields set so far stay, as they do for a 4xx a handler throws.
+      Status(412).Type("text/plain; charset=utf-8").Send("Precondition Failed\n");
+      return true;
+  }
+  return false;
+}
+
 void Response::Send(std::string_view body) {
   if (sent_) return;
+  if (validators_ && AnswerPreconditions(body.size(), /*file=*/false)) return;
   if (compress_ != nullptr && Negotiate(body.size())) {
     SendCompressed(body);
     return;
@@ -395,13 +461,10 @@ void Response::Send(std::string_view body) {
 }
 
 void Response::SendFile(int fd, uint64_t offset, uint64_t length) {
-  if (sent_ || conn_ == nullptr) {
+  if (sent_ || conn_ == nullptr || (validators_ && AnswerPreconditions(length, /*file=*/true))) {
     close(fd);
     return;
   }
-  // With Compress(), a file worth compressing is read and compressed as a whole body is (as
-  // nginx's gzip module does), up to a bound; a bigger one goes as it is.
-  constexpr uint64_t kMaxCompressedFile = 4 << 20;
   if (compress_ != nullptr && length <= kMaxCompressedFile && Negotiate(length)) {
     std::string body(length, '\0');
     const ssize_t n = pread(fd, body.data(), length, static_cast<off_t>(offset));
@@ -426,6 +489,18 @@ DeferredResponse Response::Defer() {
   if (sent_ || deferred_ || session_ == nullptr) {
     throw std::logic_error("Response::Defer(): already sent or deferred");
   }
+  // The request's views end with the handler: a GET's or HEAD's conditional fields are copied
+  // for the answer's preconditions.
+  if (request_ != nullptr && (head_ || request_->method() == "GET")) {
+    const ConditionalFields c = ConditionsOf(*request_);
+    if (!c.if_match.empty() || !c.if_unmodified_since.empty() || !c.if_none_match.empty() ||
+        !c.if_modified_since.empty()) {
+      kept_conditions_ = std::make_shared<const KeptConditions>(
+          KeptConditions{std::string(c.if_match), std::string(c.if_unmodified_since),
+                         std::string(c.if_none_match), std::string(c.if_modified_since)});
+    }
+  }
+  request_ = nullptr;
   deferred_ = true;
   return DeferredResponse(session_->Defer(*this));
 }
@@ -509,7 +584,7 @@ void DeferredResponse::End() {
 
 void DeferredResponse::OnWritable(std::function<void()> fn) {
   if (state_->session == nullptr) return;
-  if (!state_->conn->output_full()) {
+  if (state_->session->StreamHasRoom(*state_->conn)) {
     fn();
     return;
   }

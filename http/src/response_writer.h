@@ -2,6 +2,7 @@
 #ifndef PERCORE_HTTP_SRC_RESPONSE_WRITER_H_
 #define PERCORE_HTTP_SRC_RESPONSE_WRITER_H_
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -29,14 +30,24 @@ class ResponseWriter {
   // Whether the connection must close after this response (the request asked, or the handler
   // set "Connection: close").
   static bool Closes(const Response& r) { return r.close_; }
-  // Compress(): Vary and ETag for a 304 answered for a representation of `length` bytes.
-  static void NegotiateNotModified(Response& r, uint64_t length) {
-    if (r.compress_ != nullptr) r.Negotiate(length);
+  // For Static, which must evaluate them before its Range: answers 304 or 412 if the request's
+  // preconditions say so (true), for a file of `length` bytes; see Response::AnswerPreconditions.
+  static bool AnswerPreconditions(Response& r, uint64_t length) {
+    return r.AnswerPreconditions(length, /*file=*/true);
   }
-  // Drops the status and fields set so far (not what the request decided: HEAD, close).
+  // Drops the status and fields set so far (not what the request decided: HEAD, close), but
+  // Retry-After: a 503's word on when to come back is not half-made.
   static void Clear(Response& r) {
-    r.fields_->clear();
+    std::string& fields = *r.fields_;
+    const size_t retry_after = r.FindField("retry-after");
+    if (retry_after == std::string::npos) {
+      fields.clear();
+    } else {
+      fields.erase(fields.find("\r\n", retry_after) + 2);
+      fields.erase(0, retry_after);
+    }
     r.type_length_ = 0;
+    r.validators_ = false;
     r.status_ = 200;
   }
 };

@@ -1291,20 +1291,6 @@ void HttpSession::OnDrain(Connection& conn) {
   if (BetweenMessages()) conn.SetDeadline(conn.worker().now_ms() + kDrainIdleCloseMs);
 }
 
-void HttpSession::OnPeerClosed(Connection& conn) {
-  // The client sends nothing more (a half-close: shutdown(SHUT_WR), `nc -N`), and every request
-  // it sent before has been read (the loop tells the FIN only after them). An answer still to
-  // come is given, and closes the connection, as Node does. Not a stream under way: a FIN there
-  // is a client going away (an EventSource closed), whose OnAborted should run now. An
-  // unfinished request can never complete.
-  PendingAnswer* pending = Pending();
-  if (pending != nullptr && !InMessage() && !pending->streaming) {
-    pending->response.close_ = true;
-    return;
-  }
-  conn.Close();
-}
-
 void HttpSession::OnDeadline(Connection& conn) {
   // A request had begun: its headers or body did not arrive in time. Otherwise the connection
   // was idle, and closes without a word, as keep-alive clients expect.

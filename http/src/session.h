@@ -216,7 +216,6 @@ class HttpSession final : public percore::Session {
   size_t OnData(Connection& conn, std::string_view bytes) override;
   void OnDeadline(Connection& conn) override;
   void OnDrain(Connection& conn) override;
-  void OnPeerClosed(Connection& conn) override;
   // Can be handed to another loop's fresh session: between messages, and not with a PROXY
   // protocol header read (the fresh session would wait for another).
   bool Idle() const override { return !protocol_.proxy_protocol_ && BetweenMessages(); }

@@ -18,6 +18,20 @@
 namespace percore::http {
 namespace {
 
+// Whether open() failed for want of descriptors or memory: the server's trouble, not the
+// client's.
+bool IsServerTrouble(int err) { return err == EMFILE || err == ENFILE || err == ENOMEM; }
+
+// Answers the server's trouble through the error hook and the rate-limited log of 5xx answers,
+// as a handler's failure is: 503 with Retry-After for a full descriptor table (one that frees
+// up as connections close), 500 for memory.
+[[noreturn]] void ThrowServerTrouble(Response& res, int err) {
+  const std::string message = std::string("Static: open: ") + std::strerror(err);
+  if (err == ENOMEM) throw HttpError(500, message);
+  res.Set("Retry-After", "1");
+  throw HttpError(503, message);
+}
+
 class StaticRoot {
  public:
   StaticRoot(const std::string& root, StaticOptions options) : options_(std::move(options)) {
@@ -110,6 +124,7 @@ void StaticRoot::Serve(const Request& req, Response& res, const Next& next) cons
       next();
       return;
     }
+    if (IsServerTrouble(errno)) ThrowServerTrouble(res, errno);
     throw HttpError(403, "Forbidden");  // EXDEV (out of the root), ELOOP, EACCES
   }
   struct stat st;
@@ -134,7 +149,11 @@ void StaticRoot::Serve(const Request& req, Response& res, const Next& next) cons
     }
     const int index =
         options_.index.empty() ? -1 : OpenBeneath(fd, options_.index);  // beneath the directory
+    const int open_error = errno;
     close(fd);
+    if (index < 0 && !options_.index.empty() && IsServerTrouble(open_error)) {
+      ThrowServerTrouble(res, open_error);  // not "no index": the index may well be there
+    }
     if (index < 0 || fstat(index, &st) != 0 || !S_ISREG(st.st_mode)) {
       if (index >= 0) close(index);
       next();
@@ -164,19 +183,9 @@ void StaticRoot::SendFile(const Request& req, Response& res, int fd, const struc
     res.Set("Cache-Control", "public, max-age=" + std::to_string(options_.max_age));
   }
   res.Type(MimeTypeFor(name));
-  // RFC 9110 13.2.2: If-None-Match first; If-Modified-Since only without it.
-  bool not_modified = false;
-  if (const std::string_view inm = req.Header("if-none-match"); !inm.empty()) {
-    not_modified = IfNoneMatchMatches(inm, etag);
-  } else if (const std::string_view ims = req.Header("if-modified-since"); !ims.empty()) {
-    int64_t since = 0;
-    not_modified = ParseHttpDate(ims, &since) && st.st_mtim.tv_sec <= since;
-  }
-  if (not_modified) {
+  // RFC 9110 13.2.2: the preconditions (412, 304) before Range and If-Range.
+  if (ResponseWriter::AnswerPreconditions(res, size)) {
     close(fd);
-    res.Status(304);
-    ResponseWriter::NegotiateNotModified(res, size);  // the ETag and Vary the 200 would have
-    res.Send("");
     return;
   }
   uint64_t first = 0, length = size;

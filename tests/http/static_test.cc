@@ -2,6 +2,7 @@
 // router, response writer) with percore::testing::TestClient, on a fresh directory per test.
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
@@ -192,58 +194,7 @@ TEST_F(StaticTest, MaxAgeSetsOrLeavesOutCacheControl) {
   EXPECT_TRUE(r.Headers("cache-control").empty());
 }
 
-TEST_F(StaticTest, IfNoneMatchWithTheEtagIs304WithoutBody) {
-  const std::string etag = Get("/files/a.txt").Header("etag");
-  ASSERT_FALSE(etag.empty());
-  for (const std::string& inm : {etag, "W/" + etag, "\"nope\", " + etag, std::string("*")}) {
-    SCOPED_TRACE(inm);
-    const TestResponse r = Get("/files/a.txt", {{"If-None-Match", inm}});
-    EXPECT_EQ(r.status, 304) << r.error;
-    EXPECT_EQ(r.body, "");
-    EXPECT_EQ(r.Header("etag"), etag);
-    EXPECT_TRUE(r.Headers("content-length").empty());
-    EXPECT_TRUE(r.Headers("content-type").empty()) << "a 304 has no representation to type";
-  }
-  // The connection is still in step: no body bytes went after the 304s.
-  const TestResponse after = Get("/files/a.txt");
-  EXPECT_EQ(after.status, 200);
-  EXPECT_EQ(after.body, kA);
-}
-
-TEST_F(StaticTest, IfNoneMatchWithAnotherEtagIs200) {
-  const TestResponse r = Get("/files/a.txt", {{"If-None-Match", "\"5e0be100-0\""}});
-  EXPECT_EQ(r.status, 200);
-  EXPECT_EQ(r.body, kA);
-}
-
-TEST_F(StaticTest, IfModifiedSince) {
-  struct Case {
-    std::string_view since;
-    int status;
-  };
-  const Case cases[] = {
-      {kLastModified, 304},
-      {"Thu, 01 Jan 2037 00:00:00 GMT", 304},  // later than the file
-      {"Tue, 31 Dec 2019 23:59:59 GMT", 200},  // one second older
-      {"Thu, 01 Jan 1970 00:00:00 GMT", 200},
-      {"Wednesday, 01-Jan-20 00:00:00 GMT", 304},  // RFC 850 form
-      {"not a date", 200},
-  };
-  for (const Case& c : cases) {
-    SCOPED_TRACE(c.since);
-    const TestResponse r = Get("/files/a.txt", {{"If-Modified-Since", std::string(c.since)}});
-    EXPECT_EQ(r.status, c.status);
-    EXPECT_EQ(r.body, c.status == 200 ? kA : "");
-  }
-}
-
-TEST_F(StaticTest, IfNoneMatchWinsOverIfModifiedSince) {
-  // RFC 9110 13.2.2: If-Modified-Since is not looked at when If-None-Match is present.
-  const TestResponse r = Get("/files/a.txt", {{"If-None-Match", "\"other\""},
-                                              {"If-Modified-Since", std::string(kLastModified)}});
-  EXPECT_EQ(r.status, 200);
-  EXPECT_EQ(r.body, kA);
-}
+// Conditional requests (If-Match, If-None-Match, ...) are in preconditions_test.cc.
 
 // ---------------------------------------------------------------------------------------------
 // Ranges, on the 3 MiB file.
@@ -452,6 +403,104 @@ TEST_F(StaticTest, MissingFileGoesThroughTheErrorHook) {
   EXPECT_EQ(r.status, 403);
   EXPECT_EQ(r.body, "custom 403 for /files/out-link");
   EXPECT_EQ(seen, (std::set<int>{403, 404}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server's own trouble.
+
+// Lowers the soft limit on descriptors until destroyed, so that only `spare` more can be opened:
+// after them, open() fails with EMFILE.
+class DescriptorLimit {
+ public:
+  explicit DescriptorLimit(int spare) {
+    EXPECT_EQ(getrlimit(RLIMIT_NOFILE, &saved_), 0) << std::strerror(errno);
+    // The lowest `spare` + 1 free descriptors: the limit is the last of them.
+    std::vector<int> free_fds;
+    for (int i = 0; i <= spare; ++i) free_fds.push_back(open("/dev/null", O_RDONLY | O_CLOEXEC));
+    for (const int fd : free_fds) close(fd);
+    rlimit lowered = saved_;
+    lowered.rlim_cur = static_cast<rlim_t>(free_fds.back());
+    EXPECT_EQ(setrlimit(RLIMIT_NOFILE, &lowered), 0) << std::strerror(errno);
+  }
+  ~DescriptorLimit() { setrlimit(RLIMIT_NOFILE, &saved_); }
+  DescriptorLimit(const DescriptorLimit&) = delete;
+  DescriptorLimit& operator=(const DescriptorLimit&) = delete;
+
+ private:
+  rlimit saved_{};
+};
+
+// What is written to stderr (the failure log) until destroyed, through a pipe made up front: no
+// descriptor is needed while the limit is lowered.
+class StderrCapture {
+ public:
+  StderrCapture() {
+    EXPECT_EQ(pipe2(pipe_, O_CLOEXEC | O_NONBLOCK), 0) << std::strerror(errno);
+    saved_ = dup(STDERR_FILENO);
+    dup2(pipe_[1], STDERR_FILENO);
+  }
+  ~StderrCapture() {
+    dup2(saved_, STDERR_FILENO);
+    close(saved_);
+    close(pipe_[0]);
+    close(pipe_[1]);
+  }
+  StderrCapture(const StderrCapture&) = delete;
+  StderrCapture& operator=(const StderrCapture&) = delete;
+  std::string Take() {
+    std::string text;
+    char buf[4096];
+    for (ssize_t n; (n = read(pipe_[0], buf, sizeof(buf))) > 0;) text.append(buf, n);
+    return text;
+  }
+
+ private:
+  int pipe_[2] = {-1, -1};
+  int saved_ = -1;
+};
+
+TEST_F(StaticTest, OutOfDescriptorsIs503WithRetryAfterNot403) {
+  ASSERT_EQ(Get("/files/a.txt").status, 200);  // the connection is made before the limit
+  struct Case {
+    std::string_view target;
+    int spare;  // 1: the directory opens, its index does not
+  };
+  StderrCapture log;
+  for (const Case c : {Case{"/files/a.txt", 0}, Case{"/files/sub/", 0}, Case{"/files/sub/", 1}}) {
+    SCOPED_TRACE(std::string(c.target) + " with " + std::to_string(c.spare) + " spare");
+    TestResponse r;
+    {
+      DescriptorLimit limit(c.spare);
+      r = Get(c.target);
+    }
+    EXPECT_EQ(r.status, 503) << r.error << r.body;
+    EXPECT_EQ(r.Header("retry-after"), "1");
+    EXPECT_EQ(r.body, "Service Unavailable\n");
+    EXPECT_FALSE(r.closed);
+  }
+  // In the failure log of 5xx answers (at most a line a second per loop: the first, at least).
+  const std::string lines = log.Take();
+  EXPECT_NE(lines.find(std::string("Static: open: ") + std::strerror(EMFILE) + "; answered 503"),
+            std::string::npos)
+      << lines;
+  // Descriptors again: the same file and index are served.
+  EXPECT_EQ(Get("/files/a.txt").body, kA);
+  EXPECT_EQ(Get("/files/sub/").body, kIndex);
+}
+
+TEST_F(StaticTest, OutOfDescriptorsGoesThroughTheErrorHookWithRetryAfter) {
+  app_.OnError([](const Request&, Response& res, const Error& error) {
+    res.Send("custom " + std::to_string(error.status) + ": " + std::string(error.message));
+  });
+  ASSERT_EQ(Get("/files/a.txt").status, 200);
+  TestResponse r;
+  {
+    DescriptorLimit limit(0);
+    r = Get("/files/a.txt");
+  }
+  EXPECT_EQ(r.status, 503) << r.error;
+  EXPECT_EQ(r.Header("retry-after"), "1");
+  EXPECT_EQ(r.body, std::string("custom 503: Static: open: ") + std::strerror(EMFILE));
 }
 
 TEST_F(StaticTest, OtherMethodsGoOnToTheRoutes) {

@@ -230,13 +230,14 @@ TEST_P(HardeningTest, PipelinedRequestsBehindLaterAnswersAreReadABoundedAmountAh
   EXPECT_LT(most_ahead, 1u << 20) << answered << " answered";
 }
 
-// Every complete request sent before the client's FIN is answered, also one behind an answer
-// larger than the output limit, and one whose answer comes later.
+// Every complete request sent before the client's FIN is answered, also those behind an answer
+// larger than the output limit. (A FIN while an answer that comes later is awaited is the
+// client leaving, as nginx takes it: the answer is aborted, DeferredTest shows.)
 TEST_P(HardeningTest, RequestsBeforeAHalfCloseAreAllAnswered) {
   for (const std::string& first : {Get("/big"), Get("/later")}) {
     Socket socket(ConnectLocal(port_));
     ASSERT_TRUE(socket.ok());
-    ASSERT_TRUE(SendAll(socket.fd(), first + Get("/") + Get("/later")));
+    ASSERT_TRUE(SendAll(socket.fd(), first + Get("/") + Get("/big")));
     shutdown(socket.fd(), SHUT_WR);
     std::string buffer;
     std::vector<int> statuses;

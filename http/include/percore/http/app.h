@@ -82,10 +82,10 @@ class App {
   // chain that answered nothing (500). What it does not answer (and everything, without one)
   // gets the default: the status and its reason as text, and a line on stderr for a 5xx. For a
   // 4xx, the fields set before the error stay (a WWW-Authenticate with its 401); for a 5xx they
-  // are dropped, so nothing half-made goes out. A deferred answer whose handles are all dropped
-  // unanswered, or a coroutine that throws, gets a plain 500 without the hook: the request is
-  // gone by then. Parse errors (400, 413, 431...) are answered before
-  // any route is known and do not come here.
+  // are dropped but for Retry-After (a 503's), so nothing half-made goes out. A deferred answer
+  // whose handles are all dropped unanswered, or a coroutine that throws, gets a plain 500
+  // without the hook: the request is gone by then. Parse errors (400, 413, 431...) are answered
+  // before any route is known and do not come here.
   App& OnError(ErrorHandler fn) {
     on_error_ = std::move(fn);
     return *this;

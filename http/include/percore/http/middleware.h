@@ -53,14 +53,16 @@ struct StaticOptions {
 };
 // GET and HEAD for the path below the middleware's prefix (Request::base_path) are answered
 // from the file under `root`, sent with Response::SendFile (no copy through user space):
-// Content-Type by extension, ETag and Last-Modified with 304 for If-None-Match and
-// If-Modified-Since, a single Range with 206 (416 when unsatisfiable), index files, and a
+// Content-Type by extension, ETag and Last-Modified with 412 for If-Match and
+// If-Unmodified-Since and 304 for If-None-Match and If-Modified-Since (Response::Send's rules,
+// before Range), a single Range with 206 (416 when unsatisfiable), index files, and a
 // redirect to "dir/" for a directory. Nothing outside `root` is reachable: ".." segments,
 // encoded dots or slashes, NUL and symbolic links that lead out of the root (resolved by the
 // kernel, openat2 RESOLVE_BENEATH) are refused with 403 or 404 (as HttpError, so through the
 // error hook). Other methods, and paths with no regular file, go on to the next middleware or
-// route (so a 404 comes from the error hook too). Throws std::invalid_argument if `root` is
-// not a directory.
+// route (so a 404 comes from the error hook too). Out of descriptors (EMFILE, ENFILE), a file
+// is a 503 HttpError with Retry-After: 1 (out of memory a 500): the server's trouble, logged as
+// any 5xx. Throws std::invalid_argument if `root` is not a directory.
 Middleware Static(const std::string& root, StaticOptions options = {});
 
 // Response compression.
@@ -74,7 +76,8 @@ struct CompressOptions {
 // Compresses with gzip the bodies given to Send() (and Json()) whose type is compressible
 // (text/*, JSON, JavaScript, XML, SVG, wasm) when the request's Accept-Encoding allows gzip,
 // and adds "Vary: Accept-Encoding" to them (not to bodies under `min_bytes`: those are never
-// compressed, so nothing varies). Not compressed: HEAD, 204, 206 and 304 answers,
+// compressed, so nothing varies). A HEAD gets the fields its GET would, gzip's Content-Length
+// included (its body is compressed, then left out). Not compressed: 204, 206 and 304 answers,
 // bodies under `min_bytes`, answers that set Content-Encoding themselves, and streamed bodies
 // (Write). A file (SendFile, Static) worth compressing is read and compressed whole up to 4
 // MiB (as nginx's gzip does); a bigger one goes as it is, without a copy. Throws

@@ -33,6 +33,7 @@ namespace percore::http {
 
 class DeferredResponse;
 class HttpSession;
+class Request;
 struct PendingAnswer;
 struct CompressOptions;
 struct FinishHooks;
@@ -80,12 +81,16 @@ class Response {
   // Answers with `value` serialised, as application/json (include <nlohmann/json.hpp>).
   void Json(const nlohmann::json& value);
   // Writes the whole response with `body`. Only the first call counts. For HEAD requests the body
-  // is left out and Content-Length still gives its length.
+  // is left out and Content-Length still gives its length. A 2xx answer to GET or HEAD with an
+  // ETag or Last-Modified set is a 304 or a 412 instead when the request's preconditions say so
+  // (If-Match, If-Unmodified-Since, If-None-Match, If-Modified-Since; RFC 9110 13.2.2); other
+  // methods must check them before they act.
   void Send(std::string_view body);
   // Writes the response with `length` bytes of the file `fd` from `offset` as its body
   // (Content-Length), sent without a copy through user space (Connection::SendFile). The
   // response owns `fd` from here on, and closes it once sent (at once for HEAD, or after the
   // first Send). The file must hold the range: if it turns out shorter, the connection fails.
+  // Preconditions as for Send().
   void SendFile(int fd, uint64_t offset, uint64_t length);
   // Whether the answer was written (Send, SendFile, Redirect, Json).
   bool sent() const { return sent_; }
@@ -126,6 +131,12 @@ class Response {
   bool Negotiate(uint64_t length);
   // Writes the response with `body` gzipped (as it is, if gzip would not make it smaller).
   void SendCompressed(std::string_view body);
+  // RFC 9110 13.2.2 for a 2xx answer to GET or HEAD with validators set: answers 304 or 412
+  // and returns true, or returns false for the answer to go on. `length` is the body's the
+  // 200 would have, `file` whether it is a file's (Compress() has a bound for those). The
+  // request's fields are looked at once: a later call returns false.
+  bool AnswerPreconditions(uint64_t length, bool file);
+  struct KeptConditions;
 
   std::string* out_;
   std::string* fields_;  // extra header fields, a loop-owned scratch buffer
@@ -139,8 +150,12 @@ class Response {
   bool http10_keep_alive_;
   bool sent_ = false;
   bool deferred_ = false;
-  bool body_unread_ = false;    // the request's body is still arriving (RouteOptions::stream_body)
-  Connection* conn_ = nullptr;  // for SendFile()
+  bool body_unread_ = false;  // the request's body is still arriving (RouteOptions::stream_body)
+  bool validators_ = false;   // ETag or Last-Modified was set
+  // The request's conditional fields: its own until Defer(), a copy for a deferred answer.
+  const Request* request_ = nullptr;
+  std::shared_ptr<const KeptConditions> kept_conditions_;
+  Connection* conn_ = nullptr;                 // for SendFile()
   HttpSession* session_ = nullptr;             // for Defer()
   FinishHooks* finish_ = nullptr;              // OnFinish()
   const CompressOptions* compress_ = nullptr;  // set by the Compress() middleware
@@ -176,9 +191,9 @@ class DeferredResponse {
   DeferredResponse& Length(uint64_t bytes);
   // Streams the body piece by piece: the first call sends the head (Transfer-Encoding: chunked,
   // or the Length() given; to HTTP/1.0, the body ends with the connection). Returns false once
-  // more than EngineOptions::max_pending_output waits to be sent: `chunk` is kept, but the
-  // producer should wait for OnWritable() before writing more, so a slow reader costs at most
-  // that much memory. Returns false, and does nothing, once aborted.
+  // more than HttpOptions::stream_buffer_bytes (64 KiB) waits to be sent: `chunk` is kept, but
+  // the producer should wait for OnWritable() before writing more, so a slow reader costs at
+  // most that much memory. Returns false, and does nothing, once aborted.
   bool Write(std::string_view chunk);
   // Ends a body streamed with Write(): the answer is complete. A declared Length() that was not
   // met closes the connection instead (the client sees a short body).
