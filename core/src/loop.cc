@@ -415,7 +415,7 @@ void Loop::OnReceiveEnded(ConnectionState* c, int result) {
   if (result == 0) {
     c->peer_eof = true;
     if (c->life == Lifecycle::kHandingOver) c->life = Lifecycle::kReleasing;
-    if (c->output != nullptr && !c->output->unread().empty()) {
+    if (!c->closing() && c->output != nullptr && !c->output->unread().empty()) {
       // Requests the peer sent before its FIN wait behind a full output or an answer to come:
       // they are answered first (DeliverResumed tells the session of the FIN after them).
       c->eof_untold = true;

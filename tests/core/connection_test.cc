@@ -162,6 +162,34 @@ TEST_F(ConnectionTest, BytesBetweenTheLastSendAndTheResumeWaitForIt) {
   EXPECT_EQ(c->pending_output(), 0u) << "not echoed before the resume";
 }
 
+TEST_F(ConnectionTest, TheFinIsToldAfterTheBytesReceivedBeforeIt) {
+  // A client pipelines past the output limit and half-closes: what it sent before its FIN is
+  // still answered, and only then does the session learn of the FIN (Echo closes on it).
+  ConnectionState* c = Accept();
+  loop().OnReceived(c, std::string(20, 'x'));
+  ASSERT_TRUE(c->paused);
+  loop().OnReceived(c, "later");
+  loop().OnReceiveEnded(c, 0);
+  EXPECT_FALSE(c->closing()) << "told too early: the bytes before the FIN would be dropped";
+  SendAll(c);
+  ASSERT_TRUE(harness_.RunUntil([&] { return c->closing(); }, absl::Seconds(5)));
+  EXPECT_EQ(c->output->pending, "later") << "echoed before the close";
+}
+
+TEST_F(ConnectionTest, UnreadBytesAreTakenAPieceAtATimeWithoutCopies) {
+  Output output;
+  output.KeepUnread("one|two|three");
+  const char* first = output.unread().data();
+  output.TakeUnread(4);
+  EXPECT_EQ(output.unread(), "two|three");
+  EXPECT_EQ(output.unread().data(), first + 4) << "skipped, not moved";
+  output.TakeUnread(4);
+  output.KeepUnread("|four");  // most of it was taken: the rest moves to the front once
+  EXPECT_EQ(output.unread(), "three|four");
+  output.TakeUnread(output.unread().size());
+  EXPECT_TRUE(output.unread().empty());
+}
+
 TEST_F(ConnectionTest, SessionThatTakesNothingIsHeldUntilResume) {
   ConnectionState* c = Accept();
   loop().OnReceived(c, "stop");
