@@ -114,97 +114,6 @@ int64_t Loop::WaitUs() const {
   return std::max<int64_t>(0, until - MonotonicUs());
 }
 
-void Loop::RunPosted() {
-  PostQueue& queue = *worker_.ref_.queue_;
-  if (!queue.HasJobs()) return;
-  queue.TakeAll(&posted_);
-  // posted_ may be left as it is if a job throws (the loop dies): the rest are destroyed then.
-  for (auto& job : posted_) {
-    auto fn = std::move(job);
-    fn();
-  }
-  posted_.clear();
-}
-
-TimerId Loop::AddTimer(absl::Duration delay, std::function<void()> fn) {
-  // From now, read afresh: the loop's clock is as old as the batch being handled.
-  const int64_t due =
-      MonotonicUs() +
-      std::max<int64_t>(0, absl::ToInt64Microseconds(absl::Ceil(delay, absl::Microseconds(1))));
-  const TimerId id = ++last_timer_;
-  timers_.emplace(id, std::move(fn));
-  timer_heap_.push_back(TimerEntry{due, id});
-  std::push_heap(timer_heap_.begin(), timer_heap_.end(), std::greater<>());
-  return id;
-}
-
-bool Loop::CancelTimer(TimerId id) {
-  if (timers_.erase(id) == 0) return false;
-  // Many timers armed far ahead and cancelled (request timeouts that did not fire) would keep
-  // the heap growing: rebuild it from the live ones when cancelled entries dominate.
-  if (timer_heap_.size() > 64 && timer_heap_.size() > 2 * timers_.size()) {
-    std::erase_if(timer_heap_, [this](const TimerEntry& e) { return !timers_.contains(e.id); });
-    std::make_heap(timer_heap_.begin(), timer_heap_.end(), std::greater<>());
-  }
-  return true;
-}
-
-void Loop::RunTimers() {
-  if (timer_heap_.empty()) return;
-  const int64_t now = MonotonicUs();
-  while (!timer_heap_.empty() && timer_heap_.front().due_us <= now) {
-    std::pop_heap(timer_heap_.begin(), timer_heap_.end(), std::greater<>());
-    const TimerId id = timer_heap_.back().id;
-    timer_heap_.pop_back();
-    auto it = timers_.find(id);
-    if (it == timers_.end()) continue;  // cancelled
-    auto fn = std::move(it->second);
-    timers_.erase(it);
-    fn();
-  }
-}
-
-WatchId Loop::AddWatch(int fd, uint32_t events, std::function<void(uint32_t)> fn) {
-  auto w = std::make_unique<Watch>();
-  w->id = ++last_watch_;
-  w->fd = fd;
-  w->events = events;
-  w->fn = std::move(fn);
-  if (fd < 0 || (events & (kReadable | kWritable)) == 0 || !backend_->AddWatch(w.get())) return 0;
-  const WatchId id = w->id;
-  watches_.emplace(id, std::move(w));
-  return id;
-}
-
-bool Loop::RemoveWatch(WatchId id) {
-  auto it = watches_.find(id);
-  if (it == watches_.end() || it->second->removed) return false;
-  Watch* w = it->second.get();
-  w->removed = true;
-  w->fn = nullptr;  // if it is running, OnWatchReady holds it until it returns
-  backend_->RemoveWatch(w);
-  removed_watches_.push_back(id);
-  return true;
-}
-
-void Loop::OnWatchReady(Watch* w, uint32_t ready) {
-  if (w->removed) return;
-  // Held here while it runs: the callback may unwatch (and so destroy) itself.
-  std::function<void(uint32_t)> fn = std::move(w->fn);
-  fn(ready);
-  if (!w->removed) w->fn = std::move(fn);
-}
-
-void Loop::FreeWatches() {
-  // Freed only between iterations, when no completion being handled can point to them.
-  std::erase_if(removed_watches_, [this](WatchId id) {
-    auto it = watches_.find(id);
-    if (it->second->armed) return false;
-    watches_.erase(it);
-    return true;
-  });
-}
-
 void Loop::Resume(ConnectionState* c) {
   if (c->held) {
     c->held = false;
@@ -461,7 +370,7 @@ void Loop::AfterSession(ConnectionState* c) {
     worker_.crash_requested_ = false;
     in_session_ = c;
     MarkDirty(c);
-    throw std::runtime_error(worker_.crash_reason_);
+    throw InjectedCrash(worker_.crash_reason_);
   }
   if (c->pending_output() > 0) {
     if (!c->send_inflight) c->output->progress_ms = worker_.now_ms();

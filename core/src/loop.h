@@ -8,11 +8,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "backend.h"
 #include "connection_state.h"
@@ -22,6 +24,11 @@
 #include "percore/stats.h"
 
 namespace percore {
+
+// What testing::CrashLoop throws: the one exception the loop lets kill it (from a callback too).
+struct InjectedCrash : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 class Loop {
  public:
@@ -132,6 +139,10 @@ class Loop {
   // Runs the jobs posted from other threads, then the timers that are due.
   void RunPosted();
   void RunTimers();
+  // Runs a posted job's, a timer's or a watch's callback (`what`): an exception it throws is
+  // counted (LoopStats::callback_failures), logged at most once a second, and goes no further.
+  void Guarded(std::string_view what, absl::FunctionRef<void()> fn);
+  void CallbackFailed(std::string_view what, std::string_view error);
   // Queues `c` to get its unread bytes once neither the output limit nor the session holds them.
   void ScheduleResume(ConnectionState* c);
   void DeliverResumed();
@@ -177,6 +188,8 @@ class Loop {
   ConnectionState* in_session_ = nullptr;      // whose session Deliver() is calling
   std::vector<ConnectionState*> resumed_;      // see ScheduleResume()
   std::vector<std::function<void()>> posted_;  // the batch RunPosted() is running
+  int64_t callback_failure_logged_ms_ = 0;
+  uint64_t callback_failures_unlogged_ = 0;
   // Timers: a min-heap of (due, id) over the live callbacks by id. A cancelled timer leaves its
   // heap entry, skipped when it comes up (or dropped when the heap is rebuilt).
   // Due times are in microseconds of the monotonic clock: a timer runs when due, not up to a

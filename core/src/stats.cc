@@ -36,6 +36,7 @@ WorkerCounters EngineStats::Read(size_t id) const {
     out.bytes_out += l.bytes_out.load(std::memory_order_relaxed);
     out.lag_us = std::max(out.lag_us, l.lag_us.load(std::memory_order_relaxed));
     out.not_ready_answers += l.not_ready_answers.load(std::memory_order_relaxed);
+    out.callback_failures += l.callback_failures.load(std::memory_order_relaxed);
     for (int i = 0; i < 5; ++i) out.responses[i] += l.responses[i].load(std::memory_order_relaxed);
   }
   return out;

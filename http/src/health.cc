@@ -73,6 +73,10 @@ void AppendMetrics(const EngineStats& stats, std::string* out) {
       "Readiness checks answered 503 (a draining host counts them to know it is out).",
       [](const WorkerCounters& l) { return Count(l.not_ready_answers); }, out);
   AppendFamily(
+      workers, "percore_callback_failures_total", "counter",
+      "Timer, posted-job and watch callbacks that threw (logged; the loop went on).",
+      [](const WorkerCounters& l) { return Count(l.callback_failures); }, out);
+  AppendFamily(
       workers, "percore_loop_lag_seconds", "gauge", "How late the loop's last periodic tick ran.",
       [](const WorkerCounters& l) { return std::to_string(static_cast<double>(l.lag_us) / 1e6); },
       out);

@@ -96,7 +96,9 @@ class Worker {
   const LoopRef& ref() const { return ref_; }
   // Runs `fn` on this loop once `delay` has passed: the loop's wait is bounded by its nearest
   // timer, to the microsecond. Cheap to arm and cancel by the tens of thousands. An exception that
-  // escapes `fn` kills the loop, as any bug in the loop's own code does. Owning-loop-only.
+  // escapes `fn` is logged (at most a line a second per loop) and counted
+  // (percore_callback_failures_total), and the loop goes on; so for Post() and Watch() callbacks.
+  // Owning-loop-only.
   TimerId After(absl::Duration delay, std::function<void()> fn);
   // Cancels a timer that has not run; false if it ran, was cancelled or never was. `fn` is
   // destroyed at once. Owning-loop-only.

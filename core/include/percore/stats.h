@@ -38,6 +38,9 @@ struct alignas(64) LoopStats {
   // Readiness checks answered "not ready" (also counted in `responses`): a draining engine
   // counts them to know when its load balancer has seen enough to take it out.
   std::atomic<uint64_t> not_ready_answers{0};
+  // Timer, posted-job and watch callbacks that threw (Worker::After, LoopRef::Post,
+  // Worker::Watch): each was logged (at most a line a second) and the loop went on.
+  std::atomic<uint64_t> callback_failures{0};
   // Monotonic ms since which the loop has been busy handling completions; 0 while it waits for
   // the kernel. The supervisor reads it to find a loop stuck in one request.
   std::atomic<int64_t> busy_since_ms{0};
@@ -67,7 +70,7 @@ struct WorkerStats {
 struct WorkerCounters {
   int cpu = 0;
   uint64_t accepted = 0, active = 0, bytes_in = 0, bytes_out = 0, restarts = 0, stalls = 0,
-           lag_us = 0, not_ready_answers = 0;
+           lag_us = 0, not_ready_answers = 0, callback_failures = 0;
   uint64_t responses[5] = {};
   uint64_t requests() const {
     return responses[0] + responses[1] + responses[2] + responses[3] + responses[4];
