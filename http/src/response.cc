@@ -8,6 +8,7 @@
 
 #include "ascii.h"
 #include "codec.h"
+#include "gzip_file.h"
 #include "percore/http/middleware.h"
 #include "percore/http/request.h"
 #include "response_writer.h"
@@ -25,15 +26,6 @@ bool HasControl(std::string_view s) {
     if (c == '\r' || c == '\n' || c == '\0') return true;
   }
   return false;
-}
-
-// With Compress(), a file worth compressing is read and compressed as a whole body is (as
-// nginx's gzip module does), up to this bound; a bigger one goes as it is.
-constexpr uint64_t kMaxCompressedFile = 4 << 20;
-
-ConditionalFields ConditionsOf(const Request& req) {
-  return {req.Header("if-match"), req.Header("if-unmodified-since"), req.Header("if-none-match"),
-          req.Header("if-modified-since")};
 }
 
 }  // namespace
@@ -314,44 +306,11 @@ void Response::Redirect(std::string_view location, int status) {
   Send(body);
 }
 
-namespace {
-
-// Invalid UTF-8 in a string is replaced rather than thrown about mid-answer.
 std::string JsonText(const nlohmann::json& value) {
   return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-}  // namespace
-
 void Response::Json(const nlohmann::json& value) { Type("application/json").Send(JsonText(value)); }
-
-bool Response::Negotiate(uint64_t length) {
-  // The Content-Type line's value, or the default type.
-  const std::string_view type =
-      type_length_ != 0 ? std::string_view(*fields_).substr(type_offset_ + 14, type_length_ - 16)
-                        : std::string_view("text/plain");
-  // A body this small is never compressed, for any client: nothing varies (nginx's rule too).
-  if (length < compress_->min_bytes || status_ == 204 || status_ == 206 || !IsCompressible(type) ||
-      FindField("content-encoding") != std::string::npos) {
-    return false;
-  }
-  // Whether a cache may give this answer to a client depends on its Accept-Encoding, whether
-  // or not this one is compressed.
-  Vary("Accept-Encoding");
-  // HEAD too: its fields are GET's (RFC 9110 9.3.2), gzip's Content-Length included, so its
-  // body is compressed as well and then left out.
-  if (!gzip_accepted_) return false;
-  // The gzipped bytes are not the file's: a strong validator would claim they are (RFC 9110
-  // 8.8.3), so it becomes weak, as nginx makes it; a 304 carries the validator the 200 had.
-  if (const size_t etag = FindField("etag"); etag != std::string::npos) {
-    const size_t value = fields_->find_first_not_of(' ', fields_->find(':', etag) + 1);
-    if (fields_->compare(value, 2, "W/") != 0) {
-      fields_->insert(value, "W/");
-      if (type_length_ != 0 && type_offset_ > etag) type_offset_ += 2;
-    }
-  }
-  return status_ != 304;
-}
 
 // Flattened: the appends of literals inline to a few moves each; GCC stops inlining them on its
 // own once this file has enough other appends.
@@ -390,65 +349,6 @@ bool Response::Negotiate(uint64_t length) {
   return !head_ && !no_body;
 }
 
-void Response::SendCompressed(std::string_view body) {
-  std::string* zipped = session_->Gzip(body, compress_->level);
-  if (zipped != nullptr && zipped->size() < body.size()) {
-    fields_->append("Content-Encoding: gzip\r\n"sv);
-    body = *zipped;
-  }  // else as it is: the weak ETag is still true
-  sent_ = true;
-  if (AppendHead(Framing::kLength, body.size(), body.empty())) out_->append(body);
-  if (zipped != nullptr) KeepSmall(*zipped);
-}
-
-struct Response::KeptConditions {
-  std::string if_match, if_unmodified_since, if_none_match, if_modified_since;
-};
-
-bool Response::AnswerPreconditions(uint64_t length, bool file) {
-  if (!validators_ || status_ < 200 || status_ > 299) return false;  // RFC 9110 13.2.1
-  // Looked at once: Static asks before its Range, and its SendFile must not ask again.
-  const std::shared_ptr<const KeptConditions> kept = std::move(kept_conditions_);
-  const Request* req = request_;
-  request_ = nullptr;
-  ConditionalFields conditions;
-  if (req != nullptr) {
-    // Other methods have acted by now: their preconditions were the handler's to check first.
-    if (!head_ && req->method() != "GET") return false;
-    conditions = ConditionsOf(*req);
-  } else if (kept != nullptr) {
-    conditions = {kept->if_match, kept->if_unmodified_since, kept->if_none_match,
-                  kept->if_modified_since};
-  } else {
-    return false;
-  }
-  const auto value_of = [this](std::string_view name) {
-    const size_t line = FindField(name);
-    if (line == std::string::npos) return std::string_view();
-    const size_t value = line + name.size() + 1;  // after the ':'
-    return TrimOws(std::string_view(*fields_).substr(value, fields_->find("\r\n", line) - value));
-  };
-  int64_t modified = 0;
-  const std::string_view last_modified = value_of("last-modified");
-  const bool dated = !last_modified.empty() && ParseHttpDate(last_modified, &modified);
-  switch (EvaluatePreconditions(conditions, value_of("etag"), dated ? &modified : nullptr,
-                                time(nullptr))) {
-    case Precondition::kPass:
-      return false;
-    case Precondition::kNotModified:
-      Status(304);
-      // The ETag and Vary the 200 would have (RFC 9110 15.4.5).
-      if (compress_ != nullptr && (!file || length <= kMaxCompressedFile)) Negotiate(length);
-      Send("");
-      return true;
-    case Precondition::kFailed:
-      // The fields set so far stay, as they do for a 4xx a handler throws.
-      Status(412).Type("text/plain; charset=utf-8").Send("Precondition Failed\n");
-      return true;
-  }
-  return false;
-}
-
 void Response::Send(std::string_view body) {
   if (sent_) return;
   if (validators_ && AnswerPreconditions(body.size(), /*file=*/false)) return;
@@ -461,11 +361,23 @@ void Response::Send(std::string_view body) {
 }
 
 void Response::SendFile(int fd, uint64_t offset, uint64_t length) {
+  const Request* req = request_;  // for the request log of an answer streamed below
   if (sent_ || conn_ == nullptr || (validators_ && AnswerPreconditions(length, /*file=*/true))) {
     close(fd);
     return;
   }
-  if (compress_ != nullptr && length <= kMaxCompressedFile && Negotiate(length)) {
+  // A big file is gzipped as the client reads it: an answer that goes on after the handler, so
+  // a deferred one, which this Response hands over to at once.
+  if (!deferred_ && session_ != nullptr && StreamsGzip(length)) {
+    DeferredResponse later = Defer();
+    sent_ = true;
+    if (req != nullptr) {
+      later.state_->log_line = std::string(req->method()) + " " + std::string(req->path());
+    }
+    GzipFileStream::Start(std::move(later), fd, offset, length, compress_->level, head_);
+    return;
+  }
+  if (compress_ != nullptr && length <= kMaxGzipFile && Negotiate(length)) {
     std::string body(length, '\0');
     const ssize_t n = pread(fd, body.data(), length, static_cast<off_t>(offset));
     close(fd);
@@ -491,131 +403,10 @@ DeferredResponse Response::Defer() {
   }
   // The request's views end with the handler: a GET's or HEAD's conditional fields are copied
   // for the answer's preconditions.
-  if (request_ != nullptr && (head_ || request_->method() == "GET")) {
-    const ConditionalFields c = ConditionsOf(*request_);
-    if (!c.if_match.empty() || !c.if_unmodified_since.empty() || !c.if_none_match.empty() ||
-        !c.if_modified_since.empty()) {
-      kept_conditions_ = std::make_shared<const KeptConditions>(
-          KeptConditions{std::string(c.if_match), std::string(c.if_unmodified_since),
-                         std::string(c.if_none_match), std::string(c.if_modified_since)});
-    }
-  }
+  KeepConditions();
   request_ = nullptr;
   deferred_ = true;
   return DeferredResponse(session_->Defer(*this));
 }
-
-DeferredResponse::~DeferredResponse() {
-  // The last copy must go on the loop (an unanswered one answers 500 there): a copy dropped on
-  // another thread goes to the loop, which drops it. If the loop is gone, so is the connection.
-  if (state_ != nullptr && !state_->loop.OnLoopThread()) {
-    state_->loop.Post([state = std::move(state_)] {});
-  }
-}
-
-DeferredResponse& DeferredResponse::Status(int code) {
-  state_->response.Status(code);
-  return *this;
-}
-
-DeferredResponse& DeferredResponse::Set(std::string_view name, std::string_view value) {
-  state_->response.Set(name, value);
-  return *this;
-}
-
-DeferredResponse& DeferredResponse::Type(std::string_view content_type) {
-  state_->response.Type(content_type);
-  return *this;
-}
-
-DeferredResponse& DeferredResponse::Vary(std::string_view field) {
-  state_->response.Vary(field);
-  return *this;
-}
-
-DeferredResponse& DeferredResponse::Cookie(std::string_view name, std::string_view value,
-                                           const CookieOptions& options) {
-  state_->response.Cookie(name, value, options);
-  return *this;
-}
-
-DeferredResponse& DeferredResponse::OnFinish(std::function<void(int status)> fn) {
-  state_->response.OnFinish(std::move(fn));
-  return *this;
-}
-
-void DeferredResponse::Json(const nlohmann::json& value) {
-  Type("application/json");
-  Send(JsonText(value));
-}
-
-void DeferredResponse::Send(std::string_view body) {
-  if (state_->session == nullptr) return;
-  if (state_->streaming) {
-    Write(body);
-    End();
-  } else {
-    state_->session->Answer(*state_, body);
-  }
-}
-
-void DeferredResponse::SendFile(int fd, uint64_t offset, uint64_t length) {
-  if (state_->session == nullptr || state_->streaming) {
-    close(fd);
-    return;
-  }
-  state_->session->AnswerFile(*state_, fd, offset, length);
-}
-
-DeferredResponse& DeferredResponse::Length(uint64_t bytes) {
-  if (!state_->streaming) state_->length = bytes;
-  return *this;
-}
-
-bool DeferredResponse::Write(std::string_view chunk) {
-  return state_->session != nullptr && state_->session->WritePart(*state_, chunk);
-}
-
-void DeferredResponse::End() {
-  if (state_->session == nullptr) return;
-  if (!state_->streaming) state_->session->WritePart(*state_, {});  // an empty body
-  state_->session->EndParts(*state_);
-}
-
-void DeferredResponse::OnWritable(std::function<void()> fn) {
-  if (state_->session == nullptr) return;
-  if (state_->session->StreamHasRoom(*state_->conn)) {
-    fn();
-    return;
-  }
-  state_->on_writable = std::move(fn);
-  state_->conn->NotifyWritable();
-}
-
-void DeferredResponse::OnBody(std::function<void(std::string_view chunk, bool last)> fn) {
-  if (state_->session != nullptr) state_->session->ReadBody(*state_, std::move(fn));
-}
-
-void DeferredResponse::PauseBody() { state_->body_paused = true; }
-
-void DeferredResponse::ResumeBody() {
-  if (!state_->body_paused) return;
-  state_->body_paused = false;
-  if (state_->session != nullptr) state_->session->ContinueBody(*state_);
-}
-
-void DeferredResponse::OnAborted(std::function<void()> fn) {
-  if (aborted()) {
-    fn();
-  } else if (!sent()) {
-    state_->on_aborted = std::move(fn);
-  }
-}
-
-bool DeferredResponse::aborted() const { return state_->session == nullptr && !sent(); }
-
-bool DeferredResponse::sent() const { return state_->response.sent(); }
-
-const LoopRef& DeferredResponse::loop() const { return state_->loop; }
 
 }  // namespace percore::http

@@ -3,6 +3,7 @@
 #define PERCORE_HTTP_SRC_RESPONSE_WRITER_H_
 
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 
@@ -18,6 +19,9 @@ void AppendStatusLine(std::string& out, int status);
 
 // Appends the decimal form of `n`.
 void AppendDecimal(std::string& out, size_t n);
+// `value` serialised for Json(): invalid UTF-8 in a string is replaced rather than thrown
+// about mid-answer.
+std::string JsonText(const nlohmann::json& value);
 
 class ResponseWriter {
  public:

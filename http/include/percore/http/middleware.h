@@ -79,9 +79,12 @@ struct CompressOptions {
 // compressed, so nothing varies). A HEAD gets the fields its GET would, gzip's Content-Length
 // included (its body is compressed, then left out). Not compressed: 204, 206 and 304 answers,
 // bodies under `min_bytes`, answers that set Content-Encoding themselves, and streamed bodies
-// (Write). A file (SendFile, Static) worth compressing is read and compressed whole up to 4
-// MiB (as nginx's gzip does); a bigger one goes as it is, without a copy. Throws
-// std::invalid_argument for a level outside 1..9.
+// (Write). A file (SendFile, Static) worth compressing is compressed up to 4 MiB; a bigger one
+// goes as it is, without a copy. Up to 64 KiB it is compressed whole (Content-Length); a bigger
+// one piece by piece as its client reads it, chunked (to HTTP/1.0, ended by the close), so a
+// client that reads nothing costs the server HttpOptions::stream_buffer_bytes, a piece and a
+// zlib stream (~256 KiB), not the compressed file. Throws std::invalid_argument for a level
+// outside 1..9.
 Middleware Compress(CompressOptions options = {});
 
 }  // namespace percore::http

@@ -37,6 +37,8 @@ class Request;
 struct PendingAnswer;
 struct CompressOptions;
 struct FinishHooks;
+class GzipFileStream;
+enum class Precondition;
 
 // The attributes of a cookie set with Response::Cookie (RFC 6265 4.1.2).
 struct CookieOptions {
@@ -87,7 +89,9 @@ class Response {
   // methods must check them before they act.
   void Send(std::string_view body);
   // Writes the response with `length` bytes of the file `fd` from `offset` as its body
-  // (Content-Length), sent without a copy through user space (Connection::SendFile). The
+  // (Content-Length), sent without a copy through user space (Connection::SendFile); with
+  // Compress(), gzipped (see Compress: a big file is chunked, an answer that goes on after the
+  // handler returns, counted and logged when it ends, as a deferred one is). The
   // response owns `fd` from here on, and closes it once sent (at once for HEAD, or after the
   // first Send). The file must hold the range: if it turns out shorter, the connection fails.
   // Preconditions as for Send().
@@ -109,6 +113,7 @@ class Response {
   friend class HttpSession;
   friend struct PendingAnswer;
   friend class Compressor;
+  friend class DeferredResponse;  // a deferred file gzipped as its client reads it
   Response(std::string* out, std::string* fields, std::string_view date_line, bool head, bool close,
            bool http10, bool http10_keep_alive)
       : out_(out),
@@ -131,11 +136,20 @@ class Response {
   bool Negotiate(uint64_t length);
   // Writes the response with `body` gzipped (as it is, if gzip would not make it smaller).
   void SendCompressed(std::string_view body);
+  // With Compress(): whether a file's range of `length` bytes is gzipped piece by piece as the
+  // client reads it (GzipFileStream) rather than whole; sets what Negotiate() sets, and
+  // Content-Encoding, when it is.
+  bool StreamsGzip(uint64_t length);
   // RFC 9110 13.2.2 for a 2xx answer to GET or HEAD with validators set: answers 304 or 412
   // and returns true, or returns false for the answer to go on. `length` is the body's the
   // 200 would have, `file` whether it is a file's (Compress() has a bound for those). The
   // request's fields are looked at once: a later call returns false.
   bool AnswerPreconditions(uint64_t length, bool file);
+  // What AnswerPreconditions() would decide, the request's fields left for it: kPass where
+  // they do not apply.
+  Precondition CheckPreconditions() const;
+  // Defer(): a copy of the request's conditional fields, which end with the handler.
+  void KeepConditions();
   struct KeptConditions;
 
   std::string* out_;
@@ -224,6 +238,7 @@ class DeferredResponse {
 
  private:
   friend class Response;
+  friend class GzipFileStream;  // fails the connection of a file that turns out short
   explicit DeferredResponse(std::shared_ptr<PendingAnswer> state) : state_(std::move(state)) {}
   std::shared_ptr<PendingAnswer> state_;
 };
