@@ -12,13 +12,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
-#include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -38,6 +35,7 @@
 #include "percore/http/health.h"
 #include "percore/http/middleware.h"
 #include "percore/signals.h"
+#include "percore/thread_pool.h"
 #include "percore/testing/fault.h"
 #include "percore/version.h"
 
@@ -94,44 +92,6 @@ namespace {
 using percore::http::DeferredResponse;
 using percore::http::Request;
 using percore::http::Response;
-
-// A few threads for CPU work that must not block a loop (/offload), with a bounded queue: a job
-// that finds it full is refused, and the request gets a 503 instead of waiting without bound.
-// Its threads live as long as the process.
-class WorkPool {
- public:
-  WorkPool(int threads, size_t max_queued) : max_queued_(max_queued) {
-    for (int i = 0; i < threads; ++i) std::thread([this] { Work(); }).detach();
-  }
-  // Queues `job`; false when the queue is full. Thread-safe.
-  bool Submit(std::function<void()> job) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (jobs_.size() >= max_queued_) return false;
-      jobs_.push_back(std::move(job));
-    }
-    ready_.notify_one();
-    return true;
-  }
-
- private:
-  void Work() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    while (true) {
-      ready_.wait(lock, [this] { return !jobs_.empty(); });
-      std::function<void()> job = std::move(jobs_.front());
-      jobs_.pop_front();
-      lock.unlock();
-      job();
-      lock.lock();
-    }
-  }
-
-  const size_t max_queued_;
-  std::mutex mutex_;
-  std::condition_variable ready_;
-  std::deque<std::function<void()>> jobs_;
-};
 
 // Streams `left` bytes of 'x' in 64 KiB pieces, as fast as the client reads: it stops when
 // Write() says the output is full and goes on from OnWritable().
@@ -324,13 +284,16 @@ int main(int argc, char** argv) {
     streamer->response.Type("application/octet-stream").Length(bytes);
     Streamer::Pump(streamer);
   });
-  // N ms of CPU work on the work pool, answered through the loop when done.
+  // N ms of CPU work on a thread pool, answered through the loop when done. A bounded queue: a
+  // job that finds it full is refused, and the request gets a 503 instead of waiting without
+  // bound.
   app.Get("/offload", [](const Request& req, Response& res) {
     const std::optional<int> ms = QueryMs(req, res, 60000);
     if (!ms.has_value()) return;
-    // Made on first use, by a loop thread: its threads inherit the loop's blocked signals
-    // (SIGTERM goes to Engine::Run()).
-    static WorkPool* pool = new WorkPool(2, 1024);
+    // Made on first use, in the process that serves (with --guard, the child: threads made
+    // before the fork would not be in it); it lives as long as the process.
+    static percore::ThreadPool* pool =
+        new percore::ThreadPool({.threads = 2, .max_queued = 1024, .name = "offload"});
     DeferredResponse later = res.Defer();
     const bool queued = pool->Submit([later, ms = *ms]() mutable {
       const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);

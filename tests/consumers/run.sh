@@ -5,6 +5,9 @@
 #                                             find_package(percore) and pkg-config percore users of it
 #   run.sh subdirectory SOURCE_DIR            add_subdirectory(percore) in a Debug parent project
 #   run.sh deb BUILD_DIR VERSION              cpack -G DEB, its contents, hello_cores from it
+#   run.sh coroutines BUILD_DIR SOURCE_DIR    tests/http/task_test.cc built by clang with
+#                                             AddressSanitizer on an installed percore, and
+#                                             OnThread awaited as a temporary refused by g++
 # Everything is built in a temporary directory, removed at the end.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -95,6 +98,34 @@ case $mode in
     got=$("$tmp/root/usr/bin/hello_cores" --version)
     [[ $got == "hello_cores $version" ]] || fail "hello_cores --version said '$got'"
     echo "$got"
+    ;;
+  coroutines)
+    build_dir=$1 source_dir=$2
+    quiet cmake --install "$build_dir" --prefix "$tmp/prefix"
+    export PKG_CONFIG_PATH=$tmp/prefix/lib/pkgconfig
+    cflags=$(pkg-config --cflags percore)
+    libs=$(pkg-config --libs percore)
+    # The documented coroutine pattern with owning captures, under clang's ASan (the suite runs
+    # it under g++'s).
+    # shellcheck disable=SC2086  # the flags are words
+    quiet clang++ -std=c++20 -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
+      $cflags "$source_dir/tests/http/task_test.cc" -o "$tmp/task_test" $libs -lgtest_main -lgtest
+    "$tmp/task_test" --gtest_brief=1
+    # co_await OnThread(...) on a temporary: the form GCC 12 miscompiles must not compile.
+    cat >"$tmp/temporary.cc" <<'CC'
+#include "percore/http/task.h"
+percore::http::Task Handler(const percore::http::Request& req, percore::http::DeferredResponse) {
+  std::string id = "7";
+  co_await percore::http::OnThread(req.worker(), [](std::function<void()> job) { job(); },
+                                   [id] { return id; });
+}
+CC
+    # shellcheck disable=SC2086
+    if out=$(c++ -std=c++20 -fsyntax-only $cflags "$tmp/temporary.cc" 2>&1); then
+      fail "co_await on a temporary OnThread compiled"
+    fi
+    grep -q "deleted function" <<<"$out" || fail "refused for another reason: $(tail -5 <<<"$out")"
+    echo "co_await on a temporary OnThread is refused (deleted function)"
     ;;
   *) fail "unknown mode" ;;
 esac

@@ -141,9 +141,10 @@ class DeferredTest : public ::testing::TestWithParam<BackendKind> {
               Worker& worker = req.worker();
               const int ms = QueryInt(req, "ms");
               co_await Sleep(worker, absl::Milliseconds(ms));
-              const int value = co_await OnThread(
+              auto answer = OnThread(
                   worker, [](std::function<void()> job) { std::thread(std::move(job)).detach(); },
                   [] { return 41 + 1; });
+              const int value = co_await answer;
               res.Send("co " + std::to_string(ms) + " " + std::to_string(value));
             }));
     app.Get("/co-throw", percore::http::Async([](const Request& req, DeferredResponse) -> Task {

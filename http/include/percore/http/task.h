@@ -1,13 +1,13 @@
 // percore/http/task.h — handlers written as C++20 coroutines.
 //
+//   percore::ThreadPool pool;
 //   app.Get("/users/:id", percore::http::Async(
 //       [&pool](const Request& req, DeferredResponse res) -> percore::http::Task {
 //         std::string id(req.Param("id"));     // copies: req ends at the first co_await
 //         percore::Worker& worker = req.worker();
 //         co_await percore::http::Sleep(worker, absl::Milliseconds(50));
-//         std::string row = co_await percore::http::OnThread(
-//             worker, [&pool](std::function<void()> job) { pool.Submit(std::move(job)); },
-//             [id] { return Lookup(id); });   // on a pool thread; back on the loop after
+//         auto lookup = percore::http::OnThread(worker, pool, [id] { return Lookup(id); });
+//         std::string row = co_await lookup;   // Lookup ran on a pool thread; back on the loop
 //         res.Type("application/json").Send(row);
 //       }));
 //
@@ -16,6 +16,12 @@
 // DeferredResponse (see response.h) is its to answer. An exception that escapes it answers 500.
 // A coroutine whose loop exits while it waits is destroyed there, with what it holds, and never
 // resumed. Owning-loop-only.
+//
+// An OnThread is made in a statement of its own and then awaited by name, as above: co_await
+// refuses it as a temporary (it does not compile). GCC 12 (Debian 12's) destroys a lambda that
+// is built inside a co_await expression twice when the lambda owns anything (a captured string:
+// heap corruption), whatever the awaitable does with it; built in a declaration, it is
+// destroyed once. Sleep and Ready hold nothing to destroy and may be awaited as temporaries.
 #ifndef PERCORE_HTTP_TASK_H_
 #define PERCORE_HTTP_TASK_H_
 
@@ -24,13 +30,16 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <type_traits>
 #include <utility>
 
 #include "absl/time/time.h"
 #include "percore/http/request.h"
 #include "percore/http/response.h"
+#include "percore/http/router.h"
 #include "percore/protocol.h"
+#include "percore/thread_pool.h"
 
 namespace percore::http {
 
@@ -78,6 +87,8 @@ class Resumption {
     if (handle_) handle_.destroy();
   }
   void Resume() { std::exchange(handle_, nullptr).resume(); }
+  // Gives the coroutine up without destroying it: it goes on by other means.
+  void Release() { handle_ = nullptr; }
 
  private:
   std::coroutine_handle<> handle_;
@@ -129,19 +140,39 @@ class Ready {
   uint32_t ready_ = 0;
 };
 
-// co_await OnThread(run, fn): runs `fn` through `run` (a thread pool's submit: any callable
-// taking a std::function<void()>), then goes on back on the loop with fn's result. An exception
-// from `fn` is thrown from the co_await.
+// auto op = OnThread(worker, run, fn); co_await op: runs `fn` on another thread, then goes on
+// back on the loop with fn's result. `run` is a ThreadPool (by reference: it must outlive the
+// co_await) or any callable taking a std::function<void()> that runs it elsewhere and returns
+// void or whether it took it. An exception from `fn` is thrown from the co_await, and so is a
+// job the pool refused (ThreadPool::Submit returned false: its queue is full): a
+// std::runtime_error that the coroutine may catch (to answer 503) or let become a 500.
 template <typename Run, typename Fn>
 class OnThread {
  public:
   using Result = std::invoke_result_t<Fn&>;
   OnThread(Worker& worker, Run run, Fn fn)
       : loop_(worker.ref()), run_(std::move(run)), fn_(std::move(fn)) {}
-  bool await_ready() const { return false; }
-  void await_suspend(std::coroutine_handle<> h) {
+  OnThread(Worker& worker, ThreadPool& pool, Fn fn)
+    requires std::is_same_v<Run, ThreadPool*>
+      : OnThread(worker, &pool, std::move(fn)) {}
+  OnThread(const OnThread&) = delete;
+  OnThread& operator=(const OnThread&) = delete;
+
+  // Awaited by name (an lvalue): the awaiter refers to this object, which the coroutine keeps.
+  // As a temporary it is refused: see the top of this file.
+  struct Awaiter {
+    OnThread* op;
+    bool await_ready() const { return false; }
+    bool await_suspend(std::coroutine_handle<> h) { return op->Suspend(h); }
+    Result await_resume() { return op->Resume(); }
+  };
+  Awaiter operator co_await() & { return Awaiter{this}; }
+  void operator co_await() && = delete;
+
+ private:
+  bool Suspend(std::coroutine_handle<> h) {
     auto resumption = std::make_shared<internal::Resumption>(h);
-    run_([this, resumption, loop = loop_] {
+    std::function<void()> job = [this, resumption, loop = loop_] {
       try {
         if constexpr (std::is_void_v<Result>) {
           fn_();
@@ -153,20 +184,40 @@ class OnThread {
       }
       // Back to the loop; if it has exited, `resumption` is dropped and the coroutine with it.
       loop.Post([resumption] { resumption->Resume(); });
-    });
+    };
+    if (Submit(std::move(job))) return true;
+    // Refused: the job (and its share of `resumption`) is gone; go on at once, with the error.
+    resumption->Release();
+    error_ = std::make_exception_ptr(std::runtime_error("the thread pool refused the job"));
+    return false;
   }
-  Result await_resume() {
+  Result Resume() {
     if (error_) std::rethrow_exception(error_);
     if constexpr (!std::is_void_v<Result>) return std::move(*result_);
   }
+  bool Submit(std::function<void()> job) {
+    if constexpr (std::is_same_v<Run, ThreadPool*>) {
+      return run_->Submit(std::move(job));
+    } else if constexpr (std::is_same_v<std::invoke_result_t<Run&, std::function<void()>>,
+                                        bool>) {
+      return run_(std::move(job));
+    } else {
+      run_(std::move(job));
+      return true;
+    }
+  }
 
- private:
   LoopRef loop_;
   Run run_;
   Fn fn_;
   std::conditional_t<std::is_void_v<Result>, std::optional<int>, std::optional<Result>> result_;
   std::exception_ptr error_;
 };
+
+template <typename Run, typename Fn>
+OnThread(Worker&, Run, Fn) -> OnThread<Run, Fn>;
+template <typename Fn>
+OnThread(Worker&, ThreadPool&, Fn) -> OnThread<ThreadPool*, Fn>;
 
 }  // namespace percore::http
 
