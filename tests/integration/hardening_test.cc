@@ -26,6 +26,7 @@
 #include "gtest/gtest.h"
 #include "percore/engine.h"
 #include "percore/http/app.h"
+#include "percore/http/middleware.h"
 #include "percore/options.h"
 #include "support/backends.h"
 #include "support/test_client.h"
@@ -90,6 +91,8 @@ class HardeningTest : public ::testing::TestWithParam<BackendKind> {
   void SetUp() override {
     App app;
     app.Get("/", [](const Request&, Response& res) { res.Send("Hello World!"); });
+    // The temporary file's directory, for the symlink swap; Static only serves its own file.
+    app.Use("/files", percore::http::Static(file_.path().substr(0, file_.path().rfind('/'))));
     const std::string path = file_.path();
     app.Get("/file", [path](const Request&, Response& res) {
       int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -331,6 +334,27 @@ TEST_P(HardeningTest, FileTruncatedOrGrownWhileSentFailsOnlyItsConnection) {
     ASSERT_TRUE(response.has_value()) << "the same connection serves on";
     EXPECT_EQ(response->body, "Hello World!");
   }
+}
+
+// A served file swapped for a symlink to a file outside the root while it is being sent: the
+// answer under way goes on with the file it opened, and the next request is refused.
+TEST_P(HardeningTest, FileSwappedForAnOutsideSymlinkWhileSentIsNotServedAfter) {
+  const std::string name = file_.path().substr(file_.path().rfind('/') + 1);
+  Socket socket(ConnectLocal(port_));
+  ASSERT_TRUE(SendAll(socket.fd(), Get("/files/" + name)));
+  char some[4096];
+  const ssize_t n = recv(socket.fd(), some, sizeof(some), 0);
+  ASSERT_GT(n, 0);
+  const std::string link = file_.path() + ".link";
+  ASSERT_EQ(symlink("/etc/hostname", link.c_str()), 0);
+  ASSERT_EQ(rename(link.c_str(), file_.path().c_str()), 0);  // atomically, as an attacker would
+  std::string buffer(some, static_cast<size_t>(n));
+  std::optional<HttpResponse> sent = ReadResponse(socket.fd(), buffer, kReadTimeout);
+  ASSERT_TRUE(sent.has_value());
+  EXPECT_EQ(sent->body, std::string(kFileBytes, 'f')) << "only the file it opened";
+  std::optional<HttpResponse> after = Fetch(port_, Get("/files/" + name), kReadTimeout);
+  ASSERT_TRUE(after.has_value());
+  EXPECT_NE(after->status, 200) << after->body;
 }
 
 // 10,000 connections that each sent half a header section hold the server up for nobody. The
