@@ -93,11 +93,47 @@ using percore::http::DeferredResponse;
 using percore::http::Request;
 using percore::http::Response;
 
+// What `hello_cores --help` prints above the flags: every route, one line each.
+constexpr char kUsage[] = R"(percore demo server: one event loop per CPU on one port.
+
+Usage: hello_cores [flags]
+
+Routes:
+  GET /                  Hello World!
+  GET /worker            which loop answered: worker id, cpu and pid
+  GET /json              {"message":"Hello, World!"}
+  GET /ip                the client's address as percore sees it (PROXY header, trusted proxy)
+  ANY /echo              the request body back, with its Content-Type
+  GET /delay?ms=N        answered from a timer N ms later (0..60000)
+  GET /stream?bytes=N    N bytes streamed with backpressure (up to 1 GiB; cut short by a drain)
+  GET /offload?ms=N      N ms of CPU work on a thread pool (503 when its queue is full)
+  GET /files/...         with --static DIR: the files of DIR
+  GET /healthz           200 "ok" while the process serves
+  GET /readyz            200 "ready", or 503 "not ready" (starting, crash-looping, draining)
+  GET /metrics           the engine's counters, Prometheus text format
+  GET /crash             with --enable_fault_routes: the serving loop dies (and is restarted)
+  GET /stall?ms=N        with --enable_fault_routes: blocks the serving loop N ms
+  GET /abort             with --enable_fault_routes: the process aborts
+  anything else          404 {"error":"not found","path":...})";
+
 // Streams `left` bytes of 'x' in 64 KiB pieces, as fast as the client reads: it stops when
-// Write() says the output is full and goes on from OnWritable().
+// Write() says the output is full and goes on from OnWritable(). A drain (SIGTERM, a rolling
+// restart) ends it early through OnClosing: the body was declared with its Length, so End()
+// then closes the connection and the client sees a short body, a cut download it can retry,
+// rather than a chunked end that would pass for the whole of it.
 struct Streamer {
   DeferredResponse response;
   uint64_t left;
+
+  static void Start(const std::shared_ptr<Streamer>& self) {
+    // The callback holds the streamer, which holds the answer: the answer drops it when it
+    // completes or is aborted, so nothing is left in a cycle.
+    self->response.OnClosing([self] {
+      self->left = 0;
+      self->response.End();
+    });
+    Pump(self);
+  }
 
   static void Pump(const std::shared_ptr<Streamer>& self) {
     static const std::string piece(64 * 1024, 'x');
@@ -189,7 +225,7 @@ int main(int argc, char** argv) {
   // its own lines to stdout, which may be a pipe whose reader died: a write there must fail
   // with EPIPE rather than end the server.
   signal(SIGPIPE, SIG_IGN);
-  absl::SetProgramUsageMessage("percore demo server: GET /, GET /worker, /echo");
+  absl::SetProgramUsageMessage(kUsage);
   absl::FlagsUsageConfig usage;  // --version (Abseil's own flag) prints this and exits 0
   usage.version_string = [] { return std::string("hello_cores " PERCORE_VERSION "\n"); };
   absl::SetFlagsUsageConfig(usage);
@@ -258,7 +294,7 @@ int main(int argc, char** argv) {
   });
   app.Get("/worker", [](const Request& req, Response& res) {
     res.Send("Hello World from worker " + std::to_string(req.worker_id()) + " (cpu " +
-             std::to_string(req.cpu()) + ", pid " + std::to_string(getpid()) + ")");
+             std::to_string(req.cpu()) + ", pid " + std::to_string(getpid()) + ")\n");
   });
   app.All("/echo", [](const Request& req, Response& res) {
     std::string_view type = req.Header("content-type");
@@ -282,7 +318,7 @@ int main(int argc, char** argv) {
     }
     auto streamer = std::make_shared<Streamer>(Streamer{res.Defer(), bytes});
     streamer->response.Type("application/octet-stream").Length(bytes);
-    Streamer::Pump(streamer);
+    Streamer::Start(streamer);
   });
   // N ms of CPU work on a thread pool, answered through the loop when done. A bounded queue: a
   // job that finds it full is refused, and the request gets a 503 instead of waiting without

@@ -119,14 +119,29 @@ void DeferredResponse::ResumeBody() {
 }
 
 void DeferredResponse::OnAborted(std::function<void()> fn) {
-  if (aborted()) {
+  // `session` stays set until the answer is complete, a streamed one's too: the first Write()
+  // makes sent() true, but the client can still go before End().
+  if (state_->aborted) {
     fn();
-  } else if (!sent()) {
+  } else if (state_->session != nullptr) {
     state_->on_aborted = std::move(fn);
   }
 }
 
-bool DeferredResponse::aborted() const { return state_->session == nullptr && !sent(); }
+bool DeferredResponse::aborted() const { return state_->aborted; }
+
+void DeferredResponse::OnClosing(std::function<void()> fn) {
+  if (state_->session == nullptr) return;
+  if (!state_->session->Draining()) {
+    state_->on_closing = std::move(fn);
+    return;
+  }
+  try {
+    fn();
+  } catch (...) {
+    // As when HttpSession::OnDrain runs it: the drain goes on.
+  }
+}
 
 bool DeferredResponse::sent() const { return state_->response.sent(); }
 

@@ -869,6 +869,8 @@ void HttpSession::FinishAnswer(PendingAnswer& pending, bool close) {
   pending.session = nullptr;
   pending.on_writable = nullptr;  // they may hold the answer: no cycle is left
   pending.on_body = nullptr;
+  pending.on_aborted = nullptr;
+  pending.on_closing = nullptr;
   if (!state_->parsing && !state_->in_message) h.GiveBack(std::move(state_));
   const int status = pending.response.status();
   CountResponse(status);
@@ -876,7 +878,10 @@ void HttpSession::FinishAnswer(PendingAnswer& pending, bool close) {
   if (close) {
     conn.Close();
   } else {
-    conn.SetDeadline(h.worker_.now_ms() + h.idle_timeout_ms_);
+    // A stream whose head went out before a drain began, ended since (OnClosing): the
+    // connection is idle now, and closes as OnDrain closes an idle one.
+    conn.SetDeadline(h.worker_.now_ms() + (h.worker_.draining() ? kDrainIdleCloseMs
+                                                                   : h.idle_timeout_ms_));
   }
   conn.Resume();  // sends the answer, and hands over the requests that came after it
   pending.finish.Run(status);
@@ -957,13 +962,17 @@ void HttpSession::AbortPending() {
   if (pending == nullptr) return;
   state_->pending = nullptr;
   pending->session = nullptr;
+  pending->aborted = true;
   // The callbacks may hold the last handle to the answer: they go last, and `pending` may go
   // with them.
   std::function<void()> writable = std::move(pending->on_writable);
   std::function<void(std::string_view, bool)> body = std::move(pending->on_body);
   std::function<void()> aborted = std::move(pending->on_aborted);
+  std::function<void()> closing = std::move(pending->on_closing);
   pending->on_writable = nullptr;
   pending->on_body = nullptr;
+  pending->on_aborted = nullptr;
+  pending->on_closing = nullptr;
   pending->finish.Run(0);
   if (aborted) {
     try {
@@ -1264,7 +1273,13 @@ void HttpSession::Reject(Connection& conn, int status) {
   const bool answered =
       state_ != nullptr && state_->body_streamed && (Pending() == nullptr || Pending()->streaming);
   AbortPending();
-  if (!answered) {
+  // With a request line to hang it on (llhttp reports header fields only after it, and no
+  // callback on every request has to say so), an error goes through the error hook.
+  const bool has_request = InMessage() && (state_->headers_done || state_->in_field ||
+                                           !state_->fields.empty());
+  if (!answered && has_request && h.config_->on_error) {
+    SendOwnError(conn, status);
+  } else if (!answered) {
     AppendErrorResponse(conn.output(), status, h.date_.line());
     CountResponse(status);
     if (h.config_->options.log_requests) {
@@ -1278,6 +1293,32 @@ void HttpSession::Reject(Connection& conn, int status) {
   conn.Close();
 }
 
+void HttpSession::SendOwnError(Connection& conn, int status) {
+  HttpProtocol& h = protocol_;
+  MessageState& st = *state_;
+  // The header section's bytes are all here (the receive buffer during a parse, else `held`);
+  // the fields are those complete so far (all of them, past the header section).
+  h.headers_.clear();
+  for (const auto& [name, value] : st.fields) {
+    h.headers_.push_back(HeaderField{View(st.base, name), TrimOws(View(st.base, value))});
+  }
+  const std::string_view method = View(st.base, st.method);
+  const bool http10 = parser_.http_minor == 0;
+  Request req;
+  RequestBuilder::Fill(req, method, View(st.base, st.target), h.headers_, {}, parser_.http_minor,
+                       /*keep_alive=*/false, h.worker_, conn, *this);
+  Response res = ResponseWriter::Make(&conn.output(), &h.fields_, h.date_.line(), method == "HEAD",
+                                      /*close=*/true, http10, /*http10_keep_alive=*/false);
+  res.conn_ = &conn;  // no session_: the answer cannot be deferred (Defer() throws)
+  h.finish_.fns.clear();
+  h.finish_.status = -1;
+  res.finish_ = &h.finish_;
+  SendError(req, res, Error{status, ReasonPhrase(status), {}});
+  CountResponse(res.status());
+  if (h.config_->options.log_requests) LogResponse(method, req.path(), res.status());
+  if (!h.finish_.fns.empty()) h.finish_.Run(res.status());
+}
+
 void HttpSession::CountResponse(int status) {
   LoopStats::Add(protocol_.worker_.stats().responses[status / 100 - 1], 1);
 }
@@ -1289,6 +1330,18 @@ void HttpSession::OnDrain(Connection& conn) {
   // keep-alive race). Given a moment, the request arrives and its response says
   // "Connection: close"; only a connection idle for the whole moment is closed unannounced.
   if (BetweenMessages()) conn.SetDeadline(conn.worker().now_ms() + kDrainIdleCloseMs);
+  // A long-lived answer (an event stream, a long poll) has no end of its own in sight: it is
+  // told (DeferredResponse::OnClosing), and ends itself. The one path by which every kind of
+  // session hears that its loop closes, a rolling restart's included.
+  if (PendingAnswer* pending = Pending(); pending != nullptr && pending->on_closing) {
+    std::function<void()> closing = std::move(pending->on_closing);
+    pending->on_closing = nullptr;
+    try {
+      closing();  // may answer, and so give `state_` back
+    } catch (...) {
+      // The drain goes on; the answer ends with the shutdown timeout at the latest.
+    }
+  }
 }
 
 void HttpSession::OnDeadline(Connection& conn) {

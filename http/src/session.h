@@ -144,6 +144,7 @@ struct PendingAnswer {
   FinishHooks finish;
   std::string log_line;  // "<method> <path>" for the request log
   std::function<void()> on_aborted;
+  std::function<void()> on_closing;  // DeferredResponse::OnClosing: run by HttpSession::OnDrain
   std::function<void()> on_writable;
   std::function<void(std::string_view chunk, bool last)> on_body;
   bool body_paused = false;  // DeferredResponse::PauseBody()
@@ -152,6 +153,7 @@ struct PendingAnswer {
   uint64_t written = 0;            // body bytes streamed so far
   bool streaming = false;          // the head went out with the first Write()
   bool chunked = false;
+  bool aborted = false;  // the connection went before the answer was complete
 };
 
 // What the PROXY protocol header of a connection said (HttpOptions::proxy_protocol).
@@ -235,6 +237,8 @@ class HttpSession final : public percore::Session {
            !conn.output_full();
   }
   void OnWritable(Connection& conn) override;
+  // Whether the loop is draining (DeferredResponse::OnClosing).
+  bool Draining() const { return protocol_.worker_.draining(); }
   // DeferredResponse::OnBody and ResumeBody: hands the body read so far to the reader, then
   // reads on.
   void ReadBody(PendingAnswer& pending, std::function<void(std::string_view, bool)> fn);
@@ -271,6 +275,10 @@ class HttpSession final : public percore::Session {
   void Reject(Connection& conn, int status);
   // The deferred answer will never be given: OnAborted's callback runs.
   void AbortPending();
+  // An error percore finds itself once the request line is known (a header field has begun):
+  // answered through the error hook (App::OnError), as a handler's error is; the connection
+  // closes.
+  void SendOwnError(Connection& conn, int status);
   int OnHeadersComplete();
   int OnMessageComplete();
   // Runs llhttp over [p, end), the trailer section checked ahead of it.

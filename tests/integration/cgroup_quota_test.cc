@@ -249,7 +249,7 @@ TEST(CgroupQuotaTest, OneCpuQuotaStartsOneLoopAndSaysSo) {
   ASSERT_TRUE(response.has_value());
   EXPECT_EQ(response->status, 200);
   EXPECT_EQ(response->body, "Hello World from worker 0 (cpu " + std::to_string(allowed[0]) +
-                                ", pid " + std::to_string(child.pid()) + ")");
+                                ", pid " + std::to_string(child.pid()) + ")\n");
 }
 
 }  // namespace

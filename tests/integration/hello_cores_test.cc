@@ -384,7 +384,7 @@ TEST_P(RunningHelloCoresTest, AnswersRootAndWorker) {
   EXPECT_EQ(root->body, "Hello World!");
 
   const std::vector<int> allowed = AllowedCpus();
-  const std::regex pattern("Hello World from worker ([0-9]+) \\(cpu ([0-9]+), pid ([0-9]+)\\)");
+  const std::regex pattern("Hello World from worker ([0-9]+) \\(cpu ([0-9]+), pid ([0-9]+)\\)\n");
   std::set<int> workers;
   for (int i = 0; i < 100 && workers.size() < 2; ++i) {  // fresh connections reach both loops
     std::optional<HttpResponse> response = Fetch(port, Get("/worker"));
@@ -615,6 +615,50 @@ TEST_P(RunningHelloCoresTest, SigtermWaitsForDelayedAnswers) {
   std::optional<int> status = child.WaitForExit(kExitTimeout);
   ASSERT_TRUE(status.has_value()) << "hello_cores did not exit after the drain";
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << DescribeStatus(status);
+}
+
+// An open /stream does not hold up SIGTERM's drain: told the loop closes (OnClosing), it ends
+// its body early, and, its length declared, the connection closes after a short body.
+TEST_P(RunningHelloCoresTest, SigtermEndsAnOpenStreamWithinSeconds) {
+  constexpr size_t kBytes = size_t{1} << 30;
+  HelloCores child;
+  // No drain delay: only the stream could keep the process up (for the whole 30 s shutdown
+  // timeout, were it not told).
+  const int port = StartServer(child, ServerFlags({"--drain_delay=0"}));
+  if (port == 0) return;
+  Socket socket(ConnectLocal(port));
+  ASSERT_TRUE(socket.ok());
+  ASSERT_TRUE(SendAll(socket.fd(), Get("/stream?bytes=" + std::to_string(kBytes))));
+  size_t received = 0;
+  bool closed = false;
+  bool signalled = false;
+  Clock::time_point signalled_at;
+  char buffer[16 * 1024];
+  const auto deadline = Clock::now() + std::chrono::seconds(15);
+  while (!closed && Clock::now() < deadline) {
+    pollfd p{socket.fd(), POLLIN, 0};
+    if (poll(&p, 1, 1000) != 1) continue;
+    const ssize_t n = recv(socket.fd(), buffer, sizeof(buffer), 0);
+    if (n <= 0) {
+      closed = true;
+      break;
+    }
+    received += static_cast<size_t>(n);
+    if (!signalled && received > (1 << 20)) {  // the stream is well under way
+      ASSERT_EQ(kill(child.pid(), SIGTERM), 0);
+      signalled = true;
+      signalled_at = Clock::now();
+    }
+    // A reader slower than the stream (16 MiB/s): 1 GiB would take a minute.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_TRUE(signalled);
+  EXPECT_TRUE(closed) << "the stream went on after SIGTERM (" << received << " bytes)";
+  EXPECT_LT(received, kBytes);  // a short body: the client knows the download was cut
+  std::optional<int> status = child.WaitForExit(milliseconds(5000));
+  ASSERT_TRUE(status.has_value()) << "hello_cores did not exit within seconds of SIGTERM";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << DescribeStatus(status);
+  EXPECT_LT(Clock::now() - signalled_at, std::chrono::seconds(10));
 }
 
 TEST_P(RunningHelloCoresTest, DelayAndOffloadAnswerLaterAndCheckTheirInput) {
@@ -1219,6 +1263,23 @@ TEST(HelloCoresTest, MissingStaticDirectoryIsRejected) {
 
 TEST(HelloCoresTest, BadTrustedProxyIsRejected) {
   ExpectStartUpFailure(Flags({"--trust_proxy", "10.0.0.0/99"}), {"trust_proxy", "10.0.0.0/99"});
+}
+
+// --help names every route, one line each, then the flags.
+TEST(HelloCoresTest, HelpListsEveryRoute) {
+  HelloCores child;
+  ASSERT_TRUE(child.Spawn({"--help"})) << strerror(errno);
+  ASSERT_TRUE(child.WaitForExit(kExitTimeout).has_value());
+  child.DrainOutput(kReadTimeout);
+  std::string help;
+  for (const std::string& line : child.lines()) help += line + "\n";
+  for (const char* route :
+       {"GET /  ", "GET /worker ", "GET /json ", "GET /ip ", "ANY /echo ", "GET /delay?ms=N ",
+        "GET /stream?bytes=N ", "GET /offload?ms=N ", "GET /files/", "GET /healthz ",
+        "GET /readyz ", "GET /metrics ", "GET /crash ", "GET /stall?ms=N ", "GET /abort "}) {
+    EXPECT_NE(help.find(std::string("\n  ") + route), std::string::npos) << route << "\n" << help;
+  }
+  EXPECT_NE(help.find("--port"), std::string::npos) << help;  // and the flags
 }
 
 TEST(HelloCoresTest, ZeroThreadsIsRejected) {

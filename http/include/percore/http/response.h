@@ -177,8 +177,9 @@ class Response {
 };
 
 // An answer that comes later (Response::Defer). Copies share it: the first Send() of any copy
-// answers. If the connection goes first (the client left, a timeout, the loop closing it),
-// OnAborted's callback runs once and Send() does nothing. If every copy is dropped without an
+// answers. If the connection goes before the answer is complete (the client left, a timeout,
+// the loop closing it; for a streamed one, before End()), OnAborted's callback runs once, and
+// Send() and Write() do nothing. When the loop begins to drain, OnClosing's callback runs once. If every copy is dropped without an
 // answer, the request gets a 500. Owning-loop-only, except that a copy may be destroyed on any
 // thread (the last one is then handed to the loop to be destroyed there).
 class DeferredResponse {
@@ -227,10 +228,19 @@ class DeferredResponse {
   // ResumeBody(); no body timeout runs meanwhile. For a reader whose own sink is slow.
   void PauseBody();
   void ResumeBody();
-  // `fn` runs once if the connection goes before the answer; at once if it already went.
+  // `fn` runs once if the connection goes before the answer is complete, a streamed one
+  // included (the client left mid-stream: a Server-Sent-Events hub drops the subscriber there);
+  // at once if it already went. Registered once the answer is complete, it never runs.
   void OnAborted(std::function<void()> fn);
-  // Whether the connection went before the answer.
+  // Whether the connection went before the answer was complete.
   bool aborted() const;
+  // `fn` runs once when the loop of this answer begins to drain: Engine::Drain(), SIGTERM, or a
+  // rolling restart (SIGHUP) replacing that loop. A long-lived answer (an event stream, a long
+  // poll) should then end soon: End() a chunked stream after a last piece, Send() a long poll's
+  // answer. Otherwise the drain waits for it, up to EngineOptions::shutdown_timeout. At once if
+  // the drain has begun; never once the answer is complete or aborted. An exception it throws
+  // is ignored (the drain goes on).
+  void OnClosing(std::function<void()> fn);
   // Whether this answer was sent.
   bool sent() const;
   // The loop the answer belongs to, for work done on other threads to come back. Thread-safe.
