@@ -99,7 +99,8 @@ void Router::Add(std::string_view method, std::string_view pattern, Handler hand
     throw std::invalid_argument("route \"" + std::string(pattern) +
                                 "\": max_body_bytes over 1 GiB needs stream_body");
   }
-  Target target{std::move(handler), options};
+  Target target{std::move(handler), options, added_++};
+  has_routes_ = true;
   if (pattern.find("/:") == std::string_view::npos && pattern.find('*') == std::string_view::npos) {
     AddTarget(exact_[std::string(pattern)], method, pattern, std::move(target));
     return;
@@ -140,7 +141,12 @@ void Router::Use(std::string_view prefix, Middleware fn) {
   }
   if (!fn) throw std::invalid_argument("middleware for \"" + std::string(prefix) + "\": null");
   prefix = Normalize(prefix);
-  middleware_.push_back(Layer{prefix == "/" ? std::string() : std::string(prefix), std::move(fn)});
+  AddLayer(prefix == "/" ? std::string() : std::string(prefix), std::move(fn));
+}
+
+void Router::AddLayer(std::string prefix, Middleware fn) {
+  const bool after_route = order_ == Order::kAsAdded && has_routes_;
+  middleware_.push_back(Layer{std::move(prefix), std::move(fn), added_++, after_route});
 }
 
 void Router::Mount(std::string_view prefix, const Router& other) {
@@ -150,17 +156,38 @@ void Router::Mount(std::string_view prefix, const Router& other) {
   }
   prefix = Normalize(prefix);
   const std::string base = prefix == "/" ? std::string() : std::string(prefix);
+  // Added again in the order `other` runs them: its own order, its middleware first unless it
+  // takes turns with its routes.
+  struct Item {
+    uint64_t key;
+    std::string_view method;  // a route's
+    std::string_view pattern;
+    const Target* target;  // null for a middleware
+    const Layer* layer;
+  };
+  std::vector<Item> items;
+  const uint64_t route_key = other.order_ == Order::kAsAdded ? 0 : uint64_t{1} << 32;
   auto add_entry = [&](std::string_view pattern, const Entry& entry) {
-    const std::string full = base + std::string(pattern);
     for (const auto& [method, target] : entry.by_method) {
-      Add(method, full, target.handler, target.options);
+      items.push_back(Item{route_key + target.order, method, pattern, &target, nullptr});
     }
-    if (entry.has_any) Add("*", full, entry.any.handler, entry.any.options);
+    if (entry.has_any) {
+      items.push_back(Item{route_key + entry.any.order, "*", pattern, &entry.any, nullptr});
+    }
   };
   for (const auto& [pattern, entry] : other.exact_) add_entry(pattern, entry);
   for (const Pattern& p : other.patterns_) add_entry(p.source, p.entry);
   for (const Layer& layer : other.middleware_) {
-    middleware_.push_back(Layer{base + layer.prefix, layer.fn});
+    items.push_back(Item{layer.order, {}, {}, nullptr, &layer});
+  }
+  std::sort(items.begin(), items.end(), [](const Item& a, const Item& b) { return a.key < b.key; });
+  for (const Item& item : items) {
+    if (item.layer != nullptr) {
+      AddLayer(base + item.layer->prefix, item.layer->fn);
+    } else {
+      Add(item.method, base + std::string(item.pattern), item.target->handler,
+          item.target->options);
+    }
   }
 }
 
@@ -170,11 +197,17 @@ bool Router::Layer::Applies(std::string_view path) const {
 }
 
 void Router::RunFrom(size_t index, const Request& req, Response& res, Next::Last last,
-                     void* context) const {
+                     void* context, uint32_t route_order) const {
   for (; index < middleware_.size(); ++index) {
     const Layer& layer = middleware_[index];
     if (!layer.Applies(req.path())) continue;
-    Next next(*this, index + 1, req, res, last, context);
+    if (layer.after_route) {
+      // The session routed the request already, but Run() is not told what it found: routing
+      // again is the price of this layer alone, paid once per request.
+      if (route_order == kNotLookedUp) route_order = AnsweringOrder(req.method(), req.path());
+      if (route_order < layer.order) continue;  // a route added before it answers
+    }
+    Next next(*this, index + 1, req, res, last, context, route_order);
     req.base_path_ = layer.prefix;
     layer.fn(req, res, next);
     return;
@@ -187,7 +220,7 @@ void Next::operator()() const {
   if (called_ || res_->sent() || res_->deferred()) return;
   called_ = true;
   const std::string_view base = req_->base_path_;
-  router_->RunFrom(index_, *req_, *res_, last_, context_);
+  router_->RunFrom(index_, *req_, *res_, last_, context_, route_order_);
   req_->base_path_ = base;  // the caller's again
 }
 
@@ -195,13 +228,14 @@ bool Router::MatchPattern(const Pattern& p, std::string_view path,
                           std::vector<RouteParam>* params) {
   // Patterns start with '/'; "", "*" (OPTIONS) or "host:443" (CONNECT) match none.
   if (path.empty() || path.front() != '/') return false;
-  const size_t first_param = params->size();
+  const size_t first_param = params != nullptr ? params->size() : 0;
   auto match = [&] {
     std::string_view rest = path.substr(1);
     bool more = true;  // a path segment is left, possibly empty
     for (const Segment& s : p.segments) {
       if (s.kind == Segment::kRest) {  // always the last
-        params->push_back(RouteParam{s.text, more ? rest : std::string_view()});
+        if (params != nullptr)
+          params->push_back(RouteParam{s.text, more ? rest : std::string_view()});
         return true;
       }
       if (!more) return s.optional;  // an optional one is always the last
@@ -215,14 +249,14 @@ bool Router::MatchPattern(const Pattern& p, std::string_view path,
         return s.optional && !more;
       } else if (s.digits && !std::all_of(segment.begin(), segment.end(), IsAsciiDigit)) {
         return false;
-      } else {
+      } else if (params != nullptr) {
         params->push_back(RouteParam{s.text, segment});
       }
     }
     return !more;
   };
   if (match()) return true;
-  params->resize(first_param);
+  if (params != nullptr) params->resize(first_param);
   return false;
 }
 
@@ -233,10 +267,10 @@ void Router::ForEachMatch(std::string_view path, std::vector<RouteParam>* params
   auto it = exact_.find(path);
   if (it != exact_.end() && visit(it->second)) return;
   for (const Pattern& p : patterns_) {
-    const size_t first_param = params->size();
+    const size_t first_param = params != nullptr ? params->size() : 0;
     if (!MatchPattern(p, path, params)) continue;
     if (visit(p.entry)) return;
-    params->resize(first_param);  // not this one: its parameters go
+    if (params != nullptr) params->resize(first_param);  // not this one: its parameters go
   }
 }
 
@@ -254,6 +288,16 @@ Router::Result Router::Route(std::string_view method, std::string_view path,
     return true;
   });
   return result;
+}
+
+uint32_t Router::AnsweringOrder(std::string_view method, std::string_view path) const {
+  uint32_t order = kNoRoute;
+  ForEachMatch(path, nullptr, [&](const Entry& entry) {
+    const Target* target = entry.Find(method);
+    if (target != nullptr) order = target->order;
+    return target != nullptr;
+  });
+  return order;
 }
 
 void Router::AppendAllowed(std::string_view path, std::string* out) const {

@@ -1,5 +1,6 @@
 #include "percore/testing/client.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -131,6 +132,16 @@ TestResponse TestClient::Get(std::string_view target, const Fields& fields) {
 
 TestResponse TestClient::Fetch(std::string_view method, std::string_view target,
                                const Fields& fields, std::string_view body) {
+  return Raw(Request(method, target, fields, body), method == "HEAD");
+}
+
+TestStream TestClient::Open(std::string_view method, std::string_view target, const Fields& fields,
+                            std::string_view body) {
+  return TestStream(*this, Request(method, target, fields, body), method == "HEAD");
+}
+
+std::string TestClient::Request(std::string_view method, std::string_view target,
+                                const Fields& fields, std::string_view body) const {
   std::string request;
   request.append(method).append(" ").append(target).append(" HTTP/1.1\r\n");
   bool host = false, length = false;
@@ -145,21 +156,35 @@ TestResponse TestClient::Fetch(std::string_view method, std::string_view target,
     request.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
   }
   request.append("\r\n").append(body);
-  return Raw(request, method == "HEAD");
+  return request;
 }
 
 TestResponse TestClient::Raw(std::string_view bytes, bool head) {
+  if (!Send(bytes)) {
+    TestResponse r;
+    r.error = "could not make a loopback connection";
+    return r;
+  }
+  return Read(head);
+}
+
+bool TestClient::Send(std::string_view bytes) {
+  // The stream's answer is still arriving on the connection: a request now would be answered
+  // after it, and its bytes would be taken for the stream's.
+  if (stream_ != nullptr) throw std::logic_error("TestClient: a TestStream is open on it");
   if (conn_ == nullptr) {
     conn_ = harness_->AcceptTcp();
     received_.clear();
-    if (conn_ == nullptr) {
-      TestResponse r;
-      r.error = "could not make a loopback connection";
-      return r;
-    }
+    if (conn_ == nullptr) return false;
   }
   harness_->Feed(conn_, bytes);
-  return Read(head);
+  return true;
+}
+
+void TestClient::Disconnect() {
+  harness_->Release(conn_);
+  conn_ = nullptr;
+  received_.clear();
 }
 
 TestResponse TestClient::Read(bool head) {
@@ -187,11 +212,141 @@ TestResponse TestClient::Read(bool head) {
                      : "no answer within " + absl::FormatDuration(options_.timeout);
   }
   r.closed = closed;
-  if (closed || !answer.has_value()) {
-    harness_->Release(conn_);
-    conn_ = nullptr;
-  }
+  if (closed || !answer.has_value()) Disconnect();
   return r;
+}
+
+TestStream::TestStream(TestClient& client, std::string_view request, bool head_request)
+    : client_(&client) {
+  if (!client.Send(request)) {
+    head_.error = "could not make a loopback connection";
+    ended_ = true;
+    return;
+  }
+  client.stream_ = this;
+  auto done = [&] {
+    Receive();
+    return ParseHead(head_request) || closed_;
+  };
+  if (!done() && !client.harness_->RunUntil(done, client.options_.timeout)) {
+    head_.error = "no answer within " + absl::FormatDuration(client.options_.timeout);
+  } else if (head_.status == 0 && head_.error.empty()) {
+    head_.error = "the server closed the connection without an answer";
+  }
+  if (head_.status == 0) {
+    ended_ = true;
+    client.Disconnect();
+    client.stream_ = nullptr;
+    return;
+  }
+  // A body that cannot be (HEAD, 204, 304) or is empty has ended already.
+  if (framing_ == Framing::kNone || (framing_ == Framing::kLength && left_ == 0)) Finish();
+}
+
+TestStream::~TestStream() {
+  if (!ended_) Close();
+}
+
+void TestStream::Receive() {
+  client_->received_ += client_->harness_->TakeOutput(client_->conn_);
+  closed_ = client_->harness_->Closing(client_->conn_);
+}
+
+bool TestStream::ParseHead(bool head_request) {
+  std::string& in = client_->received_;
+  while (true) {
+    size_t consumed = 0;
+    // As the answer to a HEAD request, ParseResponse stops at the end of the head.
+    std::optional<TestResponse> head = ParseResponse(in, &consumed, /*head=*/true);
+    if (!head.has_value()) return false;
+    in.erase(0, consumed);
+    if (head->status / 100 == 1 && head->error.empty()) continue;  // "100 Continue"
+    head_ = std::move(*head);
+    break;
+  }
+  if (head_request || head_.status == 204 || head_.status == 304 || head_.status == 0) {
+    framing_ = Framing::kNone;
+  } else if (Lower(head_.Header("transfer-encoding")) == "chunked") {
+    framing_ = Framing::kChunked;
+  } else if (const std::string length = head_.Header("content-length"); !length.empty()) {
+    framing_ = Framing::kLength;
+    if (!ParseSize(length, 10, &left_)) Fail("malformed Content-Length");
+  } else {
+    framing_ = Framing::kUntilClose;
+  }
+  return true;
+}
+
+std::string TestStream::Next() { return Next(client_->options_.timeout); }
+
+std::string TestStream::Next(absl::Duration timeout) {
+  std::string piece;
+  if (ended_) return piece;
+  auto done = [&] {
+    Receive();
+    Decode(&piece);
+    return !piece.empty() || ended_;
+  };
+  if (!done()) client_->harness_->RunUntil(done, timeout);
+  return piece;
+}
+
+void TestStream::Decode(std::string* piece) {
+  std::string& in = client_->received_;
+  while (!ended_) {
+    if (framing_ == Framing::kNone || (framing_ == Framing::kLength && left_ == 0)) {
+      Finish();
+    } else if (framing_ == Framing::kUntilClose) {
+      piece->append(in);
+      in.clear();
+      if (!closed_) return;
+      Finish();
+    } else if (framing_ == Framing::kLength || chunk_ == Chunk::kData) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(left_, in.size()));
+      if (n == 0) break;
+      piece->append(in, 0, n);
+      in.erase(0, n);
+      left_ -= n;
+      if (framing_ == Framing::kChunked && left_ == 0) chunk_ = Chunk::kDataEnd;
+    } else if (chunk_ == Chunk::kSize) {
+      const size_t eol = in.find("\r\n");
+      if (eol == std::string::npos) break;
+      const std::string_view line = std::string_view(in).substr(0, eol);
+      if (!ParseSize(line.substr(0, line.find(';')), 16, &left_)) return Fail("malformed chunk");
+      in.erase(0, eol + 2);
+      chunk_ = left_ == 0 ? Chunk::kTrailer : Chunk::kData;
+    } else if (chunk_ == Chunk::kDataEnd) {
+      if (in.size() < 2) break;
+      if (!in.starts_with("\r\n")) return Fail("malformed chunk");
+      in.erase(0, 2);
+      chunk_ = Chunk::kSize;
+    } else {  // the trailer section: empty, or fields and an empty line
+      const size_t end = in.starts_with("\r\n") ? 0 : in.find("\r\n\r\n");
+      if (end == std::string::npos) break;
+      in.erase(0, end == 0 ? 2 : end + 4);
+      Finish();
+    }
+  }
+  if (!ended_ && closed_) Fail("the server closed the connection before the end of the body");
+}
+
+void TestStream::Fail(std::string why) {
+  head_.error = std::move(why);
+  Close();
+}
+
+void TestStream::Finish() {
+  ended_ = true;
+  head_.closed = closed_;
+  client_->stream_ = nullptr;
+  if (closed_) client_->Disconnect();
+}
+
+void TestStream::Close() {
+  if (client_->stream_ != this) return;  // ended, or never opened
+  ended_ = true;
+  client_->stream_ = nullptr;
+  client_->Disconnect();
 }
 
 }  // namespace percore::testing

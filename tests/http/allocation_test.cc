@@ -73,6 +73,15 @@ TEST(AllocationTest, MiddlewareAndCompressionAllocateNothingForSmallResponses) {
   EXPECT_EQ(AllocationsFor(app), 0);
 }
 
+// Router::Order::kAsAdded: a middleware after the routes routes the request a second time.
+TEST(AllocationTest, MiddlewareAfterTheRoutesAllocatesNothing) {
+  App app({}, Router::Order::kAsAdded);
+  app.Use([](const Request&, Response&, const Next& next) { next(); });
+  AddRoutes(app);
+  app.Use([](const Request&, Response& res, const Next&) { res.Status(404).Send("no"); });
+  EXPECT_EQ(AllocationsFor(app), 0);
+}
+
 TEST(AllocationTest, CounterSeesAnAllocation) {
   // The counter itself works: a string too long for the small-string buffer allocates.
   counting = true;

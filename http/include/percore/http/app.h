@@ -14,6 +14,13 @@
 //   }
 //
 // Routes are added on one thread before Listen()/Run(); the engine gets a copy of them.
+// Middleware runs before every route, whenever it was added, unless the App is made with
+// Router::Order::kAsAdded: then, as in Express, middleware and routes run in the order they were
+// added, and a middleware added after the routes only sees the requests they do not answer:
+//
+//   percore::http::App app({}, percore::http::Router::Order::kAsAdded);
+//   app.Get("/api/users", list_users);                   // no file is looked up for it
+//   app.Use(percore::http::Static("/srv/www"));          // the rest: a file, else the 404
 #ifndef PERCORE_HTTP_APP_H_
 #define PERCORE_HTTP_APP_H_
 
@@ -34,7 +41,9 @@ namespace percore::http {
 // An HTTP/1.1 application: routes plus limits. Not thread-safe while routes are added.
 class App {
  public:
-  explicit App(HttpOptions options = {}) : options_(options) {}
+  // `order`: where middleware runs among the routes (Router::Order).
+  explicit App(HttpOptions options = {}, Router::Order order = Router::Order::kMiddlewareFirst)
+      : router_(order), options_(options) {}
 
   // Adds a route for one method; see Router::Add. Returns *this for chaining.
   App& Get(std::string_view pattern, Handler handler, RouteOptions route = {}) {
@@ -62,7 +71,8 @@ class App {
     router_.Add(method, pattern, std::move(handler), route);
     return *this;
   }
-  // Adds a middleware for every request, or for those under `prefix`; see Router::Use.
+  // Adds a middleware for every request, or for those under `prefix`; see Router::Use and, for
+  // where it runs among the routes, Router::Order.
   App& Use(Middleware fn) {
     router_.Use(std::move(fn));
     return *this;

@@ -16,8 +16,17 @@
 // path that has the request's method answers (an exact path before the patterns); a path that
 // routes know without that method gets 405 with Allow listing them all. One trailing slash is
 // ignored ("/users/" is "/users"). HEAD uses the GET handler when there is no HEAD route.
-// Middleware runs for every request whose path is under its prefix, in the order added and
-// before the route (or the 404, 405 or OPTIONS answer), whatever order routes were added in.
+// Middleware runs for the requests whose path is under its prefix, in the order added. Where
+// it runs among the routes is the router's Order: by default every middleware runs before the
+// route (or the 404, 405 or OPTIONS answer), whatever order routes were added in; with
+// Order::kAsAdded, Express's rule, middleware and routes take turns in the order they were
+// added, so a middleware added after a route never runs for a request that route answers:
+//
+//   Router app(Router::Order::kAsAdded);
+//   app.Use(Compress());                    // runs for every request
+//   app.Add("GET", "/api/users", list);     // GET /api/users: answered here, no file looked up
+//   app.Use(Static("/srv/www"));            // every other path: a file, if there is one
+//                                           // then a 404, or a 405 for POST /api/users
 // Add() and Use() are not thread-safe; Route() and Run() are, on a router no longer changed.
 #ifndef PERCORE_HTTP_ROUTER_H_
 #define PERCORE_HTTP_ROUTER_H_
@@ -56,14 +65,21 @@ class Next {
   friend class Router;
   using Last = void (*)(void* context);
   Next(const Router& router, size_t index, const Request& req, Response& res, Last last,
-       void* context)
-      : router_(&router), index_(index), req_(&req), res_(&res), last_(last), context_(context) {}
+       void* context, uint32_t route_order)
+      : router_(&router),
+        index_(index),
+        req_(&req),
+        res_(&res),
+        last_(last),
+        context_(context),
+        route_order_(route_order) {}
   const Router* router_;
   size_t index_;
   const Request* req_;
   Response* res_;
   Last last_;
   void* context_;
+  uint32_t route_order_;  // Router::RunFrom's
   mutable bool called_ = false;
 };
 
@@ -119,6 +135,18 @@ class Router {
     const RouteOptions* options = nullptr;  // the handler's
     bool path_known = false;                // some route has this path (405 rather than 404)
   };
+  // Where middleware runs among the routes.
+  enum class Order {
+    kMiddlewareFirst,  // every middleware before the route, whenever it was added
+    // Express's rule: each middleware runs only for the requests that no route added before it
+    // answers (a route that has the path but not the method answers nothing, as in Express; its
+    // 405 comes after every middleware). A middleware added after a route costs a second route
+    // look-up for the requests under its prefix, none for the others.
+    kAsAdded,
+  };
+
+  Router() = default;
+  explicit Router(Order order) : order_(order) {}
 
   // Adds a route. `method` is a method token ("GET") or "*" for any; `pattern` starts with '/'
   // and its segments are literals, `:name` parameters (a name of letters, digits and '_'), or,
@@ -134,7 +162,7 @@ class Router {
   // "/api" and "/api/users", not "/apis"); Request::base_path() is `prefix` while it runs.
   void Use(std::string_view prefix, Middleware fn);
   // Adds every route and middleware of `other` under `prefix` ("/api" + "/users/:id"), after
-  // those already here. Throws as Add() does.
+  // those already here, in the order `other` runs them. Throws as Add() does.
   void Mount(std::string_view prefix, const Router& other);
   // Whether some route has RouteOptions other than the defaults: only then is a request with a
   // body routed as soon as its header section is complete.
@@ -149,7 +177,7 @@ class Router {
       last(context);
       return;
     }
-    RunFrom(0, req, res, last, context);
+    RunFrom(0, req, res, last, context, kNotLookedUp);
   }
 
   // Appends the methods `path` answers to, comma-separated ("GET, HEAD, POST"), for Allow;
@@ -161,6 +189,7 @@ class Router {
   struct Target {
     Handler handler;
     RouteOptions options;
+    uint32_t order = 0;  // its place among the routes and middleware added
   };
   struct Entry {
     std::vector<std::pair<std::string, Target>> by_method;
@@ -184,17 +213,28 @@ class Router {
   struct Layer {
     std::string prefix;  // "" for every path
     Middleware fn;
+    uint32_t order = 0;        // its place among the routes and middleware added
+    bool after_route = false;  // Order::kAsAdded, and a route was added before it
     bool Applies(std::string_view path) const;
   };
+  // RunFrom's `route_order`: the order of the route that answers the request, once looked up.
+  static constexpr uint32_t kNotLookedUp = UINT32_MAX;
+  static constexpr uint32_t kNoRoute = UINT32_MAX - 1;  // after every middleware
   static std::string_view Normalize(std::string_view path);
   static std::vector<Segment> ParsePattern(std::string_view pattern);
   static bool MatchPattern(const Pattern& p, std::string_view path,
                            std::vector<RouteParam>* params);
   void AddTarget(Entry& entry, std::string_view method, std::string_view pattern, Target target);
-  void RunFrom(size_t index, const Request& req, Response& res, Next::Last last,
-               void* context) const;
+  void AddLayer(std::string prefix, Middleware fn);
+  // Runs the middleware from `index` on that applies, then last(context). `route_order` is the
+  // answering route's order, or kNotLookedUp until a layer needed it.
+  void RunFrom(size_t index, const Request& req, Response& res, Next::Last last, void* context,
+               uint32_t route_order) const;
+  // The order of the route that answers `method` and `path`, or kNoRoute: Route() without
+  // parameters, so without allocation.
+  uint32_t AnsweringOrder(std::string_view method, std::string_view path) const;
   // Calls visit(entry) for each route matching `path` (the exact one, then patterns in order,
-  // with their parameters in `params`) until it returns true.
+  // with their parameters in `params`, if not null) until it returns true.
   template <typename Visit>
   void ForEachMatch(std::string_view path, std::vector<RouteParam>* params, Visit visit) const;
 
@@ -206,6 +246,9 @@ class Router {
   std::vector<Pattern> patterns_;
   std::vector<Layer> middleware_;
   bool has_body_options_ = false;
+  Order order_ = Order::kMiddlewareFirst;
+  uint32_t added_ = 0;       // routes and middleware added so far
+  bool has_routes_ = false;  // a route was added
 };
 
 }  // namespace percore::http

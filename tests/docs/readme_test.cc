@@ -1,0 +1,92 @@
+// What the README tells a newcomer works as written: its example is the code of
+// examples/readme/main.cc (which the build compiles) and prints its port; its run command sets
+// up before it builds; scripts/build shows progress while keeping the build directory as its
+// last line of output.
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path Root() { return fs::path(__FILE__).parent_path().parent_path().parent_path(); }
+
+std::string ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// The text of the first fenced block of `language` after `after` in `markdown`.
+std::string Block(const std::string& markdown, const std::string& language,
+                  const std::string& after = "") {
+  const size_t from = markdown.find(after);
+  if (from == std::string::npos) return "";
+  const std::string fence = "```" + language + "\n";
+  const size_t start = markdown.find(fence, from);
+  if (start == std::string::npos) return "";
+  const size_t end = markdown.find("```\n", start + fence.size());
+  return markdown.substr(start + fence.size(), end - start - fence.size());
+}
+
+TEST(ReadmeTest, TheExampleIsTheCodeTheBuildCompiles) {
+  std::string example = ReadFile(Root() / "examples/readme/main.cc");
+  // Its opening comment says where it comes from; the rest is the README's.
+  example.erase(0, example.find("\n\n") + 2);
+  const std::string block = Block(ReadFile(Root() / "README.md"), "cpp", "## An example");
+  ASSERT_FALSE(block.empty());
+  EXPECT_EQ(block, example);
+  // As hello_cores does, it says where it listens once it serves.
+  EXPECT_NE(block.find("Listening on port %d\\n\", engine.port())"), std::string::npos);
+}
+
+TEST(ReadmeTest, TheRunCommandSetsUpFirst) {
+  const std::string commands = Block(ReadFile(Root() / "README.md"), "sh");
+  ASSERT_FALSE(commands.empty());
+  const std::string first_line = commands.substr(0, commands.find('\n'));
+  // scripts/build installs nothing: on a fresh machine only scripts/run and scripts/test (which
+  // run scripts/setup) work.
+  EXPECT_EQ(first_line.rfind("scripts/run --port 3000", 0), 0u) << first_line;
+  EXPECT_EQ(commands.find("./build/hello_cores"), std::string::npos) << commands;
+  const std::string run = ReadFile(Root() / "scripts/run");
+  EXPECT_LT(run.find("\nscripts/setup\n"), run.find("scripts/build"));
+}
+
+// scripts/build with a stand-in ninja (and cmake) first on PATH: nothing is built.
+TEST(ReadmeTest, BuildShowsProgressOnStderrAndTheDirectoryLastOnStdout) {
+  const fs::path bin = fs::temp_directory_path() / ("percore_readme_" + std::to_string(getpid()));
+  fs::create_directories(bin);
+  for (const char* tool : {"ninja", "cmake"}) {
+    std::ofstream(bin / tool) << "#!/bin/sh\necho \"[1/2] Building CXX object from fake " << tool
+                              << "\"\n";
+    fs::permissions(bin / tool, fs::perms::owner_all);
+  }
+  const fs::path err = bin / "stderr";
+  const std::string command = "PATH='" + bin.string() + "':\"$PATH\" '" +
+                              (Root() / "scripts/build").string() + "' 2>'" + err.string() + "'";
+  FILE* pipe = popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string out;
+  char buffer[256];
+  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) out.append(buffer, n);
+  const int status = pclose(pipe);
+  const std::string progress = ReadFile(err);
+  fs::remove_all(bin);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << progress;
+  EXPECT_EQ(out, "build\n");
+  EXPECT_NE(progress.find("[1/2] Building CXX object from fake ninja"), std::string::npos)
+      << progress;
+}
+
+}  // namespace
