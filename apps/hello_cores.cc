@@ -26,6 +26,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/time/time.h"
 #include "percore/cpus.h"
@@ -228,6 +229,12 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
   absl::FlagsUsageConfig usage;  // --version (Abseil's own flag) prints this and exits 0
   usage.version_string = [] { return std::string("hello_cores " PERCORE_VERSION "\n"); };
+  // --help lists the flags of this file under "Flags:", not under the build machine's path of
+  // it; Abseil asks contains_help_flags of the name normalize_filename gave.
+  usage.normalize_filename = [](absl::string_view file) {
+    return std::string(absl::EndsWith(file, "apps/hello_cores.cc") ? "hello_cores" : file);
+  };
+  usage.contains_help_flags = [](absl::string_view file) { return file == "hello_cores"; };
   absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
 

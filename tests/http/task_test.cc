@@ -65,6 +65,26 @@ TEST_F(TaskTest, TheDocumentedPatternAnswersAndDestroysEachCaptureOnce) {
   EXPECT_EQ(r.body, R"({"id":"7","name":"ada"})");
 }
 
+std::string SlowLookup() { return "row\n"; }
+
+// percore/thread_pool.h's example, as written there, in a handler.
+TEST_F(TaskTest, TheThreadPoolExampleAnswersThroughTheLoop) {
+  App app;
+  percore::ThreadPool& pool = pool_;
+  app.Get("/row", [&pool](const Request&, percore::http::Response& res) {
+    DeferredResponse later = res.Defer();
+    const bool queued = pool.Submit([later]() mutable {
+      std::string row = SlowLookup();                             // on a pool thread
+      later.loop().Post([later, row]() mutable { later.Send(row); });  // back on the loop
+    });
+    if (!queued) later.Status(503).Set("Retry-After", "1").Send("busy\n");
+  });
+  TestClient client(app);
+  TestResponse r = client.Get("/row");
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(r.body, "row\n");
+}
+
 TEST_F(TaskTest, OwningCapturesLiveOnceAcrossEveryAwait) {
   App app;
   percore::ThreadPool& pool = pool_;

@@ -1280,6 +1280,8 @@ TEST(HelloCoresTest, HelpListsEveryRoute) {
     EXPECT_NE(help.find(std::string("\n  ") + route), std::string::npos) << route << "\n" << help;
   }
   EXPECT_NE(help.find("--port"), std::string::npos) << help;  // and the flags
+  EXPECT_NE(help.find("Flags from hello_cores:"), std::string::npos) << help;
+  EXPECT_EQ(help.find("apps/hello_cores.cc"), std::string::npos) << "the build's path: " << help;
 }
 
 TEST(HelloCoresTest, ZeroThreadsIsRejected) {

@@ -1,6 +1,6 @@
 // percore/thread_pool.h — a few threads for work that must not run on a loop.
 //
-//   percore::ThreadPool pool({.threads = 4, .max_queued = 1024});
+//   percore::ThreadPool pool({.threads = 4, .max_queued = 1024});   // tests/http/task_test.cc
 //   DeferredResponse later = res.Defer();
 //   const bool queued = pool.Submit([later]() mutable {
 //     std::string row = SlowLookup();                             // on a pool thread
