@@ -11,6 +11,7 @@
 #include "percore/engine.h"
 #include "percore/http/app.h"
 #include "support/backends.h"
+#include "support/engine_test.h"
 #include "support/test_client.h"
 
 namespace percore {
@@ -28,7 +29,7 @@ using percore::testing::Socket;
 
 constexpr std::chrono::milliseconds kTimeout(10000);
 
-class ErrorHookTest : public ::testing::TestWithParam<BackendKind> {
+class ErrorHookTest : public percore::testing::EngineTest {
  protected:
   void SetUp() override {
     percore::http::HttpOptions http;
@@ -45,24 +46,8 @@ class ErrorHookTest : public ::testing::TestWithParam<BackendKind> {
         RouteOptions{.max_body_bytes = 10});
     app.Post("/json", [](const Request& req, Response& res) { res.Json(req.Json()); });
     EngineOptions options;
-    options.address = "127.0.0.1";
     options.threads = 1;
-    options.backend = GetParam();
-    absl::StatusOr<std::unique_ptr<Engine>> engine = app.Listen(options);
-    if (!engine.ok() && GetParam() == BackendKind::kIoUring &&
-        engine.status().message().find("io_uring unavailable") != std::string_view::npos) {
-      GTEST_SKIP() << engine.status();
-    }
-    ASSERT_TRUE(engine.ok()) << engine.status();
-    engine_ = std::move(*engine);
-    ASSERT_TRUE(engine_->Start().ok());
-    port_ = engine_->port();
-  }
-
-  void TearDown() override {
-    if (engine_ == nullptr) return;
-    engine_->Stop();
-    engine_->Wait();
+    ASSERT_NO_FATAL_FAILURE(Serve(app, options));
   }
 
   // Sends `bytes` and reads until the server closes.
@@ -86,8 +71,6 @@ class ErrorHookTest : public ::testing::TestWithParam<BackendKind> {
     return ::testing::AssertionFailure() << "not the hook's " << status << ": " << answer;
   }
 
-  std::unique_ptr<Engine> engine_;
-  int port_ = 0;
 };
 
 TEST_P(ErrorHookTest, BodyOverTheRoutesLimitByContentLength) {

@@ -23,13 +23,16 @@
 #include "percore/http/app.h"
 #include "percore/http/middleware.h"
 #include "percore/options.h"
+#include "http/gzip_checks.h"
 #include "support/backends.h"
+#include "support/engine_test.h"
 #include "support/test_client.h"
 
 namespace percore {
 namespace {
 
 using percore::http::App;
+using percore::http::Inflate;
 using percore::http::Compress;
 using percore::http::Request;
 using percore::http::Response;
@@ -73,27 +76,6 @@ const std::string& FileContent() {
   return content;
 }
 
-std::optional<std::string> Inflate(std::string_view in) {
-  z_stream z{};
-  if (inflateInit2(&z, 15 + 16) != Z_OK) return std::nullopt;
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-  z.avail_in = static_cast<uInt>(in.size());
-  std::string out;
-  int result = Z_OK;
-  while (result == Z_OK) {
-    char buf[65536];
-    z.next_out = reinterpret_cast<Bytef*>(buf);
-    z.avail_out = sizeof(buf);
-    result = inflate(&z, Z_NO_FLUSH);
-    out.append(buf, sizeof(buf) - z.avail_out);
-    if (result == Z_BUF_ERROR && z.avail_in == 0) break;  // truncated
-  }
-  const bool complete = result == Z_STREAM_END && z.avail_in == 0;
-  inflateEnd(&z);
-  if (!complete) return std::nullopt;
-  return out;
-}
-
 // A chunked body's data, or nullopt if it is malformed or has no last chunk.
 std::optional<std::string> Dechunk(std::string_view body) {
   std::string data;
@@ -114,7 +96,7 @@ std::string GzipGet(std::string_view path) {
          " HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n";
 }
 
-class GzipStreamTest : public ::testing::TestWithParam<BackendKind> {
+class GzipStreamTest : public percore::testing::EngineTest {
  protected:
   void SetUp() override {
     char name[] = "/tmp/percore_gzip_stream_XXXXXX";
@@ -137,36 +119,12 @@ class GzipStreamTest : public ::testing::TestWithParam<BackendKind> {
       if (fd < 0) throw std::runtime_error("open");
       res.Type("text/plain").SendFile(fd, 1 << 20, kFileBytes);
     });
-    EngineOptions options;
-    options.address = "127.0.0.1";
-    options.port = 0;
-    options.threads = 2;
-    options.backend = GetParam();
-    absl::StatusOr<std::unique_ptr<Engine>> engine = app.Listen(options);
-    if (!engine.ok() && GetParam() == BackendKind::kIoUring &&
-        engine.status().message().find("io_uring unavailable") != std::string_view::npos) {
-      GTEST_SKIP() << "this machine cannot run the io_uring backend: " << engine.status();
-    }
-    ASSERT_TRUE(engine.ok()) << engine.status();
-    engine_ = std::move(*engine);
-    ASSERT_TRUE(engine_->Start().ok());
-    port_ = engine_->port();
+    ASSERT_NO_FATAL_FAILURE(Serve(app));
   }
 
   void TearDown() override {
-    if (engine_ != nullptr) {
-      engine_->Stop();
-      engine_->Wait();
-    }
+    EngineTest::TearDown();
     if (!path_.empty()) unlink(path_.c_str());
-  }
-
-  uint64_t BytesOut() const {
-    uint64_t total = 0;
-    for (size_t id = 0; id < engine_->stats().size(); ++id) {
-      total += engine_->stats().Read(id).bytes_out;
-    }
-    return total;
   }
 
   // A client whose receive buffer is small: what it does not read stays with the server.
@@ -215,8 +173,6 @@ class GzipStreamTest : public ::testing::TestWithParam<BackendKind> {
   }
 
   std::string path_;
-  std::unique_ptr<Engine> engine_;
-  int port_ = 0;
 };
 
 TEST_P(GzipStreamTest, ABigFileIsGzippedChunkedAndInflatesToTheFile) {
@@ -293,7 +249,7 @@ TEST_P(GzipStreamTest, StalledReadersOfABigGzippedFileHoldLittleEach) {
   int unchanged = 0;
   ASSERT_TRUE(WaitUntil(
       [&] {
-        const uint64_t now = BytesOut();
+        const uint64_t now = Total(&WorkerCounters::bytes_out);
         unchanged = now == last ? unchanged + 1 : 0;
         last = now;
         return unchanged >= 50;

@@ -29,6 +29,7 @@
 #include "percore/http/middleware.h"
 #include "percore/options.h"
 #include "support/backends.h"
+#include "support/engine_test.h"
 #include "support/test_client.h"
 
 #ifndef PERCORE_HELLO_CORES
@@ -86,7 +87,7 @@ class TempFile {
   std::string path_;
 };
 
-class HardeningTest : public ::testing::TestWithParam<BackendKind> {
+class HardeningTest : public percore::testing::EngineTest {
  protected:
   void SetUp() override {
     App app;
@@ -126,41 +127,7 @@ class HardeningTest : public ::testing::TestWithParam<BackendKind> {
       DeferredResponse later = res.Defer();
       req.worker().ref().Post([later]() mutable { later.Send("later"); });
     });
-    EngineOptions options;
-    options.address = "127.0.0.1";
-    options.port = 0;
-    options.threads = 2;
-    options.backend = GetParam();
-    absl::StatusOr<std::unique_ptr<Engine>> engine = app.Listen(options);
-    if (!engine.ok() && GetParam() == BackendKind::kIoUring &&
-        engine.status().message().find("io_uring unavailable") != std::string_view::npos) {
-      GTEST_SKIP() << "this machine cannot run the io_uring backend: " << engine.status();
-    }
-    ASSERT_TRUE(engine.ok()) << engine.status();
-    engine_ = std::move(*engine);
-    ASSERT_TRUE(engine_->Start().ok());
-    port_ = engine_->port();
-  }
-
-  void TearDown() override {
-    if (engine_ == nullptr) return;
-    engine_->Stop();
-    engine_->Wait();
-  }
-
-  uint64_t BytesIn() const {
-    uint64_t total = 0;
-    for (size_t id = 0; id < engine_->stats().size(); ++id) {
-      total += engine_->stats().Read(id).bytes_in;
-    }
-    return total;
-  }
-  uint64_t BytesOut() const {
-    uint64_t total = 0;
-    for (size_t id = 0; id < engine_->stats().size(); ++id) {
-      total += engine_->stats().Read(id).bytes_out;
-    }
-    return total;
+    ASSERT_NO_FATAL_FAILURE(Serve(app));
   }
 
   void ExpectServing() {
@@ -173,8 +140,6 @@ class HardeningTest : public ::testing::TestWithParam<BackendKind> {
 
   TempFile file_;
   std::atomic<uint64_t> produced_{0};  // by /stream
-  std::unique_ptr<Engine> engine_;
-  int port_ = 0;
 };
 
 // The attack that killed the process: FIN, then a reset, while a file goes out by sendfile()
@@ -205,7 +170,7 @@ TEST_P(HardeningTest, PipelinedRequestsBehindLaterAnswersAreReadABoundedAmountAh
   Socket socket(ConnectLocal(port_));
   ASSERT_TRUE(socket.ok());
   ASSERT_TRUE(SetNonBlocking(socket.fd()));
-  const uint64_t before = BytesIn();
+  const uint64_t before = Total(&WorkerCounters::bytes_in);
   std::string batch;
   for (int i = 0; i < 2000; ++i) batch += request;
   size_t batch_sent = 0;
@@ -225,7 +190,8 @@ TEST_P(HardeningTest, PipelinedRequestsBehindLaterAnswersAreReadABoundedAmountAh
         tail.erase(0, at + reply_end.size());
       }
     }
-    const uint64_t read_ahead = BytesIn() - before - answered * request.size();
+    const uint64_t read_ahead =
+        Total(&WorkerCounters::bytes_in) - before - answered * request.size();
     most_ahead = std::max(most_ahead, read_ahead);
   }
   EXPECT_GT(answered, 0u);
@@ -279,7 +245,7 @@ TEST_P(HardeningTest, StalledReaderOfAStreamHoldsLittleBeyondTheSocket) {
         return unchanged >= 20;
       },
       milliseconds(20000)));
-  const uint64_t held = produced_.load() - BytesOut();
+  const uint64_t held = produced_.load() - Total(&WorkerCounters::bytes_out);
   EXPECT_LT(held, 192u * 1024) << "produced " << produced_.load();
 }
 

@@ -16,6 +16,7 @@
 #include "percore/engine.h"
 #include "percore/http/app.h"
 #include "support/backends.h"
+#include "support/engine_test.h"
 #include "support/test_client.h"
 
 namespace percore {
@@ -87,15 +88,13 @@ class LongLivedTest : public ::testing::TestWithParam<BackendKind> {
       });
     });
     EngineOptions options;
-    options.address = "127.0.0.1";
     options.threads = 1;
-    options.backend = GetParam();
     options.drain_delay = absl::ZeroDuration();
     // Longer than any wait below: a drain that runs this long is a drain the stream held up.
     options.shutdown_timeout = absl::Seconds(20);
-    absl::StatusOr<std::unique_ptr<Engine>> engine = app.Listen(options);
-    if (!engine.ok() && GetParam() == BackendKind::kIoUring &&
-        engine.status().message().find("io_uring unavailable") != std::string_view::npos) {
+    absl::StatusOr<std::unique_ptr<Engine>> engine =
+        percore::testing::ListenLocal(app, GetParam(), options);
+    if (!engine.ok() && percore::testing::IoUringUnavailable(engine.status())) {
       GTEST_SKIP() << engine.status();
     }
     ASSERT_TRUE(engine.ok()) << engine.status();

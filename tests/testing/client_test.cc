@@ -19,26 +19,32 @@ using http::DeferredResponse;
 using http::Request;
 using http::Response;
 
+// A streamed answer's pieces still to write. Held by the timer that writes the next one, and by
+// nothing else: the loop's timers go with it, and so does this (no cycle to break).
+struct Pieces {
+  DeferredResponse out;
+  std::vector<std::string> pieces;
+  size_t next = 0;
+};
+
+void WriteNext(const std::shared_ptr<Pieces>& p, Worker& worker) {
+  if (p->next == p->pieces.size()) {
+    p->out.End();
+    return;
+  }
+  p->out.Write(p->pieces[p->next++]);
+  worker.After(absl::Milliseconds(2), [p, &worker] { WriteNext(p, worker); });
+}
+
 // Writes `pieces` one per timer tick, 2 ms apart, then ends the body; `length` declares it.
 void StreamPieces(const Request& req, Response& res, std::vector<std::string> pieces, bool length) {
-  auto out = std::make_shared<DeferredResponse>(res.Defer());
+  auto p = std::make_shared<Pieces>(Pieces{res.Defer(), std::move(pieces)});
   if (length) {
     uint64_t total = 0;
-    for (const std::string& p : pieces) total += p.size();
-    out->Length(total);
+    for (const std::string& piece : p->pieces) total += piece.size();
+    p->out.Length(total);
   }
-  auto next = std::make_shared<std::function<void(size_t)>>();
-  Worker& worker = req.worker();
-  *next = [out, pieces, next, &worker](size_t i) {
-    if (i == pieces.size()) {
-      out->End();
-      *next = nullptr;  // the cycle through the capture ends here
-      return;
-    }
-    out->Write(pieces[i]);
-    worker.After(absl::Milliseconds(2), [next, i] { (*next)(i + 1); });
-  };
-  (*next)(0);
+  WriteNext(p, req.worker());
 }
 
 http::App StreamingApp() {

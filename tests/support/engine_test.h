@@ -1,0 +1,42 @@
+// The engine in-process, serving an App on 127.0.0.1 with the backend under test: what the
+// integration suites that run once per backend share.
+#ifndef PERCORE_TESTS_SUPPORT_ENGINE_TEST_H_
+#define PERCORE_TESTS_SUPPORT_ENGINE_TEST_H_
+
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "gtest/gtest.h"
+#include "percore/engine.h"
+#include "percore/http/app.h"
+#include "percore/options.h"
+#include "percore/stats.h"
+
+namespace percore::testing {
+
+// app.Listen() on 127.0.0.1, any free port, with `backend` and the rest of `options` (2 loops
+// unless it says otherwise). Not started.
+absl::StatusOr<std::unique_ptr<Engine>> ListenLocal(const http::App& app, BackendKind backend,
+                                                    EngineOptions options = {});
+// Whether `status` says the io_uring backend cannot run on this machine: the test skips.
+bool IoUringUnavailable(const absl::Status& status);
+
+// A suite run once per backend (percore::testing::AllBackends()) around one started engine.
+class EngineTest : public ::testing::TestWithParam<BackendKind> {
+ protected:
+  // Serves `app` with ListenLocal(app, GetParam(), options), started; skips the test where
+  // io_uring cannot run. Call it as ASSERT_NO_FATAL_FAILURE(Serve(app)), then return if
+  // IsSkipped().
+  void Serve(const http::App& app, EngineOptions options = {});
+  void TearDown() override;
+  // A counter summed over the workers: Total(&WorkerCounters::bytes_out).
+  uint64_t Total(uint64_t WorkerCounters::*counter) const;
+
+  std::unique_ptr<Engine> engine_;
+  int port_ = 0;
+};
+
+}  // namespace percore::testing
+
+#endif  // PERCORE_TESTS_SUPPORT_ENGINE_TEST_H_
