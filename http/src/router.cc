@@ -120,6 +120,7 @@ void Router::AddTarget(Entry& entry, std::string_view method, std::string_view p
                        Target target) {
   if (target.options.stream_body || target.options.max_body_bytes != 0) has_body_options_ = true;
   if (method == "*") {
+    any_method_ = true;
     if (entry.has_any) throw std::invalid_argument("duplicate route * " + std::string(pattern));
     entry.any = std::move(target);
     entry.has_any = true;
@@ -132,6 +133,13 @@ void Router::AddTarget(Entry& entry, std::string_view method, std::string_view p
     }
   }
   entry.by_method.emplace_back(std::string(method), std::move(target));
+  if (std::find(methods_.begin(), methods_.end(), method) == methods_.end()) {
+    methods_.emplace_back(method);
+  }
+}
+
+bool Router::Recognizes(std::string_view method) const {
+  return any_method_ || std::find(methods_.begin(), methods_.end(), method) != methods_.end();
 }
 
 void Router::Use(std::string_view prefix, Middleware fn) {

@@ -1,4 +1,5 @@
-// The HTTP/1.1 session: llhttp glue, pipelining, limits, timeouts and dispatch to the router.
+// The HTTP/1.1 session: the parser driven over each read, pipelining, timeouts and dispatch to
+// the router.
 //
 // Parsing keeps views, not copies. Every span of a message's header section is recorded as an
 // offset from the message's first byte (`base`), so the views stay valid wherever those bytes
@@ -14,8 +15,6 @@
 #ifndef PERCORE_HTTP_SRC_SESSION_H_
 #define PERCORE_HTTP_SRC_SESSION_H_
 
-#include <llhttp.h>
-
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -26,6 +25,7 @@
 #include "client_address.h"
 #include "date_cache.h"
 #include "gzip.h"
+#include "parser.h"
 #include "percore/buffers.h"
 #include "percore/http/options.h"
 #include "percore/http/request.h"
@@ -51,70 +51,31 @@ struct FinishHooks {
   void Add(std::function<void(int)> fn);
 };
 
-// Offsets from the first byte of the message.
-struct Span {
-  uint32_t offset = 0;
-  uint32_t length = 0;
-  uint32_t end() const { return offset + length; }
-};
-
-// Checks the line structure of a header or trailer section, ahead of llhttp or after it, byte
-// by byte across reads. llhttp 8.1 (Debian 12) accepts what RFC 9112 forbids and a proxy in
-// front may read differently (request smuggling): "\r\n\r" and any byte as the end of the
-// section (CVE-2025-23167), a bare LF ending the request line or the section, obs-fold
-// continuation lines, a field line with an empty name, a bare CR inside some values. Here
-// every line ends with CRLF, no CR or LF stands alone, and no line starts with SP, HT or ':'.
-// llhttp checks the rest (token and value bytes).
-class FieldLines {
- public:
-  enum class Result { kMore, kDone, kBad };
-  // Scans [p, end); on kDone or kBad, *stop is just past the empty line or at the bad byte.
-  Result Scan(const char* p, const char* end, const char** stop);
-
- private:
-  enum State : uint8_t { kLineStart, kInLine, kCr, kEmptyLineCr };
-  State state_ = kLineStart;
-};
-
 // The state of one message being parsed, and of the read being parsed.
 struct MessageState {
-  std::string held;  // header-section bytes (and more) of a message that spans reads
+  RequestParser parser;
+  std::string held;  // the header section of a message that spans reads
   std::string body;  // the body when it is not one piece next to the header section
-  std::vector<std::pair<Span, Span>> fields;
-  Span method, target, field, value, body_view;
+  Span body_view;
   // The read being parsed: set at each OnData.
   Connection* conn = nullptr;
   const char* base = nullptr;  // the message's first byte
-  const char* input_end = nullptr;
-  uint32_t header_end = 0;  // just past the last header-section span
   uint64_t body_bytes = 0;
-  uint64_t body_limit = 0;   // this message's: its route's, or HttpOptions::max_body_bytes
-  uint64_t discarded = 0;    // body bytes read after the answer (RouteOptions::stream_body)
-  uint32_t extra_bytes = 0;  // this chunk's extensions, or the trailer: skipped, but bounded
-  int error_status = 0;      // set by a callback that failed the message
-  FieldLines trailer_lines;  // the trailer section, scanned ahead of llhttp
-  uint8_t host_count = 0;
-  uint8_t chunk_crlf_due = 0;  // bytes of the CRLF after a chunk's data still to check
+  uint64_t body_limit = 0;  // this message's: its route's, or HttpOptions::max_body_bytes
+  uint64_t discarded = 0;   // body bytes read after the answer (RouteOptions::stream_body)
   bool in_message = false;
   bool headers_done = false;
-  bool target_done = false;
-  bool in_trailer = false;      // after the last chunk, until the message completes
-  bool trailer_begins = false;  // llhttp paused at the last chunk: the trailer starts there
-  bool base_in_held = false;    // base points into held (else into the receive buffer)
-  bool parsing_held = false;    // this read is parsed in held
-  bool in_method = false, in_target = false, in_field = false, in_value = false;
+  bool base_in_held = false;  // base points into held (else into the receive buffer)
   bool body_copied = false;
-  bool expect_continue = false;
+  bool expect_continue = false;  // "100 Continue" is still to be sent
   // RouteOptions::stream_body: the handler ran at the end of the header section; the body goes
   // to its reader (DeferredResponse::OnBody) or, once the answer is given, is discarded.
   bool body_streamed = false;
   bool body_end_due = false;  // the body ended while its reader was absent or paused
-  bool bad_transfer_encoding = false;
-  bool upgrade = false;
-  bool peer_closes = false;  // the last response closes because the client asked it to
-  bool stopped = false;      // paused after a response (the output is full, or its answer comes
-                             // later): the loop holds the rest of the read
-  bool parsing = false;      // within OnData
+  bool peer_closes = false;   // the last response closes because the client asked it to
+  bool stopped = false;       // paused after a response (the output is full, or its answer comes
+                              // later): the loop holds the rest of the read
+  bool parsing = false;       // within OnData
   // A deferred answer not given yet: the state stays with the session until it is.
   PendingAnswer* pending = nullptr;
 
@@ -122,8 +83,15 @@ struct MessageState {
   void Reset();
 };
 
+inline std::string_view View(const char* base, Span span) {
+  return std::string_view(base + span.offset, span.length);
+}
+
+// The path of a request target: up to '?', and in absolute form from the slash after the
+// authority.
+std::string_view PathOf(std::string_view target);
+
 class HttpSession;
-struct Callbacks;
 
 // The state behind a DeferredResponse, shared by its copies. The session points to it while the
 // answer is pending, and it points back until the answer or the connection's end.
@@ -173,7 +141,6 @@ class HttpProtocol final : public percore::Protocol {
 
  private:
   friend class HttpSession;
-  friend struct Callbacks;
   void FlushLog();
   // A handler failed (threw, or returned without answering): one line on stderr.
   void LogFailure(std::string_view method, std::string_view path, const std::string& what);
@@ -187,7 +154,7 @@ class HttpProtocol final : public percore::Protocol {
   const int64_t header_timeout_ms_;
   const int64_t body_timeout_ms_;
   const int64_t idle_timeout_ms_;
-  llhttp_settings_t settings_;
+  const ParserLimits limits_;
   DateCache date_;
   std::vector<std::unique_ptr<MessageState>> state_pool_;
   // Filled and used within one Respond() call.
@@ -220,7 +187,9 @@ class HttpSession final : public percore::Session {
   void OnDrain(Connection& conn) override;
   // Can be handed to another loop's fresh session: between messages, and not with a PROXY
   // protocol header read (the fresh session would wait for another).
-  bool Idle() const override { return !protocol_.proxy_protocol_ && BetweenMessages(); }
+  bool Idle() const override {
+    return !protocol_.proxy_protocol_ && !leading_cr_ && BetweenMessages();
+  }
   ~HttpSession() override;
 
   // Response::Defer(): the answer of the request being handled comes later.
@@ -262,15 +231,14 @@ class HttpSession final : public percore::Session {
   void SendError(const Request& req, Response& res, const Error& error);
   // An exception escaped the chain: answered through the error hook if nothing was yet.
   void HandleException(const Request& req, Response& res, std::exception_ptr e);
-  friend struct Callbacks;
-  int Fail(int status);
-  // A streamed body's piece, from llhttp: to its reader, kept for it, or discarded.
+  // A streamed body's piece: to its reader, kept for it, or discarded. A status to reject the
+  // request with, or 0.
   int TakeBody(const char* at, size_t length);
   // Calls the reader; false if it threw (the request then fails with a 500).
   bool DeliverBody(PendingAnswer& pending, std::string_view chunk, bool last);
-  // Stops parsing after this callback: the loop keeps the rest of the read, and no deadline
-  // runs until the session goes on.
-  int Stop();
+  // Stops parsing here: the loop keeps the rest of the read, and no deadline runs until the
+  // session goes on.
+  void Stop();
   // Ends the request in progress with `status` (unless its answer has begun) and closes.
   void Reject(Connection& conn, int status);
   // The deferred answer will never be given: OnAborted's callback runs.
@@ -279,14 +247,15 @@ class HttpSession final : public percore::Session {
   // answered through the error hook (App::OnError), as a handler's error is; the connection
   // closes.
   void SendOwnError(Connection& conn, int status);
-  int OnHeadersComplete();
+  // The parse of a read, from *at towards `end`, moving *at: the header section, then the body
+  // and the message's end. Each returns a status to reject the request with, or 0.
+  int ReadHead(const char** at, const char* end);
+  int OnHeadersComplete(const char** at, const char* end);
+  int ParseBody(const char** at, const char* end);
+  int OnBody(std::string_view data);
   int OnMessageComplete();
-  // Runs llhttp over [p, end), the trailer section checked ahead of it.
-  llhttp_errno_t Parse(const char* p, const char* end);
-  // Checks the CRLF that must follow a chunk's data, as far as [p, end) goes.
-  bool CheckChunkCrlf(const char* p, const char* end);
-  // The status for a parser error.
-  int StatusFor(llhttp_errno_t err);
+  // The request's fields as the handler sees them, in the loop's scratch list.
+  void FillHeaders(const MessageState& st);
   void Respond(MessageState& st, const char* base);
   void KeepUnfinished(const char* end);
   void SetDeadline(int64_t timeout_ms);
@@ -301,8 +270,12 @@ class HttpSession final : public percore::Session {
   bool InMessage() const { return state_ != nullptr && state_->in_message; }
   PendingAnswer* Pending() const { return state_ != nullptr ? state_->pending : nullptr; }
 
+  // While draining, how long an idle keep-alive connection stays open for a request already on
+  // its way (see OnDrain).
+  static constexpr int64_t kDrainIdleCloseMs = 250;
+
   HttpProtocol& protocol_;
-  llhttp_t parser_;
+  bool leading_cr_ = false;  // a CR before a request (or between two): its LF is due
   // While a read is parsed, a message spans reads, or an answer is deferred.
   std::unique_ptr<MessageState> state_;
 };

@@ -46,10 +46,10 @@
 //   3.2.2 MUST accept). A target over HttpOptions::max_target_bytes (8 KiB): 414 and close
 //   (RFC 9112 3 SHOULD). A header section over max_header_bytes (16 KiB): 431 and close.
 // - CONNECT (RFC 9110 9.3.6): percore is an origin server, not a proxy: 501 and close.
-// - Method: RFC 9110 9.1 says an unrecognized method SHOULD get 501. percore's parser (llhttp)
-//   knows a fixed list of methods and refuses any other token at the request-line, so "BREW"
-//   gets 400 and close; llhttp's choice, kept. Methods are case-sensitive (RFC 9110 9.1):
-//   "get" is no method, 400.
+// - Method: a token RFC 9110 does not define (nor PATCH) that no route names gets 501 and close
+//   (RFC 9110 9.1 SHOULD); a route for it, or for any method, makes it known. Methods are
+//   case-sensitive (RFC 9110 9.1): "get" is an unknown method, 501. A method that is not a
+//   token: 400.
 // - Versions (RFC 9110 6.2, RFC 9112 2.3): a major version other than 1 ("HTTP/2.0",
 //   "HTTP/3.0", the HTTP/2 connection preface) gets 505 and close; a malformed HTTP-version
 //   ("HTTP/1.x", "HTTP/11") is a bad request-line, 400.
@@ -405,8 +405,9 @@ std::vector<Row> Rows() {
            "GET /" + std::string(9000, 't') + " HTTP/1.1\r\nHost: a\r\n\r\n", {414}, kClosed),
       Case("Connect501", "RFC 9110 9.3.6", "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", {501},
            kClosed),
-      Case("UnknownMethod", "RFC 9110 9.1", "BREW / HTTP/1.1\r\nHost: a\r\n\r\n", {400}, kClosed),
-      Case("LowerCaseMethod", "RFC 9110 9.1", "get / HTTP/1.1\r\nHost: a\r\n\r\n", {400}, kClosed),
+      Case("UnknownMethod", "RFC 9110 9.1", "BREW / HTTP/1.1\r\nHost: a\r\n\r\n", {501}, kClosed),
+      Case("LowerCaseMethod", "RFC 9110 9.1", "get / HTTP/1.1\r\nHost: a\r\n\r\n", {501}, kClosed),
+      Case("MethodNotAToken", "RFC 9110 9.1", "GE(T / HTTP/1.1\r\nHost: a\r\n\r\n", {400}, kClosed),
 
       // RFC 9112 2.3, RFC 9110 6.2: HTTP-version.
       Case("Http20", "RFC 9112 2.3", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", {505}, kClosed),
@@ -425,7 +426,7 @@ App MakeApp(HttpOptions http) {
   app.Get("/users/:id", [](const Request& req, Response& res) {
     res.Send("user " + std::string(req.Param("id")));
   });
-  app.All("/echo", [](const Request& req, Response& res) {
+  app.Post("/echo", [](const Request& req, Response& res) {
     std::string_view type = req.Header("content-type");
     res.Type(type.empty() ? "application/octet-stream" : type).Send(req.body());
   });

@@ -35,6 +35,8 @@ struct HttpOptions {
   size_t max_target_bytes = 8 * 1024;
   // Largest header section: request line and header fields (431 beyond).
   size_t max_header_bytes = 16 * 1024;
+  // Most header fields in a request (431 beyond).
+  size_t max_header_fields = 100;
   // From a request's first byte until its header section is complete (408 after).
   absl::Duration header_timeout = absl::Seconds(10);
   // Between two reads of a request body (408 after).

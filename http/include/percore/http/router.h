@@ -167,6 +167,10 @@ class Router {
   // Whether some route has RouteOptions other than the defaults: only then is a request with a
   // body routed as soon as its header section is complete.
   bool has_body_options() const { return has_body_options_; }
+  // Whether a route answers `method`: one added for it, or for any method ("*"). A request
+  // whose method is neither this nor one of RFC 9110's (or PATCH) gets 501 Not Implemented;
+  // middleware does not make a method known.
+  bool Recognizes(std::string_view method) const;
 
   // Finds the handler for `method` and `path`, filling `params` with the pattern's parameters.
   Result Route(std::string_view method, std::string_view path,
@@ -246,6 +250,8 @@ class Router {
   std::vector<Pattern> patterns_;
   std::vector<Layer> middleware_;
   bool has_body_options_ = false;
+  std::vector<std::string> methods_;  // of the routes, for Recognizes()
+  bool any_method_ = false;
   Order order_ = Order::kMiddlewareFirst;
   uint32_t added_ = 0;       // routes and middleware added so far
   bool has_routes_ = false;  // a route was added

@@ -1,0 +1,586 @@
+#include "parser.h"
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+#include <algorithm>
+#include <array>
+
+#include "ascii.h"
+
+namespace percore::http {
+
+namespace {
+
+using Result = RequestParser::Result;
+
+constexpr auto Table(bool (*in)(int c)) {
+  std::array<bool, 256> table{};
+  for (int c = 0; c < 256; ++c) table[c] = in(c);
+  return table;
+}
+constexpr bool Alnum(int c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+// RFC 9110 5.6.2: tchar.
+constexpr auto kToken = Table([](int c) {
+  return Alnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
+                         std::string_view::npos;
+});
+// RFC 9110 5.5: field-vchar, and SP and HTAB between them; obs-text (0x80-0xff) included.
+constexpr auto kFieldValue = Table([](int c) { return c == '\t' || (c >= 0x20 && c != 0x7f); });
+// RFC 9112 3.2: visible ASCII, without '#' (a fragment is never sent).
+constexpr auto kTargetByte = Table([](int c) { return c > 0x20 && c < 0x7f && c != '#'; });
+// RFC 9110 5.6.4: qdtext and the second byte of a quoted-pair.
+constexpr auto kQdText = Table([](int c) {
+  return c == '\t' || c == ' ' || c == 0x21 || (c >= 0x23 && c <= 0x7e && c != '\\') || c >= 0x80;
+});
+constexpr auto kQuotedPair = Table([](int c) { return c == '\t' || (c >= 0x20 && c != 0x7f); });
+constexpr auto kRegName = Table([](int c) {
+  return Alnum(c) ||
+         std::string_view("-._~!$&'()*+,;=%").find(static_cast<char>(c)) != std::string_view::npos;
+});
+constexpr auto kIpLiteral = Table([](int c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' ||
+         c == '.' || c == 'v' || c == 'V';
+});
+
+inline bool In(const std::array<bool, 256>& table, char c) {
+  return table[static_cast<unsigned char>(c)];
+}
+
+const char* SkipToken(const char* p, const char* end) {
+  while (p < end && In(kToken, *p)) ++p;
+  return p;
+}
+
+// The first byte in [p, end) that cannot be in a field value: normally the CR ending the line.
+// 16 bytes at a time where SSE2 is there (all of x86-64): a field value is most of a header.
+const char* SkipFieldValue(const char* p, const char* end) {
+#ifdef __SSE2__
+  const __m128i ctl_max = _mm_set1_epi8(0x1f);
+  const __m128i tab = _mm_set1_epi8('\t');
+  const __m128i del = _mm_set1_epi8(0x7f);
+  for (; end - p >= 16; p += 16) {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i ctl = _mm_cmpeq_epi8(_mm_min_epu8(b, ctl_max), b);  // b <= 0x1f, unsigned
+    const __m128i bad =
+        _mm_or_si128(_mm_andnot_si128(_mm_cmpeq_epi8(b, tab), ctl), _mm_cmpeq_epi8(b, del));
+    const int mask = _mm_movemask_epi8(bad);
+    if (mask != 0) return p + __builtin_ctz(static_cast<unsigned>(mask));
+  }
+#endif
+  while (p < end && In(kFieldValue, *p)) ++p;
+  return p;
+}
+
+// The first byte in [p, end) that cannot be in a request target: normally the SP after it.
+const char* SkipTarget(const char* p, const char* end) {
+#ifdef __SSE2__
+  const __m128i space = _mm_set1_epi8(0x20);
+  const __m128i tilde = _mm_set1_epi8(0x7e);
+  const __m128i hash = _mm_set1_epi8('#');
+  for (; end - p >= 16; p += 16) {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i low = _mm_cmpeq_epi8(_mm_min_epu8(b, space), b);  // b <= 0x20
+    const __m128i high = _mm_cmpeq_epi8(_mm_max_epu8(b, tilde), b);
+    const __m128i bad = _mm_or_si128(_mm_or_si128(low, _mm_cmpeq_epi8(b, hash)),
+                                     _mm_andnot_si128(_mm_cmpeq_epi8(b, tilde), high));
+    const int mask = _mm_movemask_epi8(bad);
+    if (mask != 0) return p + __builtin_ctz(static_cast<unsigned>(mask));
+  }
+#endif
+  while (p < end && In(kTargetByte, *p)) ++p;
+  return p;
+}
+
+bool IsStandardMethod(std::string_view m) {
+  switch (m.size()) {
+    case 3:
+      return m == "GET" || m == "PUT";
+    case 4:
+      return m == "POST" || m == "HEAD";
+    case 5:
+      return m == "PATCH" || m == "TRACE";
+    case 6:
+      return m == "DELETE";
+    case 7:
+      return m == "OPTIONS" || m == "CONNECT";
+    default:
+      return false;
+  }
+}
+
+// The elements of a comma-separated list (RFC 9110 5.6.1), OWS trimmed, empty ones skipped.
+template <typename Visit>
+bool ForEachElement(std::string_view list, Visit visit) {
+  while (!list.empty()) {
+    const size_t comma = list.find(',');
+    const std::string_view element = TrimOws(list.substr(0, comma));
+    if (!element.empty() && !visit(element)) return false;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return true;
+}
+
+// origin-form, or absolute-form with a scheme and an authority ("http://a/x"), or "*".
+bool TargetForm(std::string_view target, std::string_view method) {
+  if (target[0] == '/') return true;
+  if (target == "*") return method == "OPTIONS";
+  size_t i = 0;
+  while (i < target.size() && (Alnum(target[i]) || target[i] == '+' || target[i] == '-' ||
+                               target[i] == '.')) {
+    ++i;
+  }
+  return i > 0 && !(target[0] >= '0' && target[0] <= '9') && target.substr(i, 3) == "://";
+}
+
+}  // namespace
+
+bool IsValidHost(std::string_view host) {
+  if (host.empty()) return false;
+  size_t i = 0;
+  if (host[0] == '[') {
+    const size_t close = host.find(']');
+    if (close == std::string_view::npos || close == 1) return false;
+    for (i = 1; i < close; ++i) {
+      if (!In(kIpLiteral, host[i])) return false;
+    }
+    i = close + 1;
+  } else {
+    // '%' stands for pct-encoded octets; their hex digits are reg-name characters too.
+    while (i < host.size() && In(kRegName, host[i])) ++i;
+    if (i == 0) return false;
+  }
+  if (i == host.size()) return true;
+  if (host[i] != ':') return false;
+  for (++i; i < host.size(); ++i) {
+    if (host[i] < '0' || host[i] > '9') return false;
+  }
+  return true;
+}
+
+void RequestParser::Reset() {
+  std::vector<Field> fields = std::move(fields_);
+  fields.clear();
+  *this = RequestParser();
+  fields_ = std::move(fields);
+}
+
+bool RequestParser::keep_alive() const {
+  if (close_) return false;
+  return minor_ == 1 || keep_alive_token_;
+}
+
+Result RequestParser::ParseHead(const char* base, size_t size, const ParserLimits& limits) {
+  const char* const end = base + size;
+  // Bytes at or past `limit` break max_header_bytes, but for the final empty line.
+  const char* const limit = base + std::min(size, limits.max_header_bytes);
+  const char* p = base + pos_;
+  // The limit reached with the line unfinished: more bytes, or 431 if they are past it.
+  auto more = [&](const char* q) {
+    pos_ = static_cast<uint32_t>(q - base);
+    return q < end ? Fail(431) : Result::kMore;
+  };
+  switch (state_) {
+    case kStart:
+      method_.offset = 0;
+      state_ = kMethod;
+      [[fallthrough]];
+    case kMethod: {
+      const char* q = SkipToken(p, limit);
+      if (q == limit) return more(q);
+      if (*q != ' ' || q == base + method_.offset) return Fail(400);
+      method_.length = static_cast<uint32_t>(q - base) - method_.offset;
+      p = q + 1;
+      target_.offset = static_cast<uint32_t>(p - base);
+      state_ = kTarget;
+      [[fallthrough]];
+    }
+    case kTarget: {
+      const char* q = SkipTarget(p, limit);
+      // 414 at the first byte past max_target_bytes, which comes before the header limit's
+      // (or q would have stopped there).
+      if (static_cast<size_t>(q - base - target_.offset) > limits.max_target_bytes) {
+        return Fail(414);
+      }
+      if (q == limit) return more(q);
+      if (*q != ' ' || q == base + target_.offset) return Fail(400);
+      target_.length = static_cast<uint32_t>(q - base) - target_.offset;
+      p = q + 1;
+      state_ = kVersion;
+      [[fallthrough]];
+    }
+    case kVersion: {
+      // "HTTP/" DIGIT "." DIGIT CRLF, checked as far as it has come.
+      static constexpr std::string_view kShape = "HTTP/1.1\r\n";
+      const char* const version = base + target_.end() + 1;
+      const char* q = p;
+      for (; q < limit && q - version < 10; ++q) {
+        const size_t i = static_cast<size_t>(q - version);
+        const bool digit = *q >= '0' && *q <= '9';
+        if (i == 5 || i == 7 ? !digit : *q != kShape[i]) return Fail(400);
+      }
+      if (q - version < 10) return more(q);
+      if (version[5] != '1') return Fail(505);
+      minor_ = version[7] == '0' ? 0 : 1;
+      standard_method_ = IsStandardMethod(std::string_view(base + method_.offset, method_.length));
+      p = q;
+      state_ = kLineStart;
+      break;
+    }
+    default:
+      break;
+  }
+  const Result result = ScanFields(state_, base, &p, limit, end, &limits);
+  pos_ = static_cast<uint32_t>(p - base);
+  if (result != Result::kDone) return result;
+  head_size_ = pos_;
+  return FinishHead(base);
+}
+
+Result RequestParser::ScanFields(State& state, const char* base, const char** at,
+                                 const char* limit, const char* end, const ParserLimits* head) {
+  const char* p = *at;
+  auto more = [&](const char* q) {
+    *at = q;
+    return q < end ? Fail(431) : Result::kMore;
+  };
+  for (;;) {
+    switch (state) {
+      case kLineStart:
+        if (p == limit) {
+          // The empty line may end past the limit; nothing else may.
+          if (p == end) return more(p);
+          if (*p != '\r') return Fail(431);
+        }
+        if (*p == '\r') {
+          ++p;
+          state = kEmptyLf;
+          continue;
+        }
+        // A field name is a token: not empty (':'), nor whitespace (obs-fold, or whitespace
+        // before the first field, RFC 9112 2.2), nor a bare LF.
+        if (!In(kToken, *p)) return Fail(400);
+        if (head != nullptr && fields_.size() >= head->max_fields) return Fail(431);
+        name_.offset = static_cast<uint32_t>(p - base);
+        state = kName;
+        [[fallthrough]];
+      case kName: {
+        const char* q = SkipToken(p, limit);
+        if (q == limit) return more(q);
+        // RFC 9112 5.1: no whitespace between the name and the colon.
+        if (*q != ':') return Fail(400);
+        name_.length = static_cast<uint32_t>(q - base) - name_.offset;
+        p = q + 1;
+        state = kOws;
+        [[fallthrough]];
+      }
+      case kOws:
+        while (p < limit && (*p == ' ' || *p == '\t')) ++p;
+        if (p == limit) return more(p);
+        value_.offset = static_cast<uint32_t>(p - base);
+        state = kValue;
+        [[fallthrough]];
+      case kValue: {
+        const char* q = SkipFieldValue(p, limit);
+        if (q == limit) return more(q);
+        // A bare LF, a CTL or DEL: RFC 9112 2.2 and RFC 9110 5.5.
+        if (*q != '\r') return Fail(400);
+        p = q + 1;
+        state = kLf;
+        if (head != nullptr) {
+          const char* value_end = q;
+          const char* value_begin = base + value_.offset;
+          while (value_end > value_begin && (value_end[-1] == ' ' || value_end[-1] == '\t')) {
+            --value_end;
+          }
+          value_.length = static_cast<uint32_t>(value_end - value_begin);
+          fields_.push_back(Field{name_, value_});
+          const Result r = OnField(std::string_view(base + name_.offset, name_.length),
+                                   std::string_view(value_begin, value_.length));
+          if (r == Result::kError) return r;
+        }
+        [[fallthrough]];
+      }
+      case kLf:
+        if (p == limit) return more(p);
+        if (*p++ != '\n') return Fail(400);  // a bare CR
+        state = kLineStart;
+        continue;
+      case kEmptyLf:
+        if (p == end) return more(p);
+        if (*p++ != '\n') return Fail(400);  // "\r\n\r" and not LF: never the section's end
+        *at = p;
+        return Result::kDone;
+      default:
+        return Fail(400);
+    }
+  }
+}
+
+Result RequestParser::OnField(std::string_view name, std::string_view value) {
+  // Only the fields that frame the message or the connection, told apart by length first.
+  switch (name.size()) {
+    case 4:
+      if (EqualsIgnoreCase(name, "host")) {
+        ++host_count_;
+        if (!IsValidHost(value)) return Fail(400);
+      }
+      break;
+    case 6:
+      if (EqualsIgnoreCase(name, "expect")) {
+        if (EqualsIgnoreCase(value, "100-continue")) {
+          expect_continue_ = true;
+        } else {
+          expect_other_ = true;
+        }
+      }
+      break;
+    case 7:
+      if (EqualsIgnoreCase(name, "upgrade")) upgrade_field_ = true;
+      break;
+    case 10:
+      if (EqualsIgnoreCase(name, "connection")) {
+        ForEachElement(value, [this](std::string_view option) {
+          if (EqualsIgnoreCase(option, "close")) close_ = true;
+          if (EqualsIgnoreCase(option, "keep-alive")) keep_alive_token_ = true;
+          if (EqualsIgnoreCase(option, "upgrade")) connection_upgrade_ = true;
+          return true;
+        });
+      }
+      break;
+    case 14:
+      if (EqualsIgnoreCase(name, "content-length")) {
+        // RFC 9112 6.3: 1*DIGIT, once. A list ("5, 5") or a second field is refused, as nginx
+        // does, rather than merged: a proxy in front may have read it otherwise.
+        if (content_length_seen_ || value.empty()) return Fail(400);
+        content_length_seen_ = true;
+        uint64_t n = 0;
+        for (char c : value) {
+          if (c < '0' || c > '9' || n > (UINT64_MAX - 9) / 10) return Fail(400);
+          n = n * 10 + static_cast<uint64_t>(c - '0');
+        }
+        content_length_ = n;
+      }
+      break;
+    case 17:
+      if (EqualsIgnoreCase(name, "transfer-encoding")) return OnTransferEncoding(value);
+      break;
+    default:
+      break;
+  }
+  return Result::kMore;
+}
+
+Result RequestParser::OnTransferEncoding(std::string_view value) {
+  transfer_encoding_seen_ = true;
+  // transfer-coding = token *( OWS ";" OWS transfer-parameter ): only the name matters here.
+  const bool ok = ForEachElement(value, [this](std::string_view coding) {
+    const std::string_view name = TrimOws(coding.substr(0, coding.find(';')));
+    if (name.empty() || SkipToken(name.data(), name.data() + name.size()) != name.end()) {
+      return false;
+    }
+    const bool chunked = EqualsIgnoreCase(name, "chunked");
+    chunked_count_ += chunked ? 1 : 0;
+    chunked_last_ = chunked;
+    other_coding_ |= !chunked;
+    return true;
+  });
+  return ok ? Result::kMore : Fail(400);
+}
+
+Result RequestParser::FinishHead(const char* base) {
+  const std::string_view method(base + method_.offset, method_.length);
+  const std::string_view target(base + target_.offset, target_.length);
+  // An origin server, not a proxy: CONNECT (and its authority-form target) is not implemented.
+  if (method == "CONNECT") return Fail(501);
+  if (!TargetForm(target, method)) return Fail(400);
+  // RFC 9112 3.2: one Host in HTTP/1.1, at most one in HTTP/1.0.
+  if (host_count_ > 1 || (minor_ == 1 && host_count_ == 0)) return Fail(400);
+  if (transfer_encoding_seen_) {
+    // RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing, and with Content-Length
+    // it is a smuggling attempt or a broken client. 6.3: without chunked as the final coding,
+    // once (7), the body's end is unknown.
+    if (minor_ == 0 || content_length_seen_) return Fail(400);
+    if (chunked_count_ != 1 || !chunked_last_) return Fail(400);
+    // A coding percore does not implement before the final chunked: RFC 9112 6.1 SHOULD 501.
+    if (other_coding_) return Fail(501);
+    framing_ = Framing::kChunked;
+    state_ = kChunkSize;
+  } else {
+    framing_ = content_length_ > 0 ? Framing::kLength : Framing::kNone;
+    remaining_ = content_length_;
+    state_ = kBodyDone;
+  }
+  // RFC 9110 10.1.1: an expectation other than 100-continue MAY get 417; HTTP/1.0 has none.
+  if (minor_ == 0) expect_continue_ = false;
+  if (minor_ == 1 && expect_other_) return Fail(417);
+  return Result::kDone;
+}
+
+Result RequestParser::ParseBody(const char** at, const char* end, std::string_view* data,
+                                const ParserLimits& limits) {
+  *data = {};
+  if (framing_ != Framing::kChunked) {
+    if (remaining_ == 0) return Result::kDone;
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(remaining_, end - *at));
+    *data = std::string_view(*at, n);
+    *at += n;
+    remaining_ -= n;
+    return Result::kMore;
+  }
+  while (*at < end || state_ == kBodyDone) {
+    switch (state_) {
+      case kChunkData: {
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(remaining_, end - *at));
+        *data = std::string_view(*at, n);
+        *at += n;
+        remaining_ -= n;
+        if (remaining_ == 0) state_ = kChunkDataCr;
+        return Result::kMore;
+      }
+      case kChunkDataCr:
+      case kChunkDataLf:
+        // RFC 9112 7.1: exactly CRLF after a chunk's data.
+        if (*(*at)++ != (state_ == kChunkDataCr ? '\r' : '\n')) return Fail(400);
+        state_ = state_ == kChunkDataCr ? kChunkDataLf : kChunkSize;
+        line_bytes_ = 0;
+        chunk_digits_ = false;
+        break;
+      case kTrailer: {
+        // The trailer section: field lines as in the header section, not kept, bounded as it.
+        const char* begin = *at;
+        const char* limit = begin + std::min<size_t>(limits.max_header_bytes - line_bytes_,
+                                                     static_cast<size_t>(end - begin));
+        const Result r = ScanFields(trailer_state_, begin, at, limit, end, nullptr);
+        line_bytes_ += static_cast<uint32_t>(*at - begin);
+        if (r == Result::kDone) {
+          state_ = kBodyDone;
+          return r;
+        }
+        if (r == Result::kError) return r;
+        break;
+      }
+      case kBodyDone:
+        return Result::kDone;
+      default: {
+        const Result r = ChunkLine(at, end, limits);
+        if (r == Result::kError) return r;
+        break;
+      }
+    }
+  }
+  return Result::kMore;
+}
+
+Result RequestParser::ChunkLine(const char** at, const char* end, const ParserLimits& limits) {
+  // RFC 9112 7.1: chunk-size [ chunk-ext ] CRLF, chunk-ext = *( BWS ";" BWS chunk-ext-name
+  // [ BWS "=" BWS chunk-ext-val ] ), the value a token or a quoted-string. The extensions are
+  // checked and skipped; the line is bounded as a header section is.
+  const auto ws = [](char c) { return c == ' ' || c == '\t'; };
+  for (const char* p = *at; p < end; ++p) {
+    const char c = *p;
+    if (state_ != kChunkSizeLf && ++line_bytes_ > limits.max_header_bytes) return Fail(431);
+    switch (state_) {
+      case kChunkSize: {
+        const int digit = c >= '0' && c <= '9'   ? c - '0'
+                          : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                          : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                                 : -1;
+        if (digit >= 0) {
+          if ((remaining_ >> 60) != 0) return Fail(400);  // the size overflows
+          remaining_ = remaining_ * 16 + static_cast<uint64_t>(digit);
+          chunk_digits_ = true;
+          continue;
+        }
+        if (!chunk_digits_) return Fail(400);
+        if (c == ';') {
+          state_ = kExtNameStart;
+        } else if (ws(c)) {
+          state_ = kExtBws;
+        } else if (c == '\r') {
+          state_ = kChunkSizeLf;
+        } else {
+          return Fail(400);
+        }
+        continue;
+      }
+      case kExtBws:
+        if (c == ';') {
+          state_ = kExtNameStart;
+        } else if (!ws(c)) {
+          return Fail(400);
+        }
+        continue;
+      case kExtNameStart:
+      case kExtValueStart:
+        if (state_ == kExtValueStart && c == '"') {
+          state_ = kExtQuoted;
+        } else if (In(kToken, c)) {
+          state_ = state_ == kExtNameStart ? kExtName : kExtToken;
+        } else if (!ws(c)) {
+          return Fail(400);
+        }
+        continue;
+      case kExtName:
+      case kExtAfterName:
+        if (c == '=') {
+          state_ = kExtValueStart;
+        } else if (c == ';') {
+          state_ = kExtNameStart;
+        } else if (ws(c)) {
+          state_ = kExtAfterName;
+        } else if (state_ == kExtName && c == '\r') {
+          state_ = kChunkSizeLf;
+        } else if (state_ != kExtName || !In(kToken, c)) {
+          return Fail(400);
+        }
+        continue;
+      case kExtToken:
+      case kExtAfterQuoted:
+        if (c == ';') {
+          state_ = kExtNameStart;
+        } else if (ws(c)) {
+          state_ = kExtBws;
+        } else if (c == '\r') {
+          state_ = kChunkSizeLf;
+        } else if (state_ != kExtToken || !In(kToken, c)) {
+          return Fail(400);
+        }
+        continue;
+      case kExtQuoted:
+        if (c == '"') {
+          state_ = kExtAfterQuoted;
+        } else if (c == '\\') {
+          state_ = kExtQuotedPair;
+        } else if (!In(kQdText, c)) {
+          return Fail(400);
+        }
+        continue;
+      case kExtQuotedPair:
+        if (!In(kQuotedPair, c)) return Fail(400);
+        state_ = kExtQuoted;
+        continue;
+      case kChunkSizeLf:
+        if (c != '\n') return Fail(400);
+        *at = p + 1;
+        line_bytes_ = 0;
+        if (remaining_ == 0) {  // the last chunk: the trailer section follows
+          state_ = kTrailer;
+          trailer_state_ = kLineStart;
+        } else {
+          state_ = kChunkData;
+        }
+        return Result::kMore;
+      default:
+        return Fail(400);
+    }
+  }
+  *at = end;
+  return Result::kMore;
+}
+
+}  // namespace percore::http
