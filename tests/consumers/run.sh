@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
 # percore as its users get it; registered as ctest tests by tests/CMakeLists.txt.
-#   run.sh symbols LIBPERCORE_HTTP            no global llhttp_* symbol in the archive
 #   run.sh find_package BUILD_DIR             cmake --install BUILD_DIR into a temporary prefix, then
 #                                             find_package(percore) and pkg-config percore users of it
 #   run.sh subdirectory SOURCE_DIR            add_subdirectory(percore) in a Debug parent project
@@ -20,17 +19,6 @@ quiet() {
   local log
   log=$("$@" 2>&1) || { echo "$log" | tail -40 >&2; fail "$*"; }
 }
-
-if [[ $mode == symbols ]]; then
-  # Any global (defined or undefined) llhttp_ name means a clash with another llhttp is possible.
-  leaked=$(nm -g "$1" | grep -E ' [A-Za-z] llhttp_' || true)
-  [[ -z $leaked ]] || fail "global llhttp symbols in $1:"$'\n'"$leaked"
-  defined=$(nm -g --defined-only "$1")
-  grep -q ' T percore_llhttp_execute$' <<<"$defined" ||
-    fail "no percore_llhttp_execute in $1: is llhttp still folded into it?"
-  echo "no global llhttp_ symbols in $1"
-  exit 0
-fi
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -60,7 +48,7 @@ case $mode in
     libs=$(pkg-config --libs percore)
     [[ $cflags == *"-I$tmp/prefix/lib/pkgconfig/../../include"* ]] || fail "pkg-config --cflags: $cflags"
     # shellcheck disable=SC2086  # the flags are words
-    quiet c++ -std=c++20 -O0 -DCONSUMER_DEFINES_LLHTTP $cflags "$here/main.cc" -o "$tmp/pc_consumer" $libs
+    quiet c++ -std=c++20 -O0 $cflags "$here/main.cc" -o "$tmp/pc_consumer" $libs
     "$tmp/pc_consumer"
     ;;
   subdirectory)
