@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 
 #include "ascii.h"
 
@@ -50,10 +51,13 @@ inline bool In(const std::array<bool, 256>& table, char c) {
   return table[static_cast<unsigned char>(c)];
 }
 
-const char* SkipToken(const char* p, const char* end) {
-  while (p < end && In(kToken, *p)) ++p;
+// The first byte in [p, end) not in `table`.
+const char* Skip(const std::array<bool, 256>& table, const char* p, const char* end) {
+  while (p < end && In(table, *p)) ++p;
   return p;
 }
+
+const char* SkipToken(const char* p, const char* end) { return Skip(kToken, p, end); }
 
 // The first byte in [p, end) that cannot be in a field value: normally the CR ending the line.
 // 16 bytes at a time where SSE2 is there (all of x86-64): a field value is most of a header.
@@ -71,8 +75,7 @@ const char* SkipFieldValue(const char* p, const char* end) {
     if (mask != 0) return p + __builtin_ctz(static_cast<unsigned>(mask));
   }
 #endif
-  while (p < end && In(kFieldValue, *p)) ++p;
-  return p;
+  return Skip(kFieldValue, p, end);
 }
 
 // The first byte in [p, end) that cannot be in a request target: normally the SP after it.
@@ -91,8 +94,7 @@ const char* SkipTarget(const char* p, const char* end) {
     if (mask != 0) return p + __builtin_ctz(static_cast<unsigned>(mask));
   }
 #endif
-  while (p < end && In(kTargetByte, *p)) ++p;
-  return p;
+  return Skip(kTargetByte, p, end);
 }
 
 bool IsStandardMethod(std::string_view m) {
@@ -140,26 +142,24 @@ bool TargetForm(std::string_view target, std::string_view method) {
 }  // namespace
 
 bool IsValidHost(std::string_view host) {
-  if (host.empty()) return false;
-  size_t i = 0;
-  if (host[0] == '[') {
-    const size_t close = host.find(']');
-    if (close == std::string_view::npos || close == 1) return false;
-    for (i = 1; i < close; ++i) {
-      if (!In(kIpLiteral, host[i])) return false;
-    }
-    i = close + 1;
+  const char* p = host.data();
+  const char* const end = p + host.size();
+  if (p == end) return false;
+  if (*p == '[') {
+    const char* close = p + 1;
+    while (close < end && In(kIpLiteral, *close)) ++close;
+    if (close == p + 1 || close == end || *close != ']') return false;
+    p = close + 1;
   } else {
     // '%' stands for pct-encoded octets; their hex digits are reg-name characters too.
-    while (i < host.size() && In(kRegName, host[i])) ++i;
-    if (i == 0) return false;
+    const char* const begin = p;
+    p = Skip(kRegName, p, end);
+    if (p == begin) return false;
   }
-  if (i == host.size()) return true;
-  if (host[i] != ':') return false;
-  for (++i; i < host.size(); ++i) {
-    if (host[i] < '0' || host[i] > '9') return false;
-  }
-  return true;
+  if (p == end) return true;
+  if (*p++ != ':') return false;
+  while (p < end && static_cast<unsigned char>(*p - '0') <= 9) ++p;
+  return p == end;
 }
 
 void RequestParser::Reset() {
@@ -218,6 +218,11 @@ Result RequestParser::ParseHead(const char* base, size_t size, const ParserLimit
       static constexpr std::string_view kShape = "HTTP/1.1\r\n";
       const char* const version = base + target_.end() + 1;
       const char* q = p;
+      // Nearly always all ten bytes are there and say 1.1 or 1.0: a few word comparisons.
+      if (q == version && limit - q >= 10 && std::memcmp(q, "HTTP/1.", 7) == 0 &&
+          (q[7] == '1' || q[7] == '0') && q[8] == '\r' && q[9] == '\n') {
+        q += 10;
+      }
       for (; q < limit && q - version < 10; ++q) {
         const size_t i = static_cast<size_t>(q - version);
         const bool digit = *q >= '0' && *q <= '9';
