@@ -136,7 +136,8 @@ bool TargetForm(std::string_view target, std::string_view method) {
                                target[i] == '.')) {
     ++i;
   }
-  return i > 0 && !(target[0] >= '0' && target[0] <= '9') && target.substr(i, 3) == "://";
+  const bool alpha = (target[0] | 0x20) >= 'a' && (target[0] | 0x20) <= 'z';
+  return alpha && target.substr(i, 3) == "://";
 }
 
 }  // namespace
@@ -331,17 +332,17 @@ Result RequestParser::OnField(std::string_view name, std::string_view value) {
   switch (name.size()) {
     case 4:
       if (EqualsIgnoreCase(name, "host")) {
-        ++host_count_;
+        host_count_ = host_count_ < 2 ? host_count_ + 1 : 2;  // one, or more than one
         if (!IsValidHost(value)) return Fail(400);
       }
       break;
     case 6:
       if (EqualsIgnoreCase(name, "expect")) {
-        if (EqualsIgnoreCase(value, "100-continue")) {
-          expect_continue_ = true;
-        } else {
-          expect_other_ = true;
-        }
+        // RFC 9110 10.1.1: a list of expectations.
+        ForEachElement(value, [this](std::string_view expectation) {
+          (EqualsIgnoreCase(expectation, "100-continue") ? expect_continue_ : expect_other_) = true;
+          return true;
+        });
       }
       break;
     case 7:
@@ -389,7 +390,7 @@ Result RequestParser::OnTransferEncoding(std::string_view value) {
       return false;
     }
     const bool chunked = EqualsIgnoreCase(name, "chunked");
-    chunked_count_ += chunked ? 1 : 0;
+    if (chunked && chunked_count_ < 2) ++chunked_count_;  // once, or more than once
     chunked_last_ = chunked;
     other_coding_ |= !chunked;
     return true;
