@@ -11,8 +11,6 @@
 namespace percore::http {
 namespace {
 
-bool IsDigit(char c) { return c >= '0' && c <= '9'; }
-
 bool IsHexDigit(char c) { return IsDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
 // ::ffff:a.b.c.d becomes a.b.c.d (RFC 4291 2.5.5.2); see IpAddress.

@@ -1,3 +1,5 @@
+// RequestParser's first half: the request line and the field lines of the header section (and of
+// a trailer section, for parser_body.cc), with the framing fields they carry (see parser.h).
 #include "parser.h"
 
 #ifdef __SSE2__
@@ -16,40 +18,15 @@ namespace {
 
 using Result = RequestParser::Result;
 
-constexpr auto Table(bool (*in)(int c)) {
-  std::array<bool, 256> table{};
-  for (int c = 0; c < 256; ++c) table[c] = in(c);
-  return table;
-}
-constexpr bool Alnum(int c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-// RFC 9110 5.6.2: tchar.
-constexpr auto kToken = Table([](int c) {
-  return Alnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
-                         std::string_view::npos;
-});
-// RFC 9110 5.5: field-vchar, and SP and HTAB between them; obs-text (0x80-0xff) included.
-constexpr auto kFieldValue = Table([](int c) { return c == '\t' || (c >= 0x20 && c != 0x7f); });
-// RFC 9112 3.2: visible ASCII, without '#' (a fragment is never sent).
-constexpr auto kTargetByte = Table([](int c) { return c > 0x20 && c < 0x7f && c != '#'; });
-// RFC 9110 5.6.4: qdtext and the second byte of a quoted-pair.
-constexpr auto kQdText = Table([](int c) {
-  return c == '\t' || c == ' ' || c == 0x21 || (c >= 0x23 && c <= 0x7e && c != '\\') || c >= 0x80;
-});
-constexpr auto kQuotedPair = Table([](int c) { return c == '\t' || (c >= 0x20 && c != 0x7f); });
-constexpr auto kRegName = Table([](int c) {
+constexpr auto kRegName = CharClass([](int c) {
   return Alnum(c) ||
          std::string_view("-._~!$&'()*+,;=%").find(static_cast<char>(c)) != std::string_view::npos;
 });
-constexpr auto kIpLiteral = Table([](int c) {
+constexpr auto kIpLiteral = CharClass([](int c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' ||
          c == '.' || c == 'v' || c == 'V';
 });
 
-inline bool In(const std::array<bool, 256>& table, char c) {
-  return table[static_cast<unsigned char>(c)];
-}
 
 // The first byte in [p, end) not in `table`.
 const char* Skip(const std::array<bool, 256>& table, const char* p, const char* end) {
@@ -425,168 +402,6 @@ Result RequestParser::FinishHead(const char* base) {
   if (minor_ == 0) expect_continue_ = false;
   if (minor_ == 1 && expect_other_) return Fail(417);
   return Result::kDone;
-}
-
-Result RequestParser::ParseBody(const char** at, const char* end, std::string_view* data,
-                                const ParserLimits& limits) {
-  *data = {};
-  if (framing_ != Framing::kChunked) {
-    if (remaining_ == 0) return Result::kDone;
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(remaining_, end - *at));
-    *data = std::string_view(*at, n);
-    *at += n;
-    remaining_ -= n;
-    return Result::kMore;
-  }
-  while (*at < end || state_ == kBodyDone) {
-    switch (state_) {
-      case kChunkData: {
-        const size_t n = static_cast<size_t>(std::min<uint64_t>(remaining_, end - *at));
-        *data = std::string_view(*at, n);
-        *at += n;
-        remaining_ -= n;
-        if (remaining_ == 0) state_ = kChunkDataCr;
-        return Result::kMore;
-      }
-      case kChunkDataCr:
-      case kChunkDataLf:
-        // RFC 9112 7.1: exactly CRLF after a chunk's data.
-        if (*(*at)++ != (state_ == kChunkDataCr ? '\r' : '\n')) return Fail(400);
-        state_ = state_ == kChunkDataCr ? kChunkDataLf : kChunkSize;
-        line_bytes_ = 0;
-        chunk_digits_ = false;
-        break;
-      case kTrailer: {
-        // The trailer section: field lines as in the header section, not kept, bounded as it.
-        const char* begin = *at;
-        const char* limit = begin + std::min<size_t>(limits.max_header_bytes - line_bytes_,
-                                                     static_cast<size_t>(end - begin));
-        const Result r = ScanFields(trailer_state_, begin, at, limit, end, nullptr);
-        line_bytes_ += static_cast<uint32_t>(*at - begin);
-        if (r == Result::kDone) {
-          state_ = kBodyDone;
-          return r;
-        }
-        if (r == Result::kError) return r;
-        break;
-      }
-      case kBodyDone:
-        return Result::kDone;
-      default: {
-        const Result r = ChunkLine(at, end, limits);
-        if (r == Result::kError) return r;
-        break;
-      }
-    }
-  }
-  return Result::kMore;
-}
-
-Result RequestParser::ChunkLine(const char** at, const char* end, const ParserLimits& limits) {
-  // RFC 9112 7.1: chunk-size [ chunk-ext ] CRLF, chunk-ext = *( BWS ";" BWS chunk-ext-name
-  // [ BWS "=" BWS chunk-ext-val ] ), the value a token or a quoted-string. The extensions are
-  // checked and skipped; the line is bounded as a header section is.
-  const auto ws = [](char c) { return c == ' ' || c == '\t'; };
-  for (const char* p = *at; p < end; ++p) {
-    const char c = *p;
-    if (state_ != kChunkSizeLf && ++line_bytes_ > limits.max_header_bytes) return Fail(431);
-    switch (state_) {
-      case kChunkSize: {
-        const int digit = c >= '0' && c <= '9'   ? c - '0'
-                          : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                          : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                                 : -1;
-        if (digit >= 0) {
-          if ((remaining_ >> 60) != 0) return Fail(400);  // the size overflows
-          remaining_ = remaining_ * 16 + static_cast<uint64_t>(digit);
-          chunk_digits_ = true;
-          continue;
-        }
-        if (!chunk_digits_) return Fail(400);
-        if (c == ';') {
-          state_ = kExtNameStart;
-        } else if (ws(c)) {
-          state_ = kExtBws;
-        } else if (c == '\r') {
-          state_ = kChunkSizeLf;
-        } else {
-          return Fail(400);
-        }
-        continue;
-      }
-      case kExtBws:
-        if (c == ';') {
-          state_ = kExtNameStart;
-        } else if (!ws(c)) {
-          return Fail(400);
-        }
-        continue;
-      case kExtNameStart:
-      case kExtValueStart:
-        if (state_ == kExtValueStart && c == '"') {
-          state_ = kExtQuoted;
-        } else if (In(kToken, c)) {
-          state_ = state_ == kExtNameStart ? kExtName : kExtToken;
-        } else if (!ws(c)) {
-          return Fail(400);
-        }
-        continue;
-      case kExtName:
-      case kExtAfterName:
-        if (c == '=') {
-          state_ = kExtValueStart;
-        } else if (c == ';') {
-          state_ = kExtNameStart;
-        } else if (ws(c)) {
-          state_ = kExtAfterName;
-        } else if (state_ == kExtName && c == '\r') {
-          state_ = kChunkSizeLf;
-        } else if (state_ != kExtName || !In(kToken, c)) {
-          return Fail(400);
-        }
-        continue;
-      case kExtToken:
-      case kExtAfterQuoted:
-        if (c == ';') {
-          state_ = kExtNameStart;
-        } else if (ws(c)) {
-          state_ = kExtBws;
-        } else if (c == '\r') {
-          state_ = kChunkSizeLf;
-        } else if (state_ != kExtToken || !In(kToken, c)) {
-          return Fail(400);
-        }
-        continue;
-      case kExtQuoted:
-        if (c == '"') {
-          state_ = kExtAfterQuoted;
-        } else if (c == '\\') {
-          state_ = kExtQuotedPair;
-        } else if (!In(kQdText, c)) {
-          return Fail(400);
-        }
-        continue;
-      case kExtQuotedPair:
-        if (!In(kQuotedPair, c)) return Fail(400);
-        state_ = kExtQuoted;
-        continue;
-      case kChunkSizeLf:
-        if (c != '\n') return Fail(400);
-        *at = p + 1;
-        line_bytes_ = 0;
-        if (remaining_ == 0) {  // the last chunk: the trailer section follows
-          state_ = kTrailer;
-          trailer_state_ = kLineStart;
-        } else {
-          state_ = kChunkData;
-        }
-        return Result::kMore;
-      default:
-        return Fail(400);
-    }
-  }
-  *at = end;
-  return Result::kMore;
 }
 
 }  // namespace percore::http
