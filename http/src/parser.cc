@@ -104,17 +104,21 @@ bool ForEachElement(std::string_view list, Visit visit) {
   return true;
 }
 
-// origin-form, or absolute-form with a scheme and an authority ("http://a/x"), or "*".
-bool TargetForm(std::string_view target, std::string_view method) {
-  if (target[0] == '/') return true;
-  if (target == "*") return method == "OPTIONS";
+// origin-form, or absolute-form with a scheme and an authority ("http://a/x"), or "*" (for
+// OPTIONS alone, checked with the whole section: "PRI * HTTP/2.0" is the HTTP/2 preface, 505).
+bool TargetForm(std::string_view target) {
+  if (target[0] == '/' || target == "*") return true;
   size_t i = 0;
   while (i < target.size() && (Alnum(target[i]) || target[i] == '+' || target[i] == '-' ||
                                target[i] == '.')) {
     ++i;
   }
   const bool alpha = (target[0] | 0x20) >= 'a' && (target[0] | 0x20) <= 'z';
-  return alpha && target.substr(i, 3) == "://";
+  if (!alpha || target.substr(i, 3) != "://") return false;
+  // RFC 9110 4.2.1, 4.2.4: an http(s) URI has a host, and no userinfo.
+  const size_t host = i + 3;
+  const std::string_view authority = target.substr(host, target.find_first_of("/?", host) - host);
+  return !authority.empty() && authority.find('@') == std::string_view::npos;
 }
 
 }  // namespace
@@ -187,6 +191,11 @@ Result RequestParser::ParseHead(const char* base, size_t size, const ParserLimit
       if (q == limit) return more(q);
       if (*q != ' ' || q == base + target_.offset) return Fail(400);
       target_.length = static_cast<uint32_t>(q - base) - target_.offset;
+      // Its form as soon as it ends; CONNECT's authority-form is answered 501 at the end.
+      if (std::string_view(base + method_.offset, method_.length) != "CONNECT" &&
+          !TargetForm(std::string_view(base + target_.offset, target_.length))) {
+        return Fail(400);
+      }
       p = q + 1;
       state_ = kVersion;
       [[fallthrough]];
@@ -377,10 +386,11 @@ Result RequestParser::OnTransferEncoding(std::string_view value) {
 
 Result RequestParser::FinishHead(const char* base) {
   const std::string_view method(base + method_.offset, method_.length);
-  const std::string_view target(base + target_.offset, target_.length);
   // An origin server, not a proxy: CONNECT (and its authority-form target) is not implemented.
   if (method == "CONNECT") return Fail(501);
-  if (!TargetForm(target, method)) return Fail(400);
+  if (std::string_view(base + target_.offset, target_.length) == "*" && method != "OPTIONS") {
+    return Fail(400);
+  }
   // RFC 9112 3.2: one Host in HTTP/1.1, at most one in HTTP/1.0.
   if (host_count_ > 1 || (minor_ == 1 && host_count_ == 0)) return Fail(400);
   if (transfer_encoding_seen_) {

@@ -71,7 +71,10 @@ Result RequestParser::ChunkLine(const char** at, const char* end, const ParserLi
   const auto ws = [](char c) { return c == ' ' || c == '\t'; };
   for (const char* p = *at; p < end; ++p) {
     const char c = *p;
-    if (state_ != kChunkSizeLf && ++line_bytes_ > limits.max_header_bytes) return Fail(431);
+    // The line's bytes before its CRLF count.
+    if (c != '\r' && state_ != kChunkSizeLf && ++line_bytes_ > limits.max_header_bytes) {
+      return Fail(431);
+    }
     switch (state_) {
       case kChunkSize: {
         const int digit = c >= '0' && c <= '9'   ? c - '0'
