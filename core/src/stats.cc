@@ -6,20 +6,19 @@
 namespace percore {
 
 void LoopStats::SetActivity(std::string_view first, std::string_view second) {
-  char bytes[sizeof(activity_)] = {};
-  const size_t room = sizeof(bytes) - 1;
-  size_t length = std::min(first.size(), room);
-  std::memcpy(bytes, first.data(), length);
+  // Once per request, so a byte loop (the text is short: a method and a path) rather than two
+  // calls of memcpy, and only the words up to the text's NUL: Activity() stops there.
+  uint64_t words[8] = {};
+  auto* bytes = reinterpret_cast<unsigned char*>(words);
+  const size_t room = sizeof(words) - 1;
+  size_t length = 0;
+  for (size_t i = 0; i < first.size() && length < room; ++i) bytes[length++] = first[i];
   if (length < room) bytes[length++] = ' ';
-  std::memcpy(bytes + length, second.data(), std::min(second.size(), room - length));
+  for (size_t i = 0; i < second.size() && length < room; ++i) bytes[length++] = second[i];
   const uint32_t sequence = activity_sequence_.load(std::memory_order_relaxed);
   activity_sequence_.store(sequence + 1, std::memory_order_relaxed);  // odd: being written
   std::atomic_thread_fence(std::memory_order_release);
-  for (size_t i = 0; i < 8; ++i) {
-    uint64_t word;
-    std::memcpy(&word, bytes + i * 8, 8);
-    activity_[i].store(word, std::memory_order_relaxed);
-  }
+  for (size_t i = 0; i <= length / 8; ++i) activity_[i].store(words[i], std::memory_order_relaxed);
   activity_sequence_.store(sequence + 2, std::memory_order_release);
 }
 
