@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "parser_checks.h"
 #include "parser.h"
 
 // RequestParser::ParseBody, rule by rule (RFC 9112 6 and 7); parser_test.cc has the head.
@@ -21,23 +22,6 @@ constexpr int kDone = 0;   // an expected status: the body is complete
 constexpr int kMore = -1;  // an expected status: the body needs more bytes
 
 const std::string kChunkedHead = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
-
-ParserLimits Limits(size_t header = 16 * 1024, size_t target = 8 * 1024) {
-  return ParserLimits{.max_header_bytes = header, .max_target_bytes = target, .max_fields = 100};
-}
-
-std::string Escape(std::string_view s) {
-  std::string out;
-  for (const unsigned char c : s.substr(0, 160)) {
-    char hex[8];
-    snprintf(hex, sizeof(hex), "\\x%02x", c);
-    out += c == '\r'                 ? "\\r"s
-           : c == '\n'               ? "\\n"s
-           : (c < 0x20 || c >= 0x7f) ? hex
-                                     : std::string(1, c);
-  }
-  return s.size() > 160 ? out + "..." : out;
-}
 
 // What a parse of one message tells about its body.
 struct Parsed {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "parser_checks.h"
 
 namespace percore::http {
 namespace {
@@ -20,23 +21,6 @@ using Framing = RequestParser::Framing;
 
 constexpr int kDone = 0;   // an expected status: the head is complete
 constexpr int kMore = -1;  // an expected status: the head needs more bytes
-
-ParserLimits Limits(size_t header = 16 * 1024, size_t target = 8 * 1024, size_t fields = 100) {
-  return ParserLimits{.max_header_bytes = header, .max_target_bytes = target, .max_fields = fields};
-}
-
-std::string Escape(std::string_view s) {
-  std::string out;
-  for (const unsigned char c : s.substr(0, 160)) {
-    char hex[8];
-    snprintf(hex, sizeof(hex), "\\x%02x", c);
-    out += c == '\r'                 ? "\\r"s
-           : c == '\n'               ? "\\n"s
-           : (c < 0x20 || c >= 0x7f) ? hex
-                                     : std::string(1, c);
-  }
-  return s.size() > 160 ? out + "..." : out;
-}
 
 // What the head of a message tells.
 struct Parsed {

@@ -1,0 +1,34 @@
+// What parser_test.cc and parser_body_test.cc share: limits and a printable form of the input.
+#ifndef PERCORE_TESTS_HTTP_PARSER_CHECKS_H_
+#define PERCORE_TESTS_HTTP_PARSER_CHECKS_H_
+
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+#include "parser.h"
+
+namespace percore::http {
+
+inline ParserLimits Limits(size_t header = 16 * 1024, size_t target = 8 * 1024,
+                           size_t fields = 100) {
+  return ParserLimits{.max_header_bytes = header, .max_target_bytes = target, .max_fields = fields};
+}
+
+// The first 160 bytes of `s`, CR, LF and other bytes outside visible ASCII escaped.
+inline std::string Escape(std::string_view s) {
+  std::string out;
+  for (const unsigned char c : s.substr(0, 160)) {
+    char hex[8];
+    std::snprintf(hex, sizeof(hex), "\\x%02x", c);
+    out += c == '\r'                 ? std::string("\\r")
+           : c == '\n'               ? std::string("\\n")
+           : (c < 0x20 || c >= 0x7f) ? std::string(hex)
+                                     : std::string(1, static_cast<char>(c));
+  }
+  return s.size() > 160 ? out + "..." : out;
+}
+
+}  // namespace percore::http
+
+#endif  // PERCORE_TESTS_HTTP_PARSER_CHECKS_H_
