@@ -17,7 +17,11 @@ using namespace std::string_view_literals;
 // The path of a request target: up to '?', and in absolute form ("http://host/x?q", RFC 9112
 // 3.2.2, sent to proxies and accepted by servers) from the slash after the authority.
 std::string_view PathOf(std::string_view target) {
-  std::string_view path = target.substr(0, target.find('?'));
+  return PathOf(target, target.find('?'));
+}
+
+std::string_view PathOf(std::string_view target, size_t question) {
+  std::string_view path = target.substr(0, question);
   if (!path.empty() && path.front() != '/') {
     if (size_t scheme = path.find("://"); scheme != std::string_view::npos) {
       size_t slash = path.find('/', scheme + 3);
@@ -26,7 +30,6 @@ std::string_view PathOf(std::string_view target) {
   }
   return path;
 }
-
 
 // Builds the handler's view of a request.
 class RequestBuilder {
@@ -37,8 +40,8 @@ class RequestBuilder {
                    const HttpSession& session) {
     r.method_ = method;
     r.target_ = target;
-    size_t question = target.find('?');
-    r.path_ = PathOf(target);
+    const size_t question = target.find('?');
+    r.path_ = PathOf(target, question);
     r.query_ =
         question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
     r.headers_ = headers;
