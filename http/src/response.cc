@@ -313,8 +313,6 @@ std::string JsonText(const nlohmann::json& value) {
 
 void Response::Json(const nlohmann::json& value) { Type("application/json").Send(JsonText(value)); }
 
-// Flattened: the appends of literals inline to a few moves each; GCC stops inlining them on its
-// own once this file has enough other appends.
 namespace {
 
 // A response head's lines but the handler's fields, put together on the stack and appended at
