@@ -85,12 +85,8 @@ Parsed Run(std::string_view input, size_t piece, const ParserLimits& limits) {
 
 // `input` parsed whole, and the same however it is split.
 Parsed Parse(std::string_view input, const ParserLimits& limits = Limits()) {
-  const Parsed whole = Run(input, std::max<size_t>(input.size(), 1), limits);
-  for (const size_t piece : {1, 2, 3, 7, 64}) {
-    EXPECT_EQ(Describe(Run(input, piece, limits)), Describe(whole))
-        << "in pieces of " << piece << ": " << Escape(input);
-  }
-  return whole;
+  return SameHoweverSplit(
+      input, [&](size_t piece) { return Run(input, piece, limits); }, Describe);
 }
 
 std::string View(const char* base, Span span) {

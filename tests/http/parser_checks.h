@@ -1,11 +1,14 @@
-// What parser_test.cc and parser_body_test.cc share: limits and a printable form of the input.
+// What parser_test.cc and parser_body_test.cc share: limits, a printable form of the input, and
+// the check that an input parses the same however reads split it.
 #ifndef PERCORE_TESTS_HTTP_PARSER_CHECKS_H_
 #define PERCORE_TESTS_HTTP_PARSER_CHECKS_H_
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <string_view>
 
+#include "gtest/gtest.h"
 #include "parser.h"
 
 namespace percore::http {
@@ -27,6 +30,18 @@ inline std::string Escape(std::string_view s) {
                                      : std::string(1, static_cast<char>(c));
   }
   return s.size() > 160 ? out + "..." : out;
+}
+
+// `run(piece)` parses `input` in pieces of `piece` bytes: whole, then in pieces of 1, 2, 3, 7 and
+// 64, each outcome as `describe` prints it the same as the whole's. Returns the whole's.
+template <typename Run, typename Describe>
+auto SameHoweverSplit(std::string_view input, Run run, Describe describe) {
+  const auto whole = run(std::max<size_t>(input.size(), 1));
+  for (const size_t piece : {1, 2, 3, 7, 64}) {
+    EXPECT_EQ(describe(run(piece)), describe(whole))
+        << "in pieces of " << piece << ": " << Escape(input);
+  }
+  return whole;
 }
 
 }  // namespace percore::http
