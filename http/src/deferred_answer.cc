@@ -43,7 +43,7 @@ void HttpSession::FinishAnswer(PendingAnswer& pending, bool close) {
   pending.on_body = nullptr;
   pending.on_aborted = nullptr;
   pending.on_closing = nullptr;
-  if (!state_->parsing && !state_->in_message) h.GiveBack(std::move(state_));
+  if (!state_->parsing && !state_->in_message) h.GiveBack(state_);
   const int status = pending.response.status();
   CountResponse(status);
   if (h.config_->options.log_requests) LogResponse(pending.log_line, {}, status);

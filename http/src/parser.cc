@@ -151,11 +151,6 @@ void RequestParser::Reset() {
   fields_ = std::move(fields);
 }
 
-bool RequestParser::keep_alive() const {
-  if (close_) return false;
-  return minor_ == 1 || keep_alive_token_;
-}
-
 Result RequestParser::ParseHead(const char* base, size_t size, const ParserLimits& limits) {
   const char* const end = base + size;
   // Bytes at or past `limit` break max_header_bytes, but for the final empty line.

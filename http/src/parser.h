@@ -69,7 +69,7 @@ class RequestParser {
   // One of RFC 9110's methods or PATCH; another token is the router's to recognise (or 501).
   bool standard_method() const { return standard_method_; }
   // Whether the client lets the connection go on after this request (RFC 9112 9.3).
-  bool keep_alive() const;
+  bool keep_alive() const { return !close_ && (minor_ == 1 || keep_alive_token_); }
   // "Connection: upgrade" with an Upgrade field.
   bool upgrade() const { return connection_upgrade_ && upgrade_field_; }
   bool expect_continue() const { return expect_continue_; }

@@ -105,11 +105,12 @@ std::unique_ptr<MessageState> HttpProtocol::TakeState() {
   return st;
 }
 
-void HttpProtocol::GiveBack(std::unique_ptr<MessageState> st) {
+void HttpProtocol::GiveBack(std::unique_ptr<MessageState>& state) {
+  std::unique_ptr<MessageState> st = std::move(state);
   if (state_pool_.size() >= kMaxPooledStates) return;
-  // A state goes back between messages, clean but for the per-message fields that
-  // the start of a message resets; one that failed or was cut off mid-message is reset now, so that
-  // nothing of it reaches the connection that takes it next.
+  // A state goes back between messages, clean but for the per-message fields that the start of
+  // a message resets; one that failed or was cut off mid-message is reset now, so that nothing
+  // of it reaches the connection that takes it next.
   if (st->in_message) st->Reset();
   // A large request's buffers are not worth keeping: the pool holds small ones.
   KeepSmall(st->held);
@@ -166,10 +167,11 @@ size_t HttpSession::OnData(Connection& conn, std::string_view bytes) {
         continue;
       }
       if (p == end) break;
+      // The header deadline is set only if the section spans reads (KeepUnfinished): one that
+      // is whole in this read needs none.
       st.Reset();
       st.in_message = true;
       st.base = p;
-      SetDeadline(h.header_timeout_ms_);
     }
     if (!st.headers_done) {
       status = ReadHead(&p, end);
@@ -198,7 +200,7 @@ size_t HttpSession::OnData(Connection& conn, std::string_view bytes) {
   // The state stays with a message that spans reads or an answer to come; otherwise it goes
   // back to the pool. After a response that closes, the rest of the input is not read.
   st.parsing = false;
-  if (st.pending == nullptr && (!st.in_message || conn.closing())) h.GiveBack(std::move(state_));
+  if (st.pending == nullptr && (!st.in_message || conn.closing())) h.GiveBack(state_);
   return consumed;
 }
 
@@ -343,6 +345,10 @@ void HttpSession::KeepUnfinished(const char* end) {
   }
   // `held` has the header section already, or all of it so far.
   if (st.base_in_held) return;
+  // The first read that ends inside the header section: the deadline runs from now, which is
+  // when the request began (the loop's clock stands still within an iteration), and more bytes
+  // of the section do not move it.
+  if (!st.headers_done) SetDeadline(protocol_.header_timeout_ms_);
   st.held.assign(st.base, st.headers_done ? st.parser.head_size()
                                           : static_cast<size_t>(end - st.base));
   st.base_in_held = true;

@@ -147,7 +147,8 @@ class HttpProtocol final : public percore::Protocol {
   void LogFailure(std::string_view method, std::string_view path, const std::string& what);
   // A MessageState between messages, from the pool when it has one.
   std::unique_ptr<MessageState> TakeState();
-  void GiveBack(std::unique_ptr<MessageState> state);
+  // Takes `state` (leaving it null) into the pool.
+  void GiveBack(std::unique_ptr<MessageState>& state);
 
   std::shared_ptr<const AppConfig> config_;
   Worker& worker_;
