@@ -5,16 +5,11 @@
 
 namespace percore {
 
-void LoopStats::SetActivity(std::string_view first, std::string_view second) {
-  // Once per request, so a byte loop (the text is short: a method and a path) rather than two
-  // calls of memcpy, and only the words up to the text's NUL: Activity() stops there.
+void LoopStats::SetActivity(std::string_view text) {
+  // Only the words up to the text's NUL are stored: Activity() stops there.
   uint64_t words[8] = {};
-  auto* bytes = reinterpret_cast<unsigned char*>(words);
-  const size_t room = sizeof(words) - 1;
-  size_t length = 0;
-  for (size_t i = 0; i < first.size() && length < room; ++i) bytes[length++] = first[i];
-  if (length < room) bytes[length++] = ' ';
-  for (size_t i = 0; i < second.size() && length < room; ++i) bytes[length++] = second[i];
+  const size_t length = std::min(text.size(), sizeof(words) - 1);
+  std::memcpy(words, text.data(), length);
   const uint32_t sequence = activity_sequence_.load(std::memory_order_relaxed);
   activity_sequence_.store(sequence + 1, std::memory_order_relaxed);  // odd: being written
   std::atomic_thread_fence(std::memory_order_release);

@@ -4,6 +4,8 @@
 #define PERCORE_HTTP_SRC_ASCII_H_
 
 #include <array>
+#include <cstdint>
+#include <cstring>
 #include <string_view>
 
 namespace percore::http {
@@ -54,6 +56,38 @@ inline constexpr auto kQuotedPair = kFieldValue;
 
 inline bool In(const std::array<bool, 256>& table, char c) {
   return table[static_cast<unsigned char>(c)];
+}
+
+// Bytes as one word, for comparisons a word at a time.
+inline uint32_t Load32(const char* p) {
+  uint32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline uint64_t Load64(const char* p) {
+  uint64_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// Whether `token` is `lower` (4 bytes or more, in lower case) in any case, a word at a time:
+// OR 0x20 folds an upper-case letter, and no other token byte, onto a lower-case letter, and
+// leaves '-' and digits as they are (only control bytes, never in a token, fold onto them).
+template <size_t N>
+bool TokenIs(std::string_view token, const char (&lower)[N]) {
+  constexpr size_t n = N - 1;
+  static_assert(n >= 4);
+  if (token.size() != n) return false;
+  const char* p = token.data();
+  if constexpr (n < 8) {
+    constexpr uint32_t fold = 0x20202020;
+    return (Load32(p) | fold) == Load32(lower) && (Load32(p + n - 4) | fold) == Load32(lower + n - 4);
+  } else {
+    constexpr uint64_t fold = 0x2020202020202020;
+    bool same = (Load64(p + n - 8) | fold) == Load64(lower + n - 8);
+    for (size_t i = 0; i + 8 < n; i += 8) same = same && (Load64(p + i) | fold) == Load64(lower + i);
+    return same;
+  }
 }
 
 }  // namespace percore::http

@@ -25,7 +25,9 @@ Middleware Compress(CompressOptions options) {
   }
   auto shared = std::make_shared<const CompressOptions>(options);
   return [shared](const Request& req, Response& res, const Next& next) {
-    Compressor::Enable(res, shared.get(), AcceptsGzip(req.Header("accept-encoding")));
+    // Most clients of an API send no Accept-Encoding: no call to parse one.
+    const std::string_view accept = req.Header("accept-encoding");
+    Compressor::Enable(res, shared.get(), !accept.empty() && AcceptsGzip(accept));
     next();
   };
 }

@@ -62,6 +62,10 @@ class RequestParser {
   bool request_line_done() const { return state_ > kVersion; }
   Span method() const { return method_; }
   Span target() const { return target_; }
+  // Where the target's query starts: its first '?', as an offset into the target, or npos.
+  size_t question() const {
+    return question_ != 0 ? question_ - target_.offset : std::string_view::npos;
+  }
   const std::vector<Field>& fields() const { return fields_; }
   uint32_t head_size() const { return head_size_; }
   // 0 or 1: a later HTTP/1.x is processed as 1.1 (RFC 9110 6.2).
@@ -98,8 +102,9 @@ class RequestParser {
   // max_fields; without, they are only checked (a trailer section).
   Result ScanFields(State& state, const char* base, const char** at, const char* limit,
                     const char* end, const ParserLimits* head);
-  // A complete field line of the header section: the fields that frame the message.
-  Result OnField(std::string_view name, std::string_view value);
+  // A complete field line of the header section (`base`: the message's first byte): the
+  // fields that frame the message.
+  Result OnField(const char* base, std::string_view name, std::string_view value);
   Result OnTransferEncoding(std::string_view value);
   // The end of the header section: what needs all of it.
   Result FinishHead(const char* base);
@@ -109,6 +114,7 @@ class RequestParser {
   Span method_, target_, name_, value_;
   uint64_t content_length_ = 0;
   uint64_t remaining_ = 0;     // of the body, or of the chunk
+  uint32_t question_ = 0;      // the target's first '?', from the message's first byte; 0: none
   uint32_t head_size_ = 0;
   uint32_t pos_ = 0;           // where ParseHead goes on
   uint32_t line_bytes_ = 0;    // of the chunk size line or the trailer section so far

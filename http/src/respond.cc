@@ -34,13 +34,13 @@ std::string_view PathOf(std::string_view target, size_t question) {
 // Builds the handler's view of a request.
 class RequestBuilder {
  public:
-  static void Fill(Request& r, std::string_view method, std::string_view target,
+  // `question`: the target's first '?', or npos (the parser found it).
+  static void Fill(Request& r, std::string_view method, std::string_view target, size_t question,
                    std::span<const HeaderField> headers, std::string_view body, int minor,
                    bool keep_alive, Worker& worker, const Connection& conn,
                    const HttpSession& session) {
     r.method_ = method;
     r.target_ = target;
-    const size_t question = target.find('?');
     r.path_ = PathOf(target, question);
     r.query_ =
         question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
@@ -96,7 +96,7 @@ void HttpSession::Respond(MessageState& st, const char* base) {
   st.peer_closes = !parser.keep_alive() && !upgrade;
   const bool close = st.peer_closes || upgrade || h.worker_.draining();
   Request req;
-  RequestBuilder::Fill(req, method, View(base, parser.target()), h.headers_,
+  RequestBuilder::Fill(req, method, View(base, parser.target()), parser.question(), h.headers_,
                        st.body_copied ? std::string_view(st.body) : View(base, st.body_view),
                        parser.minor_version(), !close, h.worker_, conn, *this);
   const bool head = method == "HEAD";
@@ -117,7 +117,8 @@ void HttpSession::Respond(MessageState& st, const char* base) {
       asterisk ? Router::Result{} : h.config_->router.Route(method, req.path(), &h.params_);
   RequestBuilder::SetParams(req, h.params_);
   // For the supervisor's stall log: what this loop is doing if it never comes back.
-  h.worker_.stats().SetActivity(method, req.target());
+  // Method, SP and target are the request line's first bytes (one SP: the parser's rule).
+  h.worker_.stats().SetActivity(View(base, Span{0, parser.target().end()}));
   // A failure stays with its request: the error hook's answer (or a 500 and a line on
   // stderr), and the connection goes on.
   Dispatch dispatch{this, &h, &route, &req, &res};
@@ -246,8 +247,8 @@ void HttpSession::SendOwnError(Connection& conn, int status) {
   const int minor = st.parser.minor_version();
   const bool http10 = minor == 0;
   Request req;
-  RequestBuilder::Fill(req, method, View(st.base, st.parser.target()), h.headers_, {}, minor,
-                       /*keep_alive=*/false, h.worker_, conn, *this);
+  RequestBuilder::Fill(req, method, View(st.base, st.parser.target()), st.parser.question(),
+                       h.headers_, {}, minor, /*keep_alive=*/false, h.worker_, conn, *this);
   Response res = ResponseWriter::Make(&conn.output(), &h.fields_, h.date_.line(), method == "HEAD",
                                       /*close=*/true, http10, /*http10_keep_alive=*/false);
   res.conn_ = &conn;  // no session_: the answer cannot be deferred (Defer() throws)

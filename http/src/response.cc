@@ -9,6 +9,7 @@
 
 #include "ascii.h"
 #include "codec.h"
+#include "date_cache.h"
 #include "gzip_file.h"
 #include "percore/http/middleware.h"
 #include "percore/http/request.h"
@@ -324,14 +325,21 @@ class HeadLines {
     std::memcpy(end_, s.data(), s.size());
     end_ += s.size();
   }
+  // The Date line, always DateCache::kLineLength bytes: a copy of a known size, made inline.
+  void PutDateLine(std::string_view line) {
+    std::memcpy(end_, line.data(), DateCache::kLineLength);
+    end_ += DateCache::kLineLength;
+  }
+  // Written in place, from its last digit back, rather than copied from a scratch buffer.
   void PutDecimal(uint64_t n) {
-    char digits[20];
-    char* first = digits + sizeof(digits);
+    size_t digits = 1;
+    for (uint64_t rest = n; rest >= 10; rest /= 10) ++digits;
+    end_ += digits;
+    char* p = end_;
     do {
-      *--first = static_cast<char>('0' + n % 10);
+      *--p = static_cast<char>('0' + n % 10);
       n /= 10;
     } while (n != 0);
-    Put(std::string_view(first, static_cast<size_t>(digits + sizeof(digits) - first)));
   }
   void PutStatusLine(int status) {
     if (status == 200) {
@@ -359,7 +367,7 @@ bool Response::AppendHead(Framing framing, uint64_t length, bool empty_body) {
   std::string& out = *out_;
   HeadLines head;
   head.PutStatusLine(status_);
-  head.Put(date_line_);
+  head.PutDateLine(date_line_);
   const bool no_body = status_ == 204 || status_ == 304;
   if (framing == Framing::kClose) close_ = true;
   if (body_unread_ && session_->UnreadBodyCloses()) close_ = true;
@@ -400,7 +408,8 @@ bool Response::AppendHead(Framing framing, uint64_t length, bool empty_body) {
 void Response::Send(std::string_view body) {
   if (sent_) return;
   if (validators_ && AnswerPreconditions(body.size(), /*file=*/false)) return;
-  if (compress_ != nullptr && Negotiate(body.size())) {
+  // Negotiate() says no to a small body first; asked here, that costs no call.
+  if (compress_ != nullptr && body.size() >= compress_->min_bytes && Negotiate(body.size())) {
     SendCompressed(body);
     return;
   }

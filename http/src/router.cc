@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "ascii.h"
+
 namespace percore::http {
 namespace {
 
@@ -21,10 +23,6 @@ bool IsToken(std::string_view s) {
   return true;
 }
 
-}  // namespace
-
-namespace {
-
 // A method is a few bytes, compared on every request: inline, not through a call of memcmp.
 bool SameMethod(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -34,9 +32,61 @@ bool SameMethod(std::string_view a, std::string_view b) {
   return true;
 }
 
+// Of the length and the first and last eight bytes (fewer of a short path): paths that differ
+// only in their middle share a probe chain, which costs a comparison, never a wrong answer.
+uint64_t PathHash(std::string_view s) {
+  const char* p = s.data();
+  const size_t n = s.size();
+  uint64_t a = 0;
+  uint64_t b = 0;
+  if (n >= 8) {
+    a = Load64(p);
+    b = Load64(p + n - 8);
+  } else if (n >= 4) {
+    a = Load32(p);
+    b = Load32(p + n - 4);
+  } else if (n > 0) {
+    a = static_cast<unsigned char>(p[0]) | static_cast<unsigned char>(p[n / 2]) << 8;
+    b = static_cast<unsigned char>(p[n - 1]);
+  }
+  const uint64_t h = a * 0x9e3779b97f4a7c15 ^ (b + n) * 0xbf58476d1ce4e5b9;
+  return h ^ h >> 32;
+}
+
 }  // namespace
 
-const Router::Target* Router::Entry::Find(std::string_view method) const {
+inline uint32_t Router::ExactSlot(std::string_view path, uint64_t hash) const {
+  const size_t mask = exact_index_.size() - 1;  // never empty once a path is in
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    const uint32_t slot = exact_index_[i];
+    if (slot == 0) return 0;
+    const Exact& e = exact_[slot - 1];
+    if (e.hash == hash && e.path == path) return slot;
+  }
+}
+
+Router::Entry& Router::ExactEntry(std::string_view path) {
+  const uint64_t hash = PathHash(path);
+  if (!exact_.empty()) {
+    if (const uint32_t slot = ExactSlot(path, hash)) return exact_[slot - 1].entry;
+  }
+  exact_.push_back(Exact{std::string(path), hash, Entry{}});
+  auto place = [this](uint32_t k) {
+    const size_t mask = exact_index_.size() - 1;
+    size_t i = exact_[k].hash & mask;
+    while (exact_index_[i] != 0) i = (i + 1) & mask;
+    exact_index_[i] = k + 1;
+  };
+  if (exact_index_.size() >= 2 * exact_.size()) {
+    place(static_cast<uint32_t>(exact_.size() - 1));
+  } else {  // twice the slots, and every path placed again
+    exact_index_.assign(std::max<size_t>(16, 2 * exact_index_.size()), 0);
+    for (uint32_t k = 0; k < exact_.size(); ++k) place(k);
+  }
+  return exact_.back().entry;
+}
+
+inline const Router::Target* Router::Entry::Find(std::string_view method) const {
   for (const auto& [m, h] : by_method) {
     if (SameMethod(m, method)) return &h;
   }
@@ -115,7 +165,7 @@ void Router::Add(std::string_view method, std::string_view pattern, Handler hand
   Target target{std::move(handler), options, added_++};
   has_routes_ = true;
   if (pattern.find("/:") == std::string_view::npos && pattern.find('*') == std::string_view::npos) {
-    AddTarget(exact_[std::string(pattern)], method, pattern, std::move(target));
+    AddTarget(ExactEntry(pattern), method, pattern, std::move(target));
     return;
   }
   std::vector<Segment> segments = ParsePattern(pattern);
@@ -196,7 +246,7 @@ void Router::Mount(std::string_view prefix, const Router& other) {
       items.push_back(Item{route_key + entry.any.order, "*", pattern, &entry.any, nullptr});
     }
   };
-  for (const auto& [pattern, entry] : other.exact_) add_entry(pattern, entry);
+  for (const Exact& e : other.exact_) add_entry(e.path, e.entry);
   for (const Pattern& p : other.patterns_) add_entry(p.source, p.entry);
   for (const Layer& layer : other.middleware_) {
     items.push_back(Item{layer.order, {}, {}, nullptr, &layer});
@@ -285,8 +335,10 @@ template <typename Visit>
 void Router::ForEachMatch(std::string_view path, std::vector<RouteParam>* params,
                           Visit visit) const {
   path = Normalize(path);
-  auto it = exact_.find(path);
-  if (it != exact_.end() && visit(it->second)) return;
+  if (!exact_.empty()) {
+    const uint32_t slot = ExactSlot(path, PathHash(path));
+    if (slot != 0 && visit(exact_[slot - 1].entry)) return;
+  }
   for (const Pattern& p : patterns_) {
     const size_t first_param = params != nullptr ? params->size() : 0;
     if (!MatchPattern(p, path, params)) continue;
@@ -331,7 +383,7 @@ void Router::AppendAllowed(std::string_view path, std::string* out) const {
     return false;  // every route of the path counts
   };
   if (path == "*") {  // OPTIONS *: the server as a whole
-    for (const auto& [p, entry] : exact_) add(entry);
+    for (const Exact& e : exact_) add(e.entry);
     for (const Pattern& p : patterns_) add(p.entry);
   } else {
     ForEachMatch(path, &ignored, add);

@@ -171,7 +171,7 @@ TEST_F(SupervisorStepTest, ACrashLoopReportsNotReadyUntilItsDeathsAreOlderThanTh
 TEST_F(SupervisorStepTest, AStallIsLoggedOnceAndAStuckInstanceIsReplacedOnItsListener) {
   StartAll();
   LoopStats& busy = stats_.worker(1).instances[0];
-  busy.SetActivity("GET", "/slow");
+  busy.SetActivity("GET /slow");
   busy.busy_since_ms.store(absl::ToUnixMillis(t0_));
   StepAt(absl::Milliseconds(999));
   EXPECT_THAT(TakeLog(), IsEmpty());

@@ -56,6 +56,28 @@ TEST_F(RouterTest, ExactMatch) {
   EXPECT_EQ(Find("GET", "/users/list/more"), "404");
 }
 
+// Exact paths are found through a hash of their length and first and last eight bytes: paths
+// that share those, and enough paths to grow the index many times, are each found, and only
+// they are.
+TEST_F(RouterTest, ManyExactPathsSharingTheirEnds) {
+  std::vector<std::string> paths;
+  for (int i = 0; i < 300; ++i) {
+    paths.push_back("/aaaaaaa" + std::to_string(i) + "zzzzzzzz");  // same ends, same length
+    paths.push_back("/p" + std::to_string(i));
+  }
+  for (const std::string& path : paths) router_.Add("GET", path, Named(path));
+  for (const std::string& path : paths) EXPECT_EQ(Find("GET", path), path);
+  EXPECT_EQ(Find("GET", "/aaaaaaa300zzzzzzzz"), "404");
+  EXPECT_EQ(Find("GET", "/aaaaaaazzzzzzzz"), "404");
+  EXPECT_EQ(Find("GET", "/p"), "404");
+  EXPECT_EQ(Find("GET", ""), "404");
+  Router mounted;
+  mounted.Mount("/m", router_);
+  EXPECT_TRUE(mounted.Route("GET", "/m/p299", nullptr).handler != nullptr);
+  EXPECT_TRUE(mounted.Route("GET", "/m/aaaaaaa17zzzzzzzz", nullptr).handler != nullptr);
+  EXPECT_TRUE(mounted.Route("GET", "/p1", nullptr).handler == nullptr);
+}
+
 TEST_F(RouterTest, ParamCapture) {
   router_.Add("GET", "/users/:id", Named("user"));
   router_.Add("GET", "/users/:id/posts/:post", Named("post"));

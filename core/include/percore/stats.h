@@ -48,8 +48,8 @@ struct alignas(64) LoopStats {
   // What the loop is doing ("GET /stall?ms=3000"), for the stall log line. Written by the loop
   // before each request is handled, read by the supervisor while the loop may be writing: a
   // sequence count tells a torn read from a whole one (words, so every access is atomic).
-  // Records `first` and `second` joined by a space (a method and a target), truncated.
-  void SetActivity(std::string_view first, std::string_view second);
+  // Records `text` (a request line's method and target), truncated to 63 bytes.
+  void SetActivity(std::string_view text);
   std::string Activity() const;
 
  private:
