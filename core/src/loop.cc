@@ -365,12 +365,15 @@ void Loop::OnSent(ConnectionState* c, int result) {
 }
 
 void Loop::AfterSession(ConnectionState* c) {
-  if (worker_.crash_requested_) {
-    // Fault injection: die the way a bug in the loop's own code would.
-    worker_.crash_requested_ = false;
+  if (crash_reason_.has_value()) {
+    // testing::CrashLoop: die the way a bug in the loop's own code would, before sending what
+    // the session answered. Here, not at the next iteration: the epoll backend writes that
+    // answer within this one.
+    std::string reason = std::move(*crash_reason_);
+    crash_reason_.reset();
     in_session_ = c;
     MarkDirty(c);
-    throw InjectedCrash(worker_.crash_reason_);
+    throw InjectedCrash(reason);
   }
   if (c->pending_output() > 0) {
     if (!c->send_inflight) c->output->progress_ms = worker_.now_ms();

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <stdexcept>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -131,6 +132,8 @@ class Loop {
   bool RemoveWatch(WatchId id);
   // Called by the backend: `w` is ready for `ready` (WatchEvent bits).
   void OnWatchReady(Watch* w, uint32_t ready);
+  // testing::CrashLoop: the loop dies with `reason` once the current session call returns.
+  void InjectCrash(std::string reason) { crash_reason_ = std::move(reason); }
 
  private:
   void Tick();
@@ -185,6 +188,7 @@ class Loop {
   ConnectionState* connections_ = nullptr;  // intrusive list head
   bool shutting_down_ = false;              // Shutdown() began: nothing new is taken on
   std::vector<ConnectionState*> dirty_;
+  std::optional<std::string> crash_reason_;    // testing::CrashLoop
   ConnectionState* in_session_ = nullptr;      // whose session Deliver() is calling
   std::vector<ConnectionState*> resumed_;      // see ScheduleResume()
   std::vector<std::function<void()>> posted_;  // the batch RunPosted() is running

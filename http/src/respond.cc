@@ -111,10 +111,15 @@ void HttpSession::Respond(MessageState& st, const char* base) {
   h.finish_.status = -1;
   res.finish_ = &h.finish_;
   res.request_ = &req;  // for the preconditions of its answer
-  h.params_.clear();
-  const bool asterisk = req.target() == "*";  // OPTIONS * (the parser allows no other)
-  const Router::Result route =
-      asterisk ? Router::Result{} : h.config_->router.Route(method, req.path(), &h.params_);
+  if (!st.routed) {
+    h.params_.clear();
+    const bool asterisk = req.target() == "*";  // OPTIONS * (the parser allows no other)
+    st.route =
+        asterisk ? Router::Result{} : h.config_->router.Route(method, req.path(), &h.params_);
+  } else if (!st.body_streamed) {
+    h.params_.clear();  // routed with none, maybe reads ago: params_ may be another request's
+  }
+  const Router::Result route = st.route;
   RequestBuilder::SetParams(req, h.params_);
   // For the supervisor's stall log: what this loop is doing if it never comes back.
   // Method, SP and target are the request line's first bytes (one SP: the parser's rule).

@@ -33,7 +33,7 @@ void MessageState::Reset() {
   body_limit = 0;
   discarded = 0;
   in_message = headers_done = base_in_held = body_copied = false;
-  body_streamed = body_end_due = expect_continue = false;
+  body_streamed = body_end_due = expect_continue = routed = false;
   pending = nullptr;
 }
 
@@ -250,10 +250,11 @@ int HttpSession::OnHeadersComplete(const char** at, const char* end) {
   const RouteOptions* route = nullptr;
   if (h.config_->router.has_body_options()) {
     h.params_.clear();
-    route = h.config_->router
-                .Route(View(st.base, parser.method()), PathOf(View(st.base, parser.target())),
-                       &h.params_)
-                .options;
+    st.route = h.config_->router.Route(
+        View(st.base, parser.method()),
+        PathOf(View(st.base, parser.target()), parser.question()), &h.params_);
+    route = st.route.options;
+    st.routed = (route != nullptr && route->stream_body) || h.params_.empty();
     if (route != nullptr && route->max_body_bytes != 0) st.body_limit = route->max_body_bytes;
   }
   if (parser.framing() == RequestParser::Framing::kLength &&

@@ -78,6 +78,11 @@ struct MessageState {
   bool parsing = false;       // within OnData
   // A deferred answer not given yet: the state stays with the session until it is.
   PendingAnswer* pending = nullptr;
+  // The route, found at the end of the header section (a router with body options) and kept
+  // for Respond(): for a streamed body, which it answers at once, or when the route has no
+  // parameters (theirs point into the target, which a later read may have moved to `held`).
+  Router::Result route;
+  bool routed = false;
 
   // Clears the per-message fields, keeping the buffers' capacity.
   void Reset();

@@ -2,12 +2,12 @@
 
 #include <string>
 
+#include "loop.h"
+
 namespace percore::testing {
 
-// The loop looks at the request after each call into a session (Loop::AfterSession).
 void CrashLoop(Worker& worker, std::string_view reason) {
-  worker.crash_reason_ = std::string(reason);
-  worker.crash_requested_ = true;
+  worker.loop_->InjectCrash(std::string(reason));
 }
 
 }  // namespace percore::testing

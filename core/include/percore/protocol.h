@@ -126,8 +126,6 @@ class Worker {
   const EngineStats* engine_stats_;
   int64_t now_ms_ = 0;
   bool draining_ = false;
-  bool crash_requested_ = false;  // testing::CrashLoop
-  std::string crash_reason_;
 };
 
 // The per-connection half of a protocol. Created by Protocol::NewSession, destroyed by the loop
