@@ -111,15 +111,16 @@ void HttpSession::Respond(MessageState& st, const char* base) {
   h.finish_.status = -1;
   res.finish_ = &h.finish_;
   res.request_ = &req;  // for the preconditions of its answer
-  if (!st.routed) {
+  Router::Result route;
+  if (st.routed) {
+    route = st.route;
+    // Routed with no parameters, maybe reads ago: params_ may hold another request's.
+    if (!st.body_streamed) h.params_.clear();
+  } else {
     h.params_.clear();
     const bool asterisk = req.target() == "*";  // OPTIONS * (the parser allows no other)
-    st.route =
-        asterisk ? Router::Result{} : h.config_->router.Route(method, req.path(), &h.params_);
-  } else if (!st.body_streamed) {
-    h.params_.clear();  // routed with none, maybe reads ago: params_ may be another request's
+    if (!asterisk) route = h.config_->router.Route(method, req.path(), &h.params_);
   }
-  const Router::Result route = st.route;
   RequestBuilder::SetParams(req, h.params_);
   // For the supervisor's stall log: what this loop is doing if it never comes back.
   // Method, SP and target are the request line's first bytes (one SP: the parser's rule).
