@@ -200,12 +200,12 @@ def main():
         if not other.is_file():
             raise Failure(f"--compare: {other} is not a file")
         try:
-            per_label = compare(children, tmp, {"this": hello, "other": other}, args.rounds,
+            results = compare(children, tmp, {"this": hello, "other": other}, args.rounds,
                                 duration, warmup, server_cpu, client_cpu, pin_server, args.backend)
         finally:
             children.stop_all()
             shutil.rmtree(tmp, ignore_errors=True)
-        compare_report(per_label)
+        compare_report(results)
         return 0
     www = tmp / "www"  # the gzip mode's file; nginx's workers (nobody) read it too
     www.mkdir()

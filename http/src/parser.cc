@@ -69,7 +69,7 @@ const char* SkipToken(const char* p, const char* end) {
 
 // Host's usual form, a name or an IPv4 address and maybe ":port", checked 16 bytes at once. True
 // only if it is valid; false leaves the answer to IsValidHost. It reads the 16 bytes that end
-// where `host` ends, so those from `base` on (the message) must reach that far back.
+// where `host` ends: only when the message, from `base`, holds them all.
 bool CommonHost(std::string_view host, const char* base) {
 #ifdef __SSE2__
   const size_t n = host.size();
