@@ -13,7 +13,9 @@
 //     return status.ok() ? 0 : 1;
 //   }
 //
-// Routes are added on one thread before Listen()/Run(); the engine gets a copy of them.
+// Routes are added on one thread before Listen()/Run(); the engine gets a copy of them. Unlike
+// Node's single thread, every loop then calls the same handlers, each on its own thread, at the
+// same time: state a handler changes is atomic or locked, or kept per loop (router.h, Handler).
 // Middleware runs before every route, whenever it was added, unless the App is made with
 // Router::Order::kAsAdded: then, as in Express, middleware and routes run in the order they were
 // added, and a middleware added after the routes only sees the requests they do not answer:

@@ -47,6 +47,10 @@ namespace percore::http {
 // A request handler. Runs on the serving loop; must not block for long (it stalls every other
 // connection of that loop). An exception it throws goes to the error hook (App::OnError): by
 // default a 500 for that request only, and a line on stderr.
+// One handler object serves every loop, and the loops are threads: it is called on several
+// threads at once. What it captures and changes is either shared across loops, and then atomic
+// or behind a lock, or kept per loop (an array indexed by Request::worker_id(), which each loop
+// alone touches, or an object a loop makes for itself), which needs neither.
 using Handler = std::function<void(const Request&, Response&)>;
 
 class Router;
