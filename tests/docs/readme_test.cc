@@ -1,7 +1,7 @@
 // What the README tells a newcomer works as written: its example is the code of
-// examples/readme/main.cc (which the build compiles) and prints its port; its run command sets
-// up before it builds; scripts/build shows progress while keeping the build directory as its
-// last line of output.
+// examples/readme/main.cc (which the build compiles), prints its port and answers; its run
+// command sets up before it builds; scripts/build shows progress while keeping the build
+// directory as its last line of output.
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -50,6 +50,47 @@ TEST(ReadmeTest, TheExampleIsTheCodeTheBuildCompiles) {
   // As hello_cores does, it says where it listens once it serves.
   EXPECT_NE(block.find("Listening on port %d\\n\", engine.port())"), std::string::npos);
 }
+
+#ifdef PERCORE_README_EXAMPLE
+// The example listens on port 3000, as the README says: run in a network namespace of its own
+// (unshare, as root), where that port is free whatever else this machine runs, and asked there.
+TEST(ReadmeTest, TheExampleAnswers) {
+  if (geteuid() != 0) GTEST_SKIP() << "a network namespace of its own needs root";
+  // $1: the example.
+  const std::string script = R"sh(
+    ip link set lo up || exit 77
+    out=$(mktemp)
+    "$1" >"$out" 2>&1 &
+    pid=$!
+    for _ in $(seq 300); do grep -q "Listening on port 3000" "$out" && break; sleep 0.1; done
+    get() { curl -s --max-time 5 "http://127.0.0.1:3000$1"; }
+    echo "hits $(get /hits) $(get /hits)"
+    echo "user $(get /users/7)"
+    echo "later $(get /later)"
+    kill -TERM $pid
+    wait $pid
+    echo "exit $?"
+    rm -f "$out"
+  )sh";
+  const fs::path file =
+      fs::temp_directory_path() / ("percore_readme_run_" + std::to_string(getpid()));
+  std::ofstream(file) << script;
+  const std::string command =
+      "unshare --net sh '" + file.string() + "' '" PERCORE_README_EXAMPLE "' 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string out;
+  char buffer[256];
+  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) out.append(buffer, n);
+  const int status = pclose(pipe);
+  fs::remove(file);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 77) GTEST_SKIP() << "no loopback: " << out;
+  EXPECT_NE(out.find("hits 1 2\n"), std::string::npos) << out;  // one counter for every loop
+  EXPECT_NE(out.find("user {\"id\":\"7\",\"worker\":"), std::string::npos) << out;
+  EXPECT_NE(out.find("later done\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("exit 0\n"), std::string::npos) << out;  // drained on SIGTERM
+}
+#endif
 
 TEST(ReadmeTest, TheRunCommandSetsUpFirst) {
   const std::string commands = Block(ReadFile(Root() / "README.md"), "sh");
