@@ -24,6 +24,7 @@
 #include "percore/options.h"
 #include "percore/testing/fault.h"
 #include "support/backends.h"
+#include "support/engine_test.h"
 #include "support/test_client.h"
 
 namespace percore {
@@ -81,7 +82,7 @@ std::function<void(std::string_view, bool)> CountingReader(DeferredResponse late
   };
 }
 
-class DeferredTest : public ::testing::TestWithParam<BackendKind> {
+class DeferredTest : public percore::testing::EngineTest {
  protected:
   void SetUp() override {
     App app;
@@ -217,25 +218,13 @@ class DeferredTest : public ::testing::TestWithParam<BackendKind> {
     AddUploadRoutes(app);
     AddFileRoutes(app);
     EngineOptions options;
-    options.address = "127.0.0.1";
     options.threads = 1;
-    options.backend = GetParam();
-    absl::StatusOr<std::unique_ptr<Engine>> engine = app.Listen(options);
-    if (!engine.ok() && GetParam() == BackendKind::kIoUring &&
-        engine.status().message().find("io_uring unavailable") != std::string_view::npos) {
-      GTEST_SKIP() << engine.status();
-    }
-    ASSERT_TRUE(engine.ok()) << engine.status();
-    engine_ = std::move(*engine);
-    ASSERT_TRUE(engine_->Start().ok());
-    port_ = engine_->port();
+    ASSERT_NO_FATAL_FAILURE(Serve(app, options));
   }
 
   void TearDown() override {
     if (!file_path_.empty()) unlink(file_path_.c_str());
-    if (engine_ == nullptr) return;
-    engine_->Stop();
-    engine_->Wait();
+    EngineTest::TearDown();
   }
 
   Socket Connect() { return Socket(ConnectLocal(port_)); }
@@ -359,8 +348,6 @@ class DeferredTest : public ::testing::TestWithParam<BackendKind> {
     std::vector<int> next;  // per delay, the index of the next timer to run
   };
 
-  std::unique_ptr<Engine> engine_;
-  int port_ = 0;
   std::atomic<int> aborted_{0};
   std::atomic<int> taken_{0};  // /abortable requests handled
   std::atomic<int> upload_handled_{0};

@@ -4,7 +4,6 @@
 
 #include <chrono>
 #include <cstdlib>
-#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -15,6 +14,7 @@
 #include "percore/http/health.h"
 #include "percore/testing/fault.h"
 #include "support/backends.h"
+#include "support/engine_test.h"
 #include "support/test_client.h"
 
 namespace percore {
@@ -44,7 +44,7 @@ double Sum(const std::string& metrics, const std::string& metric, const std::str
   return total;
 }
 
-class HealthRoutesTest : public ::testing::TestWithParam<BackendKind> {
+class HealthRoutesTest : public percore::testing::EngineTest {
  protected:
   void SetUp() override {
     App app;
@@ -55,19 +55,13 @@ class HealthRoutesTest : public ::testing::TestWithParam<BackendKind> {
     });
     http::MountHealthRoutes(app);
     EngineOptions options;
-    options.address = "127.0.0.1";
     options.threads = 2;
-    options.backend = GetParam();
     options.restart_backoff = absl::Milliseconds(10);
     options.crash_loop_deaths = 1;  // one death: not ready until it is older than the window
     options.crash_loop_window = absl::Seconds(1);
     options.log = [](std::string_view) {};
-    absl::StatusOr<std::unique_ptr<Engine>> engine = app.Listen(options);
-    if (!engine.ok() && GetParam() == BackendKind::kIoUring) {
-      GTEST_SKIP() << "this machine cannot run the io_uring backend: " << engine.status();
-    }
-    ASSERT_TRUE(engine.ok()) << engine.status();
-    engine_ = std::move(*engine);
+    ASSERT_NO_FATAL_FAILURE(Serve(app, options, /*start=*/false));  // Run() below starts it
+    if (IsSkipped()) return;
     runner_ = std::thread([this] { run_status_ = engine_->Run(); });
     const auto deadline = Clock::now() + milliseconds(10000);
     while (!engine_->ready() && Clock::now() < deadline) {
@@ -98,7 +92,6 @@ class HealthRoutesTest : public ::testing::TestWithParam<BackendKind> {
     return false;
   }
 
-  std::unique_ptr<Engine> engine_;
   std::thread runner_;
   absl::Status run_status_;
 };

@@ -86,6 +86,7 @@
 #include "percore/http/app.h"
 #include "percore/options.h"
 #include "support/backends.h"
+#include "support/engine_test.h"
 #include "support/test_client.h"
 
 namespace percore {
@@ -533,49 +534,13 @@ std::optional<HttpResponse> ReadReply(int fd, std::string& buffer, bool head,
 class Rfc9112Test : public ::testing::TestWithParam<std::tuple<BackendKind, Row>> {
  protected:
   void SetUp() override {
-    absl::Status started = Start(HttpOptions(), TestEngineOptions());
-    if (!started.ok() && backend() == BackendKind::kIoUring &&
-        started.message().find("io_uring unavailable") != std::string_view::npos) {
-      GTEST_SKIP() << "this machine cannot run the io_uring backend: " << started;
-    }
-    ASSERT_TRUE(started.ok()) << started;
+    ASSERT_NO_FATAL_FAILURE(percore::testing::ServeLocal(MakeApp(HttpOptions()), backend(), {},
+                                                         /*start=*/true, &engine_, &port_));
   }
-
-  void TearDown() override { StopEngine(); }
+  void TearDown() override { percore::testing::StopLocal(&engine_); }
 
   BackendKind backend() const { return std::get<0>(GetParam()); }
   const Row& row() const { return std::get<1>(GetParam()); }
-
-  // Two loops on 127.0.0.1, any free port, the backend under test.
-  EngineOptions TestEngineOptions() const {
-    EngineOptions options;
-    options.address = "127.0.0.1";
-    options.port = 0;
-    options.threads = 2;
-    options.backend = backend();
-    return options;
-  }
-
-  // Serves MakeApp(http) with `options`.
-  absl::Status Start(HttpOptions http, EngineOptions options) {
-    absl::StatusOr<std::unique_ptr<Engine>> engine = MakeApp(http).Listen(options);
-    if (!engine.ok()) return engine.status();
-    engine_ = std::move(*engine);
-    absl::Status started = engine_->Start();
-    if (!started.ok()) {
-      engine_.reset();
-      return started;
-    }
-    port_ = engine_->port();
-    return absl::OkStatus();
-  }
-
-  void StopEngine() {
-    if (engine_ == nullptr) return;
-    engine_->Stop();
-    engine_->Wait();
-    engine_.reset();
-  }
 
   std::unique_ptr<Engine> engine_;
   int port_ = 0;

@@ -28,6 +28,7 @@
 #include "percore/http/app.h"
 #include "percore/options.h"
 #include "support/backends.h"
+#include "support/engine_test.h"
 #include "support/test_client.h"
 
 namespace percore {
@@ -46,6 +47,7 @@ using percore::testing::ConnectLocal;
 using percore::testing::CountOpenFds;
 using percore::testing::Get;
 using percore::testing::HttpResponse;
+using percore::testing::ListenLocal;
 using percore::testing::ReadResponse;
 using percore::testing::ReadToEnd;
 using percore::testing::ResidentKib;
@@ -84,56 +86,14 @@ App MakeApp(HttpOptions http) {
 }
 
 // The suite runs once per backend.
-class ServerTest : public ::testing::TestWithParam<BackendKind> {
+class ServerTest : public percore::testing::EngineTest {
  protected:
-  void SetUp() override {
-    absl::Status started = Start(HttpOptions(), TestEngineOptions());
-    if (!started.ok() && GetParam() == BackendKind::kIoUring &&
-        started.message().find("io_uring unavailable") != std::string_view::npos) {
-      GTEST_SKIP() << "this machine cannot run the io_uring backend: " << started;
-    }
-    ASSERT_TRUE(started.ok()) << started;
-  }
-
-  // Two loops on 127.0.0.1, any free port, the backend under test.
-  static EngineOptions TestEngineOptions() {
-    EngineOptions options;
-    options.address = "127.0.0.1";
-    options.port = 0;
-    options.threads = 2;
-    options.backend = GetParam();
-    return options;
-  }
-
-  void TearDown() override { StopEngine(); }
+  void SetUp() override { ASSERT_NO_FATAL_FAILURE(Serve(MakeApp(HttpOptions()))); }
 
   // Serves MakeApp(http) with `options`, replacing the running engine.
-  absl::Status Start(HttpOptions http, EngineOptions options) {
-    StopEngine();
-    absl::StatusOr<std::unique_ptr<Engine>> engine = MakeApp(http).Listen(options);
-    if (!engine.ok()) return engine.status();
-    engine_ = std::move(*engine);
-    absl::Status started = engine_->Start();
-    if (!started.ok()) {
-      engine_.reset();
-      return started;
-    }
-    port_ = engine_->port();
-    return absl::OkStatus();
-  }
+  void Restart(HttpOptions http, EngineOptions options = {}) { Serve(MakeApp(http), options); }
 
-  void Restart(HttpOptions http) { Restart(http, TestEngineOptions()); }
-  void Restart(HttpOptions http, EngineOptions options) {
-    absl::Status started = Start(http, options);
-    ASSERT_TRUE(started.ok()) << started;
-  }
-
-  void StopEngine() {
-    if (engine_ == nullptr) return;
-    engine_->Stop();
-    engine_->Wait();
-    engine_.reset();
-  }
+  void StopEngine() { percore::testing::StopLocal(&engine_); }
 
   Socket Connect() {
     Socket socket(ConnectLocal(port_));
@@ -171,9 +131,6 @@ class ServerTest : public ::testing::TestWithParam<BackendKind> {
     EXPECT_EQ(WaitForFdCount(baseline, milliseconds(20000)), baseline)
         << "the server still holds connections the clients closed";
   }
-
-  std::unique_ptr<Engine> engine_;
-  int port_ = 0;
 };
 
 TEST_P(ServerTest, KeepAliveServesManyRequestsOnOneConnection) {
@@ -447,7 +404,7 @@ TEST_P(ServerTest, Http10WithoutKeepAliveCloses) {
 // server closes its socket once the response is sent (no lingering for the client's FIN, as
 // nginx), so the connection costs no further wake-up. The client here never closes its end.
 TEST_P(ServerTest, LastRequestOfTheClientIsClosedWithoutLingering) {
-  EngineOptions options = TestEngineOptions();
+  EngineOptions options;
   options.linger_timeout = absl::Seconds(60);  // a lingering close would hold on for a minute
   Restart(HttpOptions(), options);
   const int baseline = CountOpenFds();
@@ -470,7 +427,7 @@ TEST_P(ServerTest, LastRequestOfTheClientIsClosedWithoutLingering) {
 // Bytes after the last request (here a pipelined one) mean the client may still be sending: the
 // server lingers, so its close cannot turn into a reset that destroys the response.
 TEST_P(ServerTest, BytesAfterTheLastRequestKeepTheLingeringClose) {
-  EngineOptions options = TestEngineOptions();
+  EngineOptions options;
   options.linger_timeout = absl::Seconds(60);
   Restart(HttpOptions(), options);
   const int baseline = CountOpenFds();
@@ -698,7 +655,7 @@ TEST_P(ServerTest, PipeliningClientThatReadsLateGetsEveryAnswerFromBoundedMemory
 }
 
 TEST_P(ServerTest, PeerThatStopsReadingIsDroppedAfterSendTimeout) {
-  EngineOptions options = TestEngineOptions();
+  EngineOptions options;
   options.send_timeout = absl::Seconds(1);
   ASSERT_NO_FATAL_FAILURE(Restart(HttpOptions(), options));
   const int baseline = CountOpenFds();
@@ -813,9 +770,10 @@ TEST_P(ServerTest, AcceptRecoversAfterRunningOutOfDescriptors) {
 }
 
 TEST_P(ServerTest, SecondEngineOnTheSamePortIsRefused) {
-  EngineOptions options = TestEngineOptions();
+  EngineOptions options;
   options.port = port_;
-  absl::StatusOr<std::unique_ptr<Engine>> second = MakeApp(HttpOptions()).Listen(options);
+  absl::StatusOr<std::unique_ptr<Engine>> second =
+      ListenLocal(MakeApp(HttpOptions()), GetParam(), options);
   ASSERT_FALSE(second.ok());
   EXPECT_NE(second.status().message().find("in use"), std::string_view::npos) << second.status();
   ExpectServing();
@@ -834,8 +792,7 @@ TEST_P(ServerTest, WorkerEndpointAnsweredByEveryLoop) {
 
 TEST_P(ServerTest, RunReturnsOnceStopped) {
   StopEngine();
-  absl::StatusOr<std::unique_ptr<Engine>> engine =
-      MakeApp(HttpOptions()).Listen(TestEngineOptions());
+  absl::StatusOr<std::unique_ptr<Engine>> engine = ListenLocal(MakeApp(HttpOptions()), GetParam());
   ASSERT_TRUE(engine.ok()) << engine.status();
   absl::Status run_status = absl::UnknownError("Run() has not returned");
   std::atomic<bool> returned{false};
@@ -869,13 +826,13 @@ TEST_P(ServerTest, NoDescriptorLeftAfterEngineIsDestroyed) {
   {
     // Created, never started.
     absl::StatusOr<std::unique_ptr<Engine>> engine =
-        MakeApp(HttpOptions()).Listen(TestEngineOptions());
+        ListenLocal(MakeApp(HttpOptions()), GetParam());
     ASSERT_TRUE(engine.ok()) << engine.status();
   }
   EXPECT_EQ(CountOpenFds(), before) << "after an engine that never started";
   {
     absl::StatusOr<std::unique_ptr<Engine>> engine =
-        MakeApp(HttpOptions()).Listen(TestEngineOptions());
+        ListenLocal(MakeApp(HttpOptions()), GetParam());
     ASSERT_TRUE(engine.ok()) << engine.status();
     ASSERT_TRUE((*engine)->Start().ok());
     port_ = (*engine)->port();

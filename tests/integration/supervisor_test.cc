@@ -14,7 +14,6 @@
 #include <condition_variable>
 #include <cstring>
 #include <functional>
-#include <memory>
 #include <mutex>
 #include <optional>
 #include <ostream>
@@ -32,6 +31,7 @@
 #include "percore/options.h"
 #include "percore/testing/fault.h"
 #include "support/backends.h"
+#include "support/engine_test.h"
 #include "support/test_client.h"
 
 namespace percore {
@@ -111,15 +111,12 @@ absl::Duration ProcessCpuTime() {
 }
 
 // The suite runs once per backend.
-class SupervisorTest : public ::testing::TestWithParam<BackendKind> {
+class SupervisorTest : public percore::testing::EngineTest {
  protected:
-  // `threads` loops on 127.0.0.1, any free port, the backend under test, log lines captured.
+  // `threads` loops (Serve() puts them on 127.0.0.1, any free port), log lines captured.
   EngineOptions TestEngineOptions(int threads) {
     EngineOptions options;
-    options.address = "127.0.0.1";
-    options.port = 0;
     options.threads = threads;
-    options.backend = GetParam();
     options.log = [this](std::string_view line) {
       std::lock_guard<std::mutex> lock(mutex_);
       log_.emplace_back(line);
@@ -138,14 +135,8 @@ class SupervisorTest : public ::testing::TestWithParam<BackendKind> {
   // `keep_signals` Start() then Wait(), as an application that keeps its own signals does.
   // Marks the test skipped (the caller returns) if the io_uring backend cannot run here.
   void RunEngine(const EngineOptions& options, bool keep_signals = false) {
-    absl::StatusOr<std::unique_ptr<Engine>> engine = MakeApp().Listen(options);
-    if (!engine.ok() && GetParam() == BackendKind::kIoUring &&
-        engine.status().message().find("io_uring unavailable") != std::string_view::npos) {
-      GTEST_SKIP() << "this machine cannot run the io_uring backend: " << engine.status();
-    }
-    ASSERT_TRUE(engine.ok()) << engine.status();
-    engine_ = std::move(*engine);
-    port_ = engine_->port();
+    ASSERT_NO_FATAL_FAILURE(Serve(MakeApp(), options, /*start=*/false));
+    if (IsSkipped()) return;
     runner_ = std::thread([this, keep_signals] {
       absl::Status status;
       if (keep_signals) {
@@ -230,9 +221,6 @@ class SupervisorTest : public ::testing::TestWithParam<BackendKind> {
   std::optional<HttpResponse> Fetch(const std::string& request) {
     return percore::testing::Fetch(port_, request, kReadTimeout);
   }
-
-  std::unique_ptr<Engine> engine_;
-  int port_ = 0;
 
  private:
   size_t CountLocked(std::string_view text) const {
