@@ -81,11 +81,14 @@ bool TokenIs(std::string_view token, const char (&lower)[N]) {
   const char* p = token.data();
   if constexpr (n < 8) {
     constexpr uint32_t fold = 0x20202020;
-    return (Load32(p) | fold) == Load32(lower) && (Load32(p + n - 4) | fold) == Load32(lower + n - 4);
+    return (Load32(p) | fold) == Load32(lower) &&
+           (Load32(p + n - 4) | fold) == Load32(lower + n - 4);
   } else {
     constexpr uint64_t fold = 0x2020202020202020;
     bool same = (Load64(p + n - 8) | fold) == Load64(lower + n - 8);
-    for (size_t i = 0; i + 8 < n; i += 8) same = same && (Load64(p + i) | fold) == Load64(lower + i);
+    for (size_t i = 0; i + 8 < n; i += 8) {
+      same = same && (Load64(p + i) | fold) == Load64(lower + i);
+    }
     return same;
   }
 }

@@ -46,8 +46,9 @@ class RequestParser {
   void Reset();
 
   // The header section. [base, base + size) is the message from its first byte (the method's:
-  // empty lines before a request are the caller's to skip) as far as it has come: the bytes of the last call and maybe more. kDone: head_size() bytes are the
-  // header section, its empty line included, and everything below describes the request.
+  // empty lines before a request are the caller's to skip) as far as it has come: the bytes of
+  // the last call and maybe more. kDone: head_size() bytes are the header section, its empty
+  // line included, and everything below describes the request.
   Result ParseHead(const char* base, size_t size, const ParserLimits& limits);
 
   // The body, once the head is done: reads on from *at (moving it) towards `end`. A call that

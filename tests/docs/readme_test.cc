@@ -28,6 +28,15 @@ std::string ReadFile(const fs::path& path) {
   return s.str();
 }
 
+// Runs `command` with sh; its standard output goes to *out. Returns its wait status.
+int RunCommand(const std::string& command, std::string* out) {
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return -1;
+  char buffer[256];
+  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) out->append(buffer, n);
+  return pclose(pipe);
+}
+
 // The text of the first fenced block of `language` after `after` in `markdown`.
 std::string Block(const std::string& markdown, const std::string& language,
                   const std::string& after = "") {
@@ -77,12 +86,9 @@ TEST(ReadmeTest, TheExampleAnswers) {
   std::ofstream(file) << script;
   const std::string command =
       "unshare --net sh '" + file.string() + "' '" PERCORE_README_EXAMPLE "' 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
   std::string out;
-  char buffer[256];
-  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) out.append(buffer, n);
-  const int status = pclose(pipe);
+  const int status = RunCommand(command, &out);
+  ASSERT_NE(status, -1);
   fs::remove(file);
   if (WIFEXITED(status) && WEXITSTATUS(status) == 77) GTEST_SKIP() << "no loopback: " << out;
   EXPECT_NE(out.find("hits 1 2\n"), std::string::npos) << out;  // one counter for every loop
@@ -116,12 +122,9 @@ TEST(ReadmeTest, BuildShowsProgressOnStderrAndTheDirectoryLastOnStdout) {
   const fs::path err = bin / "stderr";
   const std::string command = "PATH='" + bin.string() + "':\"$PATH\" '" +
                               (Root() / "scripts/build").string() + "' 2>'" + err.string() + "'";
-  FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
   std::string out;
-  char buffer[256];
-  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) out.append(buffer, n);
-  const int status = pclose(pipe);
+  const int status = RunCommand(command, &out);
+  ASSERT_NE(status, -1);
   const std::string progress = ReadFile(err);
   fs::remove_all(bin);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << progress;

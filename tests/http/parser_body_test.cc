@@ -50,11 +50,7 @@ Parsed Run(std::string_view input, size_t piece, const ParserLimits& limits) {
   const std::string bytes(input);
   RequestParser parser;
   Parsed out;
-  size_t n = 0;
-  do {
-    n += std::min(piece, bytes.size() - n);
-    out.head = parser.ParseHead(bytes.data(), n, limits);
-  } while (out.head == Result::kMore && n < bytes.size());
+  out.head = FeedHead(parser, bytes, piece, limits);
   out.result = out.head;
   out.head_size = parser.head_size();
   out.fields = parser.fields().size();

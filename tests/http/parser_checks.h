@@ -32,6 +32,19 @@ inline std::string Escape(std::string_view s) {
   return s.size() > 160 ? out + "..." : out;
 }
 
+// Parses the head of `bytes` as the session keeps it: one buffer that grows `piece` bytes a call,
+// until the head is done, failed, or the bytes run out.
+inline RequestParser::Result FeedHead(RequestParser& parser, const std::string& bytes,
+                                      size_t piece, const ParserLimits& limits) {
+  RequestParser::Result result;
+  size_t n = 0;
+  do {
+    n += std::min(piece, bytes.size() - n);
+    result = parser.ParseHead(bytes.data(), n, limits);
+  } while (result == RequestParser::Result::kMore && n < bytes.size());
+  return result;
+}
+
 // `run(piece)` parses `input` in pieces of `piece` bytes: whole, then in pieces of 1, 2, 3, 7 and
 // 64, each outcome as `describe` prints it the same as the whole's. Returns the whole's.
 template <typename Run, typename Describe>

@@ -40,8 +40,8 @@ struct Parsed {
 inline std::string Describe(const Parsed& p) {
   std::ostringstream s;
   s << "head " << static_cast<int>(p.head) << " status " << p.status << " [" << Escape(p.method)
-    << "] [" << Escape(p.target) << "] head_size " << p.head_size << " ? " << p.question << " minor " << p.minor << " std "
-    << p.standard << " ka " << p.keep_alive << " up " << p.upgrade << " 100 " << p.expect_continue
+    << "] [" << Escape(p.target) << "] head_size " << p.head_size << " ? " << p.question
+    << " minor " << p.minor << " std " << p.standard << " ka " << p.keep_alive << " up " << p.upgrade << " 100 " << p.expect_continue
     << " framing " << static_cast<int>(p.framing) << " cl " << p.content_length << " spans";
   for (const uint32_t n : p.spans) s << ' ' << n;
   for (const std::string& f : p.fields) s << " {" << Escape(f) << '}';
@@ -58,11 +58,7 @@ inline Parsed Run(std::string_view input, size_t piece, const ParserLimits& limi
   const std::string bytes(input);
   RequestParser parser;
   Parsed out;
-  size_t n = 0;
-  do {
-    n += std::min(piece, bytes.size() - n);
-    out.head = parser.ParseHead(bytes.data(), n, limits);
-  } while (out.head == Result::kMore && n < bytes.size());
+  out.head = FeedHead(parser, bytes, piece, limits);
   out.method = View(bytes, parser.method());
   out.target = View(bytes, parser.target());
   out.spans = {parser.method().offset, parser.method().length, parser.target().offset,
@@ -92,7 +88,8 @@ inline Parsed Parse(std::string_view input, const ParserLimits& limits = Limits(
 }
 
 // The head's outcome: kDone, kMore or the status of kError.
-inline Parsed ExpectHead(std::string_view input, int status, const ParserLimits& limits = Limits()) {
+inline Parsed ExpectHead(std::string_view input, int status,
+                         const ParserLimits& limits = Limits()) {
   const Parsed p = Parse(input, limits);
   const int got = p.head == Result::kDone ? kDone : p.head == Result::kMore ? kMore : p.status;
   EXPECT_EQ(got, status) << Escape(input);
