@@ -16,10 +16,6 @@ using namespace std::string_view_literals;
 
 // The path of a request target: up to '?', and in absolute form ("http://host/x?q", RFC 9112
 // 3.2.2, sent to proxies and accepted by servers) from the slash after the authority.
-std::string_view PathOf(std::string_view target) {
-  return PathOf(target, target.find('?'));
-}
-
 std::string_view PathOf(std::string_view target, size_t question) {
   std::string_view path = target.substr(0, question);
   if (!path.empty() && path.front() != '/') {

@@ -92,9 +92,8 @@ inline std::string_view View(const char* base, Span span) {
   return std::string_view(base + span.offset, span.length);
 }
 
-// The path of a request target: up to '?' (at `question`, if the caller has found it), and in
+// The path of a request target: up to its first '?' (at `question`, found by the parser), and in
 // absolute form from the slash after the authority.
-std::string_view PathOf(std::string_view target);
 std::string_view PathOf(std::string_view target, size_t question);
 
 class HttpSession;
