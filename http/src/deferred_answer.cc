@@ -1,8 +1,13 @@
 // Answers given after the handler returns (DeferredResponse): where they are written, the
 // body read as it arrives, and what follows once they are complete.
+#include <unistd.h>
+
 #include <cstdio>
 #include <string_view>
+#include <utility>
+#include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "response_writer.h"
 #include "session.h"
 
@@ -15,48 +20,100 @@ std::shared_ptr<PendingAnswer> HttpSession::Defer(Response& res) {
   MessageState& st = *state_;
   auto pending = std::make_shared<PendingAnswer>(res);
   pending->fields = *res.fields_;  // what the handler set so far, from the loop's scratch
-  pending->finish.fns = std::move(h.finish_.fns);
+  pending->finish.fns = std::move(res.finish_->fns);
   res.finish_ = &pending->finish;
   h.deferring_ = pending;
   pending->session = this;
   pending->conn = st.conn;
   pending->loop = h.worker_.ref();
+  // With no answer due ahead of it, it is the head of a queue of its own: it writes straight out.
+  if (st.slot == nullptr) st.slot = &st.slots.emplace_back();
+  pending->slot = st.slot;
+  pending->slot->pending = pending.get();
   st.pending = pending.get();
   return pending;
 }
 
+std::string& HttpSession::OutputOf(PendingAnswer& pending) {
+  return AtHead(*pending.slot) ? pending.conn->output() : pending.slot->bytes;
+}
+
 void HttpSession::BeginAnswer(PendingAnswer& pending) {
   Response& res = pending.response;
-  res.out_ = &pending.conn->output();
+  const bool head = AtHead(*pending.slot);
+  res.out_ = &OutputOf(pending);
+  res.slot_ = head ? nullptr : pending.slot;
   res.conn_ = pending.conn;
   res.date_line_ = protocol_.date_.line();
-  if (protocol_.worker_.draining()) res.close_ = true;  // a drain began meanwhile
-  res.body_unread_ = state_->body_streamed && state_->in_message;
+  // A drain began meanwhile: nothing is read behind the queue any more, and its last answer
+  // closes the connection.
+  if (protocol_.worker_.draining() && pending.slot == &state_->slots.back()) res.close_ = true;
+  res.body_unread_ = state_->pending == &pending && state_->body_streamed && state_->in_message;
 }
 
 void HttpSession::FinishAnswer(PendingAnswer& pending, bool close) {
-  HttpProtocol& h = protocol_;
   Connection& conn = *pending.conn;
-  state_->pending = nullptr;
+  Slot& slot = *pending.slot;
+  if (state_->pending == &pending) state_->pending = nullptr;
   pending.session = nullptr;
+  pending.slot = nullptr;
   pending.on_writable = nullptr;  // they may hold the answer: no cycle is left
   pending.on_body = nullptr;
   pending.on_aborted = nullptr;
   pending.on_closing = nullptr;
-  if (!state_->parsing && !state_->in_message) h.GiveBack(state_);
-  const int status = pending.response.status();
-  CountResponse(status);
-  if (h.config_->options.log_requests) LogResponse(pending.log_line, {}, status);
-  if (close) {
-    conn.Close();
-  } else {
-    // A stream whose head went out before a drain began, ended since (OnClosing): the
-    // connection is idle now, and closes as OnDrain closes an idle one.
-    conn.SetDeadline(h.worker_.now_ms() + (h.worker_.draining() ? kDrainIdleCloseMs
-                                                                   : h.idle_timeout_ms_));
+  slot.pending = nullptr;
+  slot.done = true;
+  slot.close = close;
+  slot.status = pending.response.status();
+  slot.log_line = std::move(pending.log_line);
+  slot.finish.fns = std::move(pending.finish.fns);
+  pending.finish.fns.clear();
+  pending.finish.status = slot.status;  // an OnFinish() from now on runs at once
+  if (AtHead(slot)) Advance(conn);
+}
+
+void HttpSession::Advance(Connection& conn) {
+  HttpProtocol& h = protocol_;
+  MessageState& st = *state_;
+  // OnFinish's callbacks run last, once the queue is as it will stay: they may answer others.
+  absl::InlinedVector<std::pair<FinishHooks, int>, 4> finished;
+  while (!st.slots.empty() && !conn.closing()) {
+    Slot& slot = st.slots.front();
+    if (!slot.bytes.empty()) {
+      conn.output().append(slot.bytes);
+      slot.bytes.clear();
+    }
+    // Its handler is still running, or its answer is to come (and from now on written straight
+    // out): the head stops here.
+    if (!slot.done || &slot == st.handling) {
+      if (slot.pending != nullptr && slot.pending->on_writable) conn.NotifyWritable();
+      break;
+    }
+    if (slot.fd >= 0) {
+      conn.SendFile(slot.fd, slot.offset, slot.length);
+      slot.fd = -1;
+    }
+    if (slot.status != 0) {
+      CountResponse(slot.status);
+      if (h.config_->options.log_requests) LogResponse(slot.log_line, {}, slot.status);
+    }
+    finished.emplace_back(std::move(slot.finish), slot.status);
+    const bool close = slot.close;
+    if (st.slot == &slot) st.slot = nullptr;
+    st.slots.pop_front();
+    if (close) conn.Close();
   }
-  conn.Resume();  // sends the answer, and hands over the requests that came after it
-  pending.finish.Run(status);
+  if (conn.closing()) {
+    DropSlots();  // the connection ends before their turn
+  } else if (st.slots.empty() && !st.in_message) {
+    // An idle connection while draining closes as OnDrain closes one.
+    conn.SetDeadline(h.worker_.now_ms() +
+                     (h.worker_.draining() ? kDrainIdleCloseMs : h.idle_timeout_ms_));
+  }
+  const bool give_back = st.slots.empty() && !st.parsing && !st.in_message && st.pending == nullptr;
+  conn.Resume();  // sends the answers, and hands over the requests that waited behind them
+  if (give_back) h.GiveBack(state_);
+  for (auto& [hooks, status] : finished) hooks.Run(status);
 }
 
 void HttpSession::Answer(PendingAnswer& pending, std::string_view body) {
@@ -85,12 +142,10 @@ bool HttpSession::WritePart(PendingAnswer& pending, std::string_view chunk) {
     pending.chunked = framing == Framing::kChunked;
     // Without a body (HEAD, 204, 304), the pieces are not sent.
     if (!res.AppendHead(framing, pending.length.value_or(0), false)) pending.length = 0;
-  } else {
-    res.out_ = &conn.output();  // the output buffer may have been given back since
   }
   const bool body = !res.head_ && res.status() != 204 && res.status() != 304;
   if (body && !chunk.empty()) {
-    std::string& out = conn.output();
+    std::string& out = OutputOf(pending);
     if (pending.chunked) {
       char size[20];
       out.append(size,
@@ -102,45 +157,83 @@ bool HttpSession::WritePart(PendingAnswer& pending, std::string_view chunk) {
     }
     pending.written += chunk.size();
   }
-  conn.Resume();  // sends it
-  return StreamHasRoom(conn);
+  if (AtHead(*pending.slot)) conn.Resume();  // sends it
+  return StreamHasRoom(pending);
 }
 
 void HttpSession::EndParts(PendingAnswer& pending) {
-  Connection& conn = *pending.conn;
   Response& res = pending.response;
   const bool body = !res.head_ && res.status() != 204 && res.status() != 304;
-  if (pending.chunked && body) conn.output().append("0\r\n\r\n"sv);
+  if (pending.chunked && body) OutputOf(pending).append("0\r\n\r\n"sv);
   // A body shorter than its Content-Length, or one that ends with the connection.
   const bool short_body = body && pending.length.has_value() && pending.written != *pending.length;
   FinishAnswer(pending, res.close_ || short_body);
 }
 
+bool HttpSession::StreamHasRoom(const PendingAnswer& pending) const {
+  const size_t bound = protocol_.config_->options.stream_buffer_bytes;
+  if (!AtHead(*pending.slot)) return pending.slot->bytes.size() <= bound;
+  return pending.conn->pending_output() <= bound && !pending.conn->output_full();
+}
+
+void HttpSession::WhenWritable(PendingAnswer& pending, std::function<void()> fn) {
+  if (StreamHasRoom(pending)) {
+    fn();
+    return;
+  }
+  pending.on_writable = std::move(fn);
+  // Behind the head, Advance() asks once the slot's turn comes.
+  if (AtHead(*pending.slot)) pending.conn->NotifyWritable();
+}
+
 void HttpSession::OnWritable(Connection& conn) {
-  PendingAnswer* pending = Pending();
+  if (state_ == nullptr || state_->slots.empty()) return;
+  PendingAnswer* pending = state_->slots.front().pending;
   if (pending == nullptr || !pending->on_writable) return;
   std::function<void()> fn = std::move(pending->on_writable);
   pending->on_writable = nullptr;
   fn();
 }
 
-void HttpSession::AbortPending() {
-  PendingAnswer* pending = Pending();
-  if (pending == nullptr) return;
-  state_->pending = nullptr;
-  pending->session = nullptr;
-  pending->aborted = true;
-  // The callbacks may hold the last handle to the answer: they go last, and `pending` may go
-  // with them.
-  std::function<void()> writable = std::move(pending->on_writable);
-  std::function<void(std::string_view, bool)> body = std::move(pending->on_body);
-  std::function<void()> aborted = std::move(pending->on_aborted);
-  std::function<void()> closing = std::move(pending->on_closing);
-  pending->on_writable = nullptr;
-  pending->on_body = nullptr;
-  pending->on_aborted = nullptr;
-  pending->on_closing = nullptr;
-  pending->finish.Run(0);
+bool HttpSession::QueueBlocks() const {
+  const std::deque<Slot>& slots = state_->slots;
+  if (slots.empty()) return false;
+  const HttpOptions& options = protocol_.config_->options;
+  if (slots.back().close || protocol_.worker_.draining() ||
+      slots.size() >= options.max_queued_responses) {
+    return true;
+  }
+  size_t bytes = 0;
+  for (const Slot& slot : slots) bytes += slot.bytes.size();
+  return bytes >= options.max_queued_response_bytes;
+}
+
+Slot* HttpSession::NextSlot() {
+  MessageState& st = *state_;
+  if (st.slot == nullptr && !st.slots.empty()) st.slot = &st.slots.emplace_back();
+  return st.slot;
+}
+
+Abandoned PendingAnswer::Abandon() {
+  session = nullptr;
+  if (slot != nullptr) slot->pending = nullptr;
+  slot = nullptr;
+  aborted = true;
+  Abandoned left;
+  left.finish.fns = std::move(finish.fns);
+  finish.fns.clear();
+  finish.status = 0;  // an OnFinish() from now on runs at once, with 0
+  left.aborted = std::move(on_aborted);
+  left.writable = std::move(on_writable);
+  left.closing = std::move(on_closing);
+  left.body = std::move(on_body);
+  on_aborted = on_writable = on_closing = nullptr;
+  on_body = nullptr;
+  return left;
+}
+
+void Abandoned::Run() {
+  finish.Run(0);
   if (aborted) {
     try {
       aborted();
@@ -148,6 +241,38 @@ void HttpSession::AbortPending() {
       // The request is over either way.
     }
   }
+}
+
+void HttpSession::AbortPending() {
+  PendingAnswer* pending = Pending();
+  if (pending == nullptr) return;
+  state_->pending = nullptr;
+  Slot& slot = *pending->slot;
+  slot.done = true;  // what it wrote goes out, and the connection ends after it
+  slot.close = true;
+  state_->slot = &slot;  // where the answer to the failure goes, if any
+  Abandoned left = pending->Abandon();
+  left.Run();
+}
+
+void HttpSession::DropSlots() {
+  if (state_ == nullptr) return;
+  state_->pending = nullptr;
+  state_->slot = nullptr;
+  std::vector<Abandoned> left;
+  for (Slot& slot : state_->slots) {
+    if (slot.pending != nullptr) {
+      left.push_back(slot.pending->Abandon());
+    } else {
+      left.emplace_back().finish.fns = std::move(slot.finish.fns);
+    }
+  }
+  state_->slots.clear();  // closes their files
+  for (Abandoned& a : left) a.Run();
+}
+
+Slot::~Slot() {
+  if (fd >= 0) ::close(fd);
 }
 
 void FinishHooks::Run(int finished_status) {
@@ -225,21 +350,24 @@ bool HttpSession::DeliverBody(PendingAnswer& pending, std::string_view chunk, bo
 
 void HttpSession::ReadBody(PendingAnswer& pending, std::function<void(std::string_view, bool)> fn) {
   MessageState& st = *state_;
-  if (!st.body_streamed) {
-    fn({}, true);  // the body was the request's
+  if (st.pending != &pending || !st.body_streamed) {
+    fn({}, true);  // the body was the request's, or has been read
     return;
   }
   pending.on_body = std::move(fn);
   if (st.expect_continue && st.in_message) {
     st.expect_continue = false;
-    pending.conn->output().append("HTTP/1.1 100 Continue\r\n\r\n"sv);
+    // An interim answer, in order too: after the answers ahead of it.
+    OutputOf(pending).append("HTTP/1.1 100 Continue\r\n\r\n"sv);
   }
   ContinueBody(pending);
 }
 
 void HttpSession::ContinueBody(PendingAnswer& pending) {
   // Within a parse (the reader paused and resumed at once), the parse reads on by itself.
-  if (state_->parsing || pending.body_paused || !pending.on_body) return;
+  if (state_->pending != &pending || state_->parsing || pending.body_paused || !pending.on_body) {
+    return;
+  }
   Connection& conn = *pending.conn;
   MessageState& st = *state_;
   // What was kept while nobody took it, then the end if it came meanwhile.
@@ -252,6 +380,7 @@ void HttpSession::ContinueBody(PendingAnswer& pending) {
   if (ok && st.body_end_due && Pending() == &pending && !pending.body_paused) {
     st.body_end_due = false;
     ok = DeliverBody(pending, {}, true);
+    if (Pending() == &pending) st.pending = nullptr;  // its request is read: the next one may be
   }
   if (!ok) {
     Reject(conn, 500);

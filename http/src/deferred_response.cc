@@ -97,13 +97,7 @@ void DeferredResponse::End() {
 }
 
 void DeferredResponse::OnWritable(std::function<void()> fn) {
-  if (state_->session == nullptr) return;
-  if (state_->session->StreamHasRoom(*state_->conn)) {
-    fn();
-    return;
-  }
-  state_->on_writable = std::move(fn);
-  state_->conn->NotifyWritable();
+  if (state_->session != nullptr) state_->session->WhenWritable(*state_, std::move(fn));
 }
 
 void DeferredResponse::OnBody(std::function<void(std::string_view chunk, bool last)> fn) {

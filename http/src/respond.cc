@@ -96,16 +96,19 @@ void HttpSession::Respond(MessageState& st, const char* base) {
                        st.body_copied ? std::string_view(st.body) : View(base, st.body_view),
                        parser.minor_version(), !close, h.worker_, conn, *this);
   const bool head = method == "HEAD";
-  std::string& out = conn.output();
+  // Behind an answer still to come, the answer waits in a slot of its own.
+  Slot* slot = NextSlot();
+  std::string& out = slot == nullptr ? conn.output() : slot->bytes;
   const bool http10 = parser.minor_version() == 0;
   Response res =
       ResponseWriter::Make(&out, &h.fields_, h.date_.line(), head, close, http10, !close && http10);
   res.session_ = this;
   res.conn_ = &conn;
+  res.slot_ = slot;
   res.body_unread_ = st.body_streamed;
   h.finish_.fns.clear();
   h.finish_.status = -1;
-  res.finish_ = &h.finish_;
+  res.finish_ = slot == nullptr ? &h.finish_ : &slot->finish;
   res.request_ = &req;  // for the preconditions of its answer
   Router::Result route;
   if (st.routed) {
@@ -124,6 +127,7 @@ void HttpSession::Respond(MessageState& st, const char* base) {
   // A failure stays with its request: the error hook's answer (or a 500 and a line on
   // stderr), and the connection goes on.
   Dispatch dispatch{this, &h, &route, &req, &res};
+  st.handling = slot;
   try {
     if (!RequestBuilder::ValidEncoding(req)) {
       SendError(req, res, Error{400, "invalid percent-encoding in the path or the query", {}});
@@ -139,12 +143,25 @@ void HttpSession::Respond(MessageState& st, const char* base) {
   } catch (...) {
     HandleException(req, res, std::current_exception());
   }
+  st.handling = nullptr;
   // Answered later (or, if the handle is dropped, with a 500 then).
   if (res.deferred()) {
     if (Pending() != nullptr && h.config_->options.log_requests) {
       Pending()->log_line = std::string(method) + " " + std::string(req.path());
     }
+    // The answers ahead of it went while it was made: what it wrote meanwhile goes out.
+    if (slot != nullptr && AtHead(*slot)) Advance(conn);
     h.deferring_.reset();  // an answer nobody holds any more is given now: a 500
+    return;
+  }
+  if (slot != nullptr) {
+    slot->done = true;
+    slot->status = res.status();
+    slot->close = ResponseWriter::Closes(res);
+    if (h.config_->options.log_requests) {
+      slot->log_line = std::string(method) + " " + std::string(req.path());
+    }
+    if (AtHead(*slot)) Advance(conn);  // the answers ahead of it went while it was made
     return;
   }
   CountResponse(res.status());
@@ -239,7 +256,7 @@ void HttpSession::LogResponse(std::string_view method, std::string_view path, in
   if (h.log_.size() > 64 * 1024) h.FlushLog();
 }
 
-void HttpSession::SendOwnError(Connection& conn, int status) {
+void HttpSession::SendOwnError(Connection& conn, int status, Slot* slot) {
   HttpProtocol& h = protocol_;
   MessageState& st = *state_;
   // The header section's bytes are all here (the receive buffer during a parse, else `held`);
@@ -251,14 +268,20 @@ void HttpSession::SendOwnError(Connection& conn, int status) {
   Request req;
   RequestBuilder::Fill(req, method, View(st.base, st.parser.target()), st.parser.question(),
                        h.headers_, {}, minor, /*keep_alive=*/false, h.worker_, conn, *this);
-  Response res = ResponseWriter::Make(&conn.output(), &h.fields_, h.date_.line(), method == "HEAD",
-                                      /*close=*/true, http10, /*http10_keep_alive=*/false);
+  Response res = ResponseWriter::Make(slot != nullptr ? &slot->bytes : &conn.output(), &h.fields_,
+                                      h.date_.line(), method == "HEAD", /*close=*/true, http10,
+                                      /*http10_keep_alive=*/false);
   res.conn_ = &conn;  // no session_: the answer cannot be deferred (Defer() throws)
+  res.slot_ = slot;
   h.finish_.fns.clear();
   h.finish_.status = -1;
   res.finish_ = &h.finish_;
   SendError(req, res, Error{status, ReasonPhrase(status), {}});
-  CountResponse(res.status());
+  if (slot != nullptr) {
+    slot->status = res.status();  // counted when it goes out
+  } else {
+    CountResponse(res.status());
+  }
   if (h.config_->options.log_requests) LogResponse(method, req.path(), res.status());
   if (!h.finish_.fns.empty()) h.finish_.Run(res.status());
 }

@@ -449,10 +449,14 @@ void Response::SendFile(int fd, uint64_t offset, uint64_t length) {
     return;
   }
   sent_ = true;
-  if (AppendHead(Framing::kLength, length, length == 0)) {
-    conn_->SendFile(fd, offset, length);
-  } else {
+  if (!AppendHead(Framing::kLength, length, length == 0)) {
     close(fd);
+  } else if (slot_ != nullptr) {
+    slot_->fd = fd;  // sent when the slot's turn comes
+    slot_->offset = offset;
+    slot_->length = length;
+  } else {
+    conn_->SendFile(fd, offset, length);
   }
 }
 

@@ -35,6 +35,7 @@ void MessageState::Reset() {
   in_message = headers_done = base_in_held = body_copied = false;
   body_streamed = body_end_due = expect_continue = routed = false;
   pending = nullptr;
+  slot = handling = nullptr;
 }
 
 HttpProtocol::HttpProtocol(std::shared_ptr<const AppConfig> config, Worker& worker)
@@ -138,13 +139,12 @@ size_t HttpSession::OnData(Connection& conn, std::string_view bytes) {
       return taken + OnData(conn, bytes.substr(taken));
     }
   }
-  if (PendingAnswer* pending = Pending(); pending != nullptr) {
-    // Bytes after a request whose answer is to come wait with the loop; so does a streamed
-    // body while its reader is absent or paused.
-    if (!state_->body_streamed || !state_->in_message || !pending->on_body ||
-        pending->body_paused) {
-      return 0;
-    }
+  if (state_ != nullptr) {
+    // A streamed body waits with the loop while its reader is absent or paused; so do requests
+    // behind a queue of answers at its bound.
+    const PendingAnswer* pending = Pending();
+    if (pending != nullptr && (!pending->on_body || pending->body_paused)) return 0;
+    if (!state_->in_message && QueueBlocks()) return 0;
   }
   if (state_ == nullptr) state_ = h.TakeState();
   MessageState& st = *state_;
@@ -200,7 +200,9 @@ size_t HttpSession::OnData(Connection& conn, std::string_view bytes) {
   // The state stays with a message that spans reads or an answer to come; otherwise it goes
   // back to the pool. After a response that closes, the rest of the input is not read.
   st.parsing = false;
-  if (st.pending == nullptr && (!st.in_message || conn.closing())) h.GiveBack(state_);
+  if (st.pending == nullptr && st.slots.empty() && (!st.in_message || conn.closing())) {
+    h.GiveBack(state_);
+  }
   return consumed;
 }
 
@@ -269,7 +271,9 @@ int HttpSession::OnHeadersComplete(const char** at, const char* end) {
     // An answer that closes ends the reading too; "100 Continue" waits for OnBody().
     if (st.conn->closing()) return 0;
   } else if (st.expect_continue) {
-    st.conn->output().append("HTTP/1.1 100 Continue\r\n\r\n"sv);
+    // Behind answers still due, the interim answer waits its turn in the request's slot.
+    Slot* slot = NextSlot();
+    (slot != nullptr ? slot->bytes : st.conn->output()).append("HTTP/1.1 100 Continue\r\n\r\n"sv);
   }
   return ParseBody(at, end);
 }
@@ -313,23 +317,27 @@ int HttpSession::OnMessageComplete() {
   MessageState& st = *state_;
   if (!st.body_streamed) {
     Respond(st, st.base);
+    st.pending = nullptr;  // the request is read: its answer, if deferred, is in its slot
   } else if (PendingAnswer* pending = Pending(); pending != nullptr) {
     if (!pending->on_body || pending->body_paused) {
-      st.body_end_due = true;
+      st.body_end_due = true;  // the next request waits until the reader has had the end
     } else if (!DeliverBody(*pending, {}, true)) {
       return 500;
+    } else {
+      st.pending = nullptr;
     }
   }
   st.in_message = false;
-  // After an answer that fills the output, or one that is given later, the rest of the input
-  // is handed back to the loop, which holds it until the client reads or the answer is given.
-  // An answer that is awaited has no deadline.
   if (st.conn->closing()) return 0;
-  if (st.pending != nullptr) {
-    Stop();
-    return 0;
+  // After an answer that fills the output, the rest of the input is handed back to the loop,
+  // which holds it until the client reads. Behind an answer still due, requests are read on
+  // up to the queue's bound, and no idle deadline runs: the wait is the server's.
+  if (st.slots.empty()) {
+    SetDeadline(protocol_.idle_timeout_ms_);
+  } else {
+    st.conn->SetDeadline(0);
+    if (st.pending != nullptr || QueueBlocks()) st.stopped = true;
   }
-  SetDeadline(protocol_.idle_timeout_ms_);
   if (st.conn->output_full()) st.stopped = true;
   return 0;
 }
@@ -357,7 +365,7 @@ void HttpSession::KeepUnfinished(const char* end) {
 }
 
 HttpSession::~HttpSession() {
-  AbortPending();
+  DropSlots();
   if (protocol_.proxy_protocol_) protocol_.proxies_.erase(this);
 }
 
@@ -418,14 +426,22 @@ void HttpSession::Reject(Connection& conn, int status) {
   const bool answered =
       state_ != nullptr && state_->body_streamed && (Pending() == nullptr || Pending()->streaming);
   AbortPending();
+  // Behind answers still due, the error waits its turn in a slot, and the connection closes
+  // after it; nothing more is read.
+  Slot* slot = state_ != nullptr ? NextSlot() : nullptr;
   // With a request line to hang it on, an error goes through the error hook. The line ended
   // within max_header_bytes, or the parser would have stopped before its end.
   const bool has_request = InMessage() && state_->parser.request_line_done();
   if (!answered && has_request && h.config_->on_error) {
-    SendOwnError(conn, status);
+    SendOwnError(conn, status, slot);
   } else if (!answered) {
-    AppendErrorResponse(conn.output(), status, h.date_.line());
-    CountResponse(status);
+    if (slot == nullptr) {
+      AppendErrorResponse(conn.output(), status, h.date_.line());
+      CountResponse(status);
+    } else {
+      AppendErrorResponse(slot->bytes, status, h.date_.line());
+      slot->status = status;  // counted when it goes out
+    }
     if (h.config_->options.log_requests) {
       h.log_.append("Request rejected by worker "sv);
       AppendDecimal(h.log_, static_cast<size_t>(h.worker_.id()));
@@ -434,7 +450,15 @@ void HttpSession::Reject(Connection& conn, int status) {
       h.log_.push_back('\n');
     }
   }
-  conn.Close();
+  if (slot == nullptr) {
+    conn.Close();
+    return;
+  }
+  slot->done = true;
+  slot->close = true;
+  state_->in_message = false;
+  Stop();
+  if (AtHead(*slot)) Advance(conn);
 }
 
 void HttpSession::OnDrain(Connection& conn) {
@@ -447,11 +471,18 @@ void HttpSession::OnDrain(Connection& conn) {
   // A long-lived answer (an event stream, a long poll) has no end of its own in sight: it is
   // told (DeferredResponse::OnClosing), and ends itself. The one path by which every kind of
   // session hears that its loop closes, a rolling restart's included.
-  if (PendingAnswer* pending = Pending(); pending != nullptr && pending->on_closing) {
-    std::function<void()> closing = std::move(pending->on_closing);
-    pending->on_closing = nullptr;
+  if (state_ == nullptr) return;
+  // Taken out first: each may answer, and so change the queue (or give `state_` back).
+  std::vector<std::function<void()>> closing;
+  for (Slot& slot : state_->slots) {
+    if (slot.pending != nullptr && slot.pending->on_closing) {
+      closing.push_back(std::move(slot.pending->on_closing));
+      slot.pending->on_closing = nullptr;
+    }
+  }
+  for (std::function<void()>& fn : closing) {
     try {
-      closing();  // may answer, and so give `state_` back
+      fn();
     } catch (...) {
       // The drain goes on; the answer ends with the shutdown timeout at the latest.
     }

@@ -16,6 +16,7 @@
 #define PERCORE_HTTP_SRC_SESSION_H_
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -51,6 +52,28 @@ struct FinishHooks {
   void Add(std::function<void(int)> fn);
 };
 
+// One request's place in its connection's queue of answers, from the moment an answer ahead of
+// it is still to come (a deferred one): its handler runs at once and writes here, and what it
+// wrote goes out when every answer ahead of it has. The head of the queue writes straight to
+// the connection's output; so does every request while the queue is empty (no slot at all).
+struct Slot {
+  Slot() = default;
+  Slot(const Slot&) = delete;
+  Slot& operator=(const Slot&) = delete;
+  ~Slot();
+
+  PendingAnswer* pending = nullptr;  // its deferred answer, until that is complete
+  std::string bytes;                 // what it wrote while a slot ahead of it was unanswered
+  int fd = -1;                       // a file range after `bytes` (SendFile), owned here
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  FinishHooks finish;
+  std::string log_line;  // "<method> <path>" for the request log
+  int status = 0;
+  bool done = false;   // complete: written out once it reaches the head
+  bool close = false;  // the connection closes after it
+};
+
 // The state of one message being parsed, and of the read being parsed.
 struct MessageState {
   RequestParser parser;
@@ -76,8 +99,14 @@ struct MessageState {
   bool stopped = false;       // paused after a response (the output is full, or its answer comes
                               // later): the loop holds the rest of the read
   bool parsing = false;       // within OnData
-  // A deferred answer not given yet: the state stays with the session until it is.
+  // The deferred answer of the message being parsed, until the message and its body are read
+  // (a streamed body goes to its reader), or until the answer is complete.
   PendingAnswer* pending = nullptr;
+  // The answers not yet written, in request order (see Slot): the state stays with the session
+  // while there are any. A deque, so that a slot stays where it is while others come and go.
+  std::deque<Slot> slots;
+  Slot* slot = nullptr;      // the message's, once it has one (until it leaves the queue)
+  Slot* handling = nullptr;  // the slot whose handler runs: it stays until the handler returns
   // The route, found at the end of the header section (a router with body options) and kept
   // for Respond(): for a streamed body, which it answers at once, or when the route has no
   // parameters (theirs point into the target, which a later read may have moved to `held`).
@@ -98,6 +127,18 @@ std::string_view PathOf(std::string_view target, size_t question);
 
 class HttpSession;
 
+// What a deferred answer that will never be given leaves to run: taken out of it first, so that
+// running it (which may drop the last handle to the answer) touches nothing of the answer.
+struct Abandoned {
+  FinishHooks finish;
+  std::function<void()> aborted;
+  std::function<void()> writable;
+  std::function<void()> closing;
+  std::function<void(std::string_view, bool)> body;
+  // OnFinish's callbacks with 0, then OnAborted's; the rest is dropped with this.
+  void Run();
+};
+
 // The state behind a DeferredResponse, shared by its copies. The session points to it while the
 // answer is pending, and it points back until the answer or the connection's end.
 struct PendingAnswer {
@@ -107,11 +148,14 @@ struct PendingAnswer {
   }
   // Dropped unanswered: a 500.
   ~PendingAnswer();
+  // Detaches the answer from its session and slot for good (aborted), its callbacks taken out.
+  Abandoned Abandon();
   PendingAnswer(const PendingAnswer&) = delete;
   PendingAnswer& operator=(const PendingAnswer&) = delete;
 
   HttpSession* session = nullptr;  // null once answered or the connection went
   Connection* conn = nullptr;      // valid while `session` is set
+  Slot* slot = nullptr;            // its place in the queue: valid while `session` is set
   Response response;               // writes its fields to `fields`; its output is set at Send
   std::string fields;
   FinishHooks finish;
@@ -206,11 +250,11 @@ class HttpSession final : public percore::Session {
   // A streamed one (DeferredResponse::Write, End): false once the output is full.
   bool WritePart(PendingAnswer& pending, std::string_view chunk);
   void EndParts(PendingAnswer& pending);
-  // Whether a streamed answer may write more now (HttpOptions::stream_buffer_bytes).
-  bool StreamHasRoom(const Connection& conn) const {
-    return conn.pending_output() <= protocol_.config_->options.stream_buffer_bytes &&
-           !conn.output_full();
-  }
+  // Whether a streamed answer may write more now (HttpOptions::stream_buffer_bytes): what its
+  // slot holds, or, at the head, what waits in the output.
+  bool StreamHasRoom(const PendingAnswer& pending) const;
+  // DeferredResponse::OnWritable: `fn` runs once the stream has room.
+  void WhenWritable(PendingAnswer& pending, std::function<void()> fn);
   void OnWritable(Connection& conn) override;
   // Whether the loop is draining (DeferredResponse::OnClosing).
   bool Draining() const { return protocol_.worker_.draining(); }
@@ -247,12 +291,31 @@ class HttpSession final : public percore::Session {
   void Stop();
   // Ends the request in progress with `status` (unless its answer has begun) and closes.
   void Reject(Connection& conn, int status);
-  // The deferred answer will never be given: OnAborted's callback runs.
+  // The deferred answer of the message being parsed will never be given: OnAborted's callback
+  // runs. Its slot stays, done, for what the connection says last.
   void AbortPending();
+  // No answer in the queue will be given: OnFinish(0) and OnAborted run; files close.
+  void DropSlots();
+  // Where a deferred answer writes: the connection's output at the head of the queue, else its
+  // slot.
+  std::string& OutputOf(PendingAnswer& pending);
+  bool AtHead(const Slot& slot) const { return &state_->slots.front() == &slot; }
+  // Writes out the complete answers at the head of the queue, up to the first one still to
+  // come, which becomes the head; closes after one that closes. Then the loop sends them and
+  // hands over the input it kept.
+  void Advance(Connection& conn);
+  // Whether requests behind the queued answers wait unread: the queue is at its bound
+  // (HttpOptions::max_queued_responses, max_queued_response_bytes), its last answer closes, or
+  // the loop drains.
+  bool QueueBlocks() const;
+  // The slot of the message being parsed: null while the queue is empty (its answers are
+  // written straight to the output), else its own, at the back (made on first use).
+  Slot* NextSlot();
   // An error percore finds itself once the request line is known (a header field has begun):
   // answered through the error hook (App::OnError), as a handler's error is; the connection
   // closes.
-  void SendOwnError(Connection& conn, int status);
+  // Written to `slot` when answers ahead of it are due, else to the output.
+  void SendOwnError(Connection& conn, int status, Slot* slot);
   // The parse of a read, from *at towards `end`, moving *at: the header section, then the body
   // and the message's end. Each returns a status to reject the request with, or 0.
   int ReadHead(const char** at, const char* end);
@@ -272,7 +335,9 @@ class HttpSession final : public percore::Session {
   void BeginAnswer(PendingAnswer& pending);
   void FinishAnswer(PendingAnswer& pending, bool close);
   // No request begun and no answer pending.
-  bool BetweenMessages() const { return state_ == nullptr || (!InMessage() && !Pending()); }
+  bool BetweenMessages() const {
+    return state_ == nullptr || (!InMessage() && state_->slots.empty());
+  }
   bool InMessage() const { return state_ != nullptr && state_->in_message; }
   PendingAnswer* Pending() const { return state_ != nullptr ? state_->pending : nullptr; }
 

@@ -31,6 +31,12 @@ struct HttpOptions {
   // last piece written) besides the kernel's socket buffer. A piece of any size is taken;
   // EngineOptions::max_pending_output bounds what a handler sends in one piece.
   size_t stream_buffer_bytes = 64 * 1024;
+  // Requests pipelined behind one whose answer comes later (Response::Defer) are read and
+  // handled at once, their answers held until those ahead of them have gone, so they still
+  // leave in request order. Past either bound (answers held, or their bytes) the connection
+  // reads nothing more until the answer ahead goes: what one client can make the server hold.
+  size_t max_queued_responses = 64;
+  size_t max_queued_response_bytes = 1024 * 1024;
   // Longest request target (414 beyond).
   size_t max_target_bytes = 8 * 1024;
   // Largest header section: request line and header fields (431 beyond).

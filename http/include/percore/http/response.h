@@ -35,6 +35,7 @@ class DeferredResponse;
 class HttpSession;
 class Request;
 struct PendingAnswer;
+struct Slot;
 struct CompressOptions;
 struct FinishHooks;
 class GzipFileStream;
@@ -170,6 +171,7 @@ class Response {
   const Request* request_ = nullptr;
   std::shared_ptr<const KeptConditions> kept_conditions_;
   Connection* conn_ = nullptr;                 // for SendFile()
+  Slot* slot_ = nullptr;  // where SendFile() queues a file while an answer ahead is due
   HttpSession* session_ = nullptr;             // for Defer()
   FinishHooks* finish_ = nullptr;              // OnFinish()
   const CompressOptions* compress_ = nullptr;  // set by the Compress() middleware
