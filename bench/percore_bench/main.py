@@ -23,7 +23,8 @@ Sets up (scripts/setup --bench) and builds (scripts/build), then:
     bench/conn_holder opens 10,000 of them);
   * runs hello_cores with 2 loops on 2 CPUs and reports the share of requests each loop served;
   * runs 1,000 connections on GET /delay?ms=50 (answered from a timer) against hello_cores with
-    one loop and bench/node_delay.js (Node's http with setTimeout), each on the server CPU;
+    one loop and bench/node_delay.js (Node's http with setTimeout), each on the server CPU; then
+    64 connections on GET /delay?ms=20 one request at a time and pipelined 16 deep;
   * starts 20 downloads of 1 GiB from GET /stream and reads each at 4 MB/s for the mode's
     duration (slow readers: the server produces faster than they read), then closes them, and
     reports hello_cores's resident memory before, at its peak and after;
@@ -38,11 +39,8 @@ never because of speed: speed is reported, not asserted.
 
 import argparse
 import datetime
-import gzip
 import json
 import os
-import random
-import re
 import resource
 import shlex
 import shutil
@@ -54,37 +52,14 @@ import time
 from pathlib import Path
 
 from .compare import compare, report as compare_report
-from .load import (MODES, errors_of, hold_connections, idle_memory, measure,
-                   release_connections, run_wrk, slow_readers, wrk_command)
-from .processes import CLK_TCK, ROOT, Children, Failure, log, loop_ticks, on_terminate, run_step
+from .load import MODES, errors_of, idle_memory, measure, run_wrk, wrk_command
+from .processes import CLK_TCK, ROOT, Children, Failure, log, on_terminate, run_step
 from .report import fmt_cpu, fmt_lat, fmt_rate, fmt_ratio, ratio, table, targets, write_chart
-from .servers import Nginx, NodeDelay, Percore, RawResponder, http_get
+from .sections import (PAGE_KIB, Context, deferred, deferred_pipelined, gzip_files,
+                       log_measured, micro, slow_readers, text_page, two_loops)
+from .servers import Nginx, Percore, RawResponder
 
 RESULTS = ROOT / "bench" / "results"
-PAGE_KIB = 64
-
-
-def text_page(kib):
-    """`kib` KiB of text-like bytes, the same every run: 3,000 made-up words drawn with Zipf's
-    law, in sentences, so that it compresses about as prose does (about 3:1 at level 6)."""
-    rng = random.Random(1)
-    letters = "etaoinshrdlucmfwypvbgkjqxz"
-    vocabulary = ["".join(rng.choice(letters[:rng.randint(8, 26)])
-                          for _ in range(rng.randint(2, 10))) for _ in range(3000)]
-    weights = [1 / (rank + 1) for rank in range(len(vocabulary))]
-    out, size = [], 0
-    while size < kib * 1024:
-        line = " ".join(rng.choices(vocabulary, weights, k=rng.randint(6, 14))) + ".\n"
-        out.append(line)
-        size += len(line)
-    return "".join(out)[:kib * 1024].encode()
-
-
-def log_measured(name, r):
-    """One line for one wrk run against one server."""
-    log(f"  {name:8} {fmt_rate(r['requests_per_s']):>10} req/s  "
-        f"p50 {fmt_lat(r['p50_us'])}  p99 {fmt_lat(r['p99_us'])}  "
-        f"CPU {fmt_cpu(r['cpu_us_per_request'])} us/req  ({r['command']})")
 
 
 def main():
@@ -182,6 +157,7 @@ def main():
         "idle_memory": {},
         "two_loops": {},
         "deferred": {},
+        "deferred_pipelined": {},
         "slow_readers": {},
         "gzip": {},
         "failures": [],
@@ -283,172 +259,17 @@ def main():
             except Failure as e:
                 fail(str(e))
 
-        # ---- Two loops on two CPUs: the share of requests each served.
-        two = results["two_loops"]
-        if len(allowed) >= 2:
-            a, b = allowed[0], allowed[1]
-            cpus = f"{a}-{b}" if b == a + 1 else f"{a},{b}"
-            log(f"== 2 loops on CPUs {cpus}, 200 connections, GET /worker ({duration} s, "
-                "wrk unpinned)")
-            try:
-                both = Percore(children, hello, tmp, cpus, args.backend, None, label="percore-2")
-                # How the kernel spreads 200 connections over the two listeners (a sample: wrk's
-                # own connections hash differently), to tell that apart from unequal CPU time.
-                holder, _, spread = hold_connections(children, conn_holder, both.port, 200, None,
-                                                     path="/worker")
-                release_connections(children, holder)
-                cmd = wrk_command(both.port, 200, 2, duration, None, "bench/worker_share.lua",
-                                  path="/worker")
-                loops_before = loop_ticks(both.proc.pid)
-                r = measure(both, cmd, duration, 200)
-                loops_after = loop_ticks(both.proc.pid)
-                loop_cpu = {k: (loops_after.get(k, 0) - v) / CLK_TCK
-                            for k, v in loops_before.items()}
-                counts = {m.group(1): int(m.group(2))
-                          for m in re.finditer(r"^worker_share (\d+) (\d+)$", r["wrk_output"],
-                                               re.M)}
-                m = re.search(r"^worker_share_unmatched (\d+)$", r["wrk_output"], re.M)
-                unmatched = int(m.group(1)) if m else 0
-                total = sum(counts.values())
-                two.update({
-                    "command": r["command"], "server": shlex.join(both.cmd),
-                    "requests_per_s": r["requests_per_s"], "requests": r["requests"],
-                    "cpu_us_per_request": r["cpu_us_per_request"], "p50_us": r["p50_us"],
-                    "p99_us": r["p99_us"], "socket_errors": r["socket_errors"],
-                    "non_2xx": r["non_2xx"], "counts": counts, "unmatched": unmatched,
-                    "shares": {k: v / total for k, v in counts.items()} if total else {},
-                    "connections_per_loop_sample": spread,
-                    "loop_cpu_s": loop_cpu,
-                })
-                log(f"  {fmt_rate(r['requests_per_s'])} req/s, " + ", ".join(
-                    f"loop {k}: {v:,} ({v / total * 100:.1f}%)" for k, v in sorted(counts.items()))
-                    if total else "  no worker ids counted")
-                log("  loop CPU time during the run: " + ", ".join(
-                    f"loop {k}: {v:.2f} s" for k, v in sorted(loop_cpu.items()))
-                    + "; a separate sample of 200 connections: " + ", ".join(
-                    f"loop {k}: {v}" for k, v in sorted(spread.items())))
-                for problem in errors_of(r):
-                    fail(f"2 loops: {problem}")
-                if unmatched:
-                    fail(f"2 loops: {unmatched} /worker responses without a worker id")
-                if not total:
-                    fail("2 loops: bench/worker_share.lua counted no responses")
-                both.stop()
-            except Failure as e:
-                fail(f"2 loops: {e}")
-        else:
-            two["skipped"] = "skipped: needs 2 CPUs"
-
-        # ---- Answers that come later: a handler that waits 50 ms (a timer, as for a database
-        # call) on 1,000 connections, one loop, beside Node's http with setTimeout.
-        deferred = results["deferred"]
-        log(f"== answers 50 ms later: 1,000 connections, GET /delay?ms=50, one loop or process "
-            f"({duration} s each)")
-        for make in (lambda: Percore(children, hello, tmp,
-                                     str(server_cpu) if server_cpu is not None else None,
-                                     args.backend, pin_server, label="percore-delay"),
-                     lambda: NodeDelay(children, tmp, pin_server)):
-            try:
-                server = make()
-            except Failure as e:
-                fail(f"deferred answers: {e}")
-                continue
-            cmd = wrk_command(server.port, 1000, 1, duration, client_cpu, path="/delay?ms=50")
-            try:
-                r = measure(server, cmd, duration, 1000)
-                deferred[server.name] = r
-                log_measured(server.name, r)
-                for problem in errors_of(r):
-                    fail(f"deferred answers, {server.name}: {problem}")
-                server.stop()
-            except Failure as e:
-                fail(f"deferred answers, {server.name}: {e}")
-
-        # ---- Slow readers: 20 streamed downloads read far slower than they are produced.
-        log(f"== slow readers: 20 connections on GET /stream?bytes=1GiB, each read at 4 MB/s "
-            f"({duration} s)")
-        try:
-            server = Percore(children, hello, tmp,
-                             str(server_cpu) if server_cpu is not None else None, args.backend,
-                             pin_server, label="percore-stream")
-            r = slow_readers(server, 20, duration, 4_000_000)
-            results["slow_readers"] = r
-            log(f"  VmRSS {r['rss_before_kib']:,} KiB before, {r['rss_peak_kib']:,} KiB at the peak"
-                f" ({r['growth_kib_per_connection']:,.0f} KiB per connection), "
-                f"{r['rss_after_kib']:,} KiB after; {r['bytes_read'] / 1e6:,.0f} MB read")
-            server.stop()
-        except Failure as e:
-            fail(f"slow readers: {e}")
-
-        # ---- gzip: the same text file as it is and compressed, from both servers.
-        gz = results["gzip"]
-        log(f"== gzip: GET /files/page.txt ({PAGE_KIB} KiB of text), 16 connections, as it is "
-            f"and with Accept-Encoding: gzip ({duration} s each)")
-        server_cpus = [server_cpu] if server_cpu is not None else []
-        for make in (lambda: Percore(children, hello, tmp,
-                                     str(server_cpu) if server_cpu is not None else None,
-                                     args.backend, pin_server, label="percore-gzip",
-                                     extra_args=["--static", str(www)]),
-                     lambda: Nginx(children, tmp, server_cpus, pin_server)):
-            try:
-                server = make()
-                entry = gz.setdefault(server.name, {})
-                for coding, header in (("identity", "Accept-Encoding: identity"),
-                                       ("gzip", "Accept-Encoding: gzip")):
-                    status, body, head = http_get(server.port, "/files/page.txt", headers=[header])
-                    zipped = "content-encoding: gzip" in head.lower()
-                    got = gzip.decompress(body) if zipped else body
-                    if status != 200 or got != page or zipped != (coding == "gzip"):
-                        raise Failure(f"GET /files/page.txt with {header!r}: status {status}, "
-                                      f"gzipped {zipped}, body {'right' if got == page else 'wrong'}")
-                    cmd = wrk_command(server.port, 16, 1, duration, client_cpu, headers=[header],
-                                      path="/files/page.txt")
-                    r = measure(server, cmd, duration, 16)
-                    r["body_bytes"] = len(body)
-                    entry[coding] = r
-                    log_measured(f"{server.name[:3]} {coding[:4]}", r)
-                    for problem in errors_of(r):
-                        fail(f"gzip, {server.name} {coding}: {problem}")
-                entry["cpu_us_per_kib"] = ((entry["gzip"]["cpu_us_per_request"]
-                                            - entry["identity"]["cpu_us_per_request"]) / PAGE_KIB)
-                log(f"  {server.name}: {entry['cpu_us_per_kib']:.2f} us CPU per KiB compressed "
-                    f"({PAGE_KIB} KiB -> {entry['gzip']['body_bytes']:,} bytes)")
-                server.stop()
-            except Failure as e:
-                fail(f"gzip: {e}")
-        if "percore" in gz and "nginx" in gz:
-            gz["ratio"] = ratio(gz["percore"]["cpu_us_per_kib"], gz["nginx"]["cpu_us_per_kib"])
-
-        # ---- Micro-benchmarks.
+        ctx = Context(children=children, hello=hello, tmp=tmp, build_dir=build_dir,
+                      conn_holder=conn_holder, backend=args.backend, duration=duration,
+                      quick=args.quick, allowed=allowed, server_cpu=server_cpu,
+                      client_cpu=client_cpu, pin_server=pin_server, results=results, fail=fail)
+        two_loops(ctx)
+        deferred(ctx)
+        deferred_pipelined(ctx)
+        slow_readers(ctx)
+        gzip_files(ctx, www, page)
         if args.micro:
-            log("== micro-benchmarks (Google Benchmark)")
-            results["micro"] = {}
-            binaries = sorted((build_dir / "bench").glob("*_benchmark"))
-            if not binaries:
-                fail(f"no *_benchmark binaries in {build_dir / 'bench'}")
-            for binary in binaries:
-                cmd = []
-                if server_cpu is not None:
-                    cmd += ["taskset", "-c", str(server_cpu)]
-                cmd += [str(binary), "--benchmark_format=json",
-                        f"--benchmark_min_time={0.05 if args.quick else 0.5}"]
-                try:
-                    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-                    if p.returncode != 0:
-                        raise Failure(f"exit code {p.returncode}: {p.stderr.strip()[-1000:]}")
-                    data = json.loads(p.stdout)
-                except (Failure, ValueError, subprocess.TimeoutExpired) as e:
-                    fail(f"{binary.name}: {e}")
-                    continue
-                for b in data.get("benchmarks", []):
-                    if b.get("error_occurred"):
-                        fail(f"{binary.name} {b['name']}: {b.get('error_message')}")
-                        continue
-                    scale = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}[b.get("time_unit", "ns")]
-                    results["micro"][f"{binary.name}/{b['name']}"] = {
-                        "cpu_ns": b["cpu_time"] * scale,
-                        "items_per_second": b.get("items_per_second"),
-                    }
+            micro(ctx)
     except KeyboardInterrupt as e:
         interrupted = True
         fail(f"interrupted ({e or 'Ctrl-C'})")
@@ -502,6 +323,11 @@ def main():
     for name, r in results["deferred"].items():
         log(f"answers 50 ms later, 1,000 connections: {name} {fmt_rate(r['requests_per_s'])} req/s,"
             f" p99 {fmt_lat(r['p99_us'])}, CPU {fmt_cpu(r['cpu_us_per_request'])} us/req")
+    dp = results["deferred_pipelined"]
+    if "ratio" in dp:
+        log(f"answers 20 ms later, 64 connections: {fmt_rate(dp['sequential']['requests_per_s'])}"
+            f" req/s one at a time, {fmt_rate(dp['pipelined']['requests_per_s'])} pipelined 16 "
+            f"deep ({dp['ratio']:.2f}x)")
     for name in ("percore", "nginx"):
         g = results["gzip"].get(name)
         if g and "cpu_us_per_kib" in g:

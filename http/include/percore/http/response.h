@@ -15,8 +15,10 @@
 //   });
 //
 // From another thread, the answer goes through the loop: later.loop().Post([later]() mutable {
-// later.Send(result); }). Requests pipelined behind a deferred one wait, unread, until it is
-// answered, so answers always go out in request order. Owning-loop-only.
+// later.Send(result); }). Requests pipelined behind a deferred one are handled at once, and their
+// answers wait behind it, so answers always go out in request order (up to
+// HttpOptions::max_queued_responses per connection: past it, the connection reads nothing more
+// until the first goes). Owning-loop-only.
 #ifndef PERCORE_HTTP_RESPONSE_H_
 #define PERCORE_HTTP_RESPONSE_H_
 
