@@ -195,9 +195,8 @@ void HttpSession::OnWritable(Connection& conn) {
   fn();
 }
 
-bool HttpSession::QueueBlocks() const {
+bool HttpSession::QueueFull() const {
   const std::deque<Slot>& slots = state_->slots;
-  if (slots.empty()) return false;
   const HttpOptions& options = protocol_.config_->options;
   if (slots.back().close || protocol_.worker_.draining() ||
       slots.size() >= options.max_queued_responses) {
@@ -206,12 +205,6 @@ bool HttpSession::QueueBlocks() const {
   size_t bytes = 0;
   for (const Slot& slot : slots) bytes += slot.bytes.size();
   return bytes >= options.max_queued_response_bytes;
-}
-
-Slot* HttpSession::NextSlot() {
-  MessageState& st = *state_;
-  if (st.slot == nullptr && !st.slots.empty()) st.slot = &st.slots.emplace_back();
-  return st.slot;
 }
 
 Abandoned PendingAnswer::Abandon() {

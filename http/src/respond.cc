@@ -97,7 +97,7 @@ void HttpSession::Respond(MessageState& st, const char* base) {
                        parser.minor_version(), !close, h.worker_, conn, *this);
   const bool head = method == "HEAD";
   // Behind an answer still to come, the answer waits in a slot of its own.
-  Slot* slot = NextSlot();
+  Slot* slot = NextSlot(st);
   std::string& out = slot == nullptr ? conn.output() : slot->bytes;
   const bool http10 = parser.minor_version() == 0;
   Response res =

@@ -307,10 +307,14 @@ class HttpSession final : public percore::Session {
   // Whether requests behind the queued answers wait unread: the queue is at its bound
   // (HttpOptions::max_queued_responses, max_queued_response_bytes), its last answer closes, or
   // the loop drains.
-  bool QueueBlocks() const;
+  bool QueueBlocks() const { return !state_->slots.empty() && QueueFull(); }
+  bool QueueFull() const;
   // The slot of the message being parsed: null while the queue is empty (its answers are
   // written straight to the output), else its own, at the back (made on first use).
-  Slot* NextSlot();
+  static Slot* NextSlot(MessageState& st) {
+    if (st.slot == nullptr && !st.slots.empty()) st.slot = &st.slots.emplace_back();
+    return st.slot;
+  }
   // An error percore finds itself once the request line is known (a header field has begun):
   // answered through the error hook (App::OnError), as a handler's error is; the connection
   // closes.
