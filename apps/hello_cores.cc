@@ -342,7 +342,7 @@ int main(int argc, char** argv) {
       const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
       uint64_t spins = 0;
       while (std::chrono::steady_clock::now() < end) ++spins;  // the CPU work
-      later.loop().Post([later, ms, spins]() mutable {
+      later.worker().Post([later, ms, spins]() mutable {
         later.Send("offloaded " + std::to_string(ms) + " ms (" + std::to_string(spins) + " spins)");
       });
     });

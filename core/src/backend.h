@@ -9,8 +9,8 @@
 #define PERCORE_SRC_BACKEND_H_
 
 #include <cstdint>
-#include <functional>
 
+#include "absl/functional/any_invocable.h"
 #include "connection_state.h"
 #include "percore/protocol.h"
 
@@ -22,7 +22,7 @@ struct Watch {
   WatchId id = 0;
   int fd = -1;
   uint32_t events = 0;  // WatchEvent bits
-  std::function<void(uint32_t ready)> fn;
+  absl::AnyInvocable<void(uint32_t ready)> fn;
   bool removed = false;
   bool armed = false;  // io_uring: a poll is in flight
 };

@@ -155,13 +155,13 @@ PeerAddress Connection::peer() const {
   return peer;
 }
 
-TimerId Worker::After(absl::Duration delay, std::function<void()> fn) {
+TimerId Worker::After(absl::Duration delay, absl::AnyInvocable<void()> fn) {
   return loop_->AddTimer(delay, std::move(fn));
 }
 
 bool Worker::Cancel(TimerId timer) { return loop_->CancelTimer(timer); }
 
-WatchId Worker::Watch(int fd, uint32_t events, std::function<void(uint32_t ready)> fn) {
+WatchId Worker::Watch(int fd, uint32_t events, absl::AnyInvocable<void(uint32_t ready)> fn) {
   return loop_->AddWatch(fd, events, std::move(fn));
 }
 

@@ -33,7 +33,7 @@ Loop::Loop(int id, int cpu, const EngineOptions& options, int listen_fd, int wak
       own_(own),
       tick_ms_(std::max<int64_t>(1, absl::ToInt64Milliseconds(options.tick_interval))),
       linger_ms_(absl::ToInt64Milliseconds(options.linger_timeout)) {
-  worker_.ref_ = LoopRef(std::make_shared<PostQueue>(wake_fd));
+  worker_.ref_ = WorkerRef(std::make_shared<PostQueue>(wake_fd));
 }
 
 Loop::~Loop() {

@@ -6,7 +6,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -15,6 +14,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "backend.h"
@@ -126,9 +126,9 @@ class Loop {
   void RequestClose(ConnectionState* c, bool linger);
   void Resume(ConnectionState* c);
   // Called by Worker.
-  TimerId AddTimer(absl::Duration delay, std::function<void()> fn);
+  TimerId AddTimer(absl::Duration delay, absl::AnyInvocable<void()> fn);
   bool CancelTimer(TimerId id);
-  WatchId AddWatch(int fd, uint32_t events, std::function<void(uint32_t)> fn);
+  WatchId AddWatch(int fd, uint32_t events, absl::AnyInvocable<void(uint32_t)> fn);
   bool RemoveWatch(WatchId id);
   // Called by the backend: `w` is ready for `ready` (WatchEvent bits).
   void OnWatchReady(Watch* w, uint32_t ready);
@@ -191,7 +191,7 @@ class Loop {
   std::optional<std::string> crash_reason_;    // testing::CrashLoop
   ConnectionState* in_session_ = nullptr;      // whose session Deliver() is calling
   std::vector<ConnectionState*> resumed_;      // see ScheduleResume()
-  std::vector<std::function<void()>> posted_;  // the batch RunPosted() is running
+  std::vector<absl::AnyInvocable<void()>> posted_;  // the batch RunPosted() is running
   int64_t callback_failure_logged_ms_ = 0;
   uint64_t callback_failures_unlogged_ = 0;
   // Timers: a min-heap of (due, id) over the live callbacks by id. A cancelled timer leaves its
@@ -206,7 +206,7 @@ class Loop {
     }
   };
   std::vector<TimerEntry> timer_heap_;
-  absl::flat_hash_map<TimerId, std::function<void()>> timers_;
+  absl::flat_hash_map<TimerId, absl::AnyInvocable<void()>> timers_;
   TimerId last_timer_ = 0;
   // Watched descriptors by id; removed ones stay until the backend lets go (FreeWatches()).
   absl::flat_hash_map<WatchId, std::unique_ptr<Watch>> watches_;

@@ -53,12 +53,12 @@ void Loop::RunPosted() {
   // destroyed then.
   for (auto& job : posted_) {
     auto fn = std::move(job);
-    Guarded("a posted job", fn);
+    Guarded("a posted job", [&fn] { fn(); });
   }
   posted_.clear();
 }
 
-TimerId Loop::AddTimer(absl::Duration delay, std::function<void()> fn) {
+TimerId Loop::AddTimer(absl::Duration delay, absl::AnyInvocable<void()> fn) {
   // From now, read afresh: the loop's clock is as old as the batch being handled.
   const int64_t due =
       MonotonicUs() +
@@ -92,11 +92,11 @@ void Loop::RunTimers() {
     if (it == timers_.end()) continue;  // cancelled
     auto fn = std::move(it->second);
     timers_.erase(it);
-    Guarded("a timer", fn);
+    Guarded("a timer", [&fn] { fn(); });
   }
 }
 
-WatchId Loop::AddWatch(int fd, uint32_t events, std::function<void(uint32_t)> fn) {
+WatchId Loop::AddWatch(int fd, uint32_t events, absl::AnyInvocable<void(uint32_t)> fn) {
   auto w = std::make_unique<Watch>();
   w->id = ++last_watch_;
   w->fd = fd;
@@ -122,7 +122,7 @@ bool Loop::RemoveWatch(WatchId id) {
 void Loop::OnWatchReady(Watch* w, uint32_t ready) {
   if (w->removed) return;
   // Held here while it runs: the callback may unwatch (and so destroy) itself.
-  std::function<void(uint32_t)> fn = std::move(w->fn);
+  absl::AnyInvocable<void(uint32_t)> fn = std::move(w->fn);
   Guarded("a watch", [&] { fn(ready); });
   if (!w->removed) w->fn = std::move(fn);
 }

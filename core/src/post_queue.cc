@@ -8,7 +8,7 @@
 
 namespace percore {
 
-bool PostQueue::Push(std::function<void()>& fn) {
+bool PostQueue::Push(absl::AnyInvocable<void()>& fn) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (closed_) return false;
   jobs_.push_back(std::move(fn));
@@ -22,24 +22,24 @@ bool PostQueue::Push(std::function<void()>& fn) {
   return true;
 }
 
-void PostQueue::TakeAll(std::vector<std::function<void()>>* out) {
+void PostQueue::TakeAll(std::vector<absl::AnyInvocable<void()>>* out) {
   std::lock_guard<std::mutex> lock(mutex_);
   out->swap(jobs_);
   has_jobs_.store(false, std::memory_order_relaxed);
 }
 
-std::vector<std::function<void()>> PostQueue::Close() {
+std::vector<absl::AnyInvocable<void()>> PostQueue::Close() {
   std::lock_guard<std::mutex> lock(mutex_);
   closed_ = true;
   has_jobs_.store(false, std::memory_order_relaxed);
   return std::move(jobs_);
 }
 
-bool LoopRef::Post(std::function<void()> fn) const {
+bool WorkerRef::Post(absl::AnyInvocable<void()> fn) const {
   // A refused job is destroyed here, on the caller's thread, like the one it replaces.
   return queue_ != nullptr && queue_->Push(fn);
 }
 
-bool LoopRef::OnLoopThread() const { return queue_ != nullptr && queue_->OnOwnerThread(); }
+bool WorkerRef::OnWorkerThread() const { return queue_ != nullptr && queue_->OnOwnerThread(); }
 
 }  // namespace percore

@@ -31,7 +31,7 @@ ThreadPool::ThreadPool(Options options) : max_queued_(options.max_queued) {
 
 ThreadPool::~ThreadPool() { Stop(); }
 
-bool ThreadPool::Submit(std::function<void()> job) {
+bool ThreadPool::Submit(absl::AnyInvocable<void()> job) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stopping_ || jobs_.size() >= max_queued_) return false;
@@ -62,7 +62,7 @@ void ThreadPool::Work() {
   while (true) {
     ready_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
     if (jobs_.empty()) return;  // stopping, and nothing left to run
-    std::function<void()> job = std::move(jobs_.front());
+    absl::AnyInvocable<void()> job = std::move(jobs_.front());
     jobs_.pop_front();
     lock.unlock();
     try {

@@ -1,5 +1,5 @@
 // DeferredResponse: an answer given after its handler returned, through the session's
-// PendingAnswer; whole (Send, SendFile) or streamed (Write, End, OnWritable).
+// PendingResponse; whole (Send, SendFile) or streamed (Write, End, OnWritable).
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -16,8 +16,8 @@ namespace percore::http {
 DeferredResponse::~DeferredResponse() {
   // The last copy must go on the loop (an unanswered one answers 500 there): a copy dropped on
   // another thread goes to the loop, which drops it. If the loop is gone, so is the connection.
-  if (state_ != nullptr && !state_->loop.OnLoopThread()) {
-    state_->loop.Post([state = std::move(state_)] {});
+  if (state_ != nullptr && !state_->worker.OnWorkerThread()) {
+    state_->worker.Post([state = std::move(state_)] {});
   }
 }
 
@@ -47,7 +47,7 @@ DeferredResponse& DeferredResponse::Cookie(std::string_view name, std::string_vi
   return *this;
 }
 
-DeferredResponse& DeferredResponse::OnFinish(std::function<void(int status)> fn) {
+DeferredResponse& DeferredResponse::OnFinish(absl::AnyInvocable<void(int status)> fn) {
   state_->response.OnFinish(std::move(fn));
   return *this;
 }
@@ -63,7 +63,7 @@ void DeferredResponse::Send(std::string_view body) {
     Write(body);
     End();
   } else {
-    state_->session->Answer(*state_, body);
+    state_->session->SendPending(*state_, body);
   }
 }
 
@@ -78,7 +78,7 @@ void DeferredResponse::SendFile(int fd, uint64_t offset, uint64_t length) {
     GzipFileStream::Start(*this, fd, offset, length, res.compress_->level, res.head_);
     return;
   }
-  state_->session->AnswerFile(*state_, fd, offset, length);
+  state_->session->SendPendingFile(*state_, fd, offset, length);
 }
 
 DeferredResponse& DeferredResponse::Length(uint64_t bytes) {
@@ -96,11 +96,11 @@ void DeferredResponse::End() {
   state_->session->EndParts(*state_);
 }
 
-void DeferredResponse::OnWritable(std::function<void()> fn) {
+void DeferredResponse::OnWritable(absl::AnyInvocable<void()> fn) {
   if (state_->session != nullptr) state_->session->WhenWritable(*state_, std::move(fn));
 }
 
-void DeferredResponse::OnBody(std::function<void(std::string_view chunk, bool last)> fn) {
+void DeferredResponse::OnBody(absl::AnyInvocable<void(std::string_view chunk, bool last)> fn) {
   if (state_->session != nullptr) state_->session->ReadBody(*state_, std::move(fn));
 }
 
@@ -112,7 +112,7 @@ void DeferredResponse::ResumeBody() {
   if (state_->session != nullptr) state_->session->ContinueBody(*state_);
 }
 
-void DeferredResponse::OnAborted(std::function<void()> fn) {
+void DeferredResponse::OnAborted(absl::AnyInvocable<void()> fn) {
   // `session` stays set until the answer is complete, a streamed one's too: the first Write()
   // makes sent() true, but the client can still go before End().
   if (state_->aborted) {
@@ -124,7 +124,7 @@ void DeferredResponse::OnAborted(std::function<void()> fn) {
 
 bool DeferredResponse::aborted() const { return state_->aborted; }
 
-void DeferredResponse::OnClosing(std::function<void()> fn) {
+void DeferredResponse::OnClosing(absl::AnyInvocable<void()> fn) {
   if (state_->session == nullptr) return;
   if (!state_->session->Draining()) {
     state_->on_closing = std::move(fn);
@@ -139,6 +139,6 @@ void DeferredResponse::OnClosing(std::function<void()> fn) {
 
 bool DeferredResponse::sent() const { return state_->response.sent(); }
 
-const LoopRef& DeferredResponse::loop() const { return state_->loop; }
+const WorkerRef& DeferredResponse::worker() const { return state_->worker; }
 
 }  // namespace percore::http

@@ -147,7 +147,7 @@ void GzipFileStream::Pump(const std::shared_ptr<GzipFileStream>& self) {
 }
 
 void GzipFileStream::Fail() {
-  PendingAnswer& pending = *answer_.state_;
+  PendingResponse& pending = *answer_.state_;
   if (pending.session == nullptr) return;
   pending.conn->Close(false);
   // What went out of the body stays cut off: when the last handle goes, the answer ends with

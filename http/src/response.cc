@@ -290,7 +290,7 @@ Response& Response::ClearCookie(std::string_view name, const CookieOptions& opti
   return Cookie(name, "", cleared);
 }
 
-Response& Response::OnFinish(std::function<void(int status)> fn) {
+Response& Response::OnFinish(absl::AnyInvocable<void(int status)> fn) {
   if (fn && finish_ != nullptr) finish_->Add(std::move(fn));
   return *this;
 }

@@ -148,7 +148,7 @@ size_t HttpSession::OnData(Connection& conn, std::string_view bytes) {
   if (state_ != nullptr) {
     // A streamed body waits with the loop while its reader is absent or paused; so do requests
     // behind a queue of answers at its bound.
-    const PendingAnswer* pending = Pending();
+    const PendingResponse* pending = Pending();
     if (pending != nullptr && (!pending->on_body || pending->body_paused)) return 0;
     if (!state_->in_message && QueueBlocks()) return 0;
   }
@@ -324,7 +324,7 @@ int HttpSession::OnMessageComplete() {
   if (!st.body_streamed) {
     Respond(st, st.base);
     st.pending = nullptr;  // the request is read: its answer, if deferred, is in its slot
-  } else if (PendingAnswer* pending = Pending(); pending != nullptr) {
+  } else if (PendingResponse* pending = Pending(); pending != nullptr) {
     if (!pending->on_body || pending->body_paused) {
       st.body_end_due = true;  // the next request waits until the reader has had the end
     } else if (!DeliverBody(*pending, {}, true)) {
@@ -479,14 +479,14 @@ void HttpSession::OnDrain(Connection& conn) {
   // session hears that its loop closes, a rolling restart's included.
   if (state_ == nullptr) return;
   // Taken out first: each may answer, and so change the queue (or give `state_` back).
-  std::vector<std::function<void()>> closing;
+  std::vector<absl::AnyInvocable<void()>> closing;
   for (Slot& slot : state_->slots) {
     if (slot.pending != nullptr && slot.pending->on_closing) {
       closing.push_back(std::move(slot.pending->on_closing));
       slot.pending->on_closing = nullptr;
     }
   }
-  for (std::function<void()>& fn : closing) {
+  for (absl::AnyInvocable<void()>& fn : closing) {
     try {
       fn();
     } catch (...) {

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
 #include "client_address.h"
 #include "date_cache.h"
 #include "gzip.h"
@@ -45,11 +46,11 @@ struct AppConfig {
 
 // The Response::OnFinish callbacks of one request.
 struct FinishHooks {
-  std::vector<std::function<void(int)>> fns;
+  std::vector<absl::AnyInvocable<void(int)>> fns;
   int status = -1;  // once finished: the status, or 0 if the connection went first
   // Runs them once, with `status`; a callback added afterwards runs at once.
   void Run(int finished_status);
-  void Add(std::function<void(int)> fn);
+  void Add(absl::AnyInvocable<void(int)> fn);
 };
 
 // One request's place in its connection's queue of answers, from the moment an answer ahead of
@@ -62,7 +63,7 @@ struct Slot {
   Slot& operator=(const Slot&) = delete;
   ~Slot();
 
-  PendingAnswer* pending = nullptr;  // its deferred answer, until that is complete
+  PendingResponse* pending = nullptr;  // its deferred answer, until that is complete
   std::string bytes;                 // what it wrote while a slot ahead of it was unanswered
   int fd = -1;                       // a file range after `bytes` (SendFile), owned here
   uint64_t offset = 0;
@@ -101,7 +102,7 @@ struct MessageState {
   bool parsing = false;       // within OnData
   // The deferred answer of the message being parsed, until the message and its body are read
   // (a streamed body goes to its reader), or until the answer is complete.
-  PendingAnswer* pending = nullptr;
+  PendingResponse* pending = nullptr;
   // The answers not yet written, in request order (see Slot): the state stays with the session
   // while there are any. A deque, so that a slot stays where it is while others come and go.
   std::deque<Slot> slots;
@@ -131,27 +132,27 @@ class HttpSession;
 // running it (which may drop the last handle to the answer) touches nothing of the answer.
 struct Abandoned {
   FinishHooks finish;
-  std::function<void()> aborted;
-  std::function<void()> writable;
-  std::function<void()> closing;
-  std::function<void(std::string_view, bool)> body;
+  absl::AnyInvocable<void()> aborted;
+  absl::AnyInvocable<void()> writable;
+  absl::AnyInvocable<void()> closing;
+  absl::AnyInvocable<void(std::string_view, bool)> body;
   // OnFinish's callbacks with 0, then OnAborted's; the rest is dropped with this.
   void Run();
 };
 
 // The state behind a DeferredResponse, shared by its copies. The session points to it while the
 // answer is pending, and it points back until the answer or the connection's end.
-struct PendingAnswer {
-  explicit PendingAnswer(const Response& r) : response(r) {
+struct PendingResponse {
+  explicit PendingResponse(const Response& r) : response(r) {
     response.fields_ = &fields;
     response.finish_ = &finish;
   }
   // Dropped unanswered: a 500.
-  ~PendingAnswer();
+  ~PendingResponse();
   // Detaches the answer from its session and slot for good (aborted), its callbacks taken out.
   Abandoned Abandon();
-  PendingAnswer(const PendingAnswer&) = delete;
-  PendingAnswer& operator=(const PendingAnswer&) = delete;
+  PendingResponse(const PendingResponse&) = delete;
+  PendingResponse& operator=(const PendingResponse&) = delete;
 
   HttpSession* session = nullptr;  // null once answered or the connection went
   Connection* conn = nullptr;      // valid while `session` is set
@@ -160,12 +161,12 @@ struct PendingAnswer {
   std::string fields;
   FinishHooks finish;
   std::string log_line;  // "<method> <path>" for the request log
-  std::function<void()> on_aborted;
-  std::function<void()> on_closing;  // DeferredResponse::OnClosing: run by HttpSession::OnDrain
-  std::function<void()> on_writable;
-  std::function<void(std::string_view chunk, bool last)> on_body;
+  absl::AnyInvocable<void()> on_aborted;
+  absl::AnyInvocable<void()> on_closing;  // DeferredResponse::OnClosing: run by HttpSession::OnDrain
+  absl::AnyInvocable<void()> on_writable;
+  absl::AnyInvocable<void(std::string_view chunk, bool last)> on_body;
   bool body_paused = false;  // DeferredResponse::PauseBody()
-  LoopRef loop;
+  WorkerRef worker;
   std::optional<uint64_t> length;  // DeferredResponse::Length()
   uint64_t written = 0;            // body bytes streamed so far
   bool streaming = false;          // the head went out with the first Write()
@@ -214,7 +215,7 @@ class HttpProtocol final : public percore::Protocol {
   FinishHooks finish_;  // Response::OnFinish() of the request being handled
   // A deferred answer is kept alive until the handler's chain returns: its Response may
   // still be used (OnFinish after next()).
-  std::shared_ptr<PendingAnswer> deferring_;
+  std::shared_ptr<PendingResponse> deferring_;
   // HttpOptions::proxy_protocol: each connection's header, here rather than in every session
   // (an idle connection's memory is the session's).
   const bool proxy_protocol_;
@@ -230,7 +231,7 @@ class HttpProtocol final : public percore::Protocol {
 // The per-connection half.
 class HttpSession final : public percore::Session {
  public:
-  friend struct PendingAnswer;
+  friend struct PendingResponse;
   HttpSession(HttpProtocol& protocol, Connection& conn);
   size_t OnData(Connection& conn, std::string_view bytes) override;
   void OnDeadline(Connection& conn) override;
@@ -243,25 +244,27 @@ class HttpSession final : public percore::Session {
   ~HttpSession() override;
 
   // Response::Defer(): the answer of the request being handled comes later.
-  std::shared_ptr<PendingAnswer> Defer(Response& res);
+  std::shared_ptr<PendingResponse> Defer(Response& res);
   // The deferred answer: written, counted and logged; the requests after it are read again.
-  void Answer(PendingAnswer& pending, std::string_view body);
-  void AnswerFile(PendingAnswer& pending, int fd, uint64_t offset, uint64_t length);
+  void SendPending(PendingResponse& pending, std::string_view body);
+  void SendPendingFile(PendingResponse& pending, int fd, uint64_t offset, uint64_t length);
   // A streamed one (DeferredResponse::Write, End): false once the output is full.
-  bool WritePart(PendingAnswer& pending, std::string_view chunk);
-  void EndParts(PendingAnswer& pending);
+  bool WritePart(PendingResponse& pending, std::string_view chunk);
+  void EndParts(PendingResponse& pending);
   // Whether a streamed answer may write more now (HttpOptions::stream_buffer_bytes): what its
   // slot holds, or, at the head, what waits in the output.
-  bool StreamHasRoom(const PendingAnswer& pending) const;
+  bool StreamHasRoom(const PendingResponse& pending) const;
   // DeferredResponse::OnWritable: `fn` runs once the stream has room.
-  void WhenWritable(PendingAnswer& pending, std::function<void()> fn);
+  void WhenWritable(PendingResponse& pending, absl::AnyInvocable<void()> fn);
   void OnWritable(Connection& conn) override;
+  // The client's FIN: see pending_response.cc.
+  void OnPeerClosed(Connection& conn) override;
   // Whether the loop is draining (DeferredResponse::OnClosing).
   bool Draining() const { return protocol_.worker_.draining(); }
   // DeferredResponse::OnBody and ResumeBody: hands the body read so far to the reader, then
   // reads on.
-  void ReadBody(PendingAnswer& pending, std::function<void(std::string_view, bool)> fn);
-  void ContinueBody(PendingAnswer& pending);
+  void ReadBody(PendingResponse& pending, absl::AnyInvocable<void(std::string_view, bool)> fn);
+  void ContinueBody(PendingResponse& pending);
   // Whether an answer written now must close the connection: a streamed body is unread, and
   // more of it is to come than HttpOptions::max_discard_bytes (its Content-Length says so), or
   // its client waits for "100 Continue".
@@ -285,7 +288,7 @@ class HttpSession final : public percore::Session {
   // request with, or 0.
   int TakeBody(const char* at, size_t length);
   // Calls the reader; false if it threw (the request then fails with a 500).
-  bool DeliverBody(PendingAnswer& pending, std::string_view chunk, bool last);
+  bool DeliverBody(PendingResponse& pending, std::string_view chunk, bool last);
   // Stops parsing here: the loop keeps the rest of the read, and no deadline runs until the
   // session goes on.
   void Stop();
@@ -298,7 +301,7 @@ class HttpSession final : public percore::Session {
   void DropSlots();
   // Where a deferred answer writes: the connection's output at the head of the queue, else its
   // slot.
-  std::string& OutputOf(PendingAnswer& pending);
+  std::string& OutputOf(PendingResponse& pending);
   bool AtHead(const Slot& slot) const { return &state_->slots.front() == &slot; }
   // Writes out the complete answers at the head of the queue, up to the first one still to
   // come, which becomes the head; closes after one that closes. Then the loop sends them and
@@ -336,14 +339,14 @@ class HttpSession final : public percore::Session {
   void CountResponse(int status);
   void LogResponse(std::string_view method, std::string_view path, int status);
   // Around a deferred answer: where it is written, and what follows once it is complete.
-  void BeginAnswer(PendingAnswer& pending);
-  void FinishAnswer(PendingAnswer& pending, bool close);
+  void BeginPending(PendingResponse& pending);
+  void FinishPending(PendingResponse& pending, bool close);
   // No request begun and no answer pending.
   bool BetweenMessages() const {
     return state_ == nullptr || (!InMessage() && state_->slots.empty());
   }
   bool InMessage() const { return state_ != nullptr && state_->in_message; }
-  PendingAnswer* Pending() const { return state_ != nullptr ? state_->pending : nullptr; }
+  PendingResponse* Pending() const { return state_ != nullptr ? state_->pending : nullptr; }
 
   // While draining, how long an idle keep-alive connection stays open for a request already on
   // its way (see OnDrain).

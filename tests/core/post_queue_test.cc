@@ -1,4 +1,4 @@
-// The queue other threads post jobs through (LoopRef::Post): every job taken once and in each
+// The queue other threads post jobs through (WorkerRef::Post): every job taken once and in each
 // poster's order, one wake of the loop per batch, nothing taken after Close().
 #include "post_queue.h"
 
@@ -24,14 +24,14 @@ TEST(PostQueueTest, JobsFromManyThreadsAreEachTakenOnceInTheirPostersOrder) {
   for (int t = 0; t < kThreads; ++t) {
     posters.emplace_back([&queue, &seen, t] {
       for (int i = 0; i < kJobs; ++i) {
-        std::function<void()> job = [&seen, t, i] { seen[t].push_back(i); };
+        absl::AnyInvocable<void()> job = [&seen, t, i] { seen[t].push_back(i); };
         ASSERT_TRUE(queue.Push(job));
       }
     });
   }
   // The owner takes batches while the posters post, as a loop does each iteration.
   size_t taken = 0;
-  std::vector<std::function<void()>> batch;
+  std::vector<absl::AnyInvocable<void()>> batch;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (taken < kThreads * kJobs && std::chrono::steady_clock::now() < deadline) {
     if (!queue.HasJobs()) {
@@ -61,14 +61,14 @@ TEST(PostQueueTest, TheFirstJobOfABatchWakesTheLoopOnce) {
     return read(wake, &count, sizeof(count)) == sizeof(count) ? count : 0;
   };
   for (int i = 0; i < 3; ++i) {
-    std::function<void()> job = [] {};
+    absl::AnyInvocable<void()> job = [] {};
     ASSERT_TRUE(queue.Push(job));
   }
   EXPECT_EQ(wakes(), 1u);
-  std::vector<std::function<void()>> batch;
+  std::vector<absl::AnyInvocable<void()>> batch;
   queue.TakeAll(&batch);
   EXPECT_EQ(batch.size(), 3u);
-  std::function<void()> next = [] {};
+  absl::AnyInvocable<void()> next = [] {};
   ASSERT_TRUE(queue.Push(next));
   EXPECT_EQ(wakes(), 1u) << "a new batch wakes again";
   close(wake);
@@ -77,15 +77,15 @@ TEST(PostQueueTest, TheFirstJobOfABatchWakesTheLoopOnce) {
 TEST(PostQueueTest, CloseReturnsWhatWillNeverRunAndRefusesTheRest) {
   PostQueue queue(-1);
   int ran = 0;
-  std::function<void()> first = [&ran] { ++ran; };
+  absl::AnyInvocable<void()> first = [&ran] { ++ran; };
   ASSERT_TRUE(queue.Push(first));
-  std::vector<std::function<void()>> left = queue.Close();
+  std::vector<absl::AnyInvocable<void()>> left = queue.Close();
   EXPECT_EQ(left.size(), 1u);
   EXPECT_FALSE(queue.HasJobs());
-  std::function<void()> late = [&ran] { ++ran; };
+  absl::AnyInvocable<void()> late = [&ran] { ++ran; };
   EXPECT_FALSE(queue.Push(late));
   ASSERT_TRUE(late) << "a refused job stays with its caller, to be destroyed there";
-  std::vector<std::function<void()>> batch;
+  std::vector<absl::AnyInvocable<void()>> batch;
   queue.TakeAll(&batch);
   EXPECT_TRUE(batch.empty());
   EXPECT_EQ(ran, 0);

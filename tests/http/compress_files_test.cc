@@ -63,7 +63,7 @@ class CompressFilesTest : public ::testing::Test {
     app_.Get("/deferred-file", [this](const Request&, Response& res) {
       DeferredResponse later = res.Defer();
       const std::string path = dir_ + "/big.txt";
-      later.loop().Post([later, path]() mutable {
+      later.worker().Post([later, path]() mutable {
         const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
         later.Type("text/plain").SendFile(fd, 0, Big().size());
       });
@@ -71,7 +71,7 @@ class CompressFilesTest : public ::testing::Test {
     app_.Get("/deferred-huge-file", [this](const Request&, Response& res) {
       DeferredResponse later = res.Defer();
       const std::string path = dir_ + "/huge.txt";
-      later.loop().Post([later, path]() mutable {
+      later.worker().Post([later, path]() mutable {
         const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
         later.Type("text/plain").Set("ETag", "\"huge\"").SendFile(fd, 0, Huge().size());
       });

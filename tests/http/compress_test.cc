@@ -64,15 +64,15 @@ class CompressTest : public ::testing::Test {
     app_.Get("/json", [](const Request&, Response& res) { res.Json(BigJson()); });
     app_.Get("/deferred", [](const Request&, Response& res) {
       DeferredResponse later = res.Defer();
-      later.loop().Post([later]() mutable { later.Type("text/html").Send(Big()); });
+      later.worker().Post([later]() mutable { later.Type("text/html").Send(Big()); });
     });
     app_.Get("/deferred-json", [](const Request&, Response& res) {
       DeferredResponse later = res.Defer();
-      later.loop().Post([later]() mutable { later.Json(BigJson()); });
+      later.worker().Post([later]() mutable { later.Json(BigJson()); });
     });
     app_.Get("/streamed", [](const Request&, Response& res) {
       DeferredResponse later = res.Defer();
-      later.loop().Post([later]() mutable {
+      later.worker().Post([later]() mutable {
         later.Write(Big());
         later.End();
       });

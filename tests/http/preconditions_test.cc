@@ -127,7 +127,7 @@ class PreconditionsTest : public ::testing::Test {
     });
     app_.Get("/deferred", [](const Request&, Response& res) {
       DeferredResponse later = res.Defer();
-      later.loop().Post([later]() mutable {
+      later.worker().Post([later]() mutable {
         later.Set("ETag", kEtag).Set("Last-Modified", kLastModified).Send(kBody);
       });
     });

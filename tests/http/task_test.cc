@@ -75,7 +75,7 @@ TEST_F(TaskTest, TheThreadPoolExampleAnswersThroughTheLoop) {
     DeferredResponse later = res.Defer();
     const bool queued = pool.Submit([later]() mutable {
       std::string row = SlowLookup();                             // on a pool thread
-      later.loop().Post([later, row]() mutable { later.Send(row); });  // back on the loop
+      later.worker().Post([later, row]() mutable { later.Send(row); });  // back on the loop
     });
     if (!queued) later.Status(503).Set("Retry-After", "1").Send("busy\n");
   });

@@ -1,5 +1,5 @@
 // Answers that come later (Response::Defer) and the loop services behind them (Worker::After,
-// LoopRef::Post), in-process on 127.0.0.1, once per backend. Every wait has a deadline.
+// WorkerRef::Post), in-process on 127.0.0.1, once per backend. Every wait has a deadline.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -159,7 +159,7 @@ class DeferredTest : public percore::testing::EngineTest {
     app.Get("/thread", [](const Request&, Response& res) {
       DeferredResponse later = res.Defer();
       std::thread([later]() mutable {
-        later.loop().Post([later]() mutable { later.Status(202).Send("from another thread"); });
+        later.worker().Post([later]() mutable { later.Status(202).Send("from another thread"); });
       }).detach();
     });
     app.Get("/peer", [](const Request& req, Response& res) {
@@ -355,7 +355,7 @@ class DeferredTest : public percore::testing::EngineTest {
   std::string file_content_;
   std::atomic<bool> timer_ran_{false};
   std::mutex mutex_;
-  LoopRef ref_;
+  WorkerRef ref_;
 };
 
 TEST_P(DeferredTest, AnswerFromATimerWhileTheLoopServesOthers) {
@@ -483,7 +483,7 @@ TEST_P(DeferredTest, AnswerPostedFromAnotherThread) {
 
 TEST_P(DeferredTest, PostsFromEightThreadsRunOnceEachOnTheLoopAndAreRefusedAfterIt) {
   ASSERT_TRUE(percore::testing::Fetch(port_, Get("/ref"), kTimeout).has_value());
-  LoopRef ref;
+  WorkerRef ref;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     ref = ref_;
@@ -498,7 +498,7 @@ TEST_P(DeferredTest, PostsFromEightThreadsRunOnceEachOnTheLoopAndAreRefusedAfter
     threads.emplace_back([=] {
       for (int j = 0; j < kJobs; ++j) {
         const bool posted = ref.Post([=] {
-          if (!ref.OnLoopThread()) ++*off_loop;
+          if (!ref.OnWorkerThread()) ++*off_loop;
           ++(*counts)[t * kJobs + j];
           ++*done;
         });
@@ -511,7 +511,7 @@ TEST_P(DeferredTest, PostsFromEightThreadsRunOnceEachOnTheLoopAndAreRefusedAfter
       << done->load();
   EXPECT_EQ(off_loop->load(), 0);
   EXPECT_EQ(std::count(counts->begin(), counts->end(), 1), kThreads * kJobs);
-  EXPECT_FALSE(ref.OnLoopThread());
+  EXPECT_FALSE(ref.OnWorkerThread());
   engine_->Stop();
   engine_->Wait();
   EXPECT_FALSE(ref.Post([] {})) << "a post to a loop that exited";

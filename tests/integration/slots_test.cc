@@ -132,7 +132,7 @@ class SlotsTest : public percore::testing::EngineTest {
     auto it = held_.find(id);
     ASSERT_NE(it, held_.end()) << id;
     DeferredResponse later = it->second;
-    later.loop().Post([later, id]() mutable {
+    later.worker().Post([later, id]() mutable {
       if (later.sent()) {
         later.Write("bc");
         later.End();
@@ -286,11 +286,12 @@ TEST_P(SlotsTest, BodyStreamedBehindALaterAnswerReachesItsReaderBeforeThatAnswer
   EXPECT_EQ(bodies, (std::vector<std::string>{"held 0", "4194304 bytes", "Hello World!"}));
 }
 
-TEST_P(SlotsTest, ClientLeavingAbortsEveryAnswerStillDueOnceAndLaterSendsAreNoOps) {
+TEST_P(SlotsTest, ConnectionResetAbortsEveryAnswerStillDueOnceAndLaterSendsAreNoOps) {
   ASSERT_NO_FATAL_FAILURE(ServeSlots());
   if (IsSkipped()) return;
   {
     Socket c = Connect();
+    ASSERT_TRUE(percore::testing::SetResetOnClose(c.fd()));
     ASSERT_TRUE(SendAll(c.fd(), Get("/abortable?id=0") + Get("/") + Get("/abortable?id=1") +
                                     Get("/abortable?id=2")));
     ASSERT_TRUE(WaitUntil([this] { return handled_.load() == 3; }, kTimeout));
@@ -302,6 +303,25 @@ TEST_P(SlotsTest, ClientLeavingAbortsEveryAnswerStillDueOnceAndLaterSendsAreNoOp
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->body, "Hello World!");
   EXPECT_EQ(aborted_.load(), 3);
+}
+
+TEST_P(SlotsTest, AHalfCloseLetsTheAnswersBeforeTheLastGoAndAbortsTheLastOne) {
+  ASSERT_NO_FATAL_FAILURE(ServeSlots());
+  if (IsSkipped()) return;
+  Socket c = Connect();
+  ASSERT_TRUE(SendAll(c.fd(), Get("/abortable?id=0") + Get("/") + Get("/abortable?id=1")));
+  ASSERT_TRUE(WaitUntil([this] { return handled_.load() == 2; }, kTimeout));
+  shutdown(c.fd(), SHUT_WR);
+  // The last request's answer is still to come: a client that leaves mid-answer looks the same.
+  ASSERT_TRUE(WaitUntil([this] { return aborted_.load() == 1; }, kTimeout));
+  ASSERT_NO_FATAL_FAILURE(Release(0));
+  std::string buffer;
+  std::vector<std::string> bodies = ReadBodies(c.fd(), buffer, 2);
+  EXPECT_EQ(bodies, (std::vector<std::string>{"held 0", "Hello World!"}));
+  ReadToEndResult rest = ReadToEnd(c.fd(), kTimeout);
+  EXPECT_EQ(rest.end, StreamEnd::kClosed);
+  EXPECT_EQ(buffer + rest.data, "");
+  EXPECT_EQ(aborted_.load(), 1);
 }
 
 TEST_P(SlotsTest, DrainLetsEveryAnswerDueGoInOrderAndThenCloses) {

@@ -33,6 +33,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
 
 namespace percore {
@@ -43,21 +44,22 @@ class EngineStats;
 class PostQueue;
 struct LoopStats;
 
-// A handle to one loop that any thread may keep, copy and use, even after the loop is gone
-// (Worker::ref()): the way work done elsewhere comes back to the loop that owns its connection.
-class LoopRef {
+// A handle to one Worker (one loop) that any thread may keep, copy and use, even after the loop
+// is gone (Worker::ref()): the way work done elsewhere comes back to the loop that owns its
+// connection.
+class WorkerRef {
  public:
-  LoopRef() = default;
+  WorkerRef() = default;
   // Runs `fn` on the loop soon, after every job posted before it, exactly once. Returns false,
   // and destroys `fn` unrun on the calling thread, once the loop has exited (a restarted loop is
-  // another loop) or for an empty LoopRef. Thread-safe.
-  bool Post(std::function<void()> fn) const;
+  // another loop) or for an empty WorkerRef. Thread-safe.
+  bool Post(absl::AnyInvocable<void()> fn) const;
   // Whether the calling thread is the loop's own. Thread-safe.
-  bool OnLoopThread() const;
+  bool OnWorkerThread() const;
 
  private:
   friend class Loop;
-  explicit LoopRef(std::shared_ptr<PostQueue> queue) : queue_(std::move(queue)) {}
+  explicit WorkerRef(std::shared_ptr<PostQueue> queue) : queue_(std::move(queue)) {}
   std::shared_ptr<PostQueue> queue_;
 };
 
@@ -93,13 +95,13 @@ class Worker {
   // Whether the engine is shutting down gracefully: finish what is in flight, keep nothing open.
   bool draining() const { return draining_; }
   // A handle to this loop for other threads: ref().Post(fn) runs fn here. Thread-safe.
-  const LoopRef& ref() const { return ref_; }
+  const WorkerRef& ref() const { return ref_; }
   // Runs `fn` on this loop once `delay` has passed: the loop's wait is bounded by its nearest
   // timer, to the microsecond. Cheap to arm and cancel by the tens of thousands. An exception that
   // escapes `fn` is logged (at most a line a second per loop) and counted
   // (percore_callback_failures_total), and the loop goes on; so for Post() and Watch() callbacks.
   // Owning-loop-only.
-  TimerId After(absl::Duration delay, std::function<void()> fn);
+  TimerId After(absl::Duration delay, absl::AnyInvocable<void()> fn);
   // Cancels a timer that has not run; false if it ran, was cancelled or never was. `fn` is
   // destroyed at once. Owning-loop-only.
   bool Cancel(TimerId timer);
@@ -108,7 +110,7 @@ class Worker {
   // hiredis, c-ares, curl's multi interface) runs on the loop instead of a thread of its own.
   // The descriptor stays the caller's: Unwatch() it before closing it. Returns 0 if the
   // backend refuses the descriptor. Owning-loop-only.
-  WatchId Watch(int fd, uint32_t events, std::function<void(uint32_t ready)> fn);
+  WatchId Watch(int fd, uint32_t events, absl::AnyInvocable<void(uint32_t ready)> fn);
   // Stops watching; `fn` is not called again (it may be running: it is destroyed once it
   // returns). False if `watch` is not watched. Owning-loop-only.
   bool Unwatch(WatchId watch);
@@ -119,7 +121,7 @@ class Worker {
   Worker(Loop* loop, int id, int cpu, LoopStats* stats, const EngineStats* engine_stats)
       : loop_(loop), id_(id), cpu_(cpu), stats_(stats), engine_stats_(engine_stats) {}
   Loop* loop_;
-  LoopRef ref_;
+  WorkerRef ref_;
   int id_;
   int cpu_;
   LoopStats* stats_;

@@ -38,7 +38,7 @@ struct alignas(64) LoopStats {
   // Readiness checks answered "not ready" (also counted in `responses`): a draining engine
   // counts them to know when its load balancer has seen enough to take it out.
   std::atomic<uint64_t> not_ready_answers{0};
-  // Timer, posted-job and watch callbacks that threw (Worker::After, LoopRef::Post,
+  // Timer, posted-job and watch callbacks that threw (Worker::After, WorkerRef::Post,
   // Worker::Watch): each was logged (at most a line a second) and the loop went on.
   std::atomic<uint64_t> callback_failures{0};
   // Monotonic ms since which the loop has been busy handling completions; 0 while it waits for

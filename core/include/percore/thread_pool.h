@@ -4,7 +4,7 @@
 //   DeferredResponse later = res.Defer();
 //   const bool queued = pool.Submit([later]() mutable {
 //     std::string row = SlowLookup();                             // on a pool thread
-//     later.loop().Post([later, row]() mutable { later.Send(row); });  // back on the loop
+//     later.worker().Post([later, row]() mutable { later.Send(row); });  // back on the loop
 //   });
 //   if (!queued) later.Status(503).Set("Retry-After", "1").Send("busy\n");
 //
@@ -22,11 +22,12 @@
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
-#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "absl/functional/any_invocable.h"
 
 namespace percore {
 
@@ -46,7 +47,7 @@ class ThreadPool {
 
   // Queues `job`. False, and `job` destroyed on the calling thread, when the queue is full or
   // the pool is stopping.
-  bool Submit(std::function<void()> job);
+  bool Submit(absl::AnyInvocable<void()> job);
   // Refuses new jobs, lets the queued ones run, and joins the threads. Idempotent; not from one
   // of the pool's own jobs.
   void Stop();
@@ -59,7 +60,7 @@ class ThreadPool {
   const size_t max_queued_;
   mutable std::mutex mutex_;
   std::condition_variable ready_;
-  std::deque<std::function<void()>> jobs_;
+  std::deque<absl::AnyInvocable<void()>> jobs_;
   bool stopping_ = false;
   std::vector<std::thread> threads_;
 };

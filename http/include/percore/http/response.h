@@ -14,7 +14,7 @@
 //     req.worker().After(absl::Milliseconds(50), [later]() mutable { later.Send("done"); });
 //   });
 //
-// From another thread, the answer goes through the loop: later.loop().Post([later]() mutable {
+// From another thread, the answer goes through the loop: later.worker().Post([later]() mutable {
 // later.Send(result); }). Requests pipelined behind a deferred one are handled at once, and their
 // answers wait behind it, so answers always go out in request order (up to
 // HttpOptions::max_queued_responses per connection: past it, the connection reads nothing more
@@ -23,12 +23,12 @@
 #define PERCORE_HTTP_RESPONSE_H_
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 
+#include "absl/functional/any_invocable.h"
 #include "percore/protocol.h"
 
 namespace percore::http {
@@ -36,7 +36,7 @@ namespace percore::http {
 class DeferredResponse;
 class HttpSession;
 class Request;
-struct PendingAnswer;
+struct PendingResponse;
 struct Slot;
 struct CompressOptions;
 struct FinishHooks;
@@ -79,7 +79,7 @@ class Response {
   // `fn(status)` runs once the answer is complete: written to the connection, or, for a
   // deferred one, when it is sent (0 if the connection went first). For logging and timing
   // in middleware; exceptions it throws are ignored.
-  Response& OnFinish(std::function<void(int status)> fn);
+  Response& OnFinish(absl::AnyInvocable<void(int status)> fn);
   // Answers with a redirect to `location` (302 Found by default; 301, 303, 307 and 308 too).
   // Throws std::invalid_argument for another status or a location with controls.
   void Redirect(std::string_view location, int status = 302);
@@ -114,7 +114,7 @@ class Response {
  private:
   friend class ResponseWriter;
   friend class HttpSession;
-  friend struct PendingAnswer;
+  friend struct PendingResponse;
   friend class Compressor;
   friend class DeferredResponse;  // a deferred file gzipped as its client reads it
   Response(std::string* out, std::string* fields, std::string_view date_line, bool head, bool close,
@@ -201,7 +201,7 @@ class DeferredResponse {
   DeferredResponse& Vary(std::string_view field);
   DeferredResponse& Cookie(std::string_view name, std::string_view value,
                            const CookieOptions& options = {});
-  DeferredResponse& OnFinish(std::function<void(int status)> fn);
+  DeferredResponse& OnFinish(absl::AnyInvocable<void(int status)> fn);
   void Send(std::string_view body);
   void Json(const nlohmann::json& value);
   void SendFile(int fd, uint64_t offset, uint64_t length);
@@ -219,7 +219,7 @@ class DeferredResponse {
   void End();
   // `fn` runs once when what waits has been sent after Write() returned false; at once if
   // nothing waits. Dropped if the connection goes first.
-  void OnWritable(std::function<void()> fn);
+  void OnWritable(absl::AnyInvocable<void()> fn);
   // For a route with RouteOptions::stream_body: `fn(chunk, last)` gets the request body as it
   // arrives, de-chunked, then `last` true once with an empty chunk (a view valid during the
   // call only). What arrived before the call is handed over at once. The first call asks an
@@ -227,7 +227,7 @@ class DeferredResponse {
   // rest of the body is then discarded (see RouteOptions). A body beyond the route's limit
   // fails the request with 413 (OnAborted runs). On a route without stream_body the body was
   // in Request::body(): `fn("", true)` runs at once.
-  void OnBody(std::function<void(std::string_view chunk, bool last)> fn);
+  void OnBody(absl::AnyInvocable<void(std::string_view chunk, bool last)> fn);
   // Stops handing over the body (it waits in the kernel, and TCP holds the client back) until
   // ResumeBody(); no body timeout runs meanwhile. For a reader whose own sink is slow.
   void PauseBody();
@@ -235,7 +235,7 @@ class DeferredResponse {
   // `fn` runs once if the connection goes before the answer is complete, a streamed one
   // included (the client left mid-stream: a Server-Sent-Events hub drops the subscriber there);
   // at once if it already went. Registered once the answer is complete, it never runs.
-  void OnAborted(std::function<void()> fn);
+  void OnAborted(absl::AnyInvocable<void()> fn);
   // Whether the connection went before the answer was complete.
   bool aborted() const;
   // `fn` runs once when the loop of this answer begins to drain: Engine::Drain(), SIGTERM, or a
@@ -244,17 +244,17 @@ class DeferredResponse {
   // answer. Otherwise the drain waits for it, up to EngineOptions::shutdown_timeout. At once if
   // the drain has begun; never once the answer is complete or aborted. An exception it throws
   // is ignored (the drain goes on).
-  void OnClosing(std::function<void()> fn);
+  void OnClosing(absl::AnyInvocable<void()> fn);
   // Whether this answer was sent.
   bool sent() const;
   // The loop the answer belongs to, for work done on other threads to come back. Thread-safe.
-  const LoopRef& loop() const;
+  const WorkerRef& worker() const;
 
  private:
   friend class Response;
   friend class GzipFileStream;  // fails the connection of a file that turns out short
-  explicit DeferredResponse(std::shared_ptr<PendingAnswer> state) : state_(std::move(state)) {}
-  std::shared_ptr<PendingAnswer> state_;
+  explicit DeferredResponse(std::shared_ptr<PendingResponse> state) : state_(std::move(state)) {}
+  std::shared_ptr<PendingResponse> state_;
 };
 
 }  // namespace percore::http

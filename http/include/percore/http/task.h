@@ -207,7 +207,7 @@ class OnThread {
     }
   }
 
-  LoopRef loop_;
+  WorkerRef loop_;
   Run run_;
   Fn fn_;
   std::conditional_t<std::is_void_v<Result>, std::optional<int>, std::optional<Result>> result_;

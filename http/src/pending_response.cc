@@ -15,17 +15,17 @@ namespace percore::http {
 
 using namespace std::string_view_literals;
 
-std::shared_ptr<PendingAnswer> HttpSession::Defer(Response& res) {
+std::shared_ptr<PendingResponse> HttpSession::Defer(Response& res) {
   HttpProtocol& h = protocol_;
   MessageState& st = *state_;
-  auto pending = std::make_shared<PendingAnswer>(res);
+  auto pending = std::make_shared<PendingResponse>(res);
   pending->fields = *res.fields_;  // what the handler set so far, from the loop's scratch
   pending->finish.fns = std::move(res.finish_->fns);
   res.finish_ = &pending->finish;
   h.deferring_ = pending;
   pending->session = this;
   pending->conn = st.conn;
-  pending->loop = h.worker_.ref();
+  pending->worker = h.worker_.ref();
   // With no answer due ahead of it, it is the head of a queue of its own: it writes straight out.
   if (st.slot == nullptr) st.slot = &st.slots.emplace_back();
   pending->slot = st.slot;
@@ -34,11 +34,11 @@ std::shared_ptr<PendingAnswer> HttpSession::Defer(Response& res) {
   return pending;
 }
 
-std::string& HttpSession::OutputOf(PendingAnswer& pending) {
+std::string& HttpSession::OutputOf(PendingResponse& pending) {
   return AtHead(*pending.slot) ? pending.conn->output() : pending.slot->bytes;
 }
 
-void HttpSession::BeginAnswer(PendingAnswer& pending) {
+void HttpSession::BeginPending(PendingResponse& pending) {
   Response& res = pending.response;
   const bool head = AtHead(*pending.slot);
   res.out_ = &OutputOf(pending);
@@ -51,7 +51,7 @@ void HttpSession::BeginAnswer(PendingAnswer& pending) {
   res.body_unread_ = state_->pending == &pending && state_->body_streamed && state_->in_message;
 }
 
-void HttpSession::FinishAnswer(PendingAnswer& pending, bool close) {
+void HttpSession::FinishPending(PendingResponse& pending, bool close) {
   Connection& conn = *pending.conn;
   Slot& slot = *pending.slot;
   if (state_->pending == &pending) state_->pending = nullptr;
@@ -63,7 +63,7 @@ void HttpSession::FinishAnswer(PendingAnswer& pending, bool close) {
   pending.on_closing = nullptr;
   slot.pending = nullptr;
   slot.done = true;
-  slot.close = close;
+  slot.close = slot.close || close;  // the client's FIN may have decided it already
   slot.status = pending.response.status();
   slot.log_line = std::move(pending.log_line);
   slot.finish.fns = std::move(pending.finish.fns);
@@ -116,23 +116,23 @@ void HttpSession::Advance(Connection& conn) {
   for (auto& [hooks, status] : finished) hooks.Run(status);
 }
 
-void HttpSession::Answer(PendingAnswer& pending, std::string_view body) {
-  BeginAnswer(pending);
+void HttpSession::SendPending(PendingResponse& pending, std::string_view body) {
+  BeginPending(pending);
   pending.response.Send(body);
-  FinishAnswer(pending, pending.response.close_);
+  FinishPending(pending, pending.response.close_);
 }
 
-void HttpSession::AnswerFile(PendingAnswer& pending, int fd, uint64_t offset, uint64_t length) {
-  BeginAnswer(pending);
+void HttpSession::SendPendingFile(PendingResponse& pending, int fd, uint64_t offset, uint64_t length) {
+  BeginPending(pending);
   pending.response.SendFile(fd, offset, length);
-  FinishAnswer(pending, pending.response.close_);
+  FinishPending(pending, pending.response.close_);
 }
 
-bool HttpSession::WritePart(PendingAnswer& pending, std::string_view chunk) {
+bool HttpSession::WritePart(PendingResponse& pending, std::string_view chunk) {
   Response& res = pending.response;
   Connection& conn = *pending.conn;
   if (!pending.streaming) {
-    BeginAnswer(pending);
+    BeginPending(pending);
     pending.streaming = true;
     res.sent_ = true;
     using Framing = Response::Framing;
@@ -161,22 +161,22 @@ bool HttpSession::WritePart(PendingAnswer& pending, std::string_view chunk) {
   return StreamHasRoom(pending);
 }
 
-void HttpSession::EndParts(PendingAnswer& pending) {
+void HttpSession::EndParts(PendingResponse& pending) {
   Response& res = pending.response;
   const bool body = !res.head_ && res.status() != 204 && res.status() != 304;
   if (pending.chunked && body) OutputOf(pending).append("0\r\n\r\n"sv);
   // A body shorter than its Content-Length, or one that ends with the connection.
   const bool short_body = body && pending.length.has_value() && pending.written != *pending.length;
-  FinishAnswer(pending, res.close_ || short_body);
+  FinishPending(pending, res.close_ || short_body);
 }
 
-bool HttpSession::StreamHasRoom(const PendingAnswer& pending) const {
+bool HttpSession::StreamHasRoom(const PendingResponse& pending) const {
   const size_t bound = protocol_.config_->options.stream_buffer_bytes;
   if (!AtHead(*pending.slot)) return pending.slot->bytes.size() <= bound;
   return pending.conn->pending_output() <= bound && !pending.conn->output_full();
 }
 
-void HttpSession::WhenWritable(PendingAnswer& pending, std::function<void()> fn) {
+void HttpSession::WhenWritable(PendingResponse& pending, absl::AnyInvocable<void()> fn) {
   if (StreamHasRoom(pending)) {
     fn();
     return;
@@ -188,11 +188,41 @@ void HttpSession::WhenWritable(PendingAnswer& pending, std::function<void()> fn)
 
 void HttpSession::OnWritable(Connection& conn) {
   if (state_ == nullptr || state_->slots.empty()) return;
-  PendingAnswer* pending = state_->slots.front().pending;
+  PendingResponse* pending = state_->slots.front().pending;
   if (pending == nullptr || !pending->on_writable) return;
-  std::function<void()> fn = std::move(pending->on_writable);
+  absl::AnyInvocable<void()> fn = std::move(pending->on_writable);
   pending->on_writable = nullptr;
   fn();
+}
+
+void HttpSession::OnPeerClosed(Connection& conn) {
+  // A FIN says the client sends nothing more: it may still read (a half-close) or be gone (a
+  // close), which only a failed send would tell. The answers to the requests before its last
+  // go out, as they did when those requests waited unread behind an answer to come (the loop
+  // tells of the FIN only once it has handed over every byte before it); the last request's
+  // answer, if it is still to come, is aborted, as for a client that leaves mid-answer; the
+  // connection closes after the rest. A request it left unfinished is dropped.
+  if (state_ == nullptr || state_->slots.empty()) {
+    conn.Close();
+    return;
+  }
+  MessageState& st = *state_;
+  Abandoned left;
+  if (Slot& last = st.slots.back(); !last.done) {
+    if (last.pending != nullptr) {
+      if (st.pending == last.pending) st.pending = nullptr;
+      left = last.pending->Abandon();
+    }
+    if (st.slot == &last) st.slot = nullptr;
+    st.slots.pop_back();
+  }
+  st.in_message = false;
+  if (st.slots.empty()) {
+    conn.Close();
+  } else {
+    st.slots.back().close = true;  // nothing more is read: QueueBlocks()
+  }
+  left.Run();
 }
 
 bool HttpSession::QueueFull() const {
@@ -207,7 +237,7 @@ bool HttpSession::QueueFull() const {
   return bytes >= options.max_queued_response_bytes;
 }
 
-Abandoned PendingAnswer::Abandon() {
+Abandoned PendingResponse::Abandon() {
   session = nullptr;
   if (slot != nullptr) slot->pending = nullptr;
   slot = nullptr;
@@ -220,7 +250,9 @@ Abandoned PendingAnswer::Abandon() {
   left.writable = std::move(on_writable);
   left.closing = std::move(on_closing);
   left.body = std::move(on_body);
-  on_aborted = on_writable = on_closing = nullptr;
+  on_aborted = nullptr;
+  on_writable = nullptr;
+  on_closing = nullptr;
   on_body = nullptr;
   return left;
 }
@@ -237,7 +269,7 @@ void Abandoned::Run() {
 }
 
 void HttpSession::AbortPending() {
-  PendingAnswer* pending = Pending();
+  PendingResponse* pending = Pending();
   if (pending == nullptr) return;
   state_->pending = nullptr;
   Slot& slot = *pending->slot;
@@ -270,7 +302,7 @@ Slot::~Slot() {
 
 void FinishHooks::Run(int finished_status) {
   status = finished_status;
-  std::vector<std::function<void(int)>> now = std::move(fns);
+  std::vector<absl::AnyInvocable<void(int)>> now = std::move(fns);
   fns.clear();
   for (auto& fn : now) {
     try {
@@ -281,7 +313,7 @@ void FinishHooks::Run(int finished_status) {
   }
 }
 
-void FinishHooks::Add(std::function<void(int)> fn) {
+void FinishHooks::Add(absl::AnyInvocable<void(int)> fn) {
   if (status < 0) {
     fns.push_back(std::move(fn));
     return;
@@ -308,7 +340,7 @@ void HttpSession::Stop() {
 
 int HttpSession::TakeBody(const char* at, size_t length) {
   MessageState& st = *state_;
-  PendingAnswer* pending = Pending();
+  PendingResponse* pending = Pending();
   if (pending == nullptr) {
     // Answered already: read past, up to a bound, so the connection can go on.
     st.discarded += length;
@@ -327,10 +359,10 @@ int HttpSession::TakeBody(const char* at, size_t length) {
   return 0;
 }
 
-bool HttpSession::DeliverBody(PendingAnswer& pending, std::string_view chunk, bool last) {
+bool HttpSession::DeliverBody(PendingResponse& pending, std::string_view chunk, bool last) {
   // Held here while it runs: the reader may answer, which drops it. It holds the answer, so
   // `pending` lives as long as it does.
-  std::function<void(std::string_view, bool)> fn = std::move(pending.on_body);
+  absl::AnyInvocable<void(std::string_view, bool)> fn = std::move(pending.on_body);
   bool ok = true;
   try {
     fn(chunk, last);
@@ -341,7 +373,7 @@ bool HttpSession::DeliverBody(PendingAnswer& pending, std::string_view chunk, bo
   return ok;
 }
 
-void HttpSession::ReadBody(PendingAnswer& pending, std::function<void(std::string_view, bool)> fn) {
+void HttpSession::ReadBody(PendingResponse& pending, absl::AnyInvocable<void(std::string_view, bool)> fn) {
   MessageState& st = *state_;
   if (st.pending != &pending || !st.body_streamed) {
     fn({}, true);  // the body was the request's, or has been read
@@ -356,7 +388,7 @@ void HttpSession::ReadBody(PendingAnswer& pending, std::function<void(std::strin
   ContinueBody(pending);
 }
 
-void HttpSession::ContinueBody(PendingAnswer& pending) {
+void HttpSession::ContinueBody(PendingResponse& pending) {
   // Within a parse (the reader paused and resumed at once), the parse reads on by itself.
   if (state_->pending != &pending || state_->parsing || pending.body_paused || !pending.on_body) {
     return;
@@ -387,18 +419,18 @@ void HttpSession::ContinueBody(PendingAnswer& pending) {
   conn.Resume();  // sends what was written, and hands over what the loop kept
 }
 
-PendingAnswer::~PendingAnswer() {
+PendingResponse::~PendingResponse() {
   if (session == nullptr) return;
   // Every handle was dropped without an answer (a handler that threw after Defer(), say): a
   // 500, or, once a streamed head is out, a cut-off body and a close.
   if (streaming) {
-    session->FinishAnswer(*this, /*close=*/true);
+    session->FinishPending(*this, /*close=*/true);
     return;
   }
   fields.clear();
   response.type_length_ = 0;
   response.status_ = 500;
-  session->Answer(*this, "Internal Server Error\n");
+  session->SendPending(*this, "Internal Server Error\n");
 }
 
 }  // namespace percore::http
