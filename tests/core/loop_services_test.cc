@@ -1,6 +1,6 @@
 // The loop's services through its harness: a callback that throws (a timer's, a posted job's;
 // a watch's goes through the same Loop::Guarded) is counted and logged, and the loop and the
-// callbacks after it go on.
+// callbacks after it go on. A callback may own move-only state.
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -67,6 +67,18 @@ TEST_F(LoopServicesTest, FailuresAreLoggedAtMostOnceASecond) {
   ASSERT_TRUE(harness_.RunUntil([&] { return ran == 1; }, absl::Seconds(5)));
   EXPECT_EQ(failures(), 5u);
   EXPECT_EQ(lines_.size(), 1u) << "the other four wait for the next line, a second later";
+}
+
+// Timers, posted jobs and watches store what they are given as a move-only callable: a lambda
+// that owns something move-only (a unique_ptr here; a response handle, a connection of a
+// client library) is taken, and destroyed once, after it ran.
+TEST_F(LoopServicesTest, CallbacksThatOwnMoveOnlyStateAreTakenAndRunOnce) {
+  auto owned = [](int value) { return std::make_unique<int>(value); };
+  int sum = 0;
+  worker().After(absl::ZeroDuration(), [p = owned(1), &sum] { sum += *p; });
+  worker().ref().Post([p = owned(10), &sum] { sum += *p; });
+  ASSERT_TRUE(harness_.RunUntil([&] { return sum == 11; }, absl::Seconds(5)));
+  EXPECT_EQ(failures(), 0u);
 }
 
 }  // namespace

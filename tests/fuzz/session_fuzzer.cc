@@ -16,6 +16,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "percore/http/app.h"
 #include "percore/testing/harness.h"
@@ -51,6 +52,14 @@ std::string StaticRoot() {
   return root;
 }
 
+// Answers kept for later: GET /k keeps its answer, GET /f answers every kept one, the last
+// kept first, so only the connection's queue of slots puts them back in request order. What a
+// connection left kept is dropped (each a 500) before the other connection is fed.
+std::vector<percore::http::DeferredResponse>& Kept() {
+  static auto* kept = new std::vector<percore::http::DeferredResponse>;
+  return *kept;
+}
+
 LoopHarness& Harness() {
   // Small limits, so that short inputs reach them.
   static LoopHarness* harness = [] {
@@ -59,6 +68,8 @@ LoopHarness& Harness() {
     options.max_target_bytes = 64;
     options.max_header_bytes = 256;
     options.max_discard_bytes = 64;
+    options.max_queued_responses = 4;
+    options.max_queued_response_bytes = 512;
     App app(options);
     // The application layer around the routes: middleware, errors, decoding, files.
     app.Use(percore::http::Compress({.min_bytes = 16, .level = 1}));
@@ -77,6 +88,13 @@ LoopHarness& Harness() {
       res.Send(std::string(req.Param("n")) + std::string(req.Param("o")));
     });
     app.Get("/", [](const Request&, Response& res) { res.Send("Hello World!"); });
+    app.Get("/k", [](const Request&, Response& res) { Kept().push_back(res.Defer()); });
+    app.Get("/f", [](const Request&, Response& res) {
+      std::vector<percore::http::DeferredResponse> kept;
+      kept.swap(Kept());
+      for (auto it = kept.rbegin(); it != kept.rend(); ++it) it->Send("kept");
+      res.Send("flushed");
+    });
     app.All("/echo", [](const Request& req, Response& res) { res.Send(req.body()); });
     app.Get("/users/:id", [](const Request& req, Response& res) {
       res.Send(std::string(req.Param("id")) + " " + std::string(req.Header("x-a")));
@@ -125,12 +143,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (whole == nullptr || split == nullptr) std::abort();
 
   harness.Feed(whole, stream);
+  Kept().clear();
   for (size_t at = 0; at < stream.size();) {
     const size_t n = std::uniform_int_distribution<size_t>(1, 32)(sizes);
     // A copy each time, as a receive buffer would be: no view may outlive its read.
     harness.Feed(split, std::string(std::string_view(stream).substr(at, n)));
     at += n;
   }
+  Kept().clear();
   const std::string a = harness.TakeOutput(whole);
   const std::string b = harness.TakeOutput(split);
   if (a != b) Mismatch("answers", a, b);
