@@ -331,8 +331,8 @@ def main():
     for name in ("percore", "nginx"):
         g = results["gzip"].get(name)
         if g and "cpu_us_per_kib" in g:
-            log(f"gzip of a {PAGE_KIB} KiB text file: {name} {g['cpu_us_per_kib']:.2f} us CPU per KiB "
-                f"(CPU {fmt_cpu(g['identity']['cpu_us_per_request'])} us/req as it is, "
+            log(f"gzip of a {PAGE_KIB} KiB text file: {name} {g['cpu_us_per_kib']:.2f} us CPU per "
+                f"KiB (CPU {fmt_cpu(g['identity']['cpu_us_per_request'])} us/req as it is, "
                 f"{fmt_cpu(g['gzip']['cpu_us_per_request'])} gzipped to "
                 f"{g['gzip']['body_bytes']:,} bytes)")
     two = results["two_loops"]

@@ -78,10 +78,12 @@ def two_loops(ctx):
         log(f"== 2 loops on CPUs {cpus}, 200 connections, GET /worker ({ctx.duration} s, "
             "wrk unpinned)")
         try:
-            both = Percore(ctx.children, ctx.hello, ctx.tmp, cpus, ctx.backend, None, label="percore-2")
+            both = Percore(ctx.children, ctx.hello, ctx.tmp, cpus, ctx.backend, None,
+                           label="percore-2")
             # How the kernel spreads 200 connections over the two listeners (a sample: wrk's
             # own connections hash differently), to tell that apart from unequal CPU time.
-            holder, _, spread = hold_connections(ctx.children, ctx.conn_holder, both.port, 200, None,
+            holder, _, spread = hold_connections(ctx.children, ctx.conn_holder, both.port, 200,
+                                                 None,
                                                  path="/worker")
             release_connections(ctx.children, holder)
             cmd = wrk_command(both.port, 200, 2, ctx.duration, None, "bench/worker_share.lua",
@@ -213,7 +215,8 @@ def gzip_files(ctx, www, page):
                 if status != 200 or got != page or zipped != (coding == "gzip"):
                     raise Failure(f"GET /files/page.txt with {header!r}: status {status}, "
                                   f"gzipped {zipped}, body {'right' if got == page else 'wrong'}")
-                cmd = wrk_command(server.port, 16, 1, ctx.duration, ctx.client_cpu, headers=[header],
+                cmd = wrk_command(server.port, 16, 1, ctx.duration, ctx.client_cpu,
+                                  headers=[header],
                                   path="/files/page.txt")
                 r = measure(server, cmd, ctx.duration, 16)
                 r["body_bytes"] = len(body)

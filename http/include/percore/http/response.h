@@ -183,8 +183,8 @@ class Response {
 // An answer that comes later (Response::Defer). Copies share it: the first Send() of any copy
 // answers. If the connection goes before the answer is complete (the client left, a timeout,
 // the loop closing it; for a streamed one, before End()), OnAborted's callback runs once, and
-// Send() and Write() do nothing. When the loop begins to drain, OnClosing's callback runs once. If every copy is dropped without an
-// answer, the request gets a 500. Owning-loop-only, except that a copy may be destroyed on any
+// Send() and Write() do nothing. When the loop begins to drain, OnClosing's callback runs once.
+// If every copy is dropped without an answer, the request gets a 500. Owning-loop-only, except that a copy may be destroyed on any
 // thread (the last one is then handed to the loop to be destroyed there).
 class DeferredResponse {
  public:
