@@ -220,7 +220,7 @@ void HttpSession::SendError(const Request& req, Response& res, const Error& erro
     // nor a 201 the handler set before it threw.
     res.Status(error.status);
     try {
-      h.config_->on_error(req, res, error);
+      (*h.config_->on_error)(req, res, error);
     } catch (const std::exception& e) {
       h.LogFailure(req.method(), req.path(), std::string("the error hook threw: ") + e.what());
     } catch (...) {

@@ -149,13 +149,18 @@ std::vector<Router::Segment> Router::ParsePattern(std::string_view pattern) {
 
 void Router::Add(std::string_view method, std::string_view pattern, Handler handler,
                  RouteOptions options) {
+  if (!handler) throw std::invalid_argument("route \"" + std::string(pattern) + "\": no handler");
+  AddShared(method, pattern, std::make_shared<const Handler>(std::move(handler)), options);
+}
+
+void Router::AddShared(std::string_view method, std::string_view pattern,
+                       std::shared_ptr<const Handler> handler, RouteOptions options) {
   if (method != "*" && !IsToken(method)) {
     throw std::invalid_argument("invalid method \"" + std::string(method) + "\"");
   }
   if (pattern.empty() || pattern.front() != '/') {
     throw std::invalid_argument("route \"" + std::string(pattern) + "\" must start with '/'");
   }
-  if (!handler) throw std::invalid_argument("route \"" + std::string(pattern) + "\": no handler");
   pattern = Normalize(pattern);
   if (!options.stream_body && options.max_body_bytes > (size_t{1} << 30)) {
     // A body that is not streamed is held whole in memory.
@@ -212,10 +217,11 @@ void Router::Use(std::string_view prefix, Middleware fn) {
   }
   if (!fn) throw std::invalid_argument("middleware for \"" + std::string(prefix) + "\": null");
   prefix = Normalize(prefix);
-  AddLayer(prefix == "/" ? std::string() : std::string(prefix), std::move(fn));
+  AddLayer(prefix == "/" ? std::string() : std::string(prefix),
+           std::make_shared<const Middleware>(std::move(fn)));
 }
 
-void Router::AddLayer(std::string prefix, Middleware fn) {
+void Router::AddLayer(std::string prefix, std::shared_ptr<const Middleware> fn) {
   const bool after_route = order_ == Order::kAsAdded && has_routes_;
   middleware_.push_back(Layer{std::move(prefix), std::move(fn), added_++, after_route});
 }
@@ -256,8 +262,8 @@ void Router::Mount(std::string_view prefix, const Router& other) {
     if (item.layer != nullptr) {
       AddLayer(base + item.layer->prefix, item.layer->fn);
     } else {
-      Add(item.method, base + std::string(item.pattern), item.target->handler,
-          item.target->options);
+      AddShared(item.method, base + std::string(item.pattern), item.target->handler,
+                item.target->options);
     }
   }
 }
@@ -280,7 +286,7 @@ void Router::RunFrom(size_t index, const Request& req, Response& res, Next::Last
     }
     Next next(*this, index + 1, req, res, last, context, route_order);
     req.base_path_ = layer.prefix;
-    layer.fn(req, res, next);
+    (*layer.fn)(req, res, next);
     return;
   }
   req.base_path_ = {};
@@ -356,7 +362,7 @@ Router::Result Router::Route(std::string_view method, std::string_view path,
     result.path_known = true;
     const Target* target = entry.Find(method);
     if (target == nullptr) return false;
-    result.handler = &target->handler;
+    result.handler = target->handler.get();
     result.options = &target->options;
     return true;
   });

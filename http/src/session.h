@@ -40,7 +40,7 @@ namespace percore::http {
 struct AppConfig {
   Router router;
   HttpOptions options;
-  ErrorHandler on_error;      // App::OnError; null for the default answers
+  std::shared_ptr<const ErrorHandler> on_error;  // App::OnError; null for the default answers
   std::vector<Cidr> trusted;  // HttpOptions::trust_proxy, parsed
 };
 

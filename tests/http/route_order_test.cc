@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -124,6 +125,31 @@ TEST(RouteOrderTest, MountKeepsTheMountedRoutersOrder) {
   ran.clear();
   EXPECT_EQ(client.Get("/api/other").status, 404);
   EXPECT_EQ(ran, (std::vector<std::string>{"api-after"}));
+}
+
+// Handlers, middleware and the error hook are stored once and shared, so what they capture may
+// be move-only; a mounted router's are shared with it, not copied.
+TEST(RouteOrderTest, HandlersMiddlewareAndTheErrorHookMayOwnMoveOnlyState) {
+  Router api;
+  api.Add("GET", "/n", [n = std::make_unique<int>(7)](const Request&, Response& res) {
+    res.Send(std::to_string(*n));
+  });
+  api.Use([tag = std::make_unique<std::string>("x-tag")](const Request&, Response& res,
+                                                         const Next& next) {
+    res.Set(*tag, "1");
+    next();
+  });
+  App app;
+  app.Mount("/api", api);
+  app.OnError([prefix = std::make_unique<std::string>("no: ")](const Request& req, Response& res,
+                                                               const Error&) {
+    res.Send(*prefix + std::string(req.path()));
+  });
+  TestClient client(app);
+  TestResponse r = client.Get("/api/n");
+  EXPECT_EQ(r.body, "7");
+  EXPECT_EQ(r.Header("x-tag"), "1");
+  EXPECT_EQ(client.Get("/api/none").body, "no: /api/none");
 }
 
 // Apps written before Router::Order: a middleware added after the routes still runs first.

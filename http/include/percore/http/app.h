@@ -99,7 +99,7 @@ class App {
   // without the hook: the request is gone by then. Parse errors (400, 413, 431...) are answered
   // before any route is known and do not come here.
   App& OnError(ErrorHandler fn) {
-    on_error_ = std::move(fn);
+    on_error_ = fn ? std::make_shared<const ErrorHandler>(std::move(fn)) : nullptr;
     return *this;
   }
 
@@ -113,7 +113,7 @@ class App {
 
  private:
   Router router_;
-  ErrorHandler on_error_;
+  std::shared_ptr<const ErrorHandler> on_error_;
   HttpOptions options_;
 };
 

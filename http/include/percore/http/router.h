@@ -33,12 +33,13 @@
 
 #include <cstdint>
 #include <exception>
-#include <functional>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "percore/http/request.h"
 #include "percore/http/response.h"
 
@@ -50,8 +51,10 @@ namespace percore::http {
 // One handler object serves every loop, and the loops are threads: it is called on several
 // threads at once. What it captures and changes is either shared across loops, and then atomic
 // or behind a lock, or kept per loop (an array indexed by Request::worker_id(), which each loop
-// alone touches, or an object a loop makes for itself), which needs neither.
-using Handler = std::function<void(const Request&, Response&)>;
+// alone touches, or an object a loop makes for itself), which needs neither. Stored once (what
+// it captures may be move-only) and called through a const reference: a `mutable` lambda, whose
+// captures every loop would change at once, does not compile.
+using Handler = absl::AnyInvocable<void(const Request&, Response&) const>;
 
 class Router;
 
@@ -88,7 +91,8 @@ class Next {
 
 // A middleware: may answer (and not call next), set response fields and call next, or both
 // call next and then look at the outcome.
-using Middleware = std::function<void(const Request&, Response&, const Next&)>;
+// Stored and called as a Handler is.
+using Middleware = absl::AnyInvocable<void(const Request&, Response&, const Next&) const>;
 
 // An error with its HTTP status, for a handler or middleware to throw: the error hook gets the
 // status and the message (400 for a bad id, 403, 409...).
@@ -115,7 +119,7 @@ struct Error {
 // Writes the answer for an error (App::OnError); the response's status is the error's already.
 // If it throws or does not answer, the default answer goes out: the status and its reason
 // phrase as text.
-using ErrorHandler = std::function<void(const Request&, Response&, const Error&)>;
+using ErrorHandler = absl::AnyInvocable<void(const Request&, Response&, const Error&) const>;
 
 // How a route takes the request body.
 struct RouteOptions {
@@ -193,8 +197,9 @@ class Router {
 
  private:
   friend class Next;
+  // Handlers and middleware are shared by the copies of a router (App::Factory's, Mount's).
   struct Target {
-    Handler handler;
+    std::shared_ptr<const Handler> handler;
     RouteOptions options;
     uint32_t order = 0;  // its place among the routes and middleware added
   };
@@ -219,7 +224,7 @@ class Router {
   };
   struct Layer {
     std::string prefix;  // "" for every path
-    Middleware fn;
+    std::shared_ptr<const Middleware> fn;
     uint32_t order = 0;        // its place among the routes and middleware added
     bool after_route = false;  // Order::kAsAdded, and a route was added before it
     bool Applies(std::string_view path) const;
@@ -232,7 +237,9 @@ class Router {
   static bool MatchPattern(const Pattern& p, std::string_view path,
                            std::vector<RouteParam>* params);
   void AddTarget(Entry& entry, std::string_view method, std::string_view pattern, Target target);
-  void AddLayer(std::string prefix, Middleware fn);
+  void AddShared(std::string_view method, std::string_view pattern,
+                 std::shared_ptr<const Handler> handler, RouteOptions options);
+  void AddLayer(std::string prefix, std::shared_ptr<const Middleware> fn);
   // Runs the middleware from `index` on that applies, then last(context). `route_order` is the
   // answering route's order, or kNotLookedUp until a layer needed it.
   void RunFrom(size_t index, const Request& req, Response& res, Next::Last last, void* context,
