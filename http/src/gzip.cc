@@ -31,4 +31,32 @@ bool Gzip::Compress(std::string_view in, int level, std::string* out) {
   return result == Z_STREAM_END;
 }
 
+GzipStream::GzipStream(int level) {
+  ok_ = deflateInit2(&stream_, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK;
+}
+
+GzipStream::~GzipStream() {
+  if (ok_) deflateEnd(&stream_);
+}
+
+std::optional<std::string_view> GzipStream::Run(std::string_view in, int flush) {
+  constexpr size_t kStep = 16 << 10;
+  out_.clear();
+  if (!ok_ || in.size() > (uInt{1} << 30)) return std::nullopt;  // zlib counts in 32 bits
+  stream_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  stream_.avail_in = static_cast<uInt>(in.size());
+  // A flush is complete once deflate leaves room in the output; a finish, at Z_STREAM_END.
+  for (;;) {
+    const size_t before = out_.size();
+    out_.resize(before + kStep);
+    stream_.next_out = reinterpret_cast<Bytef*>(out_.data() + before);
+    stream_.avail_out = kStep;
+    const int result = deflate(&stream_, flush);
+    out_.resize(before + kStep - stream_.avail_out);
+    if (result == Z_STREAM_END) return out_;
+    if (result != Z_OK && result != Z_BUF_ERROR) return std::nullopt;
+    if (flush != Z_FINISH && stream_.avail_out != 0 && stream_.avail_in == 0) return out_;
+  }
+}
+
 }  // namespace percore::http

@@ -65,12 +65,12 @@ void Response::SendCompressed(std::string_view body) {
 }
 
 bool Response::StreamsGzip(uint64_t length) {
-  if (compress_ == nullptr || length <= kWholeGzipFile || length > kMaxGzipFile ||
-      !Negotiate(length)) {
-    return false;
-  }
-  // Said before a byte is deflated: a text file this big gets smaller, and the head goes out
-  // with the first piece.
+  return length > kWholeGzipFile && length <= kMaxGzipFile && GzipsStream(length);
+}
+
+bool Response::GzipsStream(uint64_t length) {
+  if (compress_ == nullptr || !Negotiate(length)) return false;
+  // Said before a byte is deflated: the head goes out with the first piece.
   fields_->append("Content-Encoding: gzip\r\n"sv);
   return true;
 }

@@ -3,11 +3,14 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <memory>
+#include <optional>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "absl/container/inlined_vector.h"
+#include "percore/http/middleware.h"
 #include "response_writer.h"
 #include "session.h"
 
@@ -131,10 +134,17 @@ void HttpSession::SendPendingFile(PendingResponse& pending, int fd, uint64_t off
 bool HttpSession::WritePart(PendingResponse& pending, std::string_view chunk) {
   Response& res = pending.response;
   Connection& conn = *pending.conn;
+  const bool body = !res.head_ && res.status() != 204 && res.status() != 304;
   if (!pending.streaming) {
     BeginPending(pending);
     pending.streaming = true;
     res.sent_ = true;
+    // gzip is a stage of the body: with Compress(), a streamed body of a type worth it goes
+    // through a deflater of its own, and its length is no longer known ahead.
+    if (res.GzipsStream(pending.length.value_or(UINT64_MAX))) {
+      pending.length.reset();
+      if (body) pending.gzip = std::make_unique<GzipStream>(res.compress_->level);
+    }
     using Framing = Response::Framing;
     const Framing framing = pending.length.has_value() ? Framing::kLength
                             : res.http10_              ? Framing::kClose
@@ -143,27 +153,47 @@ bool HttpSession::WritePart(PendingResponse& pending, std::string_view chunk) {
     // Without a body (HEAD, 204, 304), the pieces are not sent.
     if (!res.AppendHead(framing, pending.length.value_or(0), false)) pending.length = 0;
   }
-  const bool body = !res.head_ && res.status() != 204 && res.status() != 304;
   if (body && !chunk.empty()) {
-    std::string& out = OutputOf(pending);
-    if (pending.chunked) {
-      char size[20];
-      out.append(size,
-                 static_cast<size_t>(std::snprintf(size, sizeof(size), "%zx\r\n", chunk.size())));
-      out.append(chunk);
-      out.append("\r\n"sv);
-    } else {
-      out.append(chunk);
+    std::optional<std::string_view> piece = chunk;
+    if (pending.gzip != nullptr) piece = pending.gzip->Write(chunk);
+    if (!piece.has_value()) {
+      // zlib failed: the client was promised a whole gzip stream, so its connection fails.
+      conn.Close(/*linger=*/false);
+      return false;
     }
+    AppendPart(pending, *piece);
     pending.written += chunk.size();
   }
   if (AtHead(*pending.slot)) conn.Resume();  // sends it
   return StreamHasRoom(pending);
 }
 
+void HttpSession::AppendPart(PendingResponse& pending, std::string_view piece) {
+  if (piece.empty()) return;
+  std::string& out = OutputOf(pending);
+  if (pending.chunked) {
+    char size[20];
+    out.append(size,
+               static_cast<size_t>(std::snprintf(size, sizeof(size), "%zx\r\n", piece.size())));
+    out.append(piece);
+    out.append("\r\n"sv);
+  } else {
+    out.append(piece);
+  }
+}
+
 void HttpSession::EndParts(PendingResponse& pending) {
   Response& res = pending.response;
   const bool body = !res.head_ && res.status() != 204 && res.status() != 304;
+  if (pending.gzip != nullptr) {
+    // The rest of the deflated body and the gzip trailer; the zlib state goes at once.
+    if (std::optional<std::string_view> rest = pending.gzip->Finish(); rest.has_value()) {
+      AppendPart(pending, *rest);
+    } else {
+      pending.conn->Close(/*linger=*/false);
+    }
+    pending.gzip.reset();
+  }
   if (pending.chunked && body) OutputOf(pending).append("0\r\n\r\n"sv);
   // A body shorter than its Content-Length, or one that ends with the connection.
   const bool short_body = body && pending.length.has_value() && pending.written != *pending.length;

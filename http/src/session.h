@@ -172,6 +172,7 @@ struct PendingResponse {
   bool streaming = false;          // the head went out with the first Write()
   bool chunked = false;
   bool aborted = false;  // the connection went before the answer was complete
+  std::unique_ptr<GzipStream> gzip;  // Compress(): the streamed body's deflater
 };
 
 // What the PROXY protocol header of a connection said (HttpOptions::proxy_protocol).
@@ -251,6 +252,8 @@ class HttpSession final : public percore::Session {
   // A streamed one (DeferredResponse::Write, End): false once the output is full.
   bool WritePart(PendingResponse& pending, std::string_view chunk);
   void EndParts(PendingResponse& pending);
+  // Appends a piece of a streamed body where the answer writes, chunked if it is.
+  void AppendPart(PendingResponse& pending, std::string_view piece);
   // Whether a streamed answer may write more now (HttpOptions::stream_buffer_bytes): what its
   // slot holds, or, at the head, what waits in the output.
   bool StreamHasRoom(const PendingResponse& pending) const;

@@ -143,6 +143,9 @@ class Response {
   // client reads it (GzipFileStream) rather than whole; sets what Negotiate() sets, and
   // Content-Encoding, when it is.
   bool StreamsGzip(uint64_t length);
+  // With Compress(): whether a body of `length` bytes (UINT64_MAX: not known), streamed, is
+  // deflated as it is written; sets what Negotiate() sets, and Content-Encoding, when it is.
+  bool GzipsStream(uint64_t length);
   // RFC 9110 13.2.2 for a 2xx answer to GET or HEAD with validators set: answers 304 or 412
   // and returns true, or returns false for the answer to go on. `length` is the body's the
   // 200 would have, `file` whether it is a file's (Compress() has a bound for those). The
