@@ -53,8 +53,8 @@ class SlotsTest : public percore::testing::EngineTest {
  protected:
   // /hold?id=N keeps its answer until Release(N); /chunks?id=N writes "a" at once and "bc" and
   // its end at Release(N); /abortable counts its aborts; /closing answers when the drain
-  // begins; /upload counts a body streamed to it; /file sends the first 10 bytes of file_; /big answers 16 KiB at once; /tick answers from a 1 ms timer, counting how many
-  // wait at a time.
+  // begins; /upload counts a body streamed to it; /file sends the first 10 bytes of file_; /big
+  // answers 16 KiB at once; /tick answers from a 1 ms timer, counting how many wait at a time.
   void ServeSlots(HttpOptions http = {}, bool start = true) {
     App app(http);
     app.Get("/", [](const Request&, Response& res) { res.Send("Hello World!"); });
@@ -142,6 +142,17 @@ class SlotsTest : public percore::testing::EngineTest {
     });
   }
 
+  // Sends GET /hold?id=0 and then `more`, waits for /hold's handler, answers it and reads its
+  // answer ("held 0"), leaving what came after it in *buffer.
+  void SendBehindAHeldAnswer(int fd, const std::string& more, std::string* buffer) {
+    ASSERT_TRUE(SendAll(fd, Get("/hold?id=0") + more));
+    ASSERT_TRUE(WaitUntil([this] { return handled_.load() == 1; }, kTimeout));
+    ASSERT_NO_FATAL_FAILURE(Release(0));
+    std::optional<HttpResponse> r = ReadResponse(fd, *buffer, kTimeout);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->body, "held 0");
+  }
+
   Socket Connect() {
     Socket c(ConnectLocal(port_));
     EXPECT_TRUE(c.ok());
@@ -173,6 +184,13 @@ std::vector<std::string> ReadBodies(int fd, std::string& buffer, int count) {
     bodies.push_back(r.has_value() ? r->body : "");
   }
   return bodies;
+}
+
+// After the answers read into `buffer` so far, the server closes and sends nothing more.
+void ExpectClosedWithNothingMore(int fd, const std::string& buffer) {
+  ReadToEndResult rest = ReadToEnd(fd, kTimeout);
+  EXPECT_EQ(rest.end, StreamEnd::kClosed);
+  EXPECT_EQ(buffer + rest.data, "");
 }
 
 TEST_P(SlotsTest, HandlersBehindALaterAnswerRunAtOnceAndTheAnswersLeaveInRequestOrder) {
@@ -318,9 +336,7 @@ TEST_P(SlotsTest, AHalfCloseLetsTheAnswersBeforeTheLastGoAndAbortsTheLastOne) {
   std::string buffer;
   std::vector<std::string> bodies = ReadBodies(c.fd(), buffer, 2);
   EXPECT_EQ(bodies, (std::vector<std::string>{"held 0", "Hello World!"}));
-  ReadToEndResult rest = ReadToEnd(c.fd(), kTimeout);
-  EXPECT_EQ(rest.end, StreamEnd::kClosed);
-  EXPECT_EQ(buffer + rest.data, "");
+  ExpectClosedWithNothingMore(c.fd(), buffer);
   EXPECT_EQ(aborted_.load(), 1);
 }
 
@@ -344,9 +360,7 @@ TEST_P(SlotsTest, DrainLetsEveryAnswerDueGoInOrderAndThenCloses) {
   std::vector<std::string> bodies = ReadBodies(c.fd(), buffer, 4);
   EXPECT_EQ(bodies,
             (std::vector<std::string>{"closing 0", "Hello World!", "closing 1", "closing 2"}));
-  ReadToEndResult rest = ReadToEnd(c.fd(), kTimeout);
-  EXPECT_EQ(rest.end, StreamEnd::kClosed);
-  EXPECT_EQ(buffer + rest.data, "");
+  ExpectClosedWithNothingMore(c.fd(), buffer);
   supervisor.join();
 }
 
@@ -354,35 +368,24 @@ TEST_P(SlotsTest, AnErrorBehindALaterAnswerComesAfterItAndThenTheConnectionClose
   ASSERT_NO_FATAL_FAILURE(ServeSlots());
   if (IsSkipped()) return;
   Socket c = Connect();
-  ASSERT_TRUE(SendAll(c.fd(), Get("/hold?id=0") + "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n" + Get("/")));
-  ASSERT_TRUE(WaitUntil([this] { return handled_.load() == 1; }, kTimeout));
-  ASSERT_NO_FATAL_FAILURE(Release(0));
   std::string buffer;
+  ASSERT_NO_FATAL_FAILURE(
+      SendBehindAHeldAnswer(c.fd(), "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n" + Get("/"), &buffer));
   std::optional<HttpResponse> r = ReadResponse(c.fd(), buffer, kTimeout);
-  ASSERT_TRUE(r.has_value());
-  EXPECT_EQ(r->body, "held 0");
-  r = ReadResponse(c.fd(), buffer, kTimeout);
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->status, 400);
   EXPECT_EQ(r->Header("connection"), "close");
-  ReadToEndResult rest = ReadToEnd(c.fd(), kTimeout);
-  EXPECT_EQ(rest.end, StreamEnd::kClosed);
-  EXPECT_EQ(buffer + rest.data, "");
+  ExpectClosedWithNothingMore(c.fd(), buffer);
 }
 
 TEST_P(SlotsTest, ContinueForABodyBehindALaterAnswerWaitsItsTurn) {
   ASSERT_NO_FATAL_FAILURE(ServeSlots());
   if (IsSkipped()) return;
   Socket c = Connect();
-  ASSERT_TRUE(SendAll(c.fd(), Get("/hold?id=0") +
-                                  "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
-                                  "Expect: 100-continue\r\n\r\n"));
-  ASSERT_TRUE(WaitUntil([this] { return handled_.load() == 1; }, kTimeout));
-  ASSERT_NO_FATAL_FAILURE(Release(0));
   std::string buffer;
-  std::optional<HttpResponse> r = ReadResponse(c.fd(), buffer, kTimeout);
-  ASSERT_TRUE(r.has_value());
-  EXPECT_EQ(r->body, "held 0");
+  ASSERT_NO_FATAL_FAILURE(SendBehindAHeldAnswer(
+      c.fd(), "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n",
+      &buffer));
   const std::string interim = "HTTP/1.1 100 Continue\r\n\r\n";
   ASSERT_TRUE(WaitUntil(
       [&] {
@@ -395,7 +398,7 @@ TEST_P(SlotsTest, ContinueForABodyBehindALaterAnswerWaitsItsTurn) {
   EXPECT_EQ(buffer.substr(0, interim.size()), interim);
   buffer.erase(0, interim.size());
   ASSERT_TRUE(SendAll(c.fd(), "body"));
-  r = ReadResponse(c.fd(), buffer, kTimeout);
+  std::optional<HttpResponse> r = ReadResponse(c.fd(), buffer, kTimeout);
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->status, 405);  // POST / is not routed: its answer comes once its body is read
 }
