@@ -90,7 +90,6 @@ ABSL_FLAG(bool, compress, true, "gzip answers worth compressing when the client 
 
 namespace {
 
-using percore::http::DeferredResponse;
 using percore::http::Request;
 using percore::http::Response;
 
@@ -123,13 +122,13 @@ Routes:
 // then closes the connection and the client sees a short body, a cut download it can retry,
 // rather than a chunked end that would pass for the whole of it.
 struct Streamer {
-  DeferredResponse response;
+  Response response;
   uint64_t left;
 
   static void Start(const std::shared_ptr<Streamer>& self) {
     // The callback holds the streamer, which holds the answer: the answer drops it when it
     // completes or is aborted, so nothing is left in a cycle.
-    self->response.OnClosing([self] {
+    self->response.OnClosing([self](Response&) {
       self->left = 0;
       self->response.End();
     });
@@ -143,7 +142,7 @@ struct Streamer {
       self->left -= n;
       if (!self->response.Write(std::string_view(piece).substr(0, n))) {
         if (self->response.aborted()) return;
-        self->response.OnWritable([self] { Pump(self); });
+        self->response.OnWritable([self](Response&) { Pump(self); });
         return;
       }
     }
@@ -311,8 +310,7 @@ int main(int argc, char** argv) {
   app.Get("/delay", [](const Request& req, Response& res) {
     const std::optional<int> ms = QueryMs(req, res, 60000);
     if (!ms.has_value()) return;
-    DeferredResponse later = res.Defer();
-    req.worker().After(absl::Milliseconds(*ms), [later, ms = *ms]() mutable {
+    req.worker().After(absl::Milliseconds(*ms), [later = res.Defer(), ms = *ms]() mutable {
       later.Send("delayed " + std::to_string(ms) + " ms");
     });
   });
@@ -337,16 +335,17 @@ int main(int argc, char** argv) {
     // before the fork would not be in it); it lives as long as the process.
     static percore::ThreadPool* pool =
         new percore::ThreadPool({.threads = 2, .max_queued = 1024, .name = "offload"});
-    DeferredResponse later = res.Defer();
-    const bool queued = pool->Submit([later, ms = *ms]() mutable {
+    // Shared with the job, so that a refused job (destroyed by Submit) leaves it here to answer.
+    auto later = std::make_shared<Response>(res.Defer());
+    const bool queued = pool->Submit([later, ms = *ms] {
       const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
       uint64_t spins = 0;
       while (std::chrono::steady_clock::now() < end) ++spins;  // the CPU work
-      later.worker().Post([later, ms, spins]() mutable {
-        later.Send("offloaded " + std::to_string(ms) + " ms (" + std::to_string(spins) + " spins)");
+      later->worker().Post([later, ms, spins] {
+        later->Send("offloaded " + std::to_string(ms) + " ms (" + std::to_string(spins) + " spins)");
       });
     });
-    if (!queued) later.Status(503).Set("Retry-After", "1").Send("work queue full\n");
+    if (!queued) later->Status(503).Set("Retry-After", "1").Send("work queue full\n");
   });
 
   percore::http::MountHealthRoutes(app);

@@ -26,8 +26,8 @@ int main() {
     res.Json({{"id", req.Param("id")}, {"worker", req.worker_id()}});
   });
   app.Get("/later", [](const Request& req, Response& res) {  // the loop serves others meanwhile
-    DeferredResponse later = res.Defer();
-    req.worker().After(absl::Milliseconds(50), [later]() mutable { later.Send("done\n"); });
+    req.worker().After(absl::Milliseconds(50),
+                       [later = res.Defer()]() mutable { later.Send("done\n"); });
   });
   MountHealthRoutes(app);                                   // /healthz, /readyz, /metrics
   percore::EngineOptions options;

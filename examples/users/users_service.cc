@@ -10,7 +10,6 @@ namespace users {
 namespace {
 
 using nlohmann::json;
-using percore::http::DeferredResponse;
 using percore::http::HttpError;
 using percore::http::Next;
 using percore::http::Request;
@@ -148,9 +147,8 @@ percore::http::App MakeApp(std::shared_ptr<UserStore> store, ServiceOptions opti
   api.Add("GET", "/users/:id(\\d+)/avatar", [store, opts](const Request& req, Response& res) {
     std::optional<User> user = store->Find(IdOf(req));
     if (!user.has_value()) throw HttpError(404, "no such user");
-    DeferredResponse later = res.Defer();
     req.worker().After(absl::Milliseconds(opts->avatar_delay_ms),
-                       [later, name = user->name]() mutable {
+                       [later = res.Defer(), name = user->name]() mutable {
                          later.Json({{"avatar", "https://avatars.example/" + name + ".png"}});
                        });
   });

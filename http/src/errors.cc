@@ -2,6 +2,7 @@
 
 #include <array>
 
+#include "response_core.h"
 #include "response_writer.h"
 
 namespace percore::http {
@@ -14,18 +15,23 @@ struct ReadyMade {
   std::string rest;         // the fields after Date, the blank line and the body
 };
 
+// Written once, by the writer every answer goes through, with no Date line: it goes after the
+// status line, fresh each time.
 std::array<ReadyMade, kStatuses.size()> BuildTable() {
   std::array<ReadyMade, kStatuses.size()> table;
   for (size_t i = 0; i < kStatuses.size(); ++i) {
     const int status = kStatuses[i];
     std::string body(ReasonPhrase(status));
     body.push_back('\n');
-    AppendStatusLine(table[i].status_line, status);
-    std::string& rest = table[i].rest;
-    rest = "Content-Type: text/plain; charset=utf-8\r\nContent-Length: ";
-    AppendDecimal(rest, body.size());
-    rest += "\r\nConnection: close\r\n\r\n";
-    rest += body;
+    std::string answer;
+    std::string fields;
+    ResponseCore core(&answer, &fields, /*date_line=*/"", /*head=*/false, /*close=*/true,
+                      /*http10=*/false, /*http10_keep_alive=*/false);
+    core.Status(status);
+    core.Send(body);
+    const size_t status_line = answer.find("\r\n") + 2;
+    table[i].status_line = answer.substr(0, status_line);
+    table[i].rest = answer.substr(status_line);
   }
   return table;
 }

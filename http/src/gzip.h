@@ -27,7 +27,7 @@ class Gzip {
   int level_ = 0;  // 0: no stream yet
 };
 
-// One body deflated as it is written (DeferredResponse::Write with Compress()). Each piece is
+// One body deflated as it is written (Response::Write with Compress()). Each piece is
 // flushed (Z_SYNC_FLUSH): what was written reaches the client at once and decodes there, as an
 // event stream needs, at some cost in ratio. About 256 KiB of zlib state while it lasts.
 class GzipStream {

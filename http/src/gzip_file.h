@@ -1,12 +1,10 @@
-// A file's range gzipped as its client reads it (Response::SendFile with Compress()). A piece
-// of the file is read and deflated only while the answer's stream has room (DeferredResponse::
-// Write and OnWritable, bounded by HttpOptions::stream_buffer_bytes), so a client that reads
-// nothing makes the server hold that bound, a piece and one zlib stream: not the whole
-// compressed file, which it used to hold until the send timeout, or for ever with a trickle.
+// Compress() for files. A file's range up to kWholeGzipFile is gzipped whole, as a body given to
+// Send() is; a bigger one, up to kMaxGzipFile, is read a piece at a time as its client reads it
+// (FilePump): each piece goes to Response::Write, whose gzip stage deflates it, and the next is
+// read only once the stream has room (OnWritable, bounded by HttpOptions::stream_buffer_bytes).
+// A client that reads nothing makes the server hold that bound, a piece and one zlib stream.
 #ifndef PERCORE_HTTP_SRC_GZIP_FILE_H_
 #define PERCORE_HTTP_SRC_GZIP_FILE_H_
-
-#include <zlib.h>
 
 #include <cstdint>
 #include <memory>
@@ -15,43 +13,37 @@
 
 namespace percore::http {
 
+struct PendingResponse;
+
 // With Compress(), files up to this size are compressed; a bigger one goes as it is, without a
 // copy (Connection::SendFile): gzip costs a loop far more CPU than sending does.
 constexpr uint64_t kMaxGzipFile = 4 << 20;
-// A file up to this size is compressed whole into the output, as a body given to Send() is:
-// one piece, held no longer than the stream bound would hold a streamed one anyway. A bigger
-// one is streamed (GzipFileStream), chunked.
+// A file up to this size is compressed whole into the output: one piece, held no longer than
+// the stream bound would hold a streamed one anyway. A bigger one is pumped, chunked.
 constexpr uint64_t kWholeGzipFile = 64 << 10;
 
-class GzipFileStream {
+class FilePump {
  public:
-  // Sends `length` bytes of `fd` from `offset` gzipped at `level` as `answer`'s body, whose
-  // fields (Content-Encoding included) are set; for a HEAD (`head`), the head only. Takes `fd`.
-  static void Start(DeferredResponse answer, int fd, uint64_t offset, uint64_t length, int level,
-                    bool head);
+  // Sends `length` bytes of `fd` from `offset` as `answer`'s streamed body; for a HEAD, the
+  // head only. Takes `fd`.
+  static void Start(std::shared_ptr<PendingResponse> answer, int fd, uint64_t offset,
+                    uint64_t length);
 
-  ~GzipFileStream();
-  GzipFileStream(const GzipFileStream&) = delete;
-  GzipFileStream& operator=(const GzipFileStream&) = delete;
+  ~FilePump();
+  FilePump(const FilePump&) = delete;
+  FilePump& operator=(const FilePump&) = delete;
 
  private:
-  GzipFileStream(DeferredResponse answer, int fd, uint64_t offset, uint64_t length);
-  // Reads, deflates and writes until the stream is full (then again from OnWritable, which
-  // alone holds `self` meanwhile: an aborted answer drops it, and with it the zlib stream and
-  // the file) or the body is complete.
-  static void Pump(const std::shared_ptr<GzipFileStream>& self);
-  // The file is shorter than its range, or zlib failed: the client was promised a whole gzip
-  // stream, so its connection fails, as a failed file send's does.
-  void Fail();
+  FilePump(Response answer, int fd, uint64_t offset, uint64_t length);
+  // Reads and writes until the stream is full (then again from OnWritable, which alone holds
+  // `self` meanwhile: an aborted answer drops it, and with it the file) or the range is sent.
+  static void Pump(const std::shared_ptr<FilePump>& self);
 
-  DeferredResponse answer_;
+  Response answer_;
   const int fd_;
   uint64_t offset_;
   uint64_t left_;  // bytes of the range not read yet
-  z_stream stream_{};
-  bool deflating_ = false;  // deflateInit2 succeeded: deflateEnd is due
-  std::unique_ptr<char[]> in_;
-  std::unique_ptr<char[]> out_;
+  std::unique_ptr<char[]> piece_;
 };
 
 }  // namespace percore::http

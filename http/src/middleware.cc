@@ -7,17 +7,9 @@
 #include <string>
 
 #include "codec.h"
+#include "response_writer.h"
 
 namespace percore::http {
-
-// Sets what Response::Send() needs to compress.
-class Compressor {
- public:
-  static void Enable(Response& res, const CompressOptions* options, bool gzip_accepted) {
-    res.compress_ = options;
-    res.gzip_accepted_ = gzip_accepted;
-  }
-};
 
 Middleware Compress(CompressOptions options) {
   if (options.level < 1 || options.level > 9) {
@@ -27,7 +19,11 @@ Middleware Compress(CompressOptions options) {
   return [shared](const Request& req, Response& res, const Next& next) {
     // Most clients of an API send no Accept-Encoding: no call to parse one.
     const std::string_view accept = req.Header("accept-encoding");
-    Compressor::Enable(res, shared.get(), !accept.empty() && AcceptsGzip(accept));
+    // What Send() and the streamed body's gzip stage look at.
+    if (ResponseCore* core = ResponseWriter::Core(res); core != nullptr) {
+      core->compress_ = shared.get();
+      core->gzip_accepted_ = !accept.empty() && AcceptsGzip(accept);
+    }
     next();
   };
 }

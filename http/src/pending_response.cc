@@ -1,4 +1,4 @@
-// Answers given after the handler returns (DeferredResponse): where they are written, the
+// Answers given after the handler returns (Response::Defer): where they are written, the
 // body read as it arrives, and what follows once they are complete.
 #include <unistd.h>
 
@@ -18,7 +18,7 @@ namespace percore::http {
 
 using namespace std::string_view_literals;
 
-std::shared_ptr<PendingResponse> HttpSession::Defer(Response& res) {
+std::shared_ptr<PendingResponse> HttpSession::Defer(ResponseCore& res) {
   HttpProtocol& h = protocol_;
   MessageState& st = *state_;
   auto pending = std::make_shared<PendingResponse>(res);
@@ -26,7 +26,7 @@ std::shared_ptr<PendingResponse> HttpSession::Defer(Response& res) {
   pending->finish.fns = std::move(res.finish_->fns);
   res.finish_ = &pending->finish;
   h.deferring_ = pending;
-  pending->session = this;
+  pending->stream = this;
   pending->conn = st.conn;
   pending->worker = h.worker_.ref();
   // With no answer due ahead of it, it is the head of a queue of its own: it writes straight out.
@@ -42,7 +42,7 @@ std::string& HttpSession::OutputOf(PendingResponse& pending) {
 }
 
 void HttpSession::BeginPending(PendingResponse& pending) {
-  Response& res = pending.response;
+  ResponseCore& res = pending.response;
   const bool head = AtHead(*pending.slot);
   res.out_ = &OutputOf(pending);
   res.slot_ = head ? nullptr : pending.slot;
@@ -55,10 +55,12 @@ void HttpSession::BeginPending(PendingResponse& pending) {
 }
 
 void HttpSession::FinishPending(PendingResponse& pending, bool close) {
+  // Let go of last, once nothing here touches it: a handle holds it whenever this runs.
+  const std::shared_ptr<PendingResponse> keep = std::move(pending.keep);
   Connection& conn = *pending.conn;
   Slot& slot = *pending.slot;
   if (state_->pending == &pending) state_->pending = nullptr;
-  pending.session = nullptr;
+  pending.stream = nullptr;
   pending.slot = nullptr;
   pending.on_writable = nullptr;  // they may hold the answer: no cycle is left
   pending.on_body = nullptr;
@@ -67,7 +69,7 @@ void HttpSession::FinishPending(PendingResponse& pending, bool close) {
   slot.pending = nullptr;
   slot.done = true;
   slot.close = slot.close || close;  // the client's FIN may have decided it already
-  slot.status = pending.response.status();
+  slot.status = pending.response.status_;
   slot.log_line = std::move(pending.log_line);
   slot.finish.fns = std::move(pending.finish.fns);
   pending.finish.fns.clear();
@@ -125,16 +127,17 @@ void HttpSession::SendPending(PendingResponse& pending, std::string_view body) {
   FinishPending(pending, pending.response.close_);
 }
 
-void HttpSession::SendPendingFile(PendingResponse& pending, int fd, uint64_t offset, uint64_t length) {
+void HttpSession::SendPendingFile(PendingResponse& pending, int fd, uint64_t offset,
+                                  uint64_t length) {
   BeginPending(pending);
   pending.response.SendFile(fd, offset, length);
   FinishPending(pending, pending.response.close_);
 }
 
 bool HttpSession::WritePart(PendingResponse& pending, std::string_view chunk) {
-  Response& res = pending.response;
+  ResponseCore& res = pending.response;
   Connection& conn = *pending.conn;
-  const bool body = !res.head_ && res.status() != 204 && res.status() != 304;
+  const bool body = !res.head_ && res.status_ != 204 && res.status_ != 304;
   if (!pending.streaming) {
     BeginPending(pending);
     pending.streaming = true;
@@ -145,13 +148,10 @@ bool HttpSession::WritePart(PendingResponse& pending, std::string_view chunk) {
       pending.length.reset();
       if (body) pending.gzip = std::make_unique<GzipStream>(res.compress_->level);
     }
-    using Framing = Response::Framing;
-    const Framing framing = pending.length.has_value() ? Framing::kLength
-                            : res.http10_              ? Framing::kClose
-                                                       : Framing::kChunked;
-    pending.chunked = framing == Framing::kChunked;
     // Without a body (HEAD, 204, 304), the pieces are not sent.
-    if (!res.AppendHead(framing, pending.length.value_or(0), false)) pending.length = 0;
+    const ResponseCore::Head head = res.WriteHead(pending.length, false);
+    pending.chunked = head.framing == ResponseCore::Framing::kChunked;
+    if (!head.body) pending.length = 0;
   }
   if (body && !chunk.empty()) {
     std::optional<std::string_view> piece = chunk;
@@ -183,8 +183,8 @@ void HttpSession::AppendPart(PendingResponse& pending, std::string_view piece) {
 }
 
 void HttpSession::EndParts(PendingResponse& pending) {
-  Response& res = pending.response;
-  const bool body = !res.head_ && res.status() != 204 && res.status() != 304;
+  ResponseCore& res = pending.response;
+  const bool body = !res.head_ && res.status_ != 204 && res.status_ != 304;
   if (pending.gzip != nullptr) {
     // The rest of the deflated body and the gzip trailer; the zlib state goes at once.
     if (std::optional<std::string_view> rest = pending.gzip->Finish(); rest.has_value()) {
@@ -206,9 +206,11 @@ bool HttpSession::StreamHasRoom(const PendingResponse& pending) const {
   return pending.conn->pending_output() <= bound && !pending.conn->output_full();
 }
 
-void HttpSession::WhenWritable(PendingResponse& pending, absl::AnyInvocable<void()> fn) {
+void HttpSession::WhenWritable(PendingResponse& pending,
+                               absl::AnyInvocable<void(Response&)> fn) {
   if (StreamHasRoom(pending)) {
-    fn();
+    Response res = ResponseWriter::Handle(pending);
+    fn(res);
     return;
   }
   pending.on_writable = std::move(fn);
@@ -220,9 +222,10 @@ void HttpSession::OnWritable(Connection& conn) {
   if (state_ == nullptr || state_->slots.empty()) return;
   PendingResponse* pending = state_->slots.front().pending;
   if (pending == nullptr || !pending->on_writable) return;
-  absl::AnyInvocable<void()> fn = std::move(pending->on_writable);
+  Response res = ResponseWriter::Handle(*pending);
+  absl::AnyInvocable<void(Response&)> fn = std::move(pending->on_writable);
   pending->on_writable = nullptr;
-  fn();
+  fn(res);
 }
 
 void HttpSession::OnPeerClosed(Connection& conn) {
@@ -268,7 +271,7 @@ bool HttpSession::QueueFull() const {
 }
 
 Abandoned PendingResponse::Abandon() {
-  session = nullptr;
+  stream = nullptr;
   if (slot != nullptr) slot->pending = nullptr;
   slot = nullptr;
   aborted = true;
@@ -280,6 +283,7 @@ Abandoned PendingResponse::Abandon() {
   left.writable = std::move(on_writable);
   left.closing = std::move(on_closing);
   left.body = std::move(on_body);
+  left.keep = std::move(keep);
   on_aborted = nullptr;
   on_writable = nullptr;
   on_closing = nullptr;
@@ -390,23 +394,25 @@ int HttpSession::TakeBody(const char* at, size_t length) {
 }
 
 bool HttpSession::DeliverBody(PendingResponse& pending, std::string_view chunk, bool last) {
-  // Held here while it runs: the reader may answer, which drops it. It holds the answer, so
-  // `pending` lives as long as it does.
-  absl::AnyInvocable<void(std::string_view, bool)> fn = std::move(pending.on_body);
+  // Held here while it runs: the reader may answer, which drops it; `res` keeps `pending`.
+  Response res = ResponseWriter::Handle(pending);
+  absl::AnyInvocable<void(Response&, std::string_view, bool)> fn = std::move(pending.on_body);
   bool ok = true;
   try {
-    fn(chunk, last);
+    fn(res, chunk, last);
   } catch (...) {
     ok = false;
   }
-  if (!last && pending.session != nullptr && !pending.on_body) pending.on_body = std::move(fn);
+  if (!last && pending.stream != nullptr && !pending.on_body) pending.on_body = std::move(fn);
   return ok;
 }
 
-void HttpSession::ReadBody(PendingResponse& pending, absl::AnyInvocable<void(std::string_view, bool)> fn) {
+void HttpSession::ReadBody(PendingResponse& pending,
+                           absl::AnyInvocable<void(Response&, std::string_view, bool)> fn) {
   MessageState& st = *state_;
   if (st.pending != &pending || !st.body_streamed) {
-    fn({}, true);  // the body was the request's, or has been read
+    Response res = ResponseWriter::Handle(pending);
+    fn(res, {}, true);  // the body was the request's, or has been read
     return;
   }
   pending.on_body = std::move(fn);
@@ -449,18 +455,22 @@ void HttpSession::ContinueBody(PendingResponse& pending) {
   conn.Resume();  // sends what was written, and hands over what the loop kept
 }
 
-PendingResponse::~PendingResponse() {
-  if (session == nullptr) return;
-  // Every handle was dropped without an answer (a handler that threw after Defer(), say): a
-  // 500, or, once a streamed head is out, a cut-off body and a close.
-  if (streaming) {
-    session->FinishPending(*this, /*close=*/true);
+void HttpSession::Dropped(PendingResponse& pending) {
+  if (pending.streaming) {
+    FinishPending(pending, /*close=*/true);
     return;
   }
-  fields.clear();
-  response.type_length_ = 0;
-  response.status_ = 500;
-  session->SendPending(*this, "Internal Server Error\n");
+  pending.fields.clear();
+  pending.response.type_length_ = 0;
+  pending.response.status_ = 500;
+  SendPending(pending, "Internal Server Error\n");
+}
+
+void HttpSession::Fail(PendingResponse& pending) {
+  pending.conn->Close(/*linger=*/false);
+  // What went out of the body stays cut off: when the handle goes, the answer ends with the
+  // connection, as a streamed one does, rather than with a 500 after it.
+  pending.streaming = true;
 }
 
 }  // namespace percore::http

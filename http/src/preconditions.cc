@@ -8,7 +8,7 @@
 #include "codec.h"
 #include "gzip_file.h"
 #include "percore/http/request.h"
-#include "percore/http/response.h"
+#include "response_core.h"
 
 namespace percore::http {
 namespace {
@@ -20,11 +20,11 @@ ConditionalFields ConditionsOf(const Request& req) {
 
 }  // namespace
 
-struct Response::KeptConditions {
+struct ResponseCore::KeptConditions {
   std::string if_match, if_unmodified_since, if_none_match, if_modified_since;
 };
 
-Precondition Response::CheckPreconditions() const {
+Precondition ResponseCore::CheckPreconditions() const {
   if (!validators_ || status_ < 200 || status_ > 299) return Precondition::kPass;  // 13.2.1
   ConditionalFields conditions;
   if (request_ != nullptr) {
@@ -51,7 +51,7 @@ Precondition Response::CheckPreconditions() const {
                                time(nullptr));
 }
 
-bool Response::AnswerPreconditions(uint64_t length, bool file) {
+bool ResponseCore::AnswerPreconditions(uint64_t length, bool file) {
   if (!validators_ || status_ < 200 || status_ > 299) return false;  // RFC 9110 13.2.1
   const Precondition outcome = CheckPreconditions();
   // Looked at once: Static asks before its Range, and its SendFile must not ask again.
@@ -68,13 +68,15 @@ bool Response::AnswerPreconditions(uint64_t length, bool file) {
       return true;
     case Precondition::kFailed:
       // The fields set so far stay, as they do for a 4xx a handler throws.
-      Status(412).Type("text/plain; charset=utf-8").Send("Precondition Failed\n");
+      Status(412);
+      Type("text/plain; charset=utf-8");
+      Send("Precondition Failed\n");
       return true;
   }
   return false;
 }
 
-void Response::KeepConditions() {
+void ResponseCore::KeepConditions() {
   if (request_ == nullptr || (!head_ && request_->method() != "GET")) return;
   const ConditionalFields c = ConditionsOf(*request_);
   if (!c.if_match.empty() || !c.if_unmodified_since.empty() || !c.if_none_match.empty() ||

@@ -5,7 +5,7 @@
 #include "ascii.h"
 #include "codec.h"
 #include "percore/http/router.h"
-#include "session.h"
+#include "http_stream.h"
 
 namespace percore::http {
 
@@ -78,7 +78,7 @@ nlohmann::json Request::Json() const {
 }
 
 PeerAddress Request::client() const {
-  return session_ != nullptr ? session_->Client(*this) : peer();
+  return stream_ != nullptr ? stream_->Client(*this) : peer();
 }
 
 }  // namespace percore::http

@@ -34,7 +34,7 @@ class RequestBuilder {
   static void Fill(Request& r, std::string_view method, std::string_view target, size_t question,
                    std::span<const HeaderField> headers, std::string_view body, int minor,
                    bool keep_alive, Worker& worker, const Connection& conn,
-                   const HttpSession& session) {
+                   const HttpStream& stream) {
     r.method_ = method;
     r.target_ = target;
     r.path_ = PathOf(target, question);
@@ -48,7 +48,7 @@ class RequestBuilder {
     r.cpu_ = worker.cpu();
     r.worker_ = &worker;
     r.conn_ = &conn;
-    r.session_ = &session;
+    r.stream_ = &stream;
   }
   static void SetParams(Request& r, std::span<const RouteParam> params) { r.params_ = params; }
   // Whether the route's parameters and the query decode (a handler would get garbage).
@@ -100,16 +100,16 @@ void HttpSession::Respond(MessageState& st, const char* base) {
   Slot* slot = NextSlot(st);
   std::string& out = slot == nullptr ? conn.output() : slot->bytes;
   const bool http10 = parser.minor_version() == 0;
-  Response res =
-      ResponseWriter::Make(&out, &h.fields_, h.date_.line(), head, close, http10, !close && http10);
-  res.session_ = this;
-  res.conn_ = &conn;
-  res.slot_ = slot;
-  res.body_unread_ = st.body_streamed;
+  ResponseCore core(&out, &h.fields_, h.date_.line(), head, close, http10, !close && http10);
+  core.stream_ = this;
+  core.conn_ = &conn;
+  core.slot_ = slot;
+  core.body_unread_ = st.body_streamed;
   h.finish_.fns.clear();
   h.finish_.status = -1;
-  res.finish_ = slot == nullptr ? &h.finish_ : &slot->finish;
-  res.request_ = &req;  // for the preconditions of its answer
+  core.finish_ = slot == nullptr ? &h.finish_ : &slot->finish;
+  core.request_ = &req;  // for the preconditions of its answer
+  Response res = ResponseWriter::Make(core);
   Router::Result route;
   if (st.routed) {
     route = st.route;
@@ -268,14 +268,14 @@ void HttpSession::SendOwnError(Connection& conn, int status, Slot* slot) {
   Request req;
   RequestBuilder::Fill(req, method, View(st.base, st.parser.target()), st.parser.question(),
                        h.headers_, {}, minor, /*keep_alive=*/false, h.worker_, conn, *this);
-  Response res = ResponseWriter::Make(slot != nullptr ? &slot->bytes : &conn.output(), &h.fields_,
-                                      h.date_.line(), method == "HEAD", /*close=*/true, http10,
-                                      /*http10_keep_alive=*/false);
-  res.conn_ = &conn;  // no session_: the answer cannot be deferred (Defer() throws)
-  res.slot_ = slot;
+  ResponseCore core(slot != nullptr ? &slot->bytes : &conn.output(), &h.fields_, h.date_.line(),
+                    method == "HEAD", /*close=*/true, http10, /*http10_keep_alive=*/false);
+  core.conn_ = &conn;  // no stream_: the answer cannot be deferred (Defer() throws)
+  core.slot_ = slot;
   h.finish_.fns.clear();
   h.finish_.status = -1;
-  res.finish_ = &h.finish_;
+  core.finish_ = &h.finish_;
+  Response res = ResponseWriter::Make(core);
   SendError(req, res, Error{status, ReasonPhrase(status), {}});
   if (slot != nullptr) {
     slot->status = res.status();  // counted when it goes out

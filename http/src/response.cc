@@ -1,4 +1,4 @@
-#include "percore/http/response.h"
+#include "response_core.h"
 
 #include <unistd.h>
 
@@ -14,7 +14,7 @@
 #include "percore/http/middleware.h"
 #include "percore/http/request.h"
 #include "response_writer.h"
-#include "session.h"
+#include "pending.h"
 
 namespace percore::http {
 
@@ -121,33 +121,20 @@ void AppendDecimal(std::string& out, size_t n) {
   out.append(digits + i, sizeof(digits) - i);
 }
 
-void AppendStatusLine(std::string& out, int status) {
-  if (status == 200) {
-    out.append("HTTP/1.1 200 OK\r\n"sv);
-    return;
-  }
-  out.append("HTTP/1.1 "sv);
-  AppendDecimal(out, static_cast<size_t>(status));
-  out.push_back(' ');
-  out.append(ReasonPhrase(status));
-  out.append("\r\n"sv);
-}
-
-Response& Response::Status(int code) {
+void ResponseCore::Status(int code) {
   if (code < 200 || code > 599) {
     throw std::invalid_argument("status code " + std::to_string(code) + " is not in 200..599");
   }
   status_ = code;
-  return *this;
 }
 
-Response& Response::Set(std::string_view name, std::string_view value) {
+void ResponseCore::Set(std::string_view name, std::string_view value) {
   if (name.empty() || HasControl(name) || HasControl(value) || name.find(':') != name.npos) {
     throw std::invalid_argument("invalid header field \"" + std::string(name) + "\"");
   }
   if (EqualsIgnoreCase(name, "connection") && EqualsIgnoreCase(TrimOws(value), "close")) {
     close_ = true;
-    return *this;  // written below with the managed fields
+    return;  // written below with the managed fields
   }
   if (EqualsIgnoreCase(name, "content-type")) return Type(value);
   if (EqualsIgnoreCase(name, "etag") || EqualsIgnoreCase(name, "last-modified")) {
@@ -163,10 +150,9 @@ Response& Response::Set(std::string_view name, std::string_view value) {
   fields_->append(": "sv);
   fields_->append(value);
   fields_->append("\r\n"sv);
-  return *this;
 }
 
-Response& Response::Type(std::string_view content_type) {
+void ResponseCore::Type(std::string_view content_type) {
   if (HasControl(content_type)) throw std::invalid_argument("invalid Content-Type");
   if (type_length_ != 0) fields_->erase(type_offset_, type_length_);  // the last call wins
   type_offset_ = fields_->size();
@@ -174,10 +160,9 @@ Response& Response::Type(std::string_view content_type) {
   fields_->append(content_type);
   fields_->append("\r\n"sv);
   type_length_ = fields_->size() - type_offset_;
-  return *this;
 }
 
-size_t Response::FindField(std::string_view name) const {
+size_t ResponseCore::FindField(std::string_view name) const {
   const std::string& f = *fields_;
   for (size_t line = 0; line < f.size();) {
     const size_t colon = f.find(':', line);
@@ -187,7 +172,7 @@ size_t Response::FindField(std::string_view name) const {
   return std::string::npos;
 }
 
-Response& Response::Vary(std::string_view field) {
+void ResponseCore::Vary(std::string_view field) {
   field = TrimOws(field);
   if (field.empty() || HasControl(field)) throw std::invalid_argument("invalid Vary field");
   if (field.find(',') != std::string_view::npos) {
@@ -197,14 +182,14 @@ Response& Response::Vary(std::string_view field) {
       if (!TrimOws(rest.substr(0, comma)).empty()) Vary(rest.substr(0, comma));
       rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
     }
-    return *this;
+    return;
   }
   const size_t line = FindField("vary");
   if (line == std::string::npos) {
     fields_->append("Vary: "sv);
     fields_->append(field);
     fields_->append("\r\n"sv);
-    return *this;
+    return;
   }
   const size_t end = fields_->find("\r\n", line);
   std::string_view values = std::string_view(*fields_).substr(line + 6, end - line - 6);
@@ -212,14 +197,13 @@ Response& Response::Vary(std::string_view field) {
     const size_t comma = rest.find(',');
     const std::string_view value = TrimOws(rest.substr(0, comma));
     if (EqualsIgnoreCase(value, field) || value == "*") {
-      return *this;
+      return;
     }
     rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
   }
   std::string added = ", " + std::string(field);
   fields_->insert(end, added);
   if (type_length_ != 0 && type_offset_ > line) type_offset_ += added.size();
-  return *this;
 }
 
 namespace {
@@ -233,7 +217,7 @@ bool IsCookieAttribute(std::string_view s) {
 
 }  // namespace
 
-Response& Response::Cookie(std::string_view name, std::string_view value,
+void ResponseCore::Cookie(std::string_view name, std::string_view value,
                            const CookieOptions& options) {
   if (!IsCookieName(name)) throw std::invalid_argument("invalid cookie name");
   if (!IsCookieValue(value))
@@ -281,38 +265,15 @@ Response& Response::Cookie(std::string_view name, std::string_view value,
       break;
   }
   f.append("\r\n"sv);
-  return *this;
 }
 
-Response& Response::ClearCookie(std::string_view name, const CookieOptions& options) {
-  CookieOptions cleared = options;
-  cleared.max_age = 0;
-  return Cookie(name, "", cleared);
-}
-
-Response& Response::OnFinish(absl::AnyInvocable<void(int status)> fn) {
+void ResponseCore::OnFinish(absl::AnyInvocable<void(int status)> fn) {
   if (fn && finish_ != nullptr) finish_->Add(std::move(fn));
-  return *this;
-}
-
-void Response::Redirect(std::string_view location, int status) {
-  if (status != 301 && status != 302 && status != 303 && status != 307 && status != 308) {
-    throw std::invalid_argument("redirect status " + std::to_string(status) +
-                                " is not 301, 302, 303, 307 or 308");
-  }
-  Status(status).Set("Location", location);
-  std::string body(ReasonPhrase(status));
-  body.append(". Redirecting to "sv);
-  body.append(location);
-  body.push_back('\n');
-  Send(body);
 }
 
 std::string JsonText(const nlohmann::json& value) {
   return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
-
-void Response::Json(const nlohmann::json& value) { Type("application/json").Send(JsonText(value)); }
 
 namespace {
 
@@ -365,21 +326,24 @@ class HeadLines {
 
 }  // namespace
 
-bool Response::AppendHead(Framing framing, uint64_t length, bool empty_body) {
+ResponseCore::Head ResponseCore::WriteHead(std::optional<uint64_t> length, bool empty_body) {
   std::string& out = *out_;
   HeadLines head;
   head.PutStatusLine(status_);
   head.PutDateLine(date_line_);
   const bool no_body = status_ == 204 || status_ == 304;
+  const Framing framing = length.has_value() ? Framing::kLength
+                          : http10_          ? Framing::kClose
+                                             : Framing::kChunked;
   if (framing == Framing::kClose) close_ = true;
-  if (body_unread_ && session_->UnreadBodyCloses()) close_ = true;
+  if (body_unread_ && stream_->UnreadBodyCloses()) close_ = true;
   if (!no_body) {
     if (type_length_ == 0 && !empty_body) {
       head.Put("Content-Type: text/plain; charset=utf-8\r\n"sv);
     }
     if (framing == Framing::kLength) {
       head.Put("Content-Length: "sv);
-      head.PutDecimal(length);
+      head.PutDecimal(*length);
       head.Put("\r\n"sv);
     } else if (framing == Framing::kChunked) {
       head.Put("Transfer-Encoding: chunked\r\n"sv);
@@ -393,7 +357,7 @@ bool Response::AppendHead(Framing framing, uint64_t length, bool empty_body) {
   if (fields_->empty()) {
     head.Put("\r\n"sv);
     out.append(head.view());
-    return !head_ && !no_body;
+    return {framing, !head_ && !no_body};
   }
   out.append(head.view());
   if (no_body && type_length_ != 0) {
@@ -404,10 +368,10 @@ bool Response::AppendHead(Framing framing, uint64_t length, bool empty_body) {
     out.append(*fields_);
   }
   out.append("\r\n"sv);
-  return !head_ && !no_body;
+  return {framing, !head_ && !no_body};
 }
 
-void Response::Send(std::string_view body) {
+void ResponseCore::Send(std::string_view body) {
   if (sent_) return;
   if (validators_ && AnswerPreconditions(body.size(), /*file=*/false)) return;
   // Negotiate() says no to a small body first; asked here, that costs no call.
@@ -416,10 +380,10 @@ void Response::Send(std::string_view body) {
     return;
   }
   sent_ = true;
-  if (AppendHead(Framing::kLength, body.size(), body.empty())) out_->append(body);
+  if (WriteHead(body.size(), body.empty()).body) out_->append(body);
 }
 
-void Response::SendFile(int fd, uint64_t offset, uint64_t length) {
+void ResponseCore::SendFile(int fd, uint64_t offset, uint64_t length) {
   const Request* req = request_;  // for the request log of an answer streamed below
   if (sent_ || conn_ == nullptr || (validators_ && AnswerPreconditions(length, /*file=*/true))) {
     close(fd);
@@ -427,13 +391,13 @@ void Response::SendFile(int fd, uint64_t offset, uint64_t length) {
   }
   // A big file is gzipped as the client reads it: an answer that goes on after the handler, so
   // a deferred one, which this Response hands over to at once.
-  if (!deferred_ && session_ != nullptr && StreamsGzip(length)) {
-    DeferredResponse later = Defer();
+  if (!deferred_ && stream_ != nullptr && StreamsGzip(length)) {
+    std::shared_ptr<PendingResponse> later = Defer();
     sent_ = true;
     if (req != nullptr) {
-      later.state_->log_line = std::string(req->method()) + " " + std::string(req->path());
+      later->log_line = std::string(req->method()) + " " + std::string(req->path());
     }
-    GzipFileStream::Start(std::move(later), fd, offset, length, compress_->level, head_);
+    FilePump::Start(std::move(later), fd, offset, length);
     return;
   }
   if (compress_ != nullptr && length <= kMaxGzipFile && Negotiate(length)) {
@@ -449,7 +413,7 @@ void Response::SendFile(int fd, uint64_t offset, uint64_t length) {
     return;
   }
   sent_ = true;
-  if (!AppendHead(Framing::kLength, length, length == 0)) {
+  if (!WriteHead(length, length == 0).body) {
     close(fd);
   } else if (slot_ != nullptr) {
     slot_->fd = fd;  // sent when the slot's turn comes
@@ -460,8 +424,8 @@ void Response::SendFile(int fd, uint64_t offset, uint64_t length) {
   }
 }
 
-DeferredResponse Response::Defer() {
-  if (sent_ || deferred_ || session_ == nullptr) {
+std::shared_ptr<PendingResponse> ResponseCore::Defer() {
+  if (sent_ || deferred_ || stream_ == nullptr) {
     throw std::logic_error("Response::Defer(): already sent or deferred");
   }
   // The request's views end with the handler: a GET's or HEAD's conditional fields are copied
@@ -469,7 +433,7 @@ DeferredResponse Response::Defer() {
   KeepConditions();
   request_ = nullptr;
   deferred_ = true;
-  return DeferredResponse(session_->Defer(*this));
+  return stream_->Defer(*this);
 }
 
 }  // namespace percore::http

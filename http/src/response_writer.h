@@ -1,4 +1,4 @@
-// Constructs Responses for the session and reads back what the handler decided.
+// Makes the handler's Response for the session, and reads back what the handler decided.
 #ifndef PERCORE_HTTP_SRC_RESPONSE_WRITER_H_
 #define PERCORE_HTTP_SRC_RESPONSE_WRITER_H_
 
@@ -8,14 +8,13 @@
 #include <string_view>
 
 #include "percore/http/response.h"
+#include "pending.h"
+#include "response_core.h"
 
 namespace percore::http {
 
 // The reason phrase of a status code ("Not Found"); "Unknown" for codes without one.
 std::string_view ReasonPhrase(int status);
-
-// Appends "HTTP/1.1 <code> <reason>\r\n".
-void AppendStatusLine(std::string& out, int status);
 
 // Appends the decimal form of `n`.
 void AppendDecimal(std::string& out, size_t n);
@@ -23,36 +22,39 @@ void AppendDecimal(std::string& out, size_t n);
 // about mid-answer.
 std::string JsonText(const nlohmann::json& value);
 
+// The session's and the middleware's way to a Response's core.
 class ResponseWriter {
  public:
-  // `fields` is cleared; `date_line` is "Date: ...\r\n".
-  static Response Make(std::string* out, std::string* fields, std::string_view date_line, bool head,
-                       bool close, bool http10, bool http10_keep_alive) {
-    fields->clear();
-    return Response(out, fields, date_line, head, close, http10, http10_keep_alive);
-  }
+  // The handler's Response for `core`, which outlives it.
+  static Response Make(ResponseCore& core) { return Response(&core); }
+  // Another handle to a deferred answer, for the callbacks registered on it.
+  static Response Handle(PendingResponse& pending) { return Response(pending.shared_from_this()); }
+  // The core of the handler's Response, or of a handle (null once moved from).
+  static ResponseCore* Core(Response& r) { return r.core_; }
   // Whether the connection must close after this response (the request asked, or the handler
   // set "Connection: close").
-  static bool Closes(const Response& r) { return r.close_; }
+  static bool Closes(const Response& r) { return r.core_ != nullptr && r.core_->close_; }
   // For Static, which must evaluate them before its Range: answers 304 or 412 if the request's
-  // preconditions say so (true), for a file of `length` bytes; see Response::AnswerPreconditions.
+  // preconditions say so (true), for a file of `length` bytes; see
+  // ResponseCore::AnswerPreconditions.
   static bool AnswerPreconditions(Response& r, uint64_t length) {
-    return r.AnswerPreconditions(length, /*file=*/true);
+    return r.core_->AnswerPreconditions(length, /*file=*/true);
   }
   // Drops the status and fields set so far (not what the request decided: HEAD, close), but
   // Retry-After: a 503's word on when to come back is not half-made.
   static void Clear(Response& r) {
-    std::string& fields = *r.fields_;
-    const size_t retry_after = r.FindField("retry-after");
+    ResponseCore& c = *r.core_;
+    std::string& fields = *c.fields_;
+    const size_t retry_after = c.FindField("retry-after");
     if (retry_after == std::string::npos) {
       fields.clear();
     } else {
       fields.erase(fields.find("\r\n", retry_after) + 2);
       fields.erase(0, retry_after);
     }
-    r.type_length_ = 0;
-    r.validators_ = false;
-    r.status_ = 200;
+    c.type_length_ = 0;
+    c.validators_ = false;
+    c.status_ = 200;
   }
 };
 

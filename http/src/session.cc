@@ -12,6 +12,7 @@
 #include "errors.h"
 #include "percore/stats.h"
 #include "response_writer.h"
+#include "response_writer.h"
 
 namespace percore::http {
 
@@ -430,20 +431,22 @@ void HttpSession::OnDrain(Connection& conn) {
   // "Connection: close"; only a connection idle for the whole moment is closed unannounced.
   if (BetweenMessages()) conn.SetDeadline(conn.worker().now_ms() + kDrainIdleCloseMs);
   // A long-lived answer (an event stream, a long poll) has no end of its own in sight: it is
-  // told (DeferredResponse::OnClosing), and ends itself. The one path by which every kind of
+  // told (Response::OnClosing), and ends itself. The one path by which every kind of
   // session hears that its loop closes, a rolling restart's included.
   if (state_ == nullptr) return;
-  // Taken out first: each may answer, and so change the queue (or give `state_` back).
-  std::vector<absl::AnyInvocable<void()>> closing;
+  // Taken out first, each with its answer: each may answer, and so change the queue (or give
+  // `state_` back).
+  std::vector<std::pair<Response, absl::AnyInvocable<void(Response&)>>> closing;
   for (Slot& slot : state_->slots) {
     if (slot.pending != nullptr && slot.pending->on_closing) {
-      closing.push_back(std::move(slot.pending->on_closing));
+      closing.emplace_back(ResponseWriter::Handle(*slot.pending),
+                           std::move(slot.pending->on_closing));
       slot.pending->on_closing = nullptr;
     }
   }
-  for (absl::AnyInvocable<void()>& fn : closing) {
+  for (auto& [res, fn] : closing) {
     try {
-      fn();
+      fn(res);
     } catch (...) {
       // The drain goes on; the answer ends with the shutdown timeout at the latest.
     }

@@ -27,7 +27,9 @@
 #include "client_address.h"
 #include "date_cache.h"
 #include "gzip.h"
+#include "http_stream.h"
 #include "parser.h"
+#include "pending.h"
 #include "percore/buffers.h"
 #include "percore/http/options.h"
 #include "percore/http/request.h"
@@ -42,37 +44,6 @@ struct AppConfig {
   HttpOptions options;
   std::shared_ptr<const ErrorHandler> on_error;  // App::OnError; null for the default answers
   std::vector<Cidr> trusted;  // HttpOptions::trust_proxy, parsed
-};
-
-// The Response::OnFinish callbacks of one request.
-struct FinishHooks {
-  std::vector<absl::AnyInvocable<void(int)>> fns;
-  int status = -1;  // once finished: the status, or 0 if the connection went first
-  // Runs them once, with `status`; a callback added afterwards runs at once.
-  void Run(int finished_status);
-  void Add(absl::AnyInvocable<void(int)> fn);
-};
-
-// One request's place in its connection's queue of answers, from the moment an answer ahead of
-// it is still to come (a deferred one): its handler runs at once and writes here, and what it
-// wrote goes out when every answer ahead of it has. The head of the queue writes straight to
-// the connection's output; so does every request while the queue is empty (no slot at all).
-struct Slot {
-  Slot() = default;
-  Slot(const Slot&) = delete;
-  Slot& operator=(const Slot&) = delete;
-  ~Slot();
-
-  PendingResponse* pending = nullptr;  // its deferred answer, until that is complete
-  std::string bytes;                 // what it wrote while a slot ahead of it was unanswered
-  int fd = -1;                       // a file range after `bytes` (SendFile), owned here
-  uint64_t offset = 0;
-  uint64_t length = 0;
-  FinishHooks finish;
-  std::string log_line;  // "<method> <path>" for the request log
-  int status = 0;
-  bool done = false;   // complete: written out once it reaches the head
-  bool close = false;  // the connection closes after it
 };
 
 // The state of one message being parsed, and of the read being parsed.
@@ -93,7 +64,7 @@ struct MessageState {
   bool body_copied = false;
   bool expect_continue = false;  // "100 Continue" is still to be sent
   // RouteOptions::stream_body: the handler ran at the end of the header section; the body goes
-  // to its reader (DeferredResponse::OnBody) or, once the answer is given, is discarded.
+  // to its reader (Response::OnBody) or, once the answer is given, is discarded.
   bool body_streamed = false;
   bool body_end_due = false;  // the body ended while its reader was absent or paused
   bool peer_closes = false;   // the last response closes because the client asked it to
@@ -127,53 +98,6 @@ inline std::string_view View(const char* base, Span span) {
 std::string_view PathOf(std::string_view target, size_t question);
 
 class HttpSession;
-
-// What a deferred answer that will never be given leaves to run: taken out of it first, so that
-// running it (which may drop the last handle to the answer) touches nothing of the answer.
-struct Abandoned {
-  FinishHooks finish;
-  absl::AnyInvocable<void()> aborted;
-  absl::AnyInvocable<void()> writable;
-  absl::AnyInvocable<void()> closing;
-  absl::AnyInvocable<void(std::string_view, bool)> body;
-  // OnFinish's callbacks with 0, then OnAborted's; the rest is dropped with this.
-  void Run();
-};
-
-// The state behind a DeferredResponse, shared by its copies. The session points to it while the
-// answer is pending, and it points back until the answer or the connection's end.
-struct PendingResponse {
-  explicit PendingResponse(const Response& r) : response(r) {
-    response.fields_ = &fields;
-    response.finish_ = &finish;
-  }
-  // Dropped unanswered: a 500.
-  ~PendingResponse();
-  // Detaches the answer from its session and slot for good (aborted), its callbacks taken out.
-  Abandoned Abandon();
-  PendingResponse(const PendingResponse&) = delete;
-  PendingResponse& operator=(const PendingResponse&) = delete;
-
-  HttpSession* session = nullptr;  // null once answered or the connection went
-  Connection* conn = nullptr;      // valid while `session` is set
-  Slot* slot = nullptr;            // its place in the queue: valid while `session` is set
-  Response response;               // writes its fields to `fields`; its output is set at Send
-  std::string fields;
-  FinishHooks finish;
-  std::string log_line;  // "<method> <path>" for the request log
-  absl::AnyInvocable<void()> on_aborted;
-  absl::AnyInvocable<void()> on_closing;  // DeferredResponse::OnClosing: run by HttpSession::OnDrain
-  absl::AnyInvocable<void()> on_writable;
-  absl::AnyInvocable<void(std::string_view chunk, bool last)> on_body;
-  bool body_paused = false;  // DeferredResponse::PauseBody()
-  WorkerRef worker;
-  std::optional<uint64_t> length;  // DeferredResponse::Length()
-  uint64_t written = 0;            // body bytes streamed so far
-  bool streaming = false;          // the head went out with the first Write()
-  bool chunked = false;
-  bool aborted = false;  // the connection went before the answer was complete
-  std::unique_ptr<GzipStream> gzip;  // Compress(): the streamed body's deflater
-};
 
 // What the PROXY protocol header of a connection said (HttpOptions::proxy_protocol).
 struct ProxyState {
@@ -230,9 +154,8 @@ class HttpProtocol final : public percore::Protocol {
 };
 
 // The per-connection half.
-class HttpSession final : public percore::Session {
+class HttpSession final : public percore::Session, public HttpStream {
  public:
-  friend struct PendingResponse;
   HttpSession(HttpProtocol& protocol, Connection& conn);
   size_t OnData(Connection& conn, std::string_view bytes) override;
   void OnDeadline(Connection& conn) override;
@@ -244,39 +167,31 @@ class HttpSession final : public percore::Session {
   }
   ~HttpSession() override;
 
-  // Response::Defer(): the answer of the request being handled comes later.
-  std::shared_ptr<PendingResponse> Defer(Response& res);
-  // The deferred answer: written, counted and logged; the requests after it are read again.
-  void SendPending(PendingResponse& pending, std::string_view body);
-  void SendPendingFile(PendingResponse& pending, int fd, uint64_t offset, uint64_t length);
-  // A streamed one (DeferredResponse::Write, End): false once the output is full.
-  bool WritePart(PendingResponse& pending, std::string_view chunk);
-  void EndParts(PendingResponse& pending);
+  // HttpStream: see http_stream.h.
+  std::shared_ptr<PendingResponse> Defer(ResponseCore& res) override;
+  void SendPending(PendingResponse& pending, std::string_view body) override;
+  void SendPendingFile(PendingResponse& pending, int fd, uint64_t offset,
+                       uint64_t length) override;
+  bool WritePart(PendingResponse& pending, std::string_view chunk) override;
+  void EndParts(PendingResponse& pending) override;
+  void WhenWritable(PendingResponse& pending, absl::AnyInvocable<void(Response&)> fn) override;
+  void ReadBody(PendingResponse& pending,
+                absl::AnyInvocable<void(Response&, std::string_view, bool)> fn) override;
+  void ContinueBody(PendingResponse& pending) override;
+  void Fail(PendingResponse& pending) override;
+  void Dropped(PendingResponse& pending) override;
+  bool Draining() const override { return protocol_.worker_.draining(); }
+  bool UnreadBodyCloses() const override;
+  std::string* Gzip(std::string_view body, int level) override;
+  PeerAddress Client(const Request& req) const override;
   // Appends a piece of a streamed body where the answer writes, chunked if it is.
   void AppendPart(PendingResponse& pending, std::string_view piece);
   // Whether a streamed answer may write more now (HttpOptions::stream_buffer_bytes): what its
   // slot holds, or, at the head, what waits in the output.
   bool StreamHasRoom(const PendingResponse& pending) const;
-  // DeferredResponse::OnWritable: `fn` runs once the stream has room.
-  void WhenWritable(PendingResponse& pending, absl::AnyInvocable<void()> fn);
   void OnWritable(Connection& conn) override;
   // The client's FIN: see pending_response.cc.
   void OnPeerClosed(Connection& conn) override;
-  // Whether the loop is draining (DeferredResponse::OnClosing).
-  bool Draining() const { return protocol_.worker_.draining(); }
-  // DeferredResponse::OnBody and ResumeBody: hands the body read so far to the reader, then
-  // reads on.
-  void ReadBody(PendingResponse& pending, absl::AnyInvocable<void(std::string_view, bool)> fn);
-  void ContinueBody(PendingResponse& pending);
-  // Whether an answer written now must close the connection: a streamed body is unread, and
-  // more of it is to come than HttpOptions::max_discard_bytes (its Content-Length says so), or
-  // its client waits for "100 Continue".
-  bool UnreadBodyCloses() const;
-  // `body` gzipped at `level` into a loop-owned buffer (valid until the next call), or null.
-  std::string* Gzip(std::string_view body, int level);
-  // Request::client().
-  PeerAddress Client(const Request& req) const;
-
  private:
   // HttpOptions::proxy_protocol: takes the PROXY header off the start of the connection;
   // returns the bytes of `bytes` it took.

@@ -102,7 +102,7 @@ case $mode in
     # co_await OnThread(...) on a temporary: the form GCC 12 miscompiles must not compile.
     cat >"$tmp/temporary.cc" <<'CC'
 #include "percore/http/task.h"
-percore::http::Task Handler(const percore::http::Request& req, percore::http::DeferredResponse) {
+percore::http::Task Handler(const percore::http::Request& req, percore::http::Response) {
   std::string id = "7";
   co_await percore::http::OnThread(req.worker(), [](std::function<void()> job) { job(); },
                                    [id] { return id; });

@@ -55,8 +55,8 @@ std::string StaticRoot() {
 // Answers kept for later: GET /k keeps its answer, GET /f answers every kept one, the last
 // kept first, so only the connection's queue of slots puts them back in request order. What a
 // connection left kept is dropped (each a 500) before the other connection is fed.
-std::vector<percore::http::DeferredResponse>& Kept() {
-  static auto* kept = new std::vector<percore::http::DeferredResponse>;
+std::vector<percore::http::Response>& Kept() {
+  static auto* kept = new std::vector<percore::http::Response>;
   return *kept;
 }
 
@@ -90,7 +90,7 @@ LoopHarness& Harness() {
     app.Get("/", [](const Request&, Response& res) { res.Send("Hello World!"); });
     app.Get("/k", [](const Request&, Response& res) { Kept().push_back(res.Defer()); });
     app.Get("/f", [](const Request&, Response& res) {
-      std::vector<percore::http::DeferredResponse> kept;
+      std::vector<percore::http::Response> kept;
       kept.swap(Kept());
       for (auto it = kept.rbegin(); it != kept.rend(); ++it) it->Send("kept");
       res.Send("flushed");
@@ -109,9 +109,8 @@ LoopHarness& Harness() {
     app.Post(
         "/up",
         [](const Request&, Response& res) {
-          percore::http::DeferredResponse later = res.Defer();
           auto size = std::make_shared<size_t>(0);
-          later.OnBody([later, size](std::string_view chunk, bool last) mutable {
+          res.Defer().OnBody([size](Response& later, std::string_view chunk, bool last) {
             *size += chunk.size();
             if (last) later.Send(std::to_string(*size));
           });

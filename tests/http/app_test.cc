@@ -231,8 +231,7 @@ TEST(AppMiddlewareTest, OnFinishGetsTheStatusOfADeferredAnswerOnceItIsSent) {
   App app;
   app.Use(LogFinish(&log));
   app.Get("/later", [&](const Request& req, Response& res) {
-    DeferredResponse later = res.Defer();
-    req.worker().After(absl::Milliseconds(5), [&log, later]() mutable {
+    req.worker().After(absl::Milliseconds(5), [&log, later = res.Defer()]() mutable {
       log.push_back("timer");
       later.Status(202).Send("done");
     });
@@ -251,8 +250,8 @@ TEST(AppMiddlewareTest, OnFinishAddedAfterNextOfADeferredAnswerRunsOnceItIsSent)
     res.OnFinish([&](int status) { log.push_back("finish " + std::to_string(status)); });
   });
   app.Get("/later", [](const Request& req, Response& res) {
-    DeferredResponse later = res.Defer();
-    req.worker().After(absl::Milliseconds(5), [later]() mutable { later.Status(203).Send(""); });
+    req.worker().After(absl::Milliseconds(5),
+                       [later = res.Defer()]() mutable { later.Status(203).Send(""); });
   });
   EXPECT_EQ(GetOnce(app, "/later").status, 203);
   EXPECT_EQ(log, (Log{"finish 203"}));
@@ -260,7 +259,7 @@ TEST(AppMiddlewareTest, OnFinishAddedAfterNextOfADeferredAnswerRunsOnceItIsSent)
 
 TEST(AppMiddlewareTest, OnFinishGetsZeroWhenTheConnectionGoesBeforeADeferredAnswer) {
   Log log;
-  std::optional<DeferredResponse> held;
+  std::optional<Response> held;
   App app;
   app.Use(LogFinish(&log));
   app.Get("/never", [&](const Request&, Response& res) { held = res.Defer(); });

@@ -61,17 +61,17 @@ class CompressFilesTest : public ::testing::Test {
       res.Type("text/plain").SendFile(fd, 100, Big().size() - 100);
     });
     app_.Get("/deferred-file", [this](const Request&, Response& res) {
-      DeferredResponse later = res.Defer();
+      Response later = res.Defer();
       const std::string path = dir_ + "/big.txt";
-      later.worker().Post([later, path]() mutable {
+      later.worker().Post([later = std::move(later), path]() mutable {
         const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
         later.Type("text/plain").SendFile(fd, 0, Big().size());
       });
     });
     app_.Get("/deferred-huge-file", [this](const Request&, Response& res) {
-      DeferredResponse later = res.Defer();
+      Response later = res.Defer();
       const std::string path = dir_ + "/huge.txt";
-      later.worker().Post([later, path]() mutable {
+      later.worker().Post([later = std::move(later), path]() mutable {
         const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
         later.Type("text/plain").Set("ETag", "\"huge\"").SendFile(fd, 0, Huge().size());
       });

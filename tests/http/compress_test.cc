@@ -63,18 +63,18 @@ class CompressTest : public ::testing::Test {
              [](const Request&, Response& res) { res.Set("ETag", "W/\"v1\"").Send(Big()); });
     app_.Get("/json", [](const Request&, Response& res) { res.Json(BigJson()); });
     app_.Get("/deferred", [](const Request&, Response& res) {
-      DeferredResponse later = res.Defer();
-      later.worker().Post([later]() mutable { later.Type("text/html").Send(Big()); });
+      Response later = res.Defer();
+      later.worker().Post([later = std::move(later)]() mutable { later.Type("text/html").Send(Big()); });
     });
     app_.Get("/deferred-json", [](const Request&, Response& res) {
-      DeferredResponse later = res.Defer();
-      later.worker().Post([later]() mutable { later.Json(BigJson()); });
+      Response later = res.Defer();
+      later.worker().Post([later = std::move(later)]() mutable { later.Json(BigJson()); });
     });
     // Big() in three pieces; the last two once the test asks for them (GET /go).
     app_.Get("/streamed", [this](const Request&, Response& res) {
-      DeferredResponse later = res.Defer();
+      Response later = res.Defer();
       later.Write(Big().substr(0, 1000));
-      streamed_.emplace(later);
+      streamed_.emplace(std::move(later));
     });
     app_.Get("/go", [this](const Request&, Response& res) {
       streamed_->Write(Big().substr(1000, 4000));
@@ -83,12 +83,12 @@ class CompressTest : public ::testing::Test {
       res.Send("gone");
     });
     app_.Get("/streamed-length", [](const Request&, Response& res) {
-      DeferredResponse later = res.Defer();
+      Response later = res.Defer();
       later.Length(Big().size()).Write(Big());
       later.End();
     });
     app_.Get("/streamed-octets", [](const Request&, Response& res) {
-      DeferredResponse later = res.Defer();
+      Response later = res.Defer();
       later.Type("application/octet-stream").Write(Big());
       later.End();
     });
@@ -108,7 +108,7 @@ class CompressTest : public ::testing::Test {
 
   App app_;
   std::unique_ptr<TestClient> client_;
-  std::optional<DeferredResponse> streamed_;  // /streamed's, for /go
+  std::optional<Response> streamed_;  // /streamed's, for /go
 };
 
 // ---------------------------------------------------------------------------------------------

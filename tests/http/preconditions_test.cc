@@ -126,8 +126,8 @@ class PreconditionsTest : public ::testing::Test {
       res.Set("ETag", kEtag).Set("Last-Modified", kLastModified).Send(kBody);
     });
     app_.Get("/deferred", [](const Request&, Response& res) {
-      DeferredResponse later = res.Defer();
-      later.worker().Post([later]() mutable {
+      Response later = res.Defer();
+      later.worker().Post([later = std::move(later)]() mutable {
         later.Set("ETag", kEtag).Set("Last-Modified", kLastModified).Send(kBody);
       });
     });

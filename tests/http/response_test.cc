@@ -1,5 +1,6 @@
 #include "percore/http/response.h"
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -20,8 +21,8 @@ constexpr std::string_view kDate = "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n";
 class ResponseTest : public ::testing::Test {
  protected:
   Response Make(bool head = false, bool close = false, bool http10_keep_alive = false) {
-    return ResponseWriter::Make(&out_, &fields_, kDate, head, close, http10_keep_alive,
-                                http10_keep_alive);
+    core_.emplace(&out_, &fields_, kDate, head, close, http10_keep_alive, http10_keep_alive);
+    return ResponseWriter::Make(*core_);
   }
   // How often `needle` occurs in the output.
   int Count(std::string_view needle) const {
@@ -33,6 +34,7 @@ class ResponseTest : public ::testing::Test {
   }
 
   std::string out_;
+  std::optional<ResponseCore> core_;
   std::string fields_ = "stale: leftover of a previous response\r\n";  // Make() clears it
 };
 

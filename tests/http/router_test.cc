@@ -29,7 +29,8 @@ class RouterTest : public ::testing::Test {
       return result.path_known ? "405" : "404";
     }
     std::string out, fields;
-    Response res = ResponseWriter::Make(&out, &fields, "Date: x\r\n", false, false, false, false);
+    ResponseCore core(&out, &fields, "Date: x\r\n", false, false, false, false);
+    Response res = ResponseWriter::Make(core);
     (*result.handler)(Request(), res);
     return out.substr(out.rfind("\r\n\r\n") + 4);
   }

@@ -17,7 +17,7 @@ namespace {
 
 using percore::http::App;
 using percore::http::Async;
-using percore::http::DeferredResponse;
+using percore::http::Response;
 using percore::http::OnThread;
 using percore::http::Request;
 using percore::http::Sleep;
@@ -51,7 +51,7 @@ TEST_F(TaskTest, TheDocumentedPatternAnswersAndDestroysEachCaptureOnce) {
   App app;
   percore::ThreadPool& pool = pool_;
   app.Get("/users/:id", percore::http::Async(
-      [&pool](const Request& req, DeferredResponse res) -> percore::http::Task {
+      [&pool](const Request& req, Response res) -> percore::http::Task {
         std::string id(req.Param("id"));     // copies: req ends at the first co_await
         percore::Worker& worker = req.worker();
         co_await percore::http::Sleep(worker, absl::Milliseconds(5));
@@ -72,12 +72,12 @@ TEST_F(TaskTest, TheThreadPoolExampleAnswersThroughTheLoop) {
   App app;
   percore::ThreadPool& pool = pool_;
   app.Get("/row", [&pool](const Request&, percore::http::Response& res) {
-    DeferredResponse later = res.Defer();
-    const bool queued = pool.Submit([later]() mutable {
-      std::string row = SlowLookup();                             // on a pool thread
-      later.worker().Post([later, row]() mutable { later.Send(row); });  // back on the loop
+    auto later = std::make_shared<Response>(res.Defer());  // shared: a refused job is dropped
+    const bool queued = pool.Submit([later = std::move(later)] {
+      std::string row = SlowLookup();                            // on a pool thread
+      later->worker().Post([later = std::move(later), row] { later->Send(row); });  // back on the loop
     });
-    if (!queued) later.Status(503).Set("Retry-After", "1").Send("busy\n");
+    if (!queued) later->Status(503).Set("Retry-After", "1").Send("busy\n");
   });
   TestClient client(app);
   TestResponse r = client.Get("/row");
@@ -88,7 +88,7 @@ TEST_F(TaskTest, TheThreadPoolExampleAnswersThroughTheLoop) {
 TEST_F(TaskTest, OwningCapturesLiveOnceAcrossEveryAwait) {
   App app;
   percore::ThreadPool& pool = pool_;
-  app.Get("/count", Async([&pool](const Request& req, DeferredResponse res) -> Task {
+  app.Get("/count", Async([&pool](const Request& req, Response res) -> Task {
     Counted owned("x" + std::string(100, 'y'));  // past the small-string buffer: on the heap
     percore::Worker& worker = req.worker();
     auto first = OnThread(worker, pool, [owned] { return owned.text.size(); });
@@ -112,7 +112,7 @@ TEST_F(TaskTest, OwningCapturesLiveOnceAcrossEveryAwait) {
 TEST_F(TaskTest, AnExceptionOnThePoolThreadIsThrownFromTheAwait) {
   App app;
   percore::ThreadPool& pool = pool_;
-  app.Get("/throw", Async([&pool](const Request& req, DeferredResponse res) -> Task {
+  app.Get("/throw", Async([&pool](const Request& req, Response res) -> Task {
     auto failing = OnThread(req.worker(), pool, []() -> int { throw std::invalid_argument("no"); });
     try {
       co_await failing;
@@ -130,7 +130,7 @@ TEST_F(TaskTest, AnExceptionOnThePoolThreadIsThrownFromTheAwait) {
 TEST_F(TaskTest, AJobTheFullPoolRefusesIsThrownFromTheAwait) {
   App app;
   auto refuse = [](std::function<void()>) { return false; };  // a pool whose queue is full
-  app.Get("/busy", Async([refuse](const Request& req, DeferredResponse res) -> Task {
+  app.Get("/busy", Async([refuse](const Request& req, Response res) -> Task {
     Counted owned(std::string(100, 'z'));
     auto job = OnThread(req.worker(), refuse, [owned] { return owned.text.size(); });
     try {

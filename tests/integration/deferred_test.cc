@@ -33,10 +33,9 @@ namespace {
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 using percore::http::App;
-using percore::http::DeferredResponse;
+using percore::http::Response;
 using percore::http::OnThread;
 using percore::http::Request;
-using percore::http::Response;
 using percore::http::RouteOptions;
 using percore::http::Sleep;
 using percore::http::Task;
@@ -75,10 +74,10 @@ struct Count {
 };
 
 // A body reader that counts and answers with the count at the end.
-std::function<void(std::string_view, bool)> CountingReader(DeferredResponse later) {
-  return [later, count = std::make_shared<Count>()](std::string_view chunk, bool last) mutable {
+absl::AnyInvocable<void(Response&, std::string_view, bool)> CountingReader() {
+  return [count = std::make_shared<Count>()](Response& res, std::string_view chunk, bool last) {
     count->Add(chunk);
-    if (last) later.Send(count->Text());
+    if (last) res.Send(count->Text());
   };
 }
 
@@ -89,23 +88,24 @@ class DeferredTest : public percore::testing::EngineTest {
     app.Get("/", [](const Request&, Response& res) { res.Send("Hello World!"); });
     app.Get("/delay", [](const Request& req, Response& res) {
       const int ms = QueryInt(req, "ms");
-      DeferredResponse later = res.Defer();
-      req.worker().After(absl::Milliseconds(ms),
-                         [later, ms]() mutable { later.Send("delayed " + std::to_string(ms)); });
+      req.worker().After(absl::Milliseconds(ms), [later = res.Defer(), ms]() mutable {
+        later.Send("delayed " + std::to_string(ms));
+      });
     });
     app.Get("/abortable", [this](const Request& req, Response& res) {
-      DeferredResponse later = res.Defer();
+      Response later = res.Defer();
       later.OnAborted([this] { ++aborted_; });
       ++taken_;
-      req.worker().After(absl::Milliseconds(QueryInt(req, "ms")), [this, later]() mutable {
+      req.worker().After(absl::Milliseconds(QueryInt(req, "ms")),
+                         [this, later = std::move(later)]() mutable {
         later.Send("too late");  // a no-op once aborted
         timer_ran_ = true;
       });
     });
     app.Get("/chunks", [](const Request& req, Response& res) {
-      DeferredResponse later = res.Defer();
+      Response later = res.Defer();
       later.Write("a");
-      req.worker().After(absl::Milliseconds(20), [later]() mutable {
+      req.worker().After(absl::Milliseconds(20), [later = std::move(later)]() mutable {
         later.Write("bc");
         later.End();
       });
@@ -118,11 +118,12 @@ class DeferredTest : public percore::testing::EngineTest {
         res.Status(500).Send("pipe2 failed");
         return;
       }
-      DeferredResponse later = res.Defer();
       Worker& worker = req.worker();
       auto got = std::make_shared<std::string>();
       auto id = std::make_shared<WatchId>(0);
-      *id = worker.Watch(fds[0], kReadable, [&worker, fds, got, id, later](uint32_t ready) mutable {
+      // Shared: kept here too, to answer if the watch is refused.
+      auto later = std::make_shared<Response>(res.Defer());
+      *id = worker.Watch(fds[0], kReadable, [&worker, fds, got, id, later](uint32_t ready) {
         char c;
         if ((ready & kReadable) != 0 && read(fds[0], &c, 1) == 1) got->push_back(c);
         if (got->size() < 2) return;
@@ -130,15 +131,15 @@ class DeferredTest : public percore::testing::EngineTest {
         EXPECT_FALSE(worker.Unwatch(*id));
         close(fds[0]);
         close(fds[1]);
-        later.Send("watched " + *got);
+        later->Send("watched " + *got);
       });
       if (*id == 0) {
-        later.Status(500).Send("Watch refused the pipe");
+        later->Status(500).Send("Watch refused the pipe");
         return;
       }
       std::thread([fd = fds[1]] { [[maybe_unused]] ssize_t n = write(fd, "ab", 2); }).detach();
     });
-    app.Get("/co", percore::http::Async([](const Request& req, DeferredResponse res) -> Task {
+    app.Get("/co", percore::http::Async([](const Request& req, Response res) -> Task {
               Worker& worker = req.worker();
               const int ms = QueryInt(req, "ms");
               co_await Sleep(worker, absl::Milliseconds(ms));
@@ -148,18 +149,19 @@ class DeferredTest : public percore::testing::EngineTest {
               const int value = co_await answer;
               res.Send("co " + std::to_string(ms) + " " + std::to_string(value));
             }));
-    app.Get("/co-throw", percore::http::Async([](const Request& req, DeferredResponse) -> Task {
+    app.Get("/co-throw", percore::http::Async([](const Request& req, Response) -> Task {
               co_await Sleep(req.worker(), absl::Milliseconds(1));
               throw std::runtime_error("from the coroutine");
             }));
     app.Get("/drop", [](const Request&, Response& res) {
       res.Set("X-Kept", "yes");
-      DeferredResponse dropped = res.Defer();  // and never answered
+      Response dropped = res.Defer();  // and never answered
     });
     app.Get("/thread", [](const Request&, Response& res) {
-      DeferredResponse later = res.Defer();
-      std::thread([later]() mutable {
-        later.worker().Post([later]() mutable { later.Status(202).Send("from another thread"); });
+      Response later = res.Defer();
+      std::thread([later = std::move(later)]() mutable {
+        later.worker().Post(
+            [later = std::move(later)]() mutable { later.Status(202).Send("from another thread"); });
       }).detach();
     });
     app.Get("/peer", [](const Request& req, Response& res) {
@@ -178,7 +180,8 @@ class DeferredTest : public percore::testing::EngineTest {
       // 50,000 timers over 0..199 ms (timer i waits i % 200 ms), every third cancelled. Each
       // that runs checks that it is not early, and that every timer armed before it with no
       // longer a delay has run (due no later; due alike, armed first).
-      DeferredResponse later = res.Defer();
+      // Shared by the 50,000 timers: the one that runs last answers.
+      auto later = std::make_shared<Response>(res.Defer());
       Worker& worker = req.worker();
       auto state = std::make_shared<TimerState>();
       constexpr int kTimers = 50000;
@@ -192,7 +195,7 @@ class DeferredTest : public percore::testing::EngineTest {
       for (int i = 0; i < kTimers; ++i) {
         const int64_t due_us = MicrosNow() + (i % kDelays) * 1000;
         ids.push_back(
-            worker.After(absl::Milliseconds(i % kDelays), [state, due_us, i, later]() mutable {
+            worker.After(absl::Milliseconds(i % kDelays), [state, due_us, i, later] {
               const int d = i % kDelays;
               if (i % 3 == 0) ++state->cancelled_ran;
               if (MicrosNow() < due_us) ++state->early;
@@ -203,7 +206,7 @@ class DeferredTest : public percore::testing::EngineTest {
               while (next % 3 == 0) next += kDelays;  // cancelled
               state->next[d] = next;
               if (++state->ran == kTimers - (kTimers + 2) / 3) {
-                later.Send(std::to_string(state->ran) + " " + std::to_string(state->early) + " " +
+                later->Send(std::to_string(state->ran) + " " + std::to_string(state->early) + " " +
                            std::to_string(state->out_of_order) + " " +
                            std::to_string(state->cancelled_ran));
               }
@@ -212,7 +215,7 @@ class DeferredTest : public percore::testing::EngineTest {
       int cancelled = 0;
       for (int i = 0; i < kTimers; i += 3) cancelled += worker.Cancel(ids[i]) ? 1 : 0;
       if (cancelled != (kTimers + 2) / 3 || worker.Cancel(ids[0])) {
-        later.Status(500).Send("Cancel returned the wrong value");
+        later->Status(500).Send("Cancel returned the wrong value");
       }
     });
     AddUploadRoutes(app);
@@ -253,10 +256,11 @@ class DeferredTest : public percore::testing::EngineTest {
     app.Get("/file-later", [open_range](const Request& req, Response& res) {
       uint64_t offset, length;
       const int fd = open_range(req, &offset, &length);
-      DeferredResponse later = res.Defer();
-      req.worker().After(absl::Milliseconds(10), [later, fd, offset, length]() mutable {
-        later.SendFile(fd, offset, length);
-      });
+      Response later = res.Defer();
+      req.worker().After(absl::Milliseconds(10),
+                         [later = std::move(later), fd, offset, length]() mutable {
+                           later.SendFile(fd, offset, length);
+                         });
     });
   }
 
@@ -281,26 +285,27 @@ class DeferredTest : public percore::testing::EngineTest {
             res.Status(401).Send("no token\n");  // before the body is read
             return;
           }
-          DeferredResponse later = res.Defer();
+          Response later = res.Defer();
           later.OnAborted([this] { ++aborted_; });
-          later.OnBody(CountingReader(later));
+          later.OnBody(CountingReader());
         },
         streamed);
     app.Post(
         "/upload-paced",
         [](const Request& req, Response& res) {
           // Pauses after each piece and goes on 1 ms later, from a timer.
-          DeferredResponse later = res.Defer();
           Worker& worker = req.worker();
           auto count = std::make_shared<Count>();
-          later.OnBody([later, count, &worker](std::string_view chunk, bool last) mutable {
+          // The timer needs a handle of its own: shared with the reader.
+          auto later = std::make_shared<Response>(res.Defer());
+          later->OnBody([later, count, &worker](Response& res, std::string_view chunk, bool last) {
             count->Add(chunk);
             if (last) {
-              later.Send(count->Text());
+              res.Send(count->Text());
               return;
             }
-            later.PauseBody();
-            worker.After(absl::Milliseconds(1), [later]() mutable { later.ResumeBody(); });
+            res.PauseBody();
+            worker.After(absl::Milliseconds(1), [later] { later->ResumeBody(); });
           });
         },
         streamed);
@@ -309,17 +314,18 @@ class DeferredTest : public percore::testing::EngineTest {
         [](const Request& req, Response& res) {
           // The reader comes 30 ms after the handler: what arrived meanwhile waits for it, and
           // an "Expect: 100-continue" client hears "100 Continue" only then.
-          DeferredResponse later = res.Defer();
-          req.worker().After(absl::Milliseconds(30),
-                             [later]() mutable { later.OnBody(CountingReader(later)); });
+          Response later = res.Defer();
+          req.worker().After(absl::Milliseconds(30), [later = std::move(later)]() mutable {
+            later.OnBody(CountingReader());
+          });
         },
         streamed);
     app.Post(
         "/upload-enough",
         [](const Request&, Response& res) {
           // Answers on the first piece; the rest of the body is discarded.
-          DeferredResponse later = res.Defer();
-          later.OnBody([later](std::string_view, bool) mutable { later.Send("enough"); });
+          Response later = res.Defer();
+          later.OnBody([](Response& res, std::string_view, bool) { res.Send("enough"); });
         },
         streamed);
     RouteOptions small;
@@ -331,10 +337,10 @@ class DeferredTest : public percore::testing::EngineTest {
     app.Post(
         "/small-streamed",
         [this](const Request&, Response& res) {
-          DeferredResponse later = res.Defer();
+          Response later = res.Defer();
           later.OnAborted([this] { ++aborted_; });
-          later.OnBody([later](std::string_view, bool last) mutable {
-            if (last) later.Send("all of it");
+          later.OnBody([](Response& res, std::string_view, bool last) {
+            if (last) res.Send("all of it");
           });
         },
         small_streamed);

@@ -42,9 +42,8 @@ namespace {
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 using percore::http::App;
-using percore::http::DeferredResponse;
-using percore::http::Request;
 using percore::http::Response;
+using percore::http::Request;
 using percore::testing::ConnectLocal;
 using percore::testing::CountOpenFds;
 using percore::testing::Fetch;
@@ -108,13 +107,13 @@ class HardeningTest : public percore::testing::EngineTest {
     app.Get("/big", [](const Request&, Response& res) { res.Send(std::string(2 << 20, 'b')); });
     // 64 MiB in 64 KiB pieces, each written once the last has room: what it produced so far.
     app.Get("/stream", [this](const Request&, Response& res) {
-      auto pump = std::make_shared<std::function<void()>>();
+      auto pump = std::make_shared<absl::AnyInvocable<void()>>();
       *pump = [this, later = res.Defer(), pump_ref = std::weak_ptr(pump)]() mutable {
         static const std::string piece(64 * 1024, 's');
         while (produced_.load() < (64u << 20)) {
           produced_ += piece.size();
           if (!later.Write(piece)) {
-            if (!later.aborted()) later.OnWritable([pump = pump_ref.lock()] { (*pump)(); });
+            if (!later.aborted()) later.OnWritable([pump = pump_ref.lock()](Response&) { (*pump)(); });
             return;
           }
         }
@@ -124,8 +123,8 @@ class HardeningTest : public percore::testing::EngineTest {
     });
     // Answered on the loop's next turn: an answer that comes later, as fast as one can.
     app.Get("/later", [](const Request& req, Response& res) {
-      DeferredResponse later = res.Defer();
-      req.worker().ref().Post([later]() mutable { later.Send("later"); });
+      Response later = res.Defer();
+      req.worker().ref().Post([later = std::move(later)]() mutable { later.Send("later"); });
     });
     ASSERT_NO_FATAL_FAILURE(Serve(app));
   }

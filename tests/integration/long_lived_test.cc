@@ -1,5 +1,5 @@
 // Long-lived answers: a stream whose client leaves after its first piece is aborted
-// (DeferredResponse::OnAborted registered after Write), and one that only ends when told the
+// (Response::OnAborted registered after Write), and one that only ends when told the
 // loop closes (OnClosing) lets a drain or a rolling restart finish well under the shutdown
 // timeout. The event stream is docs/guide.md's example. In-process on 127.0.0.1, once per
 // backend; every wait has a deadline.
@@ -25,9 +25,8 @@ namespace {
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 using percore::http::App;
-using percore::http::DeferredResponse;
-using percore::http::Request;
 using percore::http::Response;
+using percore::http::Request;
 using percore::testing::ConnectLocal;
 using percore::testing::Get;
 using percore::testing::ReadToEnd;
@@ -43,12 +42,12 @@ constexpr milliseconds kTimeout(10000);
 // server closes.
 void AddEventStream(App& app) {
   app.Get("/events", [](const Request&, Response& res) {
-    DeferredResponse events = res.Defer();
+    Response events = res.Defer();
     events.Type("text/event-stream").Set("Cache-Control", "no-store");
     events.Write("retry: 1000\n\n");  // sends the head: chunked, as the stream has no length
-    // ... keep `events` where the publisher finds it (this loop's list of subscribers), and
+    // ... move `events` where the publisher finds it (this loop's list of subscribers), and
     // drop it there from OnAborted: its client left.
-    events.OnClosing([events]() mutable {  // the server drains: end, and the client reconnects
+    events.OnClosing([](Response& events) {  // the server drains: end; the client reconnects
       events.Write("event: bye\ndata: server closing\n\n");
       events.End();
     });
@@ -79,11 +78,11 @@ class LongLivedTest : public ::testing::TestWithParam<BackendKind> {
     // A stream that registers OnAborted only after its first piece went out; the callback
     // notes what the answer then says of itself.
     app.Get("/late-abort", [this](const Request&, Response& res) {
-      DeferredResponse stream = res.Defer();
-      stream.Write("first\n");
-      stream.OnAborted([this, stream]() mutable {
-        aborted_seen_ = stream.aborted();
-        write_after_abort_ = stream.Write("more");
+      auto stream = std::make_shared<Response>(res.Defer());  // the callback looks at it
+      stream->Write("first\n");
+      stream->OnAborted([this, stream] {
+        aborted_seen_ = stream->aborted();
+        write_after_abort_ = stream->Write("more");
         ++aborted_;
       });
     });

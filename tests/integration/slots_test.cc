@@ -28,10 +28,9 @@ namespace {
 
 using std::chrono::milliseconds;
 using percore::http::App;
-using percore::http::DeferredResponse;
+using percore::http::Response;
 using percore::http::HttpOptions;
 using percore::http::Request;
-using percore::http::Response;
 using percore::testing::ConnectLocal;
 using percore::testing::Get;
 using percore::testing::HttpResponse;
@@ -63,20 +62,19 @@ class SlotsTest : public percore::testing::EngineTest {
       ++handled_;
     });
     app.Get("/chunks", [this](const Request& req, Response& res) {
-      DeferredResponse later = res.Defer();
+      Response later = res.Defer();
       later.Write("a");
-      Keep(QueryInt(req, "id"), later);
+      Keep(QueryInt(req, "id"), std::move(later));
       ++handled_;
     });
     app.Get("/abortable", [this](const Request& req, Response& res) {
-      DeferredResponse later = res.Defer();
+      Response later = res.Defer();
       later.OnAborted([this] { ++aborted_; });
-      Keep(QueryInt(req, "id"), later);
+      Keep(QueryInt(req, "id"), std::move(later));
       ++handled_;
     });
     app.Get("/closing", [this](const Request& req, Response& res) {
-      DeferredResponse later = res.Defer();
-      later.OnClosing([later, id = QueryInt(req, "id")]() mutable {
+      res.Defer().OnClosing([id = QueryInt(req, "id")](Response& later) {
         later.Send("closing " + std::to_string(id));
       });
       ++handled_;
@@ -87,9 +85,8 @@ class SlotsTest : public percore::testing::EngineTest {
     app.Post(
         "/upload",
         [this](const Request&, Response& res) {
-          DeferredResponse later = res.Defer();
           auto bytes = std::make_shared<size_t>(0);
-          later.OnBody([this, later, bytes](std::string_view chunk, bool last) mutable {
+          res.Defer().OnBody([this, bytes](Response& later, std::string_view chunk, bool last) {
             *bytes += chunk.size();
             if (last) {
               later.Send(std::to_string(*bytes) + " bytes");
@@ -108,8 +105,8 @@ class SlotsTest : public percore::testing::EngineTest {
       for (int seen = most_waiting_.load(); waiting > seen;) {
         most_waiting_.compare_exchange_weak(seen, waiting);
       }
-      DeferredResponse later = res.Defer();
-      req.worker().After(absl::Milliseconds(1), [this, later, i = QueryInt(req, "i")]() mutable {
+      req.worker().After(absl::Milliseconds(1),
+                         [this, later = res.Defer(), i = QueryInt(req, "i")]() mutable {
         --waiting_;
         later.Send("tick " + std::to_string(i));
       });
@@ -120,9 +117,9 @@ class SlotsTest : public percore::testing::EngineTest {
     ASSERT_NO_FATAL_FAILURE(Serve(app, options, start));
   }
 
-  void Keep(int id, DeferredResponse later) {
+  void Keep(int id, Response later) {
     std::lock_guard<std::mutex> lock(mu_);
-    held_.insert_or_assign(id, std::move(later));
+    held_.insert_or_assign(id, std::make_shared<Response>(std::move(later)));
   }
 
   // Answers /hold?id=N with "held N" (a /chunks one with "bc" and its end) on its loop, as any
@@ -131,13 +128,13 @@ class SlotsTest : public percore::testing::EngineTest {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = held_.find(id);
     ASSERT_NE(it, held_.end()) << id;
-    DeferredResponse later = it->second;
-    later.worker().Post([later, id]() mutable {
-      if (later.sent()) {
-        later.Write("bc");
-        later.End();
+    std::shared_ptr<Response> later = it->second;
+    later->worker().Post([later, id] {
+      if (later->sent()) {
+        later->Write("bc");
+        later->End();
       } else {
-        later.Send("held " + std::to_string(id));
+        later->Send("held " + std::to_string(id));
       }
     });
   }
@@ -166,7 +163,7 @@ class SlotsTest : public percore::testing::EngineTest {
   }
 
   std::mutex mu_;
-  std::map<int, DeferredResponse> held_;
+  std::map<int, std::shared_ptr<Response>> held_;
   std::atomic<int> handled_{0};
   std::atomic<int> aborted_{0};
   std::atomic<int> big_{0};

@@ -15,14 +15,13 @@
 namespace percore::testing {
 namespace {
 
-using http::DeferredResponse;
-using http::Request;
 using http::Response;
+using http::Request;
 
 // A streamed answer's pieces still to write. Held by the timer that writes the next one, and by
 // nothing else: the loop's timers go with it, and so does this (no cycle to break).
 struct Pieces {
-  DeferredResponse out;
+  Response out;
   std::vector<std::string> pieces;
   size_t next = 0;
 };
@@ -118,7 +117,7 @@ TEST(TestStreamTest, NoOtherRequestWhileAStreamIsOpen) {
 }
 
 TEST(TestStreamTest, NoHeadWithinTheTimeout) {
-  auto kept = std::make_shared<std::vector<DeferredResponse>>();
+  auto kept = std::make_shared<std::vector<Response>>();
   http::App app;
   app.Get("/never", [kept](const Request&, Response& res) { kept->push_back(res.Defer()); });
   TestClient client(app, {.timeout = absl::Milliseconds(20)});
@@ -140,7 +139,7 @@ struct Events {
 http::App EventsApp(Events* events) {
   http::App app;
   app.Get("/events", [events](const Request& req, Response& res) {
-    auto out = std::make_shared<DeferredResponse>(res.Defer());
+    auto out = std::make_shared<Response>(res.Defer());
     out->Type("text/event-stream");
     auto tick = std::make_shared<std::function<void()>>();
     Worker& worker = req.worker();

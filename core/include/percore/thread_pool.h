@@ -1,12 +1,12 @@
 // percore/thread_pool.h — a few threads for work that must not run on a loop.
 //
 //   percore::ThreadPool pool({.threads = 4, .max_queued = 1024});   // tests/http/task_test.cc
-//   DeferredResponse later = res.Defer();
-//   const bool queued = pool.Submit([later]() mutable {
-//     std::string row = SlowLookup();                             // on a pool thread
-//     later.worker().Post([later, row]() mutable { later.Send(row); });  // back on the loop
+//   auto later = std::make_shared<Response>(res.Defer());  // shared: a refused job is dropped
+//   const bool queued = pool.Submit([later] {
+//     std::string row = SlowLookup();                            // on a pool thread
+//     later->worker().Post([later, row] { later->Send(row); });  // back on the loop
 //   });
-//   if (!queued) later.Status(503).Set("Retry-After", "1").Send("busy\n");
+//   if (!queued) later->Status(503).Set("Retry-After", "1").Send("busy\n");
 //
 // A fixed number of threads and a bounded queue: a job that finds the queue full is refused at
 // once (Submit() returns false) rather than waiting without bound, so an overload turns into

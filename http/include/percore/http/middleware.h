@@ -79,7 +79,7 @@ struct CompressOptions {
 // compressed, so nothing varies). A HEAD gets the fields its GET would, gzip's Content-Length
 // included (its body is compressed, then left out). Not compressed: 204, 206 and 304 answers,
 // bodies under `min_bytes`, answers that set Content-Encoding themselves. A streamed body
-// (DeferredResponse::Write) is deflated as it is written, each piece flushed so that it
+// (Response::Write) is deflated as it is written, each piece flushed so that it
 // decodes at once (an event stream's events arrive as they are sent), chunked (a Length()
 // declared is dropped: the compressed length is not known ahead), with a zlib stream (~256 KiB)
 // of its own until End(). A file (SendFile, Static) worth compressing is compressed up to 4 MiB; a bigger one

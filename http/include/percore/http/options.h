@@ -26,7 +26,7 @@ struct HttpOptions {
   // discarded up to this many bytes, so the connection can serve the next request; beyond it,
   // the connection closes after the answer.
   size_t max_discard_bytes = 1024 * 1024;
-  // A streamed answer (DeferredResponse::Write) waits, Write() returning false, once more than
+  // A streamed answer (Response::Write) waits, Write() returning false, once more than
   // this is queued beyond what the socket took: a reader that stalls costs this much (plus the
   // last piece written) besides the kernel's socket buffer. A piece of any size is taken;
   // EngineOptions::max_pending_output bounds what a handler sends in one piece.

@@ -23,7 +23,7 @@
 
 namespace percore::http {
 
-class HttpSession;
+class HttpStream;
 
 // One header field as received (name case preserved, value without surrounding whitespace).
 struct HeaderField {
@@ -116,7 +116,7 @@ class Request {
   int cpu_ = 0;
   Worker* worker_ = nullptr;
   const Connection* conn_ = nullptr;
-  const HttpSession* session_ = nullptr;  // for client()
+  const HttpStream* stream_ = nullptr;  // for client()
 };
 
 }  // namespace percore::http

@@ -10,15 +10,16 @@
 // that returns having done neither gets a 500, and a line on stderr says so:
 //
 //   app.Get("/later", [](const Request& req, Response& res) {
-//     percore::http::DeferredResponse later = res.Defer();
-//     req.worker().After(absl::Milliseconds(50), [later]() mutable { later.Send("done"); });
+//     req.worker().After(absl::Milliseconds(50),
+//                        [later = res.Defer()]() mutable { later.Send("done"); });
 //   });
 //
-// From another thread, the answer goes through the loop: later.worker().Post([later]() mutable {
-// later.Send(result); }). Requests pipelined behind a deferred one are handled at once, and their
-// answers wait behind it, so answers always go out in request order (up to
-// HttpOptions::max_queued_responses per connection: past it, the connection reads nothing more
-// until the first goes). Owning-loop-only.
+// From another thread, the answer goes back through its loop, moved there with the job:
+// later.worker().Post([later = std::move(later), result]() mutable { later.Send(result); }).
+// Requests pipelined behind a deferred one are handled at once, and their answers wait behind
+// it, so answers always go out in request order (up to HttpOptions::max_queued_responses per
+// connection: past it, the connection reads nothing more until the first goes).
+// Owning-loop-only.
 #ifndef PERCORE_HTTP_RESPONSE_H_
 #define PERCORE_HTTP_RESPONSE_H_
 
@@ -33,15 +34,9 @@
 
 namespace percore::http {
 
-class DeferredResponse;
-class HttpSession;
-class Request;
+class FilePump;
 struct PendingResponse;
-struct Slot;
-struct CompressOptions;
-struct FinishHooks;
-class GzipFileStream;
-enum class Precondition;
+class ResponseCore;
 
 // The attributes of a cookie set with Response::Cookie (RFC 6265 4.1.2).
 struct CookieOptions {
@@ -54,9 +49,26 @@ struct CookieOptions {
   SameSite same_site = SameSite::kLax;  // kNone needs `secure` (browsers drop it otherwise)
 };
 
-// The response to one request.
+// The answer to one request. The handler gets it by reference; to answer after the handler
+// returns, it keeps it with Defer(), which hands it a handle of the same type to move where the
+// answer will be given (a timer's callback, a coroutine, a job posted back from a pool). The
+// handle is move-only: one owner answers. Once its connection is gone or the answer is complete,
+// what it is asked to do does nothing (Write() returns false); it never points at freed memory.
+// If the connection goes before the answer is complete (the client left, a timeout, the loop
+// closing it; for a streamed one, before End()), OnAborted's callback runs once. When the loop
+// begins to drain, OnClosing's callback runs once. A handle dropped without an answer answers
+// 500. Owning-loop-only, except that a handle may be destroyed on any thread (it is then handed
+// to its loop to be destroyed there).
 class Response {
  public:
+  // A handle kept with Defer() moves; moving the handler's own Response defers it as Defer()
+  // does. A moved-from Response does nothing.
+  Response(Response&& other);
+  Response& operator=(Response&& other);
+  Response(const Response&) = delete;
+  Response& operator=(const Response&) = delete;
+  ~Response();
+
   // Sets the status code (200 by default). Throws std::invalid_argument outside 200..599.
   Response& Status(int code);
   // Adds a header field. Throws std::invalid_argument if either part contains CR, LF or NUL, if
@@ -99,118 +111,26 @@ class Response {
   // first Send). The file must hold the range: if it turns out shorter, the connection fails.
   // Preconditions as for Send().
   void SendFile(int fd, uint64_t offset, uint64_t length);
-  // Whether the answer was written (Send, SendFile, Redirect, Json).
-  bool sent() const { return sent_; }
-  // Whether Defer() was called: the answer comes later.
-  bool deferred() const { return deferred_; }
+  // Whether the answer was written (Send, SendFile, Redirect, Json; for a streamed one, the
+  // first Write()).
+  bool sent() const;
+  // Whether the answer comes later: this is a handle kept with Defer(), or the handler's
+  // Response that Defer() was called on.
+  bool deferred() const;
   // The status code.
-  int status() const { return status_; }
-  // Keeps the response past the handler's return, to be answered later through the returned
-  // handle (the fields set so far go with it); this Response is done. The Request's views are
-  // not kept: copy what the answer needs. Throws std::logic_error after Send() or a first
-  // Defer().
-  DeferredResponse Defer();
+  int status() const;
+  // Keeps the answer past the handler's return: the returned handle gives it (the fields set
+  // so far go with it), and this Response sends nothing more. The Request's views are not
+  // kept: copy what the answer needs. Throws std::logic_error after Send() or a first
+  // Defer(), and on a handle.
+  Response Defer();
 
- private:
-  friend class ResponseWriter;
-  friend class HttpSession;
-  friend struct PendingResponse;
-  friend class Compressor;
-  friend class DeferredResponse;  // a deferred file gzipped as its client reads it
-  Response(std::string* out, std::string* fields, std::string_view date_line, bool head, bool close,
-           bool http10, bool http10_keep_alive)
-      : out_(out),
-        fields_(fields),
-        date_line_(date_line),
-        head_(head),
-        close_(close),
-        http10_(http10),
-        http10_keep_alive_(http10_keep_alive) {}
-  // How a body's end is known.
-  enum class Framing { kLength, kChunked, kClose };
-  // Writes the status line and the header section; whether a body may follow (not for HEAD,
-  // 204, 304).
-  bool AppendHead(Framing framing, uint64_t length, bool empty_body);
-  // The field line `name` starts at in fields_, or npos.
-  size_t FindField(std::string_view name) const;
-  // With Compress(): sets what a cache needs for a body of `length` bytes (Vary; a weak ETag
-  // when gzipped) and says whether to gzip it. For a 304 too, which carries the validators the
-  // 200 would have (RFC 9110 15.4.5).
-  bool Negotiate(uint64_t length);
-  // Writes the response with `body` gzipped (as it is, if gzip would not make it smaller).
-  void SendCompressed(std::string_view body);
-  // With Compress(): whether a file's range of `length` bytes is gzipped piece by piece as the
-  // client reads it (GzipFileStream) rather than whole; sets what Negotiate() sets, and
-  // Content-Encoding, when it is.
-  bool StreamsGzip(uint64_t length);
-  // With Compress(): whether a body of `length` bytes (UINT64_MAX: not known), streamed, is
-  // deflated as it is written; sets what Negotiate() sets, and Content-Encoding, when it is.
-  bool GzipsStream(uint64_t length);
-  // RFC 9110 13.2.2 for a 2xx answer to GET or HEAD with validators set: answers 304 or 412
-  // and returns true, or returns false for the answer to go on. `length` is the body's the
-  // 200 would have, `file` whether it is a file's (Compress() has a bound for those). The
-  // request's fields are looked at once: a later call returns false.
-  bool AnswerPreconditions(uint64_t length, bool file);
-  // What AnswerPreconditions() would decide, the request's fields left for it: kPass where
-  // they do not apply.
-  Precondition CheckPreconditions() const;
-  // Defer(): a copy of the request's conditional fields, which end with the handler.
-  void KeepConditions();
-  struct KeptConditions;
+  // What follows is for a handle kept with Defer(): on the handler's Response, each throws
+  // std::logic_error. On a moved-from one, each does nothing (worker() is an empty WorkerRef).
 
-  std::string* out_;
-  std::string* fields_;  // extra header fields, a loop-owned scratch buffer
-  std::string_view date_line_;
-  size_t type_offset_ = 0;  // the Content-Type line within fields_
-  size_t type_length_ = 0;
-  int status_ = 200;
-  bool head_;
-  bool close_;
-  bool http10_;
-  bool http10_keep_alive_;
-  bool sent_ = false;
-  bool deferred_ = false;
-  bool body_unread_ = false;  // the request's body is still arriving (RouteOptions::stream_body)
-  bool validators_ = false;   // ETag or Last-Modified was set
-  // The request's conditional fields: its own until Defer(), a copy for a deferred answer.
-  const Request* request_ = nullptr;
-  std::shared_ptr<const KeptConditions> kept_conditions_;
-  Connection* conn_ = nullptr;                 // for SendFile()
-  Slot* slot_ = nullptr;  // where SendFile() queues a file while an answer ahead is due
-  HttpSession* session_ = nullptr;             // for Defer()
-  FinishHooks* finish_ = nullptr;              // OnFinish()
-  const CompressOptions* compress_ = nullptr;  // set by the Compress() middleware
-  bool gzip_accepted_ = false;                 // the request's Accept-Encoding allows gzip
-};
-
-// An answer that comes later (Response::Defer). Copies share it: the first Send() of any copy
-// answers. If the connection goes before the answer is complete (the client left, a timeout,
-// the loop closing it; for a streamed one, before End()), OnAborted's callback runs once, and
-// Send() and Write() do nothing. When the loop begins to drain, OnClosing's callback runs once.
-// If every copy is dropped without an answer, the request gets a 500. Owning-loop-only, except that a copy may be destroyed on any
-// thread (the last one is then handed to the loop to be destroyed there).
-class DeferredResponse {
- public:
-  DeferredResponse(const DeferredResponse&) = default;
-  DeferredResponse(DeferredResponse&&) = default;
-  DeferredResponse& operator=(const DeferredResponse&) = default;
-  DeferredResponse& operator=(DeferredResponse&&) = default;
-  ~DeferredResponse();
-
-  // As Response's.
-  DeferredResponse& Status(int code);
-  DeferredResponse& Set(std::string_view name, std::string_view value);
-  DeferredResponse& Type(std::string_view content_type);
-  DeferredResponse& Vary(std::string_view field);
-  DeferredResponse& Cookie(std::string_view name, std::string_view value,
-                           const CookieOptions& options = {});
-  DeferredResponse& OnFinish(absl::AnyInvocable<void(int status)> fn);
-  void Send(std::string_view body);
-  void Json(const nlohmann::json& value);
-  void SendFile(int fd, uint64_t offset, uint64_t length);
   // Declares the length of a body streamed with Write(): Content-Length instead of chunked.
   // Before the first Write() only.
-  DeferredResponse& Length(uint64_t bytes);
+  Response& Length(uint64_t bytes);
   // Streams the body piece by piece: the first call sends the head (Transfer-Encoding: chunked,
   // or the Length() given; to HTTP/1.0, the body ends with the connection). Returns false once
   // more than HttpOptions::stream_buffer_bytes (64 KiB) waits to be sent: `chunk` is kept, but
@@ -220,17 +140,21 @@ class DeferredResponse {
   // Ends a body streamed with Write(): the answer is complete. A declared Length() that was not
   // met closes the connection instead (the client sees a short body).
   void End();
-  // `fn` runs once when what waits has been sent after Write() returned false; at once if
+  // `fn(res)` runs once when what waits has been sent after Write() returned false; at once if
   // nothing waits. Dropped if the connection goes first.
-  void OnWritable(absl::AnyInvocable<void()> fn);
-  // For a route with RouteOptions::stream_body: `fn(chunk, last)` gets the request body as it
-  // arrives, de-chunked, then `last` true once with an empty chunk (a view valid during the
+  //
+  // OnWritable, OnBody and OnClosing hand their callback the answer (`res`, another handle to
+  // it, valid during the call), and keep it until it is complete or the connection goes: the
+  // handle that registered them may be dropped.
+  void OnWritable(absl::AnyInvocable<void(Response& res)> fn);
+  // For a route with RouteOptions::stream_body: `fn(res, chunk, last)` gets the request body as
+  // it arrives, de-chunked, then `last` true once with an empty chunk (a view valid during the
   // call only). What arrived before the call is handed over at once. The first call asks an
   // "Expect: 100-continue" client for its body. Answering first (a 401, a 413) is allowed: the
   // rest of the body is then discarded (see RouteOptions). A body beyond the route's limit
   // fails the request with 413 (OnAborted runs). On a route without stream_body the body was
-  // in Request::body(): `fn("", true)` runs at once.
-  void OnBody(absl::AnyInvocable<void(std::string_view chunk, bool last)> fn);
+  // in Request::body(): `fn(res, "", true)` runs at once.
+  void OnBody(absl::AnyInvocable<void(Response& res, std::string_view chunk, bool last)> fn);
   // Stops handing over the body (it waits in the kernel, and TCP holds the client back) until
   // ResumeBody(); no body timeout runs meanwhile. For a reader whose own sink is slow.
   void PauseBody();
@@ -241,23 +165,27 @@ class DeferredResponse {
   void OnAborted(absl::AnyInvocable<void()> fn);
   // Whether the connection went before the answer was complete.
   bool aborted() const;
-  // `fn` runs once when the loop of this answer begins to drain: Engine::Drain(), SIGTERM, or a
+  // `fn(res)` runs once when the loop of this answer begins to drain: Engine::Drain(), SIGTERM, or a
   // rolling restart (SIGHUP) replacing that loop. A long-lived answer (an event stream, a long
   // poll) should then end soon: End() a chunked stream after a last piece, Send() a long poll's
   // answer. Otherwise the drain waits for it, up to EngineOptions::shutdown_timeout. At once if
   // the drain has begun; never once the answer is complete or aborted. An exception it throws
   // is ignored (the drain goes on).
-  void OnClosing(absl::AnyInvocable<void()> fn);
-  // Whether this answer was sent.
-  bool sent() const;
-  // The loop the answer belongs to, for work done on other threads to come back. Thread-safe.
-  const WorkerRef& worker() const;
+  void OnClosing(absl::AnyInvocable<void(Response& res)> fn);
+  // The loop the answer belongs to, for work done on other threads to come back: a copy, so
+  // that the handle may be moved into the job posted with it. Thread-safe.
+  WorkerRef worker() const;
 
  private:
-  friend class Response;
-  friend class GzipFileStream;  // fails the connection of a file that turns out short
-  explicit DeferredResponse(std::shared_ptr<PendingResponse> state) : state_(std::move(state)) {}
-  std::shared_ptr<PendingResponse> state_;
+  friend class ResponseWriter;
+  friend class FilePump;  // fails the connection of a file that turns out short
+  explicit Response(ResponseCore* core) : core_(core) {}
+  explicit Response(std::shared_ptr<PendingResponse> pending);
+  // A handle's state, null once moved from; throws std::logic_error on the handler's Response.
+  PendingResponse* Later(const char* what) const;
+
+  ResponseCore* core_;  // the status and fields; null once moved from
+  std::shared_ptr<PendingResponse> pending_;  // a handle's: the answer it gives
 };
 
 }  // namespace percore::http

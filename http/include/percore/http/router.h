@@ -127,7 +127,7 @@ struct RouteOptions {
   size_t max_body_bytes = 0;
   // The handler runs as soon as the header section is complete, with an empty body(): it may
   // answer at once (a 401 or a 413 before the body is sent), or Defer() and take the body piece
-  // by piece with DeferredResponse::OnBody(). A body the answer came before is read and
+  // by piece with Response::OnBody(). A body the answer came before is read and
   // discarded up to HttpOptions::max_discard_bytes; past that the connection closes after the
   // answer.
   bool stream_body = false;

@@ -2,7 +2,7 @@
 //
 //   percore::ThreadPool pool;
 //   app.Get("/users/:id", percore::http::Async(
-//       [&pool](const Request& req, DeferredResponse res) -> percore::http::Task {
+//       [&pool](const Request& req, Response res) -> percore::http::Task {
 //         std::string id(req.Param("id"));     // copies: req ends at the first co_await
 //         percore::Worker& worker = req.worker();
 //         co_await percore::http::Sleep(worker, absl::Milliseconds(50));
@@ -13,7 +13,7 @@
 //
 // The coroutine runs on its loop: it starts inside the handler and goes on where it was each
 // time what it awaits is done. Its Request is valid only until its first suspension; the
-// DeferredResponse (see response.h) is its to answer. An exception that escapes it answers 500.
+// Response, a handle kept with Defer() (see response.h), is its to answer. An exception that escapes it answers 500.
 // A coroutine whose loop exits while it waits is destroyed there, with what it holds, and never
 // resumed. Owning-loop-only.
 //
@@ -48,25 +48,26 @@ namespace percore::http {
 class Task {
  public:
   struct promise_type {
-    // Takes the coroutine's arguments (a lambda's own object first): its answer is the last,
-    // kept for an exception that escapes the coroutine.
+    // Takes the coroutine's arguments (a lambda's own object first) as the coroutine's frame
+    // holds them: its answer is the last, looked at again for an exception that escapes the
+    // coroutine, while the frame (and so the answer) still exists.
     template <typename... Args>
-    explicit promise_type(Args&... args) : response((args, ...)) {
-      static_assert(std::is_same_v<std::remove_cvref_t<decltype((args, ...))>, DeferredResponse>,
-                    "a percore::http::Task coroutine takes (const Request&, DeferredResponse)");
+    explicit promise_type(Args&... args) : response(&(args, ...)) {
+      static_assert(std::is_same_v<std::remove_cvref_t<decltype((args, ...))>, Response>,
+                    "a percore::http::Task coroutine takes (const Request&, Response)");
     }
     Task get_return_object() { return {}; }
     std::suspend_never initial_suspend() noexcept { return {}; }
     std::suspend_never final_suspend() noexcept { return {}; }
     void return_void() {}
     void unhandled_exception() {
-      if (!response.sent()) response.Status(500).Send("Internal Server Error\n");
+      if (!response->sent()) response->Status(500).Send("Internal Server Error\n");
     }
-    DeferredResponse response;
+    Response* response;
   };
 };
 
-// Makes a Handler of a coroutine taking (const Request&, DeferredResponse).
+// Makes a Handler of a coroutine taking (const Request&, Response), the handle Defer() keeps.
 template <typename Coroutine>
 Handler Async(Coroutine coroutine) {
   return [coroutine = std::move(coroutine)](const Request& req, Response& res) {

@@ -7,7 +7,7 @@
 //   EXPECT_EQ(r.Header("content-type"), "application/json");
 //   r = client.Fetch("POST", "/users", {{"Content-Type", "application/json"}}, R"({"name":"a"})");
 //
-// A streamed or long-lived answer (DeferredResponse::Write, an event stream) is read piece by
+// A streamed or long-lived answer (Response::Write, an event stream) is read piece by
 // piece as the server writes it, and may be left early as a browser would:
 //
 //   percore::testing::TestStream events = client.Open("GET", "/events");
