@@ -342,7 +342,8 @@ int main(int argc, char** argv) {
       uint64_t spins = 0;
       while (std::chrono::steady_clock::now() < end) ++spins;  // the CPU work
       later->worker().Post([later, ms, spins] {
-        later->Send("offloaded " + std::to_string(ms) + " ms (" + std::to_string(spins) + " spins)");
+        later->Send("offloaded " + std::to_string(ms) + " ms (" + std::to_string(spins) +
+                    " spins)");
       });
     });
     if (!queued) later->Status(503).Set("Retry-After", "1").Send("work queue full\n");

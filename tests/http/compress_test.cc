@@ -64,7 +64,8 @@ class CompressTest : public ::testing::Test {
     app_.Get("/json", [](const Request&, Response& res) { res.Json(BigJson()); });
     app_.Get("/deferred", [](const Request&, Response& res) {
       Response later = res.Defer();
-      later.worker().Post([later = std::move(later)]() mutable { later.Type("text/html").Send(Big()); });
+      later.worker().Post(
+          [later = std::move(later)]() mutable { later.Type("text/html").Send(Big()); });
     });
     app_.Get("/deferred-json", [](const Request&, Response& res) {
       Response later = res.Defer();

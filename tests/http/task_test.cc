@@ -73,9 +73,9 @@ TEST_F(TaskTest, TheThreadPoolExampleAnswersThroughTheLoop) {
   percore::ThreadPool& pool = pool_;
   app.Get("/row", [&pool](const Request&, percore::http::Response& res) {
     auto later = std::make_shared<Response>(res.Defer());  // shared: a refused job is dropped
-    const bool queued = pool.Submit([later = std::move(later)] {
+    const bool queued = pool.Submit([later] {
       std::string row = SlowLookup();                            // on a pool thread
-      later->worker().Post([later = std::move(later), row] { later->Send(row); });  // back on the loop
+      later->worker().Post([later, row] { later->Send(row); });  // back on the loop
     });
     if (!queued) later->Status(503).Set("Retry-After", "1").Send("busy\n");
   });

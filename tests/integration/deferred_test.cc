@@ -160,8 +160,9 @@ class DeferredTest : public percore::testing::EngineTest {
     app.Get("/thread", [](const Request&, Response& res) {
       Response later = res.Defer();
       std::thread([later = std::move(later)]() mutable {
-        later.worker().Post(
-            [later = std::move(later)]() mutable { later.Status(202).Send("from another thread"); });
+        later.worker().Post([later = std::move(later)]() mutable {
+          later.Status(202).Send("from another thread");
+        });
       }).detach();
     });
     app.Get("/peer", [](const Request& req, Response& res) {

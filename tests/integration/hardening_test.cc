@@ -113,7 +113,9 @@ class HardeningTest : public percore::testing::EngineTest {
         while (produced_.load() < (64u << 20)) {
           produced_ += piece.size();
           if (!later.Write(piece)) {
-            if (!later.aborted()) later.OnWritable([pump = pump_ref.lock()](Response&) { (*pump)(); });
+            if (!later.aborted()) {
+              later.OnWritable([pump = pump_ref.lock()](Response&) { (*pump)(); });
+            }
             return;
           }
         }

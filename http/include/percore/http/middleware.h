@@ -82,11 +82,12 @@ struct CompressOptions {
 // (Response::Write) is deflated as it is written, each piece flushed so that it
 // decodes at once (an event stream's events arrive as they are sent), chunked (a Length()
 // declared is dropped: the compressed length is not known ahead), with a zlib stream (~256 KiB)
-// of its own until End(). A file (SendFile, Static) worth compressing is compressed up to 4 MiB; a bigger one
-// goes as it is, without a copy. Up to 64 KiB it is compressed whole (Content-Length); a bigger
-// one piece by piece as its client reads it, chunked (to HTTP/1.0, ended by the close), so a
-// client that reads nothing costs the server HttpOptions::stream_buffer_bytes, a piece and a
-// zlib stream (~256 KiB), not the compressed file. Throws std::invalid_argument for a level
+// of its own until End(). A file (SendFile, Static) worth compressing is compressed up to 4 MiB;
+// a bigger one goes as it is, without a copy. Up to 64 KiB it is compressed whole
+// (Content-Length); a bigger one is read piece by piece as its client reads it, into the
+// streamed body's gzip stage, chunked (to HTTP/1.0, ended by the close), so a client that reads
+// nothing costs the server HttpOptions::stream_buffer_bytes, a piece and a zlib stream
+// (~256 KiB), not the compressed file. Throws std::invalid_argument for a level
 // outside 1..9.
 Middleware Compress(CompressOptions options = {});
 

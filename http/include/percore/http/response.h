@@ -165,8 +165,8 @@ class Response {
   void OnAborted(absl::AnyInvocable<void()> fn);
   // Whether the connection went before the answer was complete.
   bool aborted() const;
-  // `fn(res)` runs once when the loop of this answer begins to drain: Engine::Drain(), SIGTERM, or a
-  // rolling restart (SIGHUP) replacing that loop. A long-lived answer (an event stream, a long
+  // `fn(res)` runs once when the loop of this answer begins to drain: Engine::Drain(), SIGTERM,
+  // or a rolling restart (SIGHUP) replacing that loop. A long-lived answer (an event stream, a long
   // poll) should then end soon: End() a chunked stream after a last piece, Send() a long poll's
   // answer. Otherwise the drain waits for it, up to EngineOptions::shutdown_timeout. At once if
   // the drain has begun; never once the answer is complete or aborted. An exception it throws

@@ -12,8 +12,9 @@
 //       }));
 //
 // The coroutine runs on its loop: it starts inside the handler and goes on where it was each
-// time what it awaits is done. Its Request is valid only until its first suspension; the
-// Response, a handle kept with Defer() (see response.h), is its to answer. An exception that escapes it answers 500.
+// time what it awaits is done. Its Request is valid only until its first suspension; its
+// Response, a handle kept with Defer() (see response.h), is its to answer. An exception that
+// escapes it answers 500.
 // A coroutine whose loop exits while it waits is destroyed there, with what it holds, and never
 // resumed. Owning-loop-only.
 //
