@@ -18,13 +18,13 @@ void CloseFile(FileRange& file) {
 
 }  // namespace
 
-void Output::AddFile(int fd, uint64_t offset, uint64_t length) {
+void IoBuffers::AddFile(int fd, uint64_t offset, uint64_t length) {
   queued_ += pending.size() + length;
   queue_.push_back(Part{std::move(pending), FileRange{fd, offset, length}});
   pending.clear();  // moved from: empty in practice, but only "valid" by the standard
 }
 
-void Output::Prepare() {
+void IoBuffers::Prepare() {
   if (sent_ < sending_.size() || file_.left > 0) return;  // the current part goes on
   sending_.clear();
   sent_ = 0;
@@ -39,7 +39,7 @@ void Output::Prepare() {
   queue_.pop_front();
 }
 
-bool Output::Sent(size_t n) {
+bool IoBuffers::Sent(size_t n) {
   if (sent_ < sending_.size()) {
     sent_ += n;
     if (sent_ < sending_.size()) return false;
@@ -61,7 +61,7 @@ bool Output::Sent(size_t n) {
   return true;
 }
 
-size_t Output::Clear() {
+size_t IoBuffers::Clear() {
   size_t freed = 0;
   CloseFile(file_);
   for (Part& part : queue_) CloseFile(part.file);
@@ -76,7 +76,7 @@ size_t Output::Clear() {
   return freed;
 }
 
-void Output::KeepUnread(std::string_view bytes) {
+void IoBuffers::KeepUnread(std::string_view bytes) {
   if (unread_from_ > 0 && unread_from_ >= unread_.size() / 2) {
     // Most of it was taken: move the rest to the front once, before it grows.
     unread_.erase(0, unread_from_);
@@ -85,7 +85,7 @@ void Output::KeepUnread(std::string_view bytes) {
   unread_.append(bytes);
 }
 
-void Output::TakeUnread(size_t n) {
+void IoBuffers::TakeUnread(size_t n) {
   unread_from_ += n;
   if (unread_from_ == unread_.size()) {
     unread_.clear();
@@ -99,8 +99,8 @@ void Session::OnDrain(Connection& conn) { conn.Close(); }
 
 std::string& Connection::output() {
   ConnectionState* c = StateOf(this);
-  if (c->output == nullptr) c->loop->TakeOutput(c);
-  return c->output->pending;
+  if (c->buffers == nullptr) c->loop->TakeBuffers(c);
+  return c->buffers->pending;
 }
 
 void Connection::SendFile(int fd, uint64_t offset, uint64_t length) {
@@ -109,8 +109,8 @@ void Connection::SendFile(int fd, uint64_t offset, uint64_t length) {
     close(fd);
     return;
   }
-  if (c->output == nullptr) c->loop->TakeOutput(c);
-  c->output->AddFile(fd, offset, length);
+  if (c->buffers == nullptr) c->loop->TakeBuffers(c);
+  c->buffers->AddFile(fd, offset, length);
 }
 
 void Connection::Close(bool linger) { StateOf(this)->loop->RequestClose(StateOf(this), linger); }

@@ -27,18 +27,21 @@ struct FileRange {
   uint64_t left = 0;
 };
 
-// Bytes and file ranges on their way out, in order. Taken from the loop's pool when the session
-// first writes and given back once all is sent, so an idle connection holds none.
+// A connection's buffers while it has something in them, both ways: the bytes and file ranges on
+// their way out, in order, and the bytes read that wait for the session (unread()). Taken from
+// the loop's pool when the session first writes or a read must wait, and given back once all is
+// sent and taken, so an idle connection holds none (one pool, and one pointer per connection,
+// rather than two).
 //
 // What goes out is one part at a time: bytes (`sending`, from `sent` on), then the file range
 // that followed them. Prepare() takes the next part once the current one is done: the oldest
 // queued one (bytes and the file SendFile() put after them), or else all of `pending`.
-class Output {
+class IoBuffers {
  public:
-  Output() = default;
-  ~Output() { Clear(); }
-  Output(const Output&) = delete;
-  Output& operator=(const Output&) = delete;
+  IoBuffers() = default;
+  ~IoBuffers() { Clear(); }
+  IoBuffers(const IoBuffers&) = delete;
+  IoBuffers& operator=(const IoBuffers&) = delete;
 
   std::string pending;      // appended to by the session; never in flight
   int64_t progress_ms = 0;  // when a send last started or took bytes
@@ -97,11 +100,11 @@ struct ConnectionState : Connection {
 
   bool closing() const { return life != Lifecycle::kOpen; }
   bool releasing() const { return life >= Lifecycle::kReleasing; }
-  size_t pending_output() const { return output == nullptr ? 0 : output->size(); }
+  size_t pending_output() const { return buffers == nullptr ? 0 : buffers->size(); }
 
   Loop* loop = nullptr;
   std::unique_ptr<Session> session;
-  Output* output = nullptr;         // owned by the loop's pool
+  IoBuffers* buffers = nullptr;     // owned by the loop's pool
   ConnectionState* prev = nullptr;  // the loop's list of live connections
   ConnectionState* next = nullptr;
   int64_t deadline_ms = 0;

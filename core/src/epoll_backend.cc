@@ -149,7 +149,7 @@ bool EpollBackend::Read(EpollConnection* c) {
 }
 
 void EpollBackend::Write(EpollConnection* c) {
-  Output* o = c->output;
+  IoBuffers* o = c->buffers;
   o->Prepare();
   const std::string_view bytes = o->bytes();
   size_t left = bytes.size();

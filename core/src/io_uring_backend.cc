@@ -169,7 +169,7 @@ void IoUringBackend::ArmReceive(IoUringConnection* c) {
 }
 
 void IoUringBackend::StartSend(IoUringConnection* c) {
-  Output* o = c->output;
+  IoBuffers* o = c->buffers;
   o->Prepare();
   c->send_inflight = true;
   const std::string_view bytes = o->bytes();
@@ -209,7 +209,7 @@ void IoUringBackend::StartFileSend(IoUringConnection* c) {
     io_uring_sqe_set_data64(sqe, Encode(c, kSend));
     return;
   } else {
-    const FileRange& file = c->output->file();
+    const FileRange& file = c->buffers->file();
     const auto length = static_cast<unsigned>(std::min<uint64_t>(file.left, pipe.size));
     io_uring_prep_splice(sqe, file.fd, static_cast<int64_t>(file.offset), pipe.write, -1, length,
                          SPLICE_F_MOVE);
@@ -379,7 +379,7 @@ void IoUringBackend::Dispatch(const io_uring_cqe* cqe) {
       }
       loop_.OnSent(c, res);
       if (c->has_pipe && res > 0 && pipes_[c].in_pipe == 0 &&
-          (c->output == nullptr || c->output->file().left == 0)) {
+          (c->buffers == nullptr || c->buffers->file().left == 0)) {
         ReturnPipe(c, /*empty=*/true);  // the file is sent
       }
       break;

@@ -135,22 +135,22 @@ void Loop::DeliverResumed() {
   for (size_t i = 0; i < resumed_.size(); ++i) {
     ConnectionState* c = resumed_[i];
     c->resume_queued = false;
-    if (c->output != nullptr && !c->output->unread().empty() && !c->closing()) {
+    if (c->buffers != nullptr && !c->buffers->unread().empty() && !c->closing()) {
       // Nothing appends to or releases the output during the session's call: the view holds.
-      const std::string_view bytes = c->output->unread();
+      const std::string_view bytes = c->buffers->unread();
       const size_t taken = Offer(c, bytes);
       if (c->closing()) {
-        c->output->TakeUnread(bytes.size());  // discarded, as bytes read after a close are
+        c->buffers->TakeUnread(bytes.size());  // discarded, as bytes read after a close are
       } else {
-        c->output->TakeUnread(taken);
+        c->buffers->TakeUnread(taken);
         if (taken < bytes.size()) Hold(c);  // paused or held again, the rest left where it is
       }
     }
-    if (c->eof_untold && (c->output == nullptr || c->output->unread().empty())) {
+    if (c->eof_untold && (c->buffers == nullptr || c->buffers->unread().empty())) {
       c->eof_untold = false;
       TellPeerClosed(c);
     }
-    MaybeReleaseOutput(c);
+    MaybeReleaseBuffers(c);
     MarkDirty(c);  // read again
   }
   resumed_.clear();
@@ -164,9 +164,9 @@ void Loop::TellPeerClosed(ConnectionState* c) {
   AdvanceClose(c);
 }
 
-void Loop::MaybeReleaseOutput(ConnectionState* c) {
-  if (c->output != nullptr && c->pending_output() == 0 && c->output->unread().empty()) {
-    ReleaseOutput(c);
+void Loop::MaybeReleaseBuffers(ConnectionState* c) {
+  if (c->buffers != nullptr && c->pending_output() == 0 && c->buffers->unread().empty()) {
+    ReleaseBuffers(c);
   }
 }
 
@@ -225,7 +225,7 @@ void Loop::Tick() {
     ConnectionState* next = c->next;  // Release() during the visit is not possible: only Abort().
     if (c->releasing()) {
       // Nothing to time: release follows its cancelled operations.
-    } else if (c->pending_output() > 0 && now - c->output->progress_ms > send_timeout_ms) {
+    } else if (c->pending_output() > 0 && now - c->buffers->progress_ms > send_timeout_ms) {
       Abort(c);
     } else if (c->deadline_ms != 0 && c->deadline_ms <= now && c->pending_output() == 0) {
       // While output waits, the peer is the one not reading: the send timeout above governs.
@@ -290,14 +290,14 @@ void Loop::OnReceived(ConnectionState* c, std::string_view bytes) {
     // requests and reads no answer would make the session answer them all (the output limit
     // would hold only for epoll, which simply stops reading). A resume may be queued after the
     // output was sent and given back: the bytes need a fresh one.
-    if (c->output == nullptr) TakeOutput(c);
-    c->output->KeepUnread(bytes);
+    if (c->buffers == nullptr) TakeBuffers(c);
+    c->buffers->KeepUnread(bytes);
     return;
   }
   const size_t taken = Offer(c, bytes);
   if (taken < bytes.size() && !c->closing()) {
-    if (c->output == nullptr) TakeOutput(c);
-    c->output->KeepUnread(bytes.substr(taken));
+    if (c->buffers == nullptr) TakeBuffers(c);
+    c->buffers->KeepUnread(bytes.substr(taken));
     Hold(c);
   }
 }
@@ -324,7 +324,7 @@ void Loop::OnReceiveEnded(ConnectionState* c, int result) {
   if (result == 0) {
     c->peer_eof = true;
     if (c->life == Lifecycle::kHandingOver) c->life = Lifecycle::kReleasing;
-    if (!c->closing() && c->output != nullptr && !c->output->unread().empty()) {
+    if (!c->closing() && c->buffers != nullptr && !c->buffers->unread().empty()) {
       // Requests the peer sent before its FIN wait behind a full output or an answer to come:
       // they are answered first (DeliverResumed tells the session of the FIN after them).
       c->eof_untold = true;
@@ -345,7 +345,7 @@ void Loop::OnSent(ConnectionState* c, int result) {
     return;
   }
   LoopStats::Add(worker_.stats_->bytes_out, static_cast<uint64_t>(result));
-  Output* o = c->output;
+  IoBuffers* o = c->buffers;
   o->progress_ms = worker_.now_ms();
   if (o->Sent(static_cast<size_t>(result))) {
     if (o->size() == 0) {
@@ -357,7 +357,7 @@ void Loop::OnSent(ConnectionState* c, int result) {
         c->session->OnWritable(*c);
         AfterSession(c);
       }
-      MaybeReleaseOutput(c);
+      MaybeReleaseBuffers(c);
     }
     AdvanceClose(c);
   }
@@ -376,7 +376,7 @@ void Loop::AfterSession(ConnectionState* c) {
     throw InjectedCrash(reason);
   }
   if (c->pending_output() > 0) {
-    if (!c->send_inflight) c->output->progress_ms = worker_.now_ms();
+    if (!c->send_inflight) c->buffers->progress_ms = worker_.now_ms();
     if (c->pending_output() > options_.max_pending_output) c->paused = true;
     MarkDirty(c);
   }
@@ -431,25 +431,25 @@ void Loop::Release(ConnectionState* c) {
   } else {
     close(c->fd);
   }
-  if (c->output != nullptr) ReleaseOutput(c);
+  if (c->buffers != nullptr) ReleaseBuffers(c);
   delete_connection_(c);
 }
 
-void Loop::TakeOutput(ConnectionState* c) {
-  if (!output_pool_.empty()) {
-    c->output = output_pool_.back().release();
-    output_pool_.pop_back();
+void Loop::TakeBuffers(ConnectionState* c) {
+  if (!buffer_pool_.empty()) {
+    c->buffers = buffer_pool_.back().release();
+    buffer_pool_.pop_back();
   } else {
-    c->output = new Output;
-    c->output->pending.reserve(kOutputBufferCapacity);
+    c->buffers = new IoBuffers;
+    c->buffers->pending.reserve(kOutputBufferCapacity);
   }
 }
 
-void Loop::ReleaseOutput(ConnectionState* c) {
-  std::unique_ptr<Output> o(c->output);
-  c->output = nullptr;
+void Loop::ReleaseBuffers(ConnectionState* c) {
+  std::unique_ptr<IoBuffers> o(c->buffers);
+  c->buffers = nullptr;
   freed_bytes_ += o->Clear();
-  if (output_pool_.size() < kMaxPooledOutputs) output_pool_.push_back(std::move(o));
+  if (buffer_pool_.size() < kMaxPooledOutputs) buffer_pool_.push_back(std::move(o));
 }
 
 }  // namespace percore

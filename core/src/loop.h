@@ -83,7 +83,7 @@ class Loop {
   // kernel ended after delivering bytes), -ENOBUFS and -ECANCELED only end this receive (the
   // loop re-arms it if still wanted); any other negative errno fails `c`.
   void OnReceiveEnded(ConnectionState* c, int result);
-  // The send of c's current output part (Output::bytes() or file()) completed with `result`
+  // The send of c's current output part (IoBuffers::bytes() or file()) completed with `result`
   // bytes or a negative errno.
   void OnSent(ConnectionState* c, int result);
   // Connections whose state changed since the backend last looked; the backend clears it.
@@ -122,7 +122,7 @@ class Loop {
   // tests call it directly.
   void ExpireDeadline(ConnectionState* c);
   // Called by Connection.
-  void TakeOutput(ConnectionState* c);
+  void TakeBuffers(ConnectionState* c);
   void RequestClose(ConnectionState* c, bool linger);
   void Resume(ConnectionState* c);
   // Called by Worker.
@@ -152,7 +152,7 @@ class Loop {
   // The peer's FIN, for the session once every byte before it was delivered.
   void TellPeerClosed(ConnectionState* c);
   // Gives the output back to the pool once nothing waits in it.
-  void MaybeReleaseOutput(ConnectionState* c);
+  void MaybeReleaseBuffers(ConnectionState* c);
   // Makes the Connection of an accepted or adopted socket.
   ConnectionState* AddConnection(int fd);
   // Hands `bytes` to the session; returns how many it took.
@@ -163,7 +163,7 @@ class Loop {
   // After any call into a session: queue output, pause reading past the output limit.
   void AfterSession(ConnectionState* c);
   // Gives c's output buffers back to the pool.
-  void ReleaseOutput(ConnectionState* c);
+  void ReleaseBuffers(ConnectionState* c);
   // Ends every connection; after a death (`died`), the idle ones are kept for the successor.
   void Shutdown(bool died);
 
@@ -214,7 +214,7 @@ class Loop {
   WatchId last_watch_ = 0;
   void FreeWatches();
   std::vector<int> orphans_;                          // see TakeOrphans()
-  std::vector<std::unique_ptr<Output>> output_pool_;  // reused across responses
+  std::vector<std::unique_ptr<IoBuffers>> buffer_pool_;  // reused across responses
   size_t freed_bytes_ = 0;  // capacity of large output buffers freed since the last trim
   size_t freed_at_last_tick_ = 0;
   int64_t next_tick_ms_ = 0;

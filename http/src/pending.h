@@ -78,6 +78,12 @@ struct PendingResponse : std::enable_shared_from_this<PendingResponse> {
   }
   // Detaches the answer from its stream and slot for good (aborted), its callbacks taken out.
   Abandoned Abandon();
+  // Lets go of itself once none of the three callbacks waits: a reader that ends without an
+  // answer leaves the answer to its handles, and to a 500 when none is left. The caller holds a
+  // handle meanwhile, so that this never ends the answer under it.
+  void UnkeepIfIdle() {
+    if (!on_body && !on_writable && !on_closing) keep.reset();
+  }
   PendingResponse(const PendingResponse&) = delete;
   PendingResponse& operator=(const PendingResponse&) = delete;
 
@@ -93,8 +99,8 @@ struct PendingResponse : std::enable_shared_from_this<PendingResponse> {
   absl::AnyInvocable<void(Response&)> on_writable;
   absl::AnyInvocable<void(Response&, std::string_view chunk, bool last)> on_body;
   // Itself, while one of the three waits: they act on the answer through the handle they are
-  // given, so no handle of the user's need outlive the handler. Let go of (a cycle no more) by
-  // FinishPending and Abandon, after which the last handle ends it.
+  // given, so no handle of the user's need outlive the handler. Let go of (a cycle no more)
+  // once none waits, or by FinishPending and Abandon; then the last handle ends it.
   std::shared_ptr<PendingResponse> keep;
   bool body_paused = false;  // Response::PauseBody()
   WorkerRef worker;

@@ -211,6 +211,7 @@ void HttpSession::WhenWritable(PendingResponse& pending,
   if (StreamHasRoom(pending)) {
     Response res = ResponseWriter::Handle(pending);
     fn(res);
+    pending.UnkeepIfIdle();
     return;
   }
   pending.on_writable = std::move(fn);
@@ -226,6 +227,7 @@ void HttpSession::OnWritable(Connection& conn) {
   absl::AnyInvocable<void(Response&)> fn = std::move(pending->on_writable);
   pending->on_writable = nullptr;
   fn(res);
+  pending->UnkeepIfIdle();
 }
 
 void HttpSession::OnPeerClosed(Connection& conn) {
@@ -404,6 +406,7 @@ bool HttpSession::DeliverBody(PendingResponse& pending, std::string_view chunk, 
     ok = false;
   }
   if (!last && pending.stream != nullptr && !pending.on_body) pending.on_body = std::move(fn);
+  pending.UnkeepIfIdle();
   return ok;
 }
 
@@ -413,6 +416,7 @@ void HttpSession::ReadBody(PendingResponse& pending,
   if (st.pending != &pending || !st.body_streamed) {
     Response res = ResponseWriter::Handle(pending);
     fn(res, {}, true);  // the body was the request's, or has been read
+    pending.UnkeepIfIdle();
     return;
   }
   pending.on_body = std::move(fn);

@@ -29,6 +29,8 @@ class ResponseWriter {
   static Response Make(ResponseCore& core) { return Response(&core); }
   // Another handle to a deferred answer, for the callbacks registered on it.
   static Response Handle(PendingResponse& pending) { return Response(pending.shared_from_this()); }
+  // A handle's state (null for the handler's Response, or once moved from).
+  static PendingResponse* State(Response& r) { return r.pending_.get(); }
   // The core of the handler's Response, or of a handle (null once moved from).
   static ResponseCore* Core(Response& r) { return r.core_; }
   // Whether the connection must close after this response (the request asked, or the handler

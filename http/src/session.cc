@@ -450,6 +450,9 @@ void HttpSession::OnDrain(Connection& conn) {
     } catch (...) {
       // The drain goes on; the answer ends with the shutdown timeout at the latest.
     }
+    if (PendingResponse* pending = ResponseWriter::State(res); pending != nullptr) {
+      pending->UnkeepIfIdle();
+    }
   }
 }
 

@@ -123,7 +123,7 @@ std::string LoopHarness::TakeOutput(Connection* c) {
   std::string out;
   // As a backend would: one part at a time, each completion reported to the loop.
   while (!s->releasing() && !s->send_inflight && s->pending_output() > 0) {
-    Output& o = *s->output;
+    IoBuffers& o = *s->buffers;
     o.Prepare();
     size_t n = o.bytes().size();
     if (n != 0) {

@@ -55,9 +55,9 @@ class ConnectionTest : public ::testing::Test {
 
   // Plays the backend's send of everything pending: prepares it and reports it taken.
   void SendAll(ConnectionState* c) {
-    while (c->output != nullptr && c->pending_output() > 0) {
-      c->output->Prepare();
-      const size_t n = c->output->bytes().size();
+    while (c->buffers != nullptr && c->pending_output() > 0) {
+      c->buffers->Prepare();
+      const size_t n = c->buffers->bytes().size();
       ASSERT_GT(n, 0u) << "only bytes here";
       loop().OnSent(c, static_cast<int>(n));
     }
@@ -126,7 +126,7 @@ TEST_F(ConnectionTest, PeersFinBeforeTheOutputIsSentReleasesAfterIt) {
 TEST_F(ConnectionTest, FailedSendAbortsAndDropsTheOutput) {
   ConnectionState* c = Accept();
   loop().OnReceived(c, "abc");
-  c->output->Prepare();
+  c->buffers->Prepare();
   loop().OnSent(c, -ECONNRESET);
   EXPECT_EQ(c->life, Lifecycle::kReleasing);
   EXPECT_FALSE(Loop::WantsSend(c));
@@ -140,7 +140,7 @@ TEST_F(ConnectionTest, OutputPastTheLimitPausesReadingUntilSent) {
   EXPECT_FALSE(Loop::WantsRead(c));
   // What arrives meanwhile (io_uring's multishot receive before its cancel) waits, unparsed.
   loop().OnReceived(c, "later");
-  EXPECT_EQ(c->output->unread(), "later");
+  EXPECT_EQ(c->buffers->unread(), "later");
   SendAll(c);
   EXPECT_FALSE(c->paused);
   EXPECT_TRUE(c->resume_queued) << "the rest goes to the session on the next iteration";
@@ -155,10 +155,10 @@ TEST_F(ConnectionTest, BytesBetweenTheLastSendAndTheResumeWaitForIt) {
   ASSERT_TRUE(c->paused);
   SendAll(c);
   ASSERT_TRUE(c->resume_queued);
-  ASSERT_EQ(c->output, nullptr) << "given back once sent";
+  ASSERT_EQ(c->buffers, nullptr) << "given back once sent";
   loop().OnReceived(c, "after");
-  ASSERT_NE(c->output, nullptr);
-  EXPECT_EQ(c->output->unread(), "after");
+  ASSERT_NE(c->buffers, nullptr);
+  EXPECT_EQ(c->buffers->unread(), "after");
   EXPECT_EQ(c->pending_output(), 0u) << "not echoed before the resume";
 }
 
@@ -173,11 +173,11 @@ TEST_F(ConnectionTest, TheFinIsToldAfterTheBytesReceivedBeforeIt) {
   EXPECT_FALSE(c->closing()) << "told too early: the bytes before the FIN would be dropped";
   SendAll(c);
   ASSERT_TRUE(harness_.RunUntil([&] { return c->closing(); }, absl::Seconds(5)));
-  EXPECT_EQ(c->output->pending, "later") << "echoed before the close";
+  EXPECT_EQ(c->buffers->pending, "later") << "echoed before the close";
 }
 
 TEST_F(ConnectionTest, UnreadBytesAreTakenAPieceAtATimeWithoutCopies) {
-  Output output;
+  IoBuffers output;
   output.KeepUnread("one|two|three");
   const char* first = output.unread().data();
   output.TakeUnread(4);
@@ -195,7 +195,7 @@ TEST_F(ConnectionTest, SessionThatTakesNothingIsHeldUntilResume) {
   loop().OnReceived(c, "stop");
   EXPECT_TRUE(c->held);
   EXPECT_FALSE(Loop::WantsRead(c));
-  EXPECT_EQ(c->output->unread(), "stop");
+  EXPECT_EQ(c->buffers->unread(), "stop");
   c->Resume();
   EXPECT_FALSE(c->held);
   EXPECT_TRUE(c->resume_queued);
@@ -214,8 +214,8 @@ int FileOf(std::string_view content) {
   return fd;
 }
 
-// Plays a backend on an Output alone: what it would send, part by part, in order.
-std::string Drain(Output& o) {
+// Plays a backend on an IoBuffers alone: what it would send, part by part, in order.
+std::string Drain(IoBuffers& o) {
   std::string sent;
   while (o.size() > 0) {
     o.Prepare();
@@ -258,7 +258,7 @@ TEST(SendTimeoutTest, OutputStuckPastTheSendTimeoutAbortsTheConnection) {
 }
 
 TEST(OutputTest, BytesAndFileRangesGoOutInTheOrderTheyWereQueued) {
-  Output o;
+  IoBuffers o;
   o.pending = "head1 ";
   o.AddFile(FileOf("0123456789"), 2, 5);  // "23456"
   o.pending = " head2 ";
@@ -270,7 +270,7 @@ TEST(OutputTest, BytesAndFileRangesGoOutInTheOrderTheyWereQueued) {
 }
 
 TEST(OutputTest, BytesAppendedWhileAPartIsInFlightFollowIt) {
-  Output o;
+  IoBuffers o;
   o.pending = "first";
   o.Prepare();
   EXPECT_EQ(o.bytes(), "first");
@@ -283,7 +283,7 @@ TEST(OutputTest, BytesAppendedWhileAPartIsInFlightFollowIt) {
 }
 
 TEST(OutputTest, ClearClosesTheFilesNotSent) {
-  Output o;
+  IoBuffers o;
   const int fd = FileOf("xyz");
   ASSERT_GE(fd, 0);
   o.AddFile(fd, 0, 3);

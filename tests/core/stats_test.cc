@@ -3,6 +3,7 @@
 #include "percore/stats.h"
 
 #include <atomic>
+#include <chrono>
 #include <string>
 #include <thread>
 
@@ -38,10 +39,17 @@ TEST(StatsTest, ActivityIsNeverSeenTornUnderAConcurrentWriter) {
       } else {
         stats.SetActivity(a);
       }
+      // A writer that never pauses can keep every read busy ("?") on a loaded machine: the
+      // loop it stands for pauses at least between requests.
+      if (i % 64 == 0) std::this_thread::yield();
     }
   });
   int whole = 0;
-  for (int i = 0; i < 200000; ++i) {
+  // 200,000 reads, and on until one is whole (bounded: a deadline stops a reader that never
+  // gets one, and the test then fails).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (int i = 0; i < 200000 || (whole == 0 && std::chrono::steady_clock::now() < deadline);
+       ++i) {
     const std::string seen = stats.Activity();
     if (seen == "?") continue;
     ASSERT_TRUE(seen == a || seen == b) << "torn read: \"" << seen << "\"";

@@ -100,4 +100,19 @@ TEST(ResponseHandleTest, OnBodyWithoutAStreamedBodyHandsTheAnswerOverAtOnce) {
   EXPECT_EQ(r.body, "had abc");
 }
 
+TEST(ResponseHandleTest, AReaderThatEndsWithoutAnAnswerLeavesA500) {
+  App app;
+  percore::http::RouteOptions streamed;
+  streamed.stream_body = true;
+  app.Post(
+      "/silent",
+      [](const Request&, Response& res) {
+        res.Defer().OnBody([](Response&, std::string_view, bool) {});  // never answers
+      },
+      streamed);
+  TestClient client(app);
+  EXPECT_EQ(client.Fetch("POST", "/silent", {}, "abc").status, 500);
+  EXPECT_EQ(client.Fetch("POST", "/silent", {}, "").status, 500);
+}
+
 }  // namespace
