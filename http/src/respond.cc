@@ -133,7 +133,7 @@ void HttpSession::Respond(MessageState& st, const char* base) {
       SendError(req, res, Error{400, "invalid percent-encoding in the path or the query", {}});
     } else {
       h.config_->router.Run(req, res, &HttpSession::RunRoute, &dispatch);
-      if (!res.sent() && !res.deferred()) {
+      if (!core.sent_ && !core.deferred_) {
         SendError(
             req, res,
             Error{
@@ -144,8 +144,9 @@ void HttpSession::Respond(MessageState& st, const char* base) {
     HandleException(req, res, std::current_exception());
   }
   st.handling = nullptr;
+  // What the handler decided, read from its core (the handle's accessors are calls).
   // Answered later (or, if the handle is dropped, with a 500 then).
-  if (res.deferred()) {
+  if (core.deferred_) {
     if (Pending() != nullptr && h.config_->options.log_requests) {
       Pending()->log_line = std::string(method) + " " + std::string(req.path());
     }
@@ -156,18 +157,18 @@ void HttpSession::Respond(MessageState& st, const char* base) {
   }
   if (slot != nullptr) {
     slot->done = true;
-    slot->status = res.status();
-    slot->close = ResponseWriter::Closes(res);
+    slot->status = core.status_;
+    slot->close = core.close_;
     if (h.config_->options.log_requests) {
       slot->log_line = std::string(method) + " " + std::string(req.path());
     }
     if (AtHead(*slot)) Advance(conn);  // the answers ahead of it went while it was made
     return;
   }
-  CountResponse(res.status());
-  if (h.config_->options.log_requests) LogResponse(method, req.path(), res.status());
-  if (ResponseWriter::Closes(res)) conn.Close();
-  if (!h.finish_.fns.empty()) h.finish_.Run(res.status());
+  CountResponse(core.status_);
+  if (h.config_->options.log_requests) LogResponse(method, req.path(), core.status_);
+  if (core.close_) conn.Close();
+  if (!h.finish_.fns.empty()) h.finish_.Run(core.status_);
 }
 
 void HttpSession::RunRoute(void* context) {

@@ -383,6 +383,13 @@ void ResponseCore::Send(std::string_view body) {
   if (WriteHead(body.size(), body.empty()).body) out_->append(body);
 }
 
+// Here rather than with the handle's other methods: the handler's Send() is GET /'s, and here
+// ResponseCore::Send is inlined into it.
+void Response::Send(std::string_view body) {
+  if (pending_ != nullptr) return SendLater(body);
+  if (core_ != nullptr && !core_->deferred_) core_->Send(body);
+}
+
 void ResponseCore::SendFile(int fd, uint64_t offset, uint64_t length) {
   const Request* req = request_;  // for the request log of an answer streamed below
   if (sent_ || conn_ == nullptr || (validators_ && AnswerPreconditions(length, /*file=*/true))) {

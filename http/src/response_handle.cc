@@ -38,10 +38,10 @@ Response& Response::operator=(Response&& other) {
   return *this;
 }
 
-Response::~Response() {
+void Response::Release() {
   // A handle's state must go on its loop (an unanswered one answers 500 there): one dropped on
   // another thread goes to the loop, which drops it. If the loop is gone, so is the connection.
-  if (pending_ != nullptr && !pending_->worker.OnWorkerThread()) {
+  if (!pending_->worker.OnWorkerThread()) {
     pending_->worker.Post([pending = std::move(pending_)] {});
   }
 }
@@ -101,11 +101,7 @@ void Response::Json(const nlohmann::json& value) {
   Send(JsonText(value));
 }
 
-void Response::Send(std::string_view body) {
-  if (pending_ == nullptr) {
-    if (core_ != nullptr && !core_->deferred_) core_->Send(body);
-    return;
-  }
+void Response::SendLater(std::string_view body) {
   PendingResponse& p = *pending_;
   if (p.stream == nullptr) return;
   if (p.streaming) {

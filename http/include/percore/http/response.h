@@ -67,7 +67,9 @@ class Response {
   Response& operator=(Response&& other);
   Response(const Response&) = delete;
   Response& operator=(const Response&) = delete;
-  ~Response();
+  ~Response() {
+    if (pending_ != nullptr) Release();
+  }
 
   // Sets the status code (200 by default). Throws std::invalid_argument outside 200..599.
   Response& Status(int code);
@@ -181,6 +183,10 @@ class Response {
   friend class FilePump;  // fails the connection of a file that turns out short
   explicit Response(ResponseCore* core) : core_(core) {}
   explicit Response(std::shared_ptr<PendingResponse> pending);
+  // Send() on a handle: through its stream.
+  void SendLater(std::string_view body);
+  // Drops the handle's state on its loop: one dropped on another thread is handed there.
+  void Release();
   // A handle's state, null once moved from; throws std::logic_error on the handler's Response.
   PendingResponse* Later(const char* what) const;
 
