@@ -387,7 +387,7 @@ void ResponseCore::Send(std::string_view body) {
 // ResponseCore::Send is inlined into it.
 void Response::Send(std::string_view body) {
   if (pending_ != nullptr) return SendLater(body);
-  if (core_ != nullptr && !core_->deferred_) core_->Send(body);
+  if (core_ != nullptr && !core()->deferred_) core()->Send(body);
 }
 
 void ResponseCore::SendFile(int fd, uint64_t offset, uint64_t length) {

@@ -25,7 +25,7 @@ struct Slot;
 struct FinishHooks;
 enum class Precondition;
 
-class ResponseCore {
+class ResponseCore : public internal::ResponseOutcome {
  public:
   // `fields` is cleared; `date_line` is "Date: ...\r\n".
   ResponseCore(std::string* out, std::string* fields, std::string_view date_line, bool head,
@@ -98,13 +98,10 @@ class ResponseCore {
   std::string_view date_line_;
   size_t type_offset_ = 0;  // the Content-Type line within fields_
   size_t type_length_ = 0;
-  int status_ = 200;
   bool head_;
   bool close_;
   bool http10_;
   bool http10_keep_alive_;
-  bool sent_ = false;
-  bool deferred_ = false;     // handed to a handle by Defer(): this one sends nothing more
   bool body_unread_ = false;  // the request's body is still arriving (RouteOptions::stream_body)
   bool validators_ = false;   // ETag or Last-Modified was set
   // The request's conditional fields: its own until Defer(), a copy for a deferred answer.
@@ -117,6 +114,9 @@ class ResponseCore {
   const CompressOptions* compress_ = nullptr;  // set by the Compress() middleware
   bool gzip_accepted_ = false;                 // the request's Accept-Encoding allows gzip
 };
+
+inline Response::Response(ResponseCore* core) : core_(core) {}
+inline ResponseCore* Response::core() const { return static_cast<ResponseCore*>(core_); }
 
 }  // namespace percore::http
 

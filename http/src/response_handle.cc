@@ -28,7 +28,7 @@ Response& Response::operator=(Response&& other) {
   // The handler's own Response stays where the session made it: what moves is its answer, kept
   // as Defer() keeps it (which throws once it was sent); once kept, nothing is left to move.
   if (other.pending_ == nullptr && other.core_ != nullptr) {
-    if (!other.core_->deferred_) return *this = other.Defer();
+    if (!other.core()->deferred_) return *this = other.Defer();
     pending_.reset();
     core_ = nullptr;
     return *this;
@@ -47,28 +47,28 @@ void Response::Release() {
 }
 
 Response& Response::Status(int code) {
-  if (core_ != nullptr) core_->Status(code);
+  if (core_ != nullptr) core()->Status(code);
   return *this;
 }
 
 Response& Response::Set(std::string_view name, std::string_view value) {
-  if (core_ != nullptr) core_->Set(name, value);
+  if (core_ != nullptr) core()->Set(name, value);
   return *this;
 }
 
 Response& Response::Type(std::string_view content_type) {
-  if (core_ != nullptr) core_->Type(content_type);
+  if (core_ != nullptr) core()->Type(content_type);
   return *this;
 }
 
 Response& Response::Vary(std::string_view field) {
-  if (core_ != nullptr) core_->Vary(field);
+  if (core_ != nullptr) core()->Vary(field);
   return *this;
 }
 
 Response& Response::Cookie(std::string_view name, std::string_view value,
                            const CookieOptions& options) {
-  if (core_ != nullptr) core_->Cookie(name, value, options);
+  if (core_ != nullptr) core()->Cookie(name, value, options);
   return *this;
 }
 
@@ -79,7 +79,7 @@ Response& Response::ClearCookie(std::string_view name, const CookieOptions& opti
 }
 
 Response& Response::OnFinish(absl::AnyInvocable<void(int status)> fn) {
-  if (core_ != nullptr) core_->OnFinish(std::move(fn));
+  if (core_ != nullptr) core()->OnFinish(std::move(fn));
   return *this;
 }
 
@@ -114,7 +114,7 @@ void Response::SendLater(std::string_view body) {
 
 void Response::SendFile(int fd, uint64_t offset, uint64_t length) {
   if (pending_ == nullptr) {
-    if (core_ != nullptr && !core_->deferred_) return core_->SendFile(fd, offset, length);
+    if (core_ != nullptr && !core()->deferred_) return core()->SendFile(fd, offset, length);
     close(fd);
     return;
   }
@@ -132,22 +132,11 @@ void Response::SendFile(int fd, uint64_t offset, uint64_t length) {
   p.stream->SendPendingFile(p, fd, offset, length);
 }
 
-bool Response::sent() const {
-  if (pending_ != nullptr) return pending_->response.sent_;
-  return core_ != nullptr && core_->sent_;
-}
-
-bool Response::deferred() const {
-  return pending_ != nullptr || (core_ != nullptr && core_->deferred_);
-}
-
-int Response::status() const { return core_ != nullptr ? core_->status_ : 0; }
-
 Response Response::Defer() {
   if (pending_ != nullptr || core_ == nullptr) {
     throw std::logic_error("Response::Defer(): called on a handle it returned");
   }
-  return Response(core_->Defer());
+  return Response(core()->Defer());
 }
 
 PendingResponse* Response::Later(const char* what) const {

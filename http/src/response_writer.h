@@ -32,20 +32,20 @@ class ResponseWriter {
   // A handle's state (null for the handler's Response, or once moved from).
   static PendingResponse* State(Response& r) { return r.pending_.get(); }
   // The core of the handler's Response, or of a handle (null once moved from).
-  static ResponseCore* Core(Response& r) { return r.core_; }
+  static ResponseCore* Core(Response& r) { return r.core(); }
   // Whether the connection must close after this response (the request asked, or the handler
   // set "Connection: close").
-  static bool Closes(const Response& r) { return r.core_ != nullptr && r.core_->close_; }
+  static bool Closes(const Response& r) { return r.core_ != nullptr && r.core()->close_; }
   // For Static, which must evaluate them before its Range: answers 304 or 412 if the request's
   // preconditions say so (true), for a file of `length` bytes; see
   // ResponseCore::AnswerPreconditions.
   static bool AnswerPreconditions(Response& r, uint64_t length) {
-    return r.core_->AnswerPreconditions(length, /*file=*/true);
+    return r.core()->AnswerPreconditions(length, /*file=*/true);
   }
   // Drops the status and fields set so far (not what the request decided: HEAD, close), but
   // Retry-After: a 503's word on when to come back is not half-made.
   static void Clear(Response& r) {
-    ResponseCore& c = *r.core_;
+    ResponseCore& c = *r.core();
     std::string& fields = *c.fields_;
     const size_t retry_after = c.FindField("retry-after");
     if (retry_after == std::string::npos) {

@@ -38,6 +38,16 @@ class FilePump;
 struct PendingResponse;
 class ResponseCore;
 
+namespace internal {
+// What a Response's accessors read, first in its core (ResponseCore derives from it), so that
+// they are inline: middleware asks sent() and deferred() at every next().
+struct ResponseOutcome {
+  int status_ = 200;
+  bool sent_ = false;
+  bool deferred_ = false;  // handed to a handle by Defer(): this one sends nothing more
+};
+}  // namespace internal
+
 // The attributes of a cookie set with Response::Cookie (RFC 6265 4.1.2).
 struct CookieOptions {
   enum class SameSite { kUnset, kLax, kStrict, kNone };
@@ -115,12 +125,12 @@ class Response {
   void SendFile(int fd, uint64_t offset, uint64_t length);
   // Whether the answer was written (Send, SendFile, Redirect, Json; for a streamed one, the
   // first Write()).
-  bool sent() const;
+  bool sent() const { return core_ != nullptr && outcome().sent_; }
   // Whether the answer comes later: this is a handle kept with Defer(), or the handler's
   // Response that Defer() was called on.
-  bool deferred() const;
-  // The status code.
-  int status() const;
+  bool deferred() const { return pending_ != nullptr || (core_ != nullptr && outcome().deferred_); }
+  // The status code (0 once moved from).
+  int status() const { return core_ != nullptr ? outcome().status_ : 0; }
   // Keeps the answer past the handler's return: the returned handle gives it (the fields set
   // so far go with it), and this Response sends nothing more. The Request's views are not
   // kept: copy what the answer needs. Throws std::logic_error after Send() or a first
@@ -181,8 +191,11 @@ class Response {
  private:
   friend class ResponseWriter;
   friend class FilePump;  // fails the connection of a file that turns out short
-  explicit Response(ResponseCore* core) : core_(core) {}
+  explicit Response(ResponseCore* core);
   explicit Response(std::shared_ptr<PendingResponse> pending);
+  const internal::ResponseOutcome& outcome() const { return *core_; }
+  // The core itself (http/src/response_core.h defines these two).
+  ResponseCore* core() const;
   // Send() on a handle: through its stream.
   void SendLater(std::string_view body);
   // Drops the handle's state on its loop: one dropped on another thread is handed there.
@@ -190,7 +203,7 @@ class Response {
   // A handle's state, null once moved from; throws std::logic_error on the handler's Response.
   PendingResponse* Later(const char* what) const;
 
-  ResponseCore* core_;  // the status and fields; null once moved from
+  internal::ResponseOutcome* core_;  // a ResponseCore: status and fields; null once moved from
   std::shared_ptr<PendingResponse> pending_;  // a handle's: the answer it gives
 };
 
