@@ -59,47 +59,47 @@ App GuideApp(percore::ThreadPool& pool, std::shared_ptr<Sink>* stored) {
   return app;
 }
 
-TEST(GuideExamplesTest, TheTimersAnswerComesLater) {
-  percore::ThreadPool pool({.threads = 1, .max_queued = 1});
-  std::shared_ptr<Sink> stored;
-  TestClient client(GuideApp(pool, &stored));
-  TestResponse r = client.Get("/later");
+class GuideExamplesTest : public ::testing::Test {
+ protected:
+  TestClient& client() {
+    if (client_ == nullptr) client_ = std::make_unique<TestClient>(GuideApp(pool_, &stored_));
+    return *client_;
+  }
+
+  percore::ThreadPool pool_{{.threads = 1, .max_queued = 1}};
+  std::shared_ptr<Sink> stored_;
+  std::unique_ptr<TestClient> client_;
+};
+
+TEST_F(GuideExamplesTest, TheTimersAnswerComesLater) {
+  TestResponse r = client().Get("/later");
   EXPECT_EQ(r.status, 200) << r.error;
   EXPECT_EQ(r.body, "done");
 }
 
-TEST(GuideExamplesTest, ThePoolsAnswerComesBackThroughTheLoop) {
-  percore::ThreadPool pool({.threads = 1, .max_queued = 1});
-  std::shared_ptr<Sink> stored;
-  TestClient client(GuideApp(pool, &stored));
-  TestResponse r = client.Get("/report");
+TEST_F(GuideExamplesTest, ThePoolsAnswerComesBackThroughTheLoop) {
+  TestResponse r = client().Get("/report");
   EXPECT_EQ(r.status, 200) << r.error;
   EXPECT_EQ(r.body, "report\n");
 }
 
-TEST(GuideExamplesTest, AJobThePoolRefusesIsAnswered503ByTheSharedHandle) {
-  percore::ThreadPool pool({.threads = 1, .max_queued = 1});
-  pool.Stop();  // a stopped pool refuses every job
-  std::shared_ptr<Sink> stored;
-  TestClient client(GuideApp(pool, &stored));
-  TestResponse r = client.Get("/report");
+TEST_F(GuideExamplesTest, AJobThePoolRefusesIsAnswered503ByTheSharedHandle) {
+  pool_.Stop();  // a stopped pool refuses every job
+  TestResponse r = client().Get("/report");
   EXPECT_EQ(r.status, 503) << r.error;
   EXPECT_EQ(r.body, "busy\n");
 }
 
-TEST(GuideExamplesTest, TheUploadsReaderAnswersThroughTheHandleItIsGiven) {
-  percore::ThreadPool pool({.threads = 1, .max_queued = 1});
-  std::shared_ptr<Sink> stored;
-  TestClient client(GuideApp(pool, &stored));
+TEST_F(GuideExamplesTest, TheUploadsReaderAnswersThroughTheHandleItIsGiven) {
   const std::string body(100000, 'u');
   TestResponse r =
-      client.Fetch("PUT", "/files/notes.txt", {{"authorization", std::string(kToken)}}, body);
+      client().Fetch("PUT", "/files/notes.txt", {{"authorization", std::string(kToken)}}, body);
   EXPECT_EQ(r.status, 201) << r.error;
   EXPECT_EQ(r.body, "stored\n");
-  ASSERT_NE(stored, nullptr);
-  EXPECT_EQ(stored->name, "notes.txt");
-  EXPECT_EQ(stored->bytes, body);
-  EXPECT_EQ(client.Fetch("PUT", "/files/x", {}, "nope").status, 401);
+  ASSERT_NE(stored_, nullptr);
+  EXPECT_EQ(stored_->name, "notes.txt");
+  EXPECT_EQ(stored_->bytes, body);
+  EXPECT_EQ(client().Fetch("PUT", "/files/x", {}, "nope").status, 401);
 }
 
 }  // namespace
