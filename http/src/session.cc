@@ -335,6 +335,9 @@ int HttpSession::OnMessageComplete() {
     }
   }
   st.in_message = false;
+  // The message is done with its slot: what fails from here on (a stray byte before the next
+  // request) is the next message's, and goes in a slot of its own.
+  st.slot = nullptr;
   if (st.conn->closing()) return 0;
   // After an answer that fills the output, the rest of the input is handed back to the loop,
   // which holds it until the client reads. Behind an answer still due, requests are read on

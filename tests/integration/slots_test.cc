@@ -375,6 +375,22 @@ TEST_P(SlotsTest, AnErrorBehindALaterAnswerComesAfterItAndThenTheConnectionClose
   ExpectClosedWithNothingMore(c.fd(), buffer);
 }
 
+// A stray byte between requests (a CR not followed by LF) is the next message's fault: its 400
+// goes in a slot of its own behind the held answer, not into the held answer's (the fuzzer's
+// find: the held answer's slot was taken as done, and its handle outlived it).
+TEST_P(SlotsTest, AStrayByteAfterAHeldRequestIsAnsweredAfterItsAnswer) {
+  ASSERT_NO_FATAL_FAILURE(ServeSlots());
+  if (IsSkipped()) return;
+  Socket c = Connect();
+  std::string buffer;
+  ASSERT_NO_FATAL_FAILURE(SendBehindAHeldAnswer(c.fd(), "\r ", &buffer));
+  std::optional<HttpResponse> r = ReadResponse(c.fd(), buffer, kTimeout);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(r->Header("connection"), "close");
+  ExpectClosedWithNothingMore(c.fd(), buffer);
+}
+
 TEST_P(SlotsTest, ContinueForABodyBehindALaterAnswerWaitsItsTurn) {
   ASSERT_NO_FATAL_FAILURE(ServeSlots());
   if (IsSkipped()) return;
