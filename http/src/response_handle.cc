@@ -134,7 +134,7 @@ void Response::SendFile(int fd, uint64_t offset, uint64_t length) {
 
 Response Response::Defer() {
   if (pending_ != nullptr || core_ == nullptr) {
-    throw std::logic_error("Response::Defer(): called on a handle it returned");
+    throw std::logic_error("Response::Defer(): on a handle already kept, or a moved-from one");
   }
   return Response(core()->Defer());
 }
