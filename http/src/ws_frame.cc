@@ -99,6 +99,17 @@ size_t WriteFrameHeader(char* out, Opcode opcode, bool fin, bool rsv1, uint64_t 
   return 2 + static_cast<size_t>(bytes);
 }
 
+// For each state from kOne on (in their order), the range the next byte must fall in.
+const Utf8Validator::ContinuationStep Utf8Validator::kContinuation[] = {
+    {0x80, 0xBF, kAccept},  // kOne
+    {0x80, 0xBF, kOne},     // kTwo
+    {0xA0, 0xBF, kOne},     // kTwoAfterE0
+    {0x80, 0x9F, kOne},     // kTwoAfterED
+    {0x80, 0xBF, kTwo},     // kThree
+    {0x90, 0xBF, kTwo},     // kThreeAfterF0
+    {0x80, 0x8F, kTwo},     // kThreeAfterF4
+};
+
 bool Utf8Validator::Feed(std::string_view bytes) {
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
   const auto* const end = p + bytes.size();
@@ -115,51 +126,28 @@ bool Utf8Validator::Feed(std::string_view bytes) {
       if (p == end) break;
     }
     const unsigned char c = *p++;
-    switch (s) {
-      case kAccept:
-        if (c < 0x80) {
-          s = kAccept;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-          s = kOne;
-        } else if (c == 0xE0) {
-          s = kTwoAfterE0;
-        } else if (c == 0xED) {
-          s = kTwoAfterED;
-        } else if (c >= 0xE1 && c <= 0xEF) {
-          s = kTwo;
-        } else if (c == 0xF0) {
-          s = kThreeAfterF0;
-        } else if (c >= 0xF1 && c <= 0xF3) {
-          s = kThree;
-        } else if (c == 0xF4) {
-          s = kThreeAfterF4;
-        } else {
-          s = kReject;  // 80..C1 (a continuation, or an overlong lead), F5..FF
-        }
-        break;
-      case kOne:
-        s = c >= 0x80 && c <= 0xBF ? kAccept : kReject;
-        break;
-      case kTwo:
-        s = c >= 0x80 && c <= 0xBF ? kOne : kReject;
-        break;
-      case kTwoAfterE0:
-        s = c >= 0xA0 && c <= 0xBF ? kOne : kReject;
-        break;
-      case kTwoAfterED:
-        s = c >= 0x80 && c <= 0x9F ? kOne : kReject;
-        break;
-      case kThree:
-        s = c >= 0x80 && c <= 0xBF ? kTwo : kReject;
-        break;
-      case kThreeAfterF0:
-        s = c >= 0x90 && c <= 0xBF ? kTwo : kReject;
-        break;
-      case kThreeAfterF4:
-        s = c >= 0x80 && c <= 0x8F ? kTwo : kReject;
-        break;
-      case kReject:
-        break;
+    if (s != kAccept) {
+      // A continuation byte due: in its range, on to the next state.
+      const ContinuationStep& step = kContinuation[s - kOne];
+      s = c >= step.low && c <= step.high ? step.next : kReject;
+    } else if (c < 0x80) {
+      s = kAccept;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      s = kOne;
+    } else if (c == 0xE0) {
+      s = kTwoAfterE0;
+    } else if (c == 0xED) {
+      s = kTwoAfterED;
+    } else if (c >= 0xE1 && c <= 0xEF) {
+      s = kTwo;
+    } else if (c == 0xF0) {
+      s = kThreeAfterF0;
+    } else if (c >= 0xF1 && c <= 0xF3) {
+      s = kThree;
+    } else if (c == 0xF4) {
+      s = kThreeAfterF4;
+    } else {
+      s = kReject;  // 80..C1 (a continuation, or an overlong lead), F5..FF
     }
   }
   state_ = s;

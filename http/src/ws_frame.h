@@ -88,6 +88,12 @@ class Utf8Validator {
     kThreeAfterF0,  // after F0: the next in 90..BF (no overlong form)
     kThreeAfterF4,  // after F4: the next in 80..8F (nothing past U+10FFFF)
   };
+  struct ContinuationStep {
+    uint8_t low;
+    uint8_t high;
+    State next;
+  };
+  static const ContinuationStep kContinuation[7];
   State state_ = kAccept;
 };
 
