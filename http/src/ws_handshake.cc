@@ -155,4 +155,92 @@ Handshake CheckHandshake(std::string_view method, int minor_version,
   return h;
 }
 
+namespace {
+
+// One extension parameter's value: a token, or a quoted-string unquoted (RFC 6455 9.1); false for
+// neither.
+bool ParamValue(std::string_view raw, std::string* value) {
+  value->clear();
+  if (raw.size() >= 2 && raw.front() == '"' && raw.back() == '"') {
+    for (size_t i = 1; i + 1 < raw.size(); ++i) {
+      if (raw[i] == '\\' && i + 2 < raw.size()) ++i;
+      value->push_back(raw[i]);
+    }
+  } else {
+    value->assign(raw);
+  }
+  if (value->empty()) return false;
+  for (char c : *value) {
+    if (!In(kToken, c)) return false;
+  }
+  return true;
+}
+
+// Window bits 8..15, in the fewest digits (no sign, no leading zero).
+int WindowBits(std::string_view v) {
+  if (v.size() == 1 && v[0] >= '8' && v[0] <= '9') return v[0] - '0';
+  if (v.size() == 2 && v[0] == '1' && v[1] >= '0' && v[1] <= '5') return 10 + (v[1] - '0');
+  return 0;
+}
+
+// One offer ("permessage-deflate; a; b=1", the extension's name already taken off) against the
+// server's mode: the agreement, or nothing if the offer is invalid or cannot be honoured.
+std::optional<Deflate> Agree(std::string_view params, Compression mode) {
+  bool server_no_takeover = false, client_no_takeover = false;
+  bool seen_server_bits = false, seen_client_bits = false;
+  int server_bits = 15;
+  std::string value;
+  while (!params.empty()) {
+    const size_t semi = params.find(';');
+    const std::string_view param = TrimOws(params.substr(0, semi));
+    params = semi == std::string_view::npos ? std::string_view() : params.substr(semi + 1);
+    const size_t eq = param.find('=');
+    const std::string_view name = TrimOws(param.substr(0, eq));
+    const bool has_value = eq != std::string_view::npos;
+    if (has_value && !ParamValue(TrimOws(param.substr(eq + 1)), &value)) return std::nullopt;
+    if (EqualsIgnoreCase(name, "server_no_context_takeover") && !has_value &&
+        !server_no_takeover) {
+      server_no_takeover = true;
+    } else if (EqualsIgnoreCase(name, "client_no_context_takeover") && !has_value &&
+               !client_no_takeover) {
+      client_no_takeover = true;
+    } else if (EqualsIgnoreCase(name, "server_max_window_bits") && has_value &&
+               !seen_server_bits && WindowBits(value) != 0) {
+      seen_server_bits = true;
+      server_bits = WindowBits(value);
+    } else if (EqualsIgnoreCase(name, "client_max_window_bits") && !seen_client_bits &&
+               (!has_value || WindowBits(value) != 0)) {
+      seen_client_bits = true;  // we inflate with the largest window: any of the client's fits
+    } else {
+      return std::nullopt;
+    }
+  }
+  if (server_bits < 9) return std::nullopt;
+  Deflate d;
+  d.server_max_window_bits = server_bits;
+  // Shared: both sides start every message afresh, so one deflater and inflater serve a loop.
+  d.server_no_context_takeover = server_no_takeover || mode == Compression::kShared;
+  d.client_no_context_takeover = client_no_takeover || mode == Compression::kShared;
+  d.response = "permessage-deflate";
+  if (d.server_no_context_takeover) d.response += "; server_no_context_takeover";
+  if (d.client_no_context_takeover) d.response += "; client_no_context_takeover";
+  if (seen_server_bits) d.response += "; server_max_window_bits=" + std::to_string(server_bits);
+  return d;
+}
+
+}  // namespace
+
+std::optional<Deflate> NegotiateDeflate(std::span<const HeaderField> fields, Compression mode) {
+  if (mode == Compression::kOff) return std::nullopt;
+  std::optional<Deflate> agreed;
+  ForEachToken(fields, "sec-websocket-extensions", [&](std::string_view extension) {
+    if (agreed.has_value()) return;
+    const size_t semi = extension.find(';');
+    if (!EqualsIgnoreCase(TrimOws(extension.substr(0, semi)), "permessage-deflate")) return;
+    agreed = Agree(semi == std::string_view::npos ? std::string_view() : extension.substr(semi + 1),
+                   mode);
+  });
+  return agreed;
+}
+
 }  // namespace percore::http::ws

@@ -1,11 +1,13 @@
-// The WebSocket opening handshake, server side (RFC 6455 4.2), without I/O: whether an upgrade
-// request may become a WebSocket, the Sec-WebSocket-Accept it is answered with, and the
-// subprotocol chosen. The second piece of the WebSocket issue (#25), after the frame layer.
+// The WebSocket opening handshake, server side (RFC 6455 4.2, RFC 7692 7), without I/O: whether
+// an upgrade request may become a WebSocket, the Sec-WebSocket-Accept it is answered with, the
+// subprotocol chosen and the permessage-deflate agreed. The second piece of the WebSocket issue
+// (#25), after the frame layer.
 #ifndef PERCORE_HTTP_SRC_WS_HANDSHAKE_H_
 #define PERCORE_HTTP_SRC_WS_HANDSHAKE_H_
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -38,6 +40,26 @@ struct Handshake {
 Handshake CheckHandshake(std::string_view method, int minor_version,
                          std::span<const HeaderField> fields,
                          std::span<const std::string> protocols);
+
+// How a WebSocket endpoint compresses (RFC 7692's permessage-deflate): not at all; with no
+// context kept between messages either way, so a loop's one deflater and inflater serve every
+// connection ("shared"); or with a window of its own per connection and direction, which
+// compresses a stream of alike messages far better at about 300 KiB a connection ("dedicated").
+enum class Compression { kOff, kShared, kDedicated };
+
+// What permessage-deflate was agreed as, for a connection.
+struct Deflate {
+  bool server_no_context_takeover = false;  // the server resets its deflater every message
+  bool client_no_context_takeover = false;  // the client resets its deflater every message
+  int server_max_window_bits = 15;          // the server's window: 9..15
+  std::string response;                     // the Sec-WebSocket-Extensions value answered
+};
+
+// Picks the first of the client's permessage-deflate offers (Sec-WebSocket-Extensions, over
+// every line) that is valid and that the server can honour (RFC 7692 7): each parameter at most
+// once, no unknown one, window bits 8..15, and a server window of at least 9 (zlib cannot deflate
+// with 8). Nothing (the connection goes uncompressed) when `mode` is kOff or no offer qualifies.
+std::optional<Deflate> NegotiateDeflate(std::span<const HeaderField> fields, Compression mode);
 
 }  // namespace percore::http::ws
 

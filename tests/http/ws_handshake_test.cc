@@ -2,6 +2,7 @@
 // accept key against RFC 6455's example, and what an upgrade request must say.
 #include "ws_handshake.h"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -91,6 +92,68 @@ TEST(WsHandshakeTest, TheFirstOfferedSubprotocolTheServerSpeaks) {
   const Handshake h = CheckHandshake("GET", 1, none, ours);
   EXPECT_EQ(h.status, 101);  // no subprotocol in common: the answer names none
   EXPECT_EQ(h.protocol, "");
+}
+
+std::optional<Deflate> Offer(std::string_view extensions, Compression mode) {
+  const std::vector<HeaderField> fields = {{"Sec-WebSocket-Extensions", extensions}};
+  return NegotiateDeflate(fields, mode);
+}
+
+TEST(WsDeflateTest, WhatIsAgreedPerMode) {
+  // Chromium's and Firefox's offer.
+  const std::string_view browser = "permessage-deflate; client_max_window_bits";
+  std::optional<Deflate> d = Offer(browser, Compression::kDedicated);
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->response, "permessage-deflate");
+  EXPECT_FALSE(d->server_no_context_takeover);
+  EXPECT_FALSE(d->client_no_context_takeover);
+  EXPECT_EQ(d->server_max_window_bits, 15);
+  d = Offer(browser, Compression::kShared);
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->response,
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover");
+  EXPECT_FALSE(Offer(browser, Compression::kOff).has_value());
+  EXPECT_FALSE(Offer("", Compression::kDedicated).has_value());
+}
+
+TEST(WsDeflateTest, TheClientsLimitsAreHonouredAndEchoed) {
+  std::optional<Deflate> d =
+      Offer("permessage-deflate; server_no_context_takeover; server_max_window_bits=10",
+            Compression::kDedicated);
+  ASSERT_TRUE(d.has_value());
+  EXPECT_TRUE(d->server_no_context_takeover);
+  EXPECT_EQ(d->server_max_window_bits, 10);
+  EXPECT_EQ(d->response,
+            "permessage-deflate; server_no_context_takeover; server_max_window_bits=10");
+  d = Offer("permessage-deflate; server_max_window_bits=\"12\"", Compression::kDedicated);
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->server_max_window_bits, 12);
+}
+
+TEST(WsDeflateTest, AnOfferThatCannotBeHonouredGivesWayToTheNext) {
+  // zlib cannot deflate with a window of 8 bits: that offer is declined, the next taken.
+  std::optional<Deflate> d = Offer(
+      "x-webkit-deflate-frame, permessage-deflate; server_max_window_bits=8, Permessage-Deflate",
+      Compression::kDedicated);
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->server_max_window_bits, 15);
+  EXPECT_EQ(d->response, "permessage-deflate");
+}
+
+TEST(WsDeflateTest, InvalidOffersAreDeclined) {
+  for (std::string_view offer : {
+           "permessage-deflate; foo",                                    // unknown
+           "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+           "permessage-deflate; client_max_window_bits; client_max_window_bits=10",
+           "permessage-deflate; server_max_window_bits",                 // needs a value
+           "permessage-deflate; server_max_window_bits=16",
+           "permessage-deflate; server_max_window_bits=010",
+           "permessage-deflate; client_max_window_bits=7",
+           "permessage-deflate; client_no_context_takeover=1",           // takes no value
+           "permessage-deflate; server_max_window_bits=\"1 0\"",
+       }) {
+    EXPECT_FALSE(Offer(offer, Compression::kDedicated).has_value()) << offer;
+  }
 }
 
 }  // namespace
