@@ -361,6 +361,15 @@ TEST_P(SlotsTest, DrainLetsEveryAnswerDueGoInOrderAndThenCloses) {
   supervisor.join();
 }
 
+// Next in `buffer` (or on `fd`) is a 400 that closes the connection, and nothing comes after it.
+void ExpectA400AndTheClose(int fd, std::string& buffer) {
+  std::optional<HttpResponse> r = ReadResponse(fd, buffer, kTimeout);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(r->Header("connection"), "close");
+  ExpectClosedWithNothingMore(fd, buffer);
+}
+
 TEST_P(SlotsTest, AnErrorBehindALaterAnswerComesAfterItAndThenTheConnectionCloses) {
   ASSERT_NO_FATAL_FAILURE(ServeSlots());
   if (IsSkipped()) return;
@@ -368,11 +377,7 @@ TEST_P(SlotsTest, AnErrorBehindALaterAnswerComesAfterItAndThenTheConnectionClose
   std::string buffer;
   ASSERT_NO_FATAL_FAILURE(
       SendBehindAHeldAnswer(c.fd(), "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n" + Get("/"), &buffer));
-  std::optional<HttpResponse> r = ReadResponse(c.fd(), buffer, kTimeout);
-  ASSERT_TRUE(r.has_value());
-  EXPECT_EQ(r->status, 400);
-  EXPECT_EQ(r->Header("connection"), "close");
-  ExpectClosedWithNothingMore(c.fd(), buffer);
+  ExpectA400AndTheClose(c.fd(), buffer);
 }
 
 // A stray byte between requests (a CR not followed by LF) is the next message's fault: its 400
@@ -384,11 +389,7 @@ TEST_P(SlotsTest, AStrayByteAfterAHeldRequestIsAnsweredAfterItsAnswer) {
   Socket c = Connect();
   std::string buffer;
   ASSERT_NO_FATAL_FAILURE(SendBehindAHeldAnswer(c.fd(), "\r ", &buffer));
-  std::optional<HttpResponse> r = ReadResponse(c.fd(), buffer, kTimeout);
-  ASSERT_TRUE(r.has_value());
-  EXPECT_EQ(r->status, 400);
-  EXPECT_EQ(r->Header("connection"), "close");
-  ExpectClosedWithNothingMore(c.fd(), buffer);
+  ExpectA400AndTheClose(c.fd(), buffer);
 }
 
 TEST_P(SlotsTest, ContinueForABodyBehindALaterAnswerWaitsItsTurn) {
