@@ -117,6 +117,10 @@ void Connection::Close(bool linger) { StateOf(this)->loop->RequestClose(StateOf(
 
 void Connection::Resume() { StateOf(this)->loop->Resume(StateOf(this)); }
 
+void Connection::HandTo(std::unique_ptr<Session> next) {
+  StateOf(this)->loop->HandOver(StateOf(this), std::move(next));
+}
+
 void Connection::NotifyWritable() { StateOf(this)->writable_wanted = true; }
 
 bool Connection::closing() const { return StateOf(this)->closing(); }

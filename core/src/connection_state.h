@@ -118,6 +118,7 @@ struct ConnectionState : Connection {
   bool writable_wanted : 1 = false;  // NotifyWritable(): call Session::OnWritable when sent
   bool peer_eof : 1 = false;         // the peer's FIN was read
   bool eof_untold : 1 = false;       // ... before bytes still unread: the session learns it after
+  bool handing_over : 1 = false;     // Connection::HandTo(): the successor is on the loop's list
 };
 
 inline ConnectionState* StateOf(Connection* c) { return static_cast<ConnectionState*>(c); }

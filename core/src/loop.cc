@@ -107,7 +107,7 @@ void Loop::RunDue() {
 }
 
 int64_t Loop::WaitUs() const {
-  if (!resumed_.empty() || worker_.ref_.queue_->HasJobs()) return 0;
+  if (!resumed_.empty() || !successors_.empty() || worker_.ref_.queue_->HasJobs()) return 0;
   // The clock is read again only for a timer: the tick needs no more than the loop's own.
   if (timer_heap_.empty()) return std::max<int64_t>(0, (next_tick_ms_ - worker_.now_ms()) * 1000);
   const int64_t until = std::min(next_tick_ms_ * 1000, timer_heap_.front().due_us);
@@ -123,6 +123,35 @@ void Loop::Resume(ConnectionState* c) {
   MarkDirty(c);  // a Close() without output moves on too
 }
 
+void Loop::HandOver(ConnectionState* c, std::unique_ptr<Session> next) {
+  if (c->closing() || c->handing_over) return;
+  c->handing_over = true;
+  c->deadline_ms = 0;
+  // Whatever is read from now on waits for the successor, as when a session holds its input.
+  if (!c->paused) c->held = true;
+  successors_.emplace_back(c, std::move(next));
+  MarkDirty(c);
+}
+
+void Loop::TakeSuccessors() {
+  // Outside every call into a session: the sessions replaced are not on the stack.
+  std::vector<std::pair<ConnectionState*, std::unique_ptr<Session>>> successors;
+  successors.swap(successors_);
+  for (auto& [c, next] : successors) {
+    c->handing_over = false;
+    if (c->closing()) continue;  // `next` goes unused
+    c->session = std::move(next);
+    c->deadline_ms = 0;
+    c->held = false;
+    if (worker_.draining_) {
+      c->session->OnDrain(*c);
+      AfterSession(c);
+    }
+    ScheduleResume(c);  // the bytes the old session left, and a FIN read meanwhile
+    MarkDirty(c);       // read again
+  }
+}
+
 void Loop::ScheduleResume(ConnectionState* c) {
   if (c->paused || c->held || c->resume_queued) return;
   c->resume_queued = true;
@@ -131,8 +160,11 @@ void Loop::ScheduleResume(ConnectionState* c) {
 
 void Loop::DeliverResumed() {
   // Connections are released only by the backend's Iterate(), which runs after this: every one
-  // on the list is alive (Release() takes a released one off anyway).
-  for (size_t i = 0; i < resumed_.size(); ++i) {
+  // on the list is alive (Release() takes a released one off anyway). A session handed over
+  // during one of these calls takes its place before the next.
+  for (size_t i = 0;; ++i) {
+    if (!successors_.empty()) TakeSuccessors();
+    if (i == resumed_.size()) break;
     ConnectionState* c = resumed_[i];
     c->resume_queued = false;
     if (c->buffers != nullptr && !c->buffers->unread().empty() && !c->closing()) {
@@ -146,7 +178,8 @@ void Loop::DeliverResumed() {
         if (taken < bytes.size()) Hold(c);  // paused or held again, the rest left where it is
       }
     }
-    if (c->eof_untold && (c->buffers == nullptr || c->buffers->unread().empty())) {
+    if (c->eof_untold && !c->handing_over &&
+        (c->buffers == nullptr || c->buffers->unread().empty())) {
       c->eof_untold = false;
       TellPeerClosed(c);
     }
@@ -175,7 +208,7 @@ void Loop::BeginDrain() {
   backend_->StopAccepting();
   own_->stopped_accepting.store(true);
   for (ConnectionState* c = connections_; c != nullptr; c = c->next) {
-    if (c->closing()) continue;
+    if (c->closing() || c->handing_over) continue;  // a successor is told when it takes over
     c->session->OnDrain(*c);
     AfterSession(c);
   }
@@ -192,7 +225,7 @@ void Loop::Shutdown(bool died) {
     // its next request as if nothing had happened. (Bytes that still arrive for it before its
     // receive is cancelled cancel the adoption: see OnReceived.)
     const bool hand_over = died && c != in_session_ && !c->closing() && !c->send_inflight &&
-                           c->pending_output() == 0 && c->session->Idle();
+                           c->pending_output() == 0 && !c->handing_over && c->session->Idle();
     Abort(c);
     if (hand_over) c->life = Lifecycle::kHandingOver;
   }
@@ -324,9 +357,11 @@ void Loop::OnReceiveEnded(ConnectionState* c, int result) {
   if (result == 0) {
     c->peer_eof = true;
     if (c->life == Lifecycle::kHandingOver) c->life = Lifecycle::kReleasing;
-    if (!c->closing() && c->buffers != nullptr && !c->buffers->unread().empty()) {
-      // Requests the peer sent before its FIN wait behind a full output or an answer to come:
-      // they are answered first (DeliverResumed tells the session of the FIN after them).
+    if (!c->closing() &&
+        (c->handing_over || (c->buffers != nullptr && !c->buffers->unread().empty()))) {
+      // Requests the peer sent before its FIN wait behind a full output or an answer to come,
+      // or for a session taking over: they are answered first (DeliverResumed tells the
+      // session of the FIN after them).
       c->eof_untold = true;
     } else {
       TellPeerClosed(c);
@@ -424,6 +459,9 @@ void Loop::Release(ConnectionState* c) {
   }
   if (c->next != nullptr) c->next->prev = c->prev;
   if (c->resume_queued) std::erase(resumed_, c);
+  if (c->handing_over) {
+    std::erase_if(successors_, [c](const auto& s) { return s.first == c; });
+  }
   worker_.stats_->active.store(worker_.stats_->active.load(std::memory_order_relaxed) - 1,
                                std::memory_order_relaxed);
   if (c->life == Lifecycle::kHandingOver) {

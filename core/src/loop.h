@@ -121,10 +121,14 @@ class Loop {
   // The connection's deadline passed: ends a linger, or tells the session. Tick() calls it;
   // tests call it directly.
   void ExpireDeadline(ConnectionState* c);
+  // Stops accepting and tells every session the loop is draining. Run() calls it when the
+  // engine drains; tests call it directly.
+  void BeginDrain();
   // Called by Connection.
   void TakeBuffers(ConnectionState* c);
   void RequestClose(ConnectionState* c, bool linger);
   void Resume(ConnectionState* c);
+  void HandOver(ConnectionState* c, std::unique_ptr<Session> next);
   // Called by Worker.
   TimerId AddTimer(absl::Duration delay, absl::AnyInvocable<void()> fn);
   bool CancelTimer(TimerId id);
@@ -137,8 +141,6 @@ class Loop {
 
  private:
   void Tick();
-  // Stops accepting and tells every session the loop is draining.
-  void BeginDrain();
   // Runs the jobs posted from other threads, then the timers that are due.
   void RunPosted();
   void RunTimers();
@@ -149,6 +151,8 @@ class Loop {
   // Queues `c` to get its unread bytes once neither the output limit nor the session holds them.
   void ScheduleResume(ConnectionState* c);
   void DeliverResumed();
+  // Puts the sessions handed over (HandOver) in their connections' place, destroying the old.
+  void TakeSuccessors();
   // The peer's FIN, for the session once every byte before it was delivered.
   void TellPeerClosed(ConnectionState* c);
   // Gives the output back to the pool once nothing waits in it.
@@ -191,6 +195,8 @@ class Loop {
   std::optional<std::string> crash_reason_;    // testing::CrashLoop
   ConnectionState* in_session_ = nullptr;      // whose session Deliver() is calling
   std::vector<ConnectionState*> resumed_;      // see ScheduleResume()
+  // Connection::HandTo(): the sessions to take over, after the call that asked it returns.
+  std::vector<std::pair<ConnectionState*, std::unique_ptr<Session>>> successors_;
   std::vector<absl::AnyInvocable<void()>> posted_;  // the batch RunPosted() is running
   int64_t callback_failure_logged_ms_ = 0;
   uint64_t callback_failures_unlogged_ = 0;

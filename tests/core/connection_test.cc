@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -290,6 +291,108 @@ TEST(OutputTest, ClearClosesTheFilesNotSent) {
   o.Clear();
   EXPECT_EQ(o.size(), 0u);
   EXPECT_EQ(fcntl(fd, F_GETFD), -1) << "the output owned the descriptor and closed it";
+}
+
+// Connection::HandTo: "switch" hands the connection to a session that answers in upper case
+// and records what the loop tells it, as HTTP/1.1 hands a connection to WebSocket after a 101.
+struct HandOverLog {
+  std::string events;
+  int switches_destroyed = 0;
+};
+
+class Upper final : public Session {
+ public:
+  explicit Upper(HandOverLog* log) : log_(log) {}
+  size_t OnData(Connection& conn, std::string_view bytes) override {
+    for (char ch : bytes) conn.output().push_back(static_cast<char>(std::toupper(ch)));
+    return bytes.size();
+  }
+  void OnDeadline(Connection& conn) override { log_->events += "deadline;"; }
+  void OnPeerClosed(Connection& conn) override {
+    log_->events += "fin;";
+    conn.Close();
+  }
+  void OnDrain(Connection& conn) override { log_->events += "drain;"; }
+
+ private:
+  HandOverLog* log_;
+};
+
+class Switch final : public Session {
+ public:
+  explicit Switch(HandOverLog* log) : log_(log) {}
+  ~Switch() override { ++log_->switches_destroyed; }
+  size_t OnData(Connection& conn, std::string_view bytes) override {
+    if (!bytes.starts_with("switch")) return bytes.size();
+    conn.output().append("ok ");
+    conn.SetDeadline(conn.worker().now_ms() + 1);
+    conn.HandTo(std::make_unique<Upper>(log_));
+    return 6;
+  }
+  void OnDeadline(Connection& conn) override { conn.Close(); }
+  void OnPeerClosed(Connection& conn) override { log_->events += "switch-fin;"; }
+
+ private:
+  HandOverLog* log_;
+};
+
+class HandOverTest : public ::testing::Test {
+ protected:
+  HandOverTest()
+      : harness_([this](Worker&) {
+          class P final : public Protocol {
+           public:
+            explicit P(HandOverLog* log) : log_(log) {}
+            std::unique_ptr<Session> NewSession(Connection&) override {
+              return std::make_unique<Switch>(log_);
+            }
+            HandOverLog* log_;
+          };
+          return std::make_unique<P>(&log_);
+        }) {}
+  HandOverLog log_;
+  LoopHarness harness_;
+};
+
+TEST_F(HandOverTest, TheSuccessorGetsTheBytesLeftAndThoseReadBeforeItTakesOver) {
+  Connection* c = harness_.Accept();
+  harness_.Feed(c, "switch and");
+  harness_.Feed(c, " more");  // read before the loop's turn puts the successor in place
+  EXPECT_EQ(log_.switches_destroyed, 0) << "destroyed while it may still be on the stack";
+  EXPECT_EQ(StateOf(c)->deadline_ms, 0) << "the old session's deadline is not the successor's";
+  ASSERT_TRUE(harness_.RunUntil([&] { return log_.switches_destroyed == 1; }, absl::Seconds(5)));
+  ASSERT_TRUE(harness_.RunUntil([&] { return StateOf(c)->pending_output() == 12; },
+                                absl::Seconds(5)));
+  EXPECT_EQ(harness_.TakeOutput(c), "ok  AND MORE");
+  harness_.Feed(c, "later");
+  EXPECT_EQ(harness_.TakeOutput(c), "LATER");
+}
+
+TEST_F(HandOverTest, AFinReadBeforeTheSuccessorTakesOverIsToldToIt) {
+  Connection* c = harness_.Accept();
+  harness_.Feed(c, "switch");
+  harness_.loop().OnReceiveEnded(StateOf(c), 0);
+  EXPECT_EQ(log_.events, "") << "the FIN went to the session being replaced";
+  ASSERT_TRUE(harness_.RunUntil([&] { return c->closing(); }, absl::Seconds(5)));
+  EXPECT_EQ(log_.events, "fin;");
+}
+
+TEST_F(HandOverTest, ADrainBegunBeforeTheSuccessorTakesOverIsToldToIt) {
+  Connection* c = harness_.Accept();
+  harness_.Feed(c, "switch");
+  harness_.loop().BeginDrain();
+  ASSERT_TRUE(harness_.RunUntil([&] { return log_.switches_destroyed == 1; }, absl::Seconds(5)));
+  EXPECT_EQ(log_.events, "drain;");
+  EXPECT_FALSE(c->closing()) << "the successor decides when to close";
+}
+
+TEST_F(HandOverTest, AConnectionReleasedBeforeTheSwitchDropsTheSuccessor) {
+  Connection* c = harness_.Accept();
+  harness_.Feed(c, "switch");
+  harness_.Release(c);
+  EXPECT_EQ(log_.switches_destroyed, 1);
+  ASSERT_TRUE(harness_.RunUntil([] { return true; }, absl::Seconds(5)));
+  EXPECT_EQ(log_.events, "") << "the successor was told of a connection that is gone";
 }
 
 }  // namespace

@@ -226,6 +226,14 @@ class Connection {
   size_t pending_output() const;
   // The peer's address, asked of the kernel (getpeername).
   PeerAddress peer() const;
+  // Hands the connection to another protocol's session, as HTTP/1.1 does to WebSocket after its
+  // 101. Once the calling session is back with the loop (or, called outside a call from the
+  // loop, at the loop's next turn), `next` is the connection's session and the caller is
+  // destroyed; until then the loop keeps what it reads for `next`. The bytes the caller did not
+  // take from OnData go to `next`, then everything after: reads, the peer's FIN, the drain (a
+  // drain already begun is told to `next` at once). The caller's deadline is cancelled. Does
+  // nothing once closing. Owning-loop-only; the caller takes no more bytes after it.
+  void HandTo(std::unique_ptr<Session> next);
 
  protected:
   // Only the loop makes and destroys connections (see core/src/connection_state.h).
