@@ -349,6 +349,19 @@ int main(int argc, char** argv) {
     if (!queued) later->Status(503).Set("Retry-After", "1").Send("work queue full\n");
   });
 
+  // WebSocket: every message back as it came (permessage-deflate when the client offers it),
+  // and a chat room that spans every loop: what anyone sends, everyone receives.
+  percore::http::WsOptions echo_options;
+  echo_options.compression = percore::http::WsCompression::kShared;
+  app.Ws("/ws/echo", {.message = [](percore::http::WebSocket& ws, std::string_view message,
+                                    percore::http::WsOpcode opcode) { ws.Send(message, opcode); },
+                      .options = echo_options});
+  app.Ws("/ws/chat", {.open = [](percore::http::WebSocket& ws) { ws.Subscribe("chat"); },
+                      .message = [&app](percore::http::WebSocket&, std::string_view message,
+                                        percore::http::WsOpcode opcode) {
+                        app.Publish("chat", message, opcode);
+                      }});
+
   percore::http::MountHealthRoutes(app);
   if (absl::GetFlag(FLAGS_enable_fault_routes)) {
     app.Get("/crash", [](const Request& req, Response& res) {

@@ -127,7 +127,8 @@ bool Connection::closing() const { return StateOf(this)->closing(); }
 
 void Connection::SetDeadline(int64_t deadline_ms) {
   ConnectionState* c = StateOf(this);
-  if (!c->closing()) c->deadline_ms = deadline_ms;
+  // Handing over: the caller's deadline was cancelled, and the successor sets its own.
+  if (!c->closing() && !c->handing_over) c->deadline_ms = deadline_ms;
 }
 
 Worker& Connection::worker() const { return StateOf(this)->loop->worker(); }

@@ -141,9 +141,10 @@ void Loop::TakeSuccessors() {
     c->handing_over = false;
     if (c->closing()) continue;  // `next` goes unused
     c->session = std::move(next);
-    c->deadline_ms = 0;
     c->held = false;
-    if (worker_.draining_) {
+    c->session->OnTakeOver(*c);
+    AfterSession(c);
+    if (worker_.draining_ && !c->closing()) {
       c->session->OnDrain(*c);
       AfterSession(c);
     }

@@ -32,6 +32,15 @@ WorkerCounters EngineStats::Read(size_t id) const {
     out.not_ready_answers += l.not_ready_answers.load(std::memory_order_relaxed);
     out.callback_failures += l.callback_failures.load(std::memory_order_relaxed);
     for (int i = 0; i < 5; ++i) out.responses[i] += l.responses[i].load(std::memory_order_relaxed);
+    out.ws_open += l.ws_open.load(std::memory_order_relaxed);
+    out.ws_messages_in += l.ws_messages_in.load(std::memory_order_relaxed);
+    out.ws_messages_out += l.ws_messages_out.load(std::memory_order_relaxed);
+    out.ws_bytes_in += l.ws_bytes_in.load(std::memory_order_relaxed);
+    out.ws_bytes_out += l.ws_bytes_out.load(std::memory_order_relaxed);
+    out.ws_dropped += l.ws_dropped.load(std::memory_order_relaxed);
+    for (size_t i = 0; i < std::size(out.ws_closes); ++i) {
+      out.ws_closes[i] += l.ws_closes[i].load(std::memory_order_relaxed);
+    }
   }
   return out;
 }

@@ -35,7 +35,7 @@ absl::Status Validate(const HttpOptions& o) {
 absl::StatusOr<ProtocolFactory> App::Factory() const {
   absl::Status valid = Validate(options_);
   if (!valid.ok()) return valid;
-  AppConfig config_value{router_, options_, on_error_, {}};
+  AppConfig config_value{router_, options_, on_error_, {}, hub_};
   for (const std::string& range : options_.trust_proxy) {
     ParseCidr(range, &config_value.trusted.emplace_back());
   }

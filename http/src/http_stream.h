@@ -17,6 +17,7 @@ namespace percore::http {
 
 class Request;
 class ResponseCore;
+class WsLoop;
 struct PendingResponse;
 
 class HttpStream {
@@ -54,6 +55,13 @@ class HttpStream {
   virtual std::string* Gzip(std::string_view body, int level) = 0;
   // Request::client().
   virtual PeerAddress Client(const Request& req) const = 0;
+  // Answers the request being handled with 101 (its fields, then `fields`) and returns the
+  // connection, for the caller to hand to the protocol it switches to; nothing after the request
+  // is read as HTTP. Throws HttpError, having written nothing, where it cannot: 503 while
+  // draining, 400 behind answers still due or with a body.
+  virtual Connection* SwitchProtocols(ResponseCore& res, std::string_view fields) = 0;
+  // The loop's WebSocket state.
+  virtual WsLoop& WebSockets() = 0;
 
  protected:
   ~HttpStream() = default;

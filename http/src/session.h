@@ -30,6 +30,7 @@
 #include "http_stream.h"
 #include "parser.h"
 #include "pending.h"
+#include "ws_session.h"
 #include "percore/buffers.h"
 #include "percore/http/options.h"
 #include "percore/http/request.h"
@@ -44,6 +45,7 @@ struct AppConfig {
   HttpOptions options;
   std::shared_ptr<const ErrorHandler> on_error;  // App::OnError; null for the default answers
   std::vector<Cidr> trusted;  // HttpOptions::trust_proxy, parsed
+  std::shared_ptr<internal::WsHub> hub;  // App::Publish's, shared with the App
 };
 
 // The state of one message being parsed, and of the read being parsed.
@@ -113,12 +115,15 @@ class HttpProtocol final : public percore::Protocol {
   ~HttpProtocol() override;
   std::unique_ptr<percore::Session> NewSession(Connection& conn) override;
   void OnTick() override;
+  // A handler or a WebSocket callback failed (threw, or returned without answering): one line
+  // on stderr, at most one a second.
+  void LogFailure(std::string_view method, std::string_view path, const std::string& what);
+  // This loop's WebSocket state, made at the first upgrade.
+  WsLoop& WebSockets();
 
  private:
   friend class HttpSession;
   void FlushLog();
-  // A handler failed (threw, or returned without answering): one line on stderr.
-  void LogFailure(std::string_view method, std::string_view path, const std::string& what);
   // A MessageState between messages, from the pool when it has one.
   std::unique_ptr<MessageState> TakeState();
   // Takes `state` (leaving it null) into the pool.
@@ -146,6 +151,7 @@ class HttpProtocol final : public percore::Protocol {
   const bool proxy_protocol_;
   absl::flat_hash_map<const HttpSession*, ProxyState> proxies_;
   std::unique_ptr<Gzip> gzip_;  // made on first use
+  std::unique_ptr<WsLoop> ws_;  // made on first use
   std::string gzipped_;
   std::string allow_;
   std::string log_;
@@ -184,6 +190,8 @@ class HttpSession final : public percore::Session, public HttpStream {
   bool UnreadBodyCloses() const override;
   std::string* Gzip(std::string_view body, int level) override;
   PeerAddress Client(const Request& req) const override;
+  Connection* SwitchProtocols(ResponseCore& res, std::string_view fields) override;
+  WsLoop& WebSockets() override { return protocol_.WebSockets(); }
   // Appends a piece of a streamed body where the answer writes, chunked if it is.
   void AppendPart(PendingResponse& pending, std::string_view piece);
   // Whether a streamed answer may write more now (HttpOptions::stream_buffer_bytes): what its

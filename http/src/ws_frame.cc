@@ -157,8 +157,8 @@ bool Utf8Validator::Feed(std::string_view bytes) {
 bool ValidClosePayload(std::string_view payload) {
   if (payload.empty()) return true;
   if (payload.size() == 1) return false;  // a code is two bytes
-  const uint16_t code = static_cast<uint16_t>(
-      BigEndian(reinterpret_cast<const unsigned char*>(payload.data()), 2));
+  const uint16_t code =
+      static_cast<uint16_t>(BigEndian(reinterpret_cast<const unsigned char*>(payload.data()), 2));
   // 1004 is reserved; 1005, 1006 and 1015 are for reports, never sent (7.4.1); 3000-4999 are
   // for libraries and applications (7.4.2).
   const bool valid_code = (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||

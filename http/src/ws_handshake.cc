@@ -66,9 +66,8 @@ void ForEachToken(std::span<const HeaderField> fields, std::string_view name,
 
 bool HasToken(std::span<const HeaderField> fields, std::string_view name, std::string_view want) {
   bool found = false;
-  ForEachToken(fields, name, [&](std::string_view token) {
-    found = found || EqualsIgnoreCase(token, want);
-  });
+  ForEachToken(fields, name,
+               [&](std::string_view token) { found = found || EqualsIgnoreCase(token, want); });
   return found;
 }
 
@@ -185,7 +184,7 @@ int WindowBits(std::string_view v) {
 
 // One offer ("permessage-deflate; a; b=1", the extension's name already taken off) against the
 // server's mode: the agreement, or nothing if the offer is invalid or cannot be honoured.
-std::optional<Deflate> Agree(std::string_view params, Compression mode) {
+std::optional<Deflate> Agree(std::string_view params, WsCompression mode) {
   bool server_no_takeover = false, client_no_takeover = false;
   bool seen_server_bits = false, seen_client_bits = false;
   int server_bits = 15;
@@ -198,14 +197,13 @@ std::optional<Deflate> Agree(std::string_view params, Compression mode) {
     const std::string_view name = TrimOws(param.substr(0, eq));
     const bool has_value = eq != std::string_view::npos;
     if (has_value && !ParamValue(TrimOws(param.substr(eq + 1)), &value)) return std::nullopt;
-    if (EqualsIgnoreCase(name, "server_no_context_takeover") && !has_value &&
-        !server_no_takeover) {
+    if (EqualsIgnoreCase(name, "server_no_context_takeover") && !has_value && !server_no_takeover) {
       server_no_takeover = true;
     } else if (EqualsIgnoreCase(name, "client_no_context_takeover") && !has_value &&
                !client_no_takeover) {
       client_no_takeover = true;
-    } else if (EqualsIgnoreCase(name, "server_max_window_bits") && has_value &&
-               !seen_server_bits && WindowBits(value) != 0) {
+    } else if (EqualsIgnoreCase(name, "server_max_window_bits") && has_value && !seen_server_bits &&
+               WindowBits(value) != 0) {
       seen_server_bits = true;
       server_bits = WindowBits(value);
     } else if (EqualsIgnoreCase(name, "client_max_window_bits") && !seen_client_bits &&
@@ -219,8 +217,8 @@ std::optional<Deflate> Agree(std::string_view params, Compression mode) {
   Deflate d;
   d.server_max_window_bits = server_bits;
   // Shared: both sides start every message afresh, so one deflater and inflater serve a loop.
-  d.server_no_context_takeover = server_no_takeover || mode == Compression::kShared;
-  d.client_no_context_takeover = client_no_takeover || mode == Compression::kShared;
+  d.server_no_context_takeover = server_no_takeover || mode == WsCompression::kShared;
+  d.client_no_context_takeover = client_no_takeover || mode == WsCompression::kShared;
   d.response = "permessage-deflate";
   if (d.server_no_context_takeover) d.response += "; server_no_context_takeover";
   if (d.client_no_context_takeover) d.response += "; client_no_context_takeover";
@@ -230,8 +228,8 @@ std::optional<Deflate> Agree(std::string_view params, Compression mode) {
 
 }  // namespace
 
-std::optional<Deflate> NegotiateDeflate(std::span<const HeaderField> fields, Compression mode) {
-  if (mode == Compression::kOff) return std::nullopt;
+std::optional<Deflate> NegotiateDeflate(std::span<const HeaderField> fields, WsCompression mode) {
+  if (mode == WsCompression::kOff) return std::nullopt;
   std::optional<Deflate> agreed;
   ForEachToken(fields, "sec-websocket-extensions", [&](std::string_view extension) {
     if (agreed.has_value()) return;

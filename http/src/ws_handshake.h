@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "percore/http/request.h"
+#include "percore/http/websocket.h"
 
 namespace percore::http::ws {
 
@@ -41,12 +42,6 @@ Handshake CheckHandshake(std::string_view method, int minor_version,
                          std::span<const HeaderField> fields,
                          std::span<const std::string> protocols);
 
-// How a WebSocket endpoint compresses (RFC 7692's permessage-deflate): not at all; with no
-// context kept between messages either way, so a loop's one deflater and inflater serve every
-// connection ("shared"); or with a window of its own per connection and direction, which
-// compresses a stream of alike messages far better at about 300 KiB a connection ("dedicated").
-enum class Compression { kOff, kShared, kDedicated };
-
 // What permessage-deflate was agreed as, for a connection.
 struct Deflate {
   bool server_no_context_takeover = false;  // the server resets its deflater every message
@@ -59,7 +54,7 @@ struct Deflate {
 // every line) that is valid and that the server can honour (RFC 7692 7): each parameter at most
 // once, no unknown one, window bits 8..15, and a server window of at least 9 (zlib cannot deflate
 // with 8). Nothing (the connection goes uncompressed) when `mode` is kOff or no offer qualifies.
-std::optional<Deflate> NegotiateDeflate(std::span<const HeaderField> fields, Compression mode);
+std::optional<Deflate> NegotiateDeflate(std::span<const HeaderField> fields, WsCompression mode);
 
 }  // namespace percore::http::ws
 

@@ -313,6 +313,7 @@ class Upper final : public Session {
     conn.Close();
   }
   void OnDrain(Connection& conn) override { log_->events += "drain;"; }
+  void OnTakeOver(Connection& conn) override { log_->events += "takeover;"; }
 
  private:
   HandOverLog* log_;
@@ -327,6 +328,7 @@ class Switch final : public Session {
     conn.output().append("ok ");
     conn.SetDeadline(conn.worker().now_ms() + 1);
     conn.HandTo(std::make_unique<Upper>(log_));
+    conn.SetDeadline(conn.worker().now_ms() + 1);  // too late: the successor sets its own
     return 6;
   }
   void OnDeadline(Connection& conn) override { conn.Close(); }
@@ -364,6 +366,7 @@ TEST_F(HandOverTest, TheSuccessorGetsTheBytesLeftAndThoseReadBeforeItTakesOver) 
   ASSERT_TRUE(harness_.RunUntil([&] { return StateOf(c)->pending_output() == 12; },
                                 absl::Seconds(5)));
   EXPECT_EQ(harness_.TakeOutput(c), "ok  AND MORE");
+  EXPECT_EQ(log_.events, "takeover;");
   harness_.Feed(c, "later");
   EXPECT_EQ(harness_.TakeOutput(c), "LATER");
 }
@@ -374,7 +377,7 @@ TEST_F(HandOverTest, AFinReadBeforeTheSuccessorTakesOverIsToldToIt) {
   harness_.loop().OnReceiveEnded(StateOf(c), 0);
   EXPECT_EQ(log_.events, "") << "the FIN went to the session being replaced";
   ASSERT_TRUE(harness_.RunUntil([&] { return c->closing(); }, absl::Seconds(5)));
-  EXPECT_EQ(log_.events, "fin;");
+  EXPECT_EQ(log_.events, "takeover;fin;");
 }
 
 TEST_F(HandOverTest, ADrainBegunBeforeTheSuccessorTakesOverIsToldToIt) {
@@ -382,7 +385,7 @@ TEST_F(HandOverTest, ADrainBegunBeforeTheSuccessorTakesOverIsToldToIt) {
   harness_.Feed(c, "switch");
   harness_.loop().BeginDrain();
   ASSERT_TRUE(harness_.RunUntil([&] { return log_.switches_destroyed == 1; }, absl::Seconds(5)));
-  EXPECT_EQ(log_.events, "drain;");
+  EXPECT_EQ(log_.events, "takeover;drain;");
   EXPECT_FALSE(c->closing()) << "the successor decides when to close";
 }
 

@@ -94,7 +94,7 @@ TEST(WsHandshakeTest, TheFirstOfferedSubprotocolTheServerSpeaks) {
   EXPECT_EQ(h.protocol, "");
 }
 
-std::optional<Deflate> Offer(std::string_view extensions, Compression mode) {
+std::optional<Deflate> Offer(std::string_view extensions, WsCompression mode) {
   const std::vector<HeaderField> fields = {{"Sec-WebSocket-Extensions", extensions}};
   return NegotiateDeflate(fields, mode);
 }
@@ -102,30 +102,30 @@ std::optional<Deflate> Offer(std::string_view extensions, Compression mode) {
 TEST(WsDeflateTest, WhatIsAgreedPerMode) {
   // Chromium's and Firefox's offer.
   const std::string_view browser = "permessage-deflate; client_max_window_bits";
-  std::optional<Deflate> d = Offer(browser, Compression::kDedicated);
+  std::optional<Deflate> d = Offer(browser, WsCompression::kDedicated);
   ASSERT_TRUE(d.has_value());
   EXPECT_EQ(d->response, "permessage-deflate");
   EXPECT_FALSE(d->server_no_context_takeover);
   EXPECT_FALSE(d->client_no_context_takeover);
   EXPECT_EQ(d->server_max_window_bits, 15);
-  d = Offer(browser, Compression::kShared);
+  d = Offer(browser, WsCompression::kShared);
   ASSERT_TRUE(d.has_value());
   EXPECT_EQ(d->response,
             "permessage-deflate; server_no_context_takeover; client_no_context_takeover");
-  EXPECT_FALSE(Offer(browser, Compression::kOff).has_value());
-  EXPECT_FALSE(Offer("", Compression::kDedicated).has_value());
+  EXPECT_FALSE(Offer(browser, WsCompression::kOff).has_value());
+  EXPECT_FALSE(Offer("", WsCompression::kDedicated).has_value());
 }
 
 TEST(WsDeflateTest, TheClientsLimitsAreHonouredAndEchoed) {
   std::optional<Deflate> d =
       Offer("permessage-deflate; server_no_context_takeover; server_max_window_bits=10",
-            Compression::kDedicated);
+            WsCompression::kDedicated);
   ASSERT_TRUE(d.has_value());
   EXPECT_TRUE(d->server_no_context_takeover);
   EXPECT_EQ(d->server_max_window_bits, 10);
   EXPECT_EQ(d->response,
             "permessage-deflate; server_no_context_takeover; server_max_window_bits=10");
-  d = Offer("permessage-deflate; server_max_window_bits=\"12\"", Compression::kDedicated);
+  d = Offer("permessage-deflate; server_max_window_bits=\"12\"", WsCompression::kDedicated);
   ASSERT_TRUE(d.has_value());
   EXPECT_EQ(d->server_max_window_bits, 12);
 }
@@ -134,7 +134,7 @@ TEST(WsDeflateTest, AnOfferThatCannotBeHonouredGivesWayToTheNext) {
   // zlib cannot deflate with a window of 8 bits: that offer is declined, the next taken.
   std::optional<Deflate> d = Offer(
       "x-webkit-deflate-frame, permessage-deflate; server_max_window_bits=8, Permessage-Deflate",
-      Compression::kDedicated);
+      WsCompression::kDedicated);
   ASSERT_TRUE(d.has_value());
   EXPECT_EQ(d->server_max_window_bits, 15);
   EXPECT_EQ(d->response, "permessage-deflate");
@@ -152,7 +152,7 @@ TEST(WsDeflateTest, InvalidOffersAreDeclined) {
            "permessage-deflate; client_no_context_takeover=1",           // takes no value
            "permessage-deflate; server_max_window_bits=\"1 0\"",
        }) {
-    EXPECT_FALSE(Offer(offer, Compression::kDedicated).has_value()) << offer;
+    EXPECT_FALSE(Offer(offer, WsCompression::kDedicated).has_value()) << offer;
   }
 }
 

@@ -152,6 +152,9 @@ class Session {
   virtual void OnDrain(Connection& conn);
   // The output has all been sent after Connection::NotifyWritable() asked for this call.
   virtual void OnWritable(Connection& conn) {}
+  // This session takes the connection over from another (Connection::HandTo): called once,
+  // before any other call.
+  virtual void OnTakeOver(Connection& conn) {}
   // Whether a fresh session could take this connection over as it is: nothing of a request
   // received and unanswered (an idle keep-alive connection). When a loop dies, such
   // connections with no output pending go to the loop that replaces it, instead of being
@@ -231,8 +234,9 @@ class Connection {
   // loop, at the loop's next turn), `next` is the connection's session and the caller is
   // destroyed; until then the loop keeps what it reads for `next`. The bytes the caller did not
   // take from OnData go to `next`, then everything after: reads, the peer's FIN, the drain (a
-  // drain already begun is told to `next` at once). The caller's deadline is cancelled. Does
-  // nothing once closing. Owning-loop-only; the caller takes no more bytes after it.
+  // drain already begun is told to `next` after its Session::OnTakeOver). The caller's deadline
+  // is cancelled, and SetDeadline does nothing until `next` takes over. Does nothing (and
+  // destroys `next`) once closing. Owning-loop-only; the caller takes no more bytes after it.
   void HandTo(std::unique_ptr<Session> next);
 
  protected:

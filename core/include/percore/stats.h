@@ -20,6 +20,10 @@
 
 namespace percore {
 
+// The WebSocket close codes LoopStats::ws_closes counts one by one: normal, going away, protocol
+// error, none given, gone without a close frame, invalid data, too big, server error.
+inline constexpr uint16_t kWsCloseCodes[8] = {1000, 1001, 1002, 1005, 1006, 1007, 1009, 1011};
+
 // The counters of one loop instance (see above); they survive the loop's restarts.
 struct alignas(64) LoopStats {
   // Adds `n` to a counter this thread is the only writer of.
@@ -41,6 +45,15 @@ struct alignas(64) LoopStats {
   // Timer, posted-job and watch callbacks that threw (Worker::After, WorkerRef::Post,
   // Worker::Watch): each was logged (at most a line a second) and the loop went on.
   std::atomic<uint64_t> callback_failures{0};
+  // WebSocket, counted by the protocol: connections open now; messages and their payload bytes
+  // received and sent (a published message counts once per subscriber it reached); messages
+  // dropped over a slow client's backpressure bound; closes by code (kWsCloseCodes, then any
+  // other).
+  std::atomic<uint64_t> ws_open{0};
+  std::atomic<uint64_t> ws_messages_in{0}, ws_messages_out{0};
+  std::atomic<uint64_t> ws_bytes_in{0}, ws_bytes_out{0};
+  std::atomic<uint64_t> ws_dropped{0};
+  std::atomic<uint64_t> ws_closes[9] = {};
   // Monotonic ms since which the loop has been busy handling completions; 0 while it waits for
   // the kernel. The supervisor reads it to find a loop stuck in one request.
   std::atomic<int64_t> busy_since_ms{0};
@@ -72,6 +85,9 @@ struct WorkerCounters {
   uint64_t accepted = 0, active = 0, bytes_in = 0, bytes_out = 0, restarts = 0, stalls = 0,
            lag_us = 0, not_ready_answers = 0, callback_failures = 0;
   uint64_t responses[5] = {};
+  uint64_t ws_open = 0, ws_messages_in = 0, ws_messages_out = 0, ws_bytes_in = 0,
+           ws_bytes_out = 0, ws_dropped = 0;
+  uint64_t ws_closes[9] = {};
   uint64_t requests() const {
     return responses[0] + responses[1] + responses[2] + responses[3] + responses[4];
   }

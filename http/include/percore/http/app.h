@@ -37,6 +37,7 @@
 #include "percore/http/request.h"
 #include "percore/http/response.h"
 #include "percore/http/router.h"
+#include "percore/http/websocket.h"
 
 namespace percore::http {
 
@@ -45,7 +46,7 @@ class App {
  public:
   // `order`: where middleware runs among the routes (Router::Order).
   explicit App(HttpOptions options = {}, Router::Order order = Router::Order::kMiddlewareFirst)
-      : router_(order), options_(options) {}
+      : router_(order), options_(options), hub_(internal::NewWsHub()) {}
 
   // Adds a route for one method; see Router::Add. Returns *this for chaining.
   App& Get(std::string_view pattern, Handler handler, RouteOptions route = {}) {
@@ -83,6 +84,17 @@ class App {
     router_.Use(prefix, std::move(fn));
     return *this;
   }
+  // Adds a WebSocket endpoint: a GET route for `pattern` whose requests upgrade (see
+  // percore/http/websocket.h). `T` is the type of each connection's data.
+  template <typename T = NoWsData>
+  App& Ws(std::string_view pattern, WsBehavior<T> behavior) {
+    return WsRoute(pattern, internal::EraseBehavior(std::move(behavior)));
+  }
+  // Sends `message` to every subscriber of `topic` (WebSocket::Subscribe) on every loop of every
+  // engine serving this App (and its copies). Thread-safe: from any loop, any thread.
+  void Publish(std::string_view topic, std::string_view message,
+               WsOpcode opcode = WsOpcode::kText) const;
+
   // Adds the routes and middleware of `router` under `prefix`; see Router::Mount.
   App& Mount(std::string_view prefix, const Router& router) {
     router_.Mount(prefix, router);
@@ -112,9 +124,12 @@ class App {
   absl::Status Run(const EngineOptions& options) const;
 
  private:
+  App& WsRoute(std::string_view pattern, std::shared_ptr<const internal::WsEndpoint> endpoint);
+
   Router router_;
   std::shared_ptr<const ErrorHandler> on_error_;
   HttpOptions options_;
+  std::shared_ptr<internal::WsHub> hub_;
 };
 
 }  // namespace percore::http
