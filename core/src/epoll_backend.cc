@@ -222,7 +222,7 @@ int EpollBackend::Iterate(int64_t timeout_us) {
   if (!accept_stopped_ && !listening_ && loop_.worker().now_ms() >= accept_retry_ms_) {
     WatchListener(true);
   }
-  const bool busy = !loop_.dirty().empty() || !unread_.empty();
+  const bool busy = !loop_.dirty().empty() || !unread_.empty() || loop_.HasResumed();
   loop_.BeginWait();
   // epoll_pwait2 (Linux 5.11) waits to the microsecond, so timers run when due; epoll_wait
   // counts whole milliseconds, rounded up so as never to be early.

@@ -88,6 +88,10 @@ class Loop {
   void OnSent(ConnectionState* c, int result);
   // Connections whose state changed since the backend last looked; the backend clears it.
   std::vector<ConnectionState*>& dirty() { return dirty_; }
+  // Whether connections wait for the loop's next turn (resumed, or handed over): a backend that
+  // calls into sessions before it waits (epoll writes synchronously, and a send that completes
+  // may resume a connection) must not sleep on them.
+  bool HasResumed() const { return !resumed_.empty() || !successors_.empty(); }
   // Whether `c` should have a receive armed. Not after Close(false): the peer sends nothing more.
   static bool WantsRead(const ConnectionState* c) {
     return !c->releasing() && !c->peer_eof && !c->paused && !c->held &&

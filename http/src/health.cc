@@ -7,21 +7,49 @@
 namespace percore::http {
 namespace {
 
+// A metric family's HELP and TYPE lines.
+void AppendHeader(std::string_view name, std::string_view type, std::string_view help,
+                  std::string* out) {
+  out->append("# HELP ").append(name).append(" ").append(help).append("\n");
+  out->append("# TYPE ").append(name).append(" ").append(type).append("\n");
+}
+
+// A sample's name and its worker and cpu labels, up to the label set's end (`more`: another
+// label follows).
+void AppendSample(std::string_view name, size_t id, const WorkerCounters& loop, bool more,
+                  std::string* out) {
+  out->append(name).append("{worker=\"");
+  AppendDecimal(*out, id);
+  out->append("\",cpu=\"");
+  AppendDecimal(*out, static_cast<size_t>(loop.cpu));
+  out->append(more ? "\"," : "\"} ");
+}
+
 // One metric family: its HELP and TYPE lines, then one sample per loop.
 template <typename Value>
 void AppendFamily(const std::vector<WorkerCounters>& workers, std::string_view name,
                   std::string_view type, std::string_view help, Value value, std::string* out) {
-  out->append("# HELP ").append(name).append(" ").append(help).append("\n");
-  out->append("# TYPE ").append(name).append(" ").append(type).append("\n");
+  AppendHeader(name, type, help, out);
   for (size_t id = 0; id < workers.size(); ++id) {
-    const WorkerCounters& loop = workers[id];
-    out->append(name).append("{worker=\"");
-    AppendDecimal(*out, id);
-    out->append("\",cpu=\"");
-    AppendDecimal(*out, static_cast<size_t>(loop.cpu));
-    out->append("\"} ");
-    out->append(value(loop));
+    AppendSample(name, id, workers[id], false, out);
+    out->append(value(workers[id]));
     out->push_back('\n');
+  }
+}
+
+// A counter family with one more label: a sample per loop and per value of `label`.
+template <typename Value>
+void AppendLabeled(const std::vector<WorkerCounters>& workers, std::string_view name,
+                   std::string_view help, std::string_view label,
+                   const std::vector<std::string>& values, Value value, std::string* out) {
+  AppendHeader(name, "counter", help, out);
+  for (size_t id = 0; id < workers.size(); ++id) {
+    for (size_t i = 0; i < values.size(); ++i) {
+      AppendSample(name, id, workers[id], true, out);
+      out->append(label).append("=\"").append(values[i]).append("\"} ");
+      AppendDecimal(*out, value(workers[id], i));
+      out->push_back('\n');
+    }
   }
 }
 
@@ -32,22 +60,10 @@ std::string Count(uint64_t counter) { return std::to_string(counter); }
 void AppendMetrics(const EngineStats& stats, std::string* out) {
   std::vector<WorkerCounters> workers;
   for (size_t id = 0; id < stats.size(); ++id) workers.push_back(stats.Read(id));
-  out->append("# HELP percore_requests_total Responses sent, by status class.\n");
-  out->append("# TYPE percore_requests_total counter\n");
-  for (size_t id = 0; id < workers.size(); ++id) {
-    const WorkerCounters& loop = workers[id];
-    for (int cls = 0; cls < 5; ++cls) {
-      out->append("percore_requests_total{worker=\"");
-      AppendDecimal(*out, id);
-      out->append("\",cpu=\"");
-      AppendDecimal(*out, static_cast<size_t>(loop.cpu));
-      out->append("\",code=\"");
-      AppendDecimal(*out, static_cast<size_t>(cls + 1));
-      out->append("xx\"} ");
-      out->append(Count(loop.responses[cls]));
-      out->push_back('\n');
-    }
-  }
+  AppendLabeled(
+      workers, "percore_requests_total", "Responses sent, by status class.", "code",
+      {"1xx", "2xx", "3xx", "4xx", "5xx"},
+      [](const WorkerCounters& l, size_t i) { return l.responses[i]; }, out);
   AppendFamily(
       workers, "percore_connections_accepted_total", "counter", "Connections accepted.",
       [](const WorkerCounters& l) { return Count(l.accepted); }, out);
@@ -80,6 +96,35 @@ void AppendMetrics(const EngineStats& stats, std::string* out) {
       workers, "percore_loop_lag_seconds", "gauge", "How late the loop's last periodic tick ran.",
       [](const WorkerCounters& l) { return std::to_string(static_cast<double>(l.lag_us) / 1e6); },
       out);
+  AppendFamily(
+      workers, "percore_websockets_open", "gauge", "WebSocket connections open now.",
+      [](const WorkerCounters& l) { return Count(l.ws_open); }, out);
+  const std::vector<std::string> directions = {"in", "out"};
+  AppendLabeled(
+      workers, "percore_websocket_messages_total",
+      "WebSocket messages received and sent (a published one once per subscriber reached).",
+      "direction", directions,
+      [](const WorkerCounters& l, size_t i) {
+        return i == 0 ? l.ws_messages_in : l.ws_messages_out;
+      },
+      out);
+  AppendLabeled(
+      workers, "percore_websocket_payload_bytes_total",
+      "Payload bytes of the WebSocket messages received and sent, before compression.", "direction",
+      directions,
+      [](const WorkerCounters& l, size_t i) { return i == 0 ? l.ws_bytes_in : l.ws_bytes_out; },
+      out);
+  AppendFamily(
+      workers, "percore_websocket_dropped_total", "counter",
+      "WebSocket messages not sent: the client had more than max_backpressure_bytes waiting.",
+      [](const WorkerCounters& l) { return Count(l.ws_dropped); }, out);
+  std::vector<std::string> codes;
+  for (uint16_t code : kWsCloseCodes) codes.push_back(std::to_string(code));
+  codes.push_back("other");
+  AppendLabeled(
+      workers, "percore_websocket_closes_total",
+      "WebSocket connections closed, by close code (1006: without a close frame).", "code", codes,
+      [](const WorkerCounters& l, size_t i) { return l.ws_closes[i]; }, out);
   out->append("# HELP percore_ready Whether every loop serves and no drain has begun.\n");
   out->append("# TYPE percore_ready gauge\n");
   out->append(stats.ready() ? "percore_ready 1\n" : "percore_ready 0\n");

@@ -133,9 +133,17 @@ size_t WsSession::OnData(Connection& conn, std::string_view bytes) {
   const char* const end = p + bytes.size();
   while (state_ != State::kDone) {
     if (!in_frame_) {
-      // A client that reads nothing sends on into a full output: read no more from it until
-      // it reads (the loop holds the rest and offers it again once the output is sent).
-      if (p == end || conn.output_full()) break;
+      if (p == end) break;
+      // A client that reads nothing: read no more from it until it reads, so that it cannot
+      // make the server hold more than the bound for it. Past the engine's output limit the
+      // loop itself holds the rest; past the endpoint's, the session waits for the output to
+      // be sent (OnWritable) and resumes.
+      if (conn.output_full()) break;
+      if (conn.pending_output() > endpoint_->options.max_backpressure_bytes) {
+        reading_held_ = true;
+        WantDrain();
+        break;
+      }
       p += ReadHeader(p, end);
       if (!in_frame_) continue;  // refused (kDone), or the header waits for more
       whole_ = frame_.opcode != ws::Opcode::kContinuation && frame_.fin && !frame_.rsv1 &&
@@ -349,8 +357,12 @@ void WsSession::WantDrain() {
   conn_.NotifyWritable();
 }
 
-void WsSession::OnWritable(Connection&) {
+void WsSession::OnWritable(Connection& conn) {
   drain_wanted_ = false;
+  if (reading_held_) {
+    reading_held_ = false;
+    conn.Resume();  // the rest of what the client sent
+  }
   if (state_ != State::kOpen || !endpoint_->drain) return;
   in_call_ = true;
   Call("drain", [&] { endpoint_->drain(self_); });

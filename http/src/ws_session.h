@@ -158,8 +158,9 @@ class WsSession final : public percore::Session {
   bool in_call_ = false;    // within a call from the loop: output goes after it anyway
   bool ping_sent_ = false;  // the idle timeout's ping, unanswered
   bool drain_wanted_ = false;
-  bool opened_ = false;      // took the connection over: `close` runs, as `open` did
-  uint16_t close_sent_ = 0;  // the code of our close frame, once sent
+  bool reading_held_ = false;  // stopped reading past max_backpressure_bytes
+  bool opened_ = false;        // took the connection over: `close` runs, as `open` did
+  uint16_t close_sent_ = 0;    // the code of our close frame, once sent
 };
 
 }  // namespace percore::http
