@@ -205,11 +205,14 @@ void WsSession::TakePayload(const char* p, size_t n) {
     offset_ += n;
     return;
   }
-  // A compressed piece is unmasked into the scratch buffer and inflated into the message; an
-  // uncompressed one is unmasked where the message is gathered (the scratch buffer for a whole
-  // one).
-  std::string& into = whole_ || rules_.compressed() ? loop_.scratch : message_;
-  if (whole_ || rules_.compressed()) into.clear();
+  // Where a piece goes, unmasked: for a whole uncompressed message, and for a piece the
+  // connection's own inflater takes at once, the loop's scratch buffer; otherwise the message's
+  // buffer, where it is gathered. A compressed message for the loop's shared inflater is
+  // gathered too, and inflated whole at its end: the inflater serves every connection of the
+  // loop, so no message may leave it half-way while another's begins.
+  const bool piecewise = rules_.compressed() && inflater_ != nullptr;
+  std::string& into = piecewise || (whole_ && !rules_.compressed()) ? loop_.scratch : message_;
+  if (&into == &loop_.scratch) into.clear();
   const size_t at = into.size();
   into.append(p, n);
   ws::Unmask(into.data() + at, n, frame_.mask, offset_);
@@ -220,16 +223,26 @@ void WsSession::TakePayload(const char* p, size_t n) {
     }
     return;
   }
-  ws::Inflater& inflater = inflater_ != nullptr ? *inflater_ : loop_.SharedInflater();
+  if (!piecewise) return;
   const size_t before = message_.size();
   const ws::Inflater::Result result =
-      inflater.Inflate(into, endpoint_->options.max_message_bytes, &message_);
-  if (result == ws::Inflater::Result::kTooBig) return Fail(ws::kCloseTooBig);
-  if (result == ws::Inflater::Result::kBad) return Fail(ws::kCloseInvalidData);
-  if (rules_.opcode() == ws::Opcode::kText &&
-      !inflated_utf8_.Feed(std::string_view(message_).substr(before))) {
-    Fail(ws::kCloseInvalidData);
+      inflater_->Inflate(into, endpoint_->options.max_message_bytes, &message_);
+  if (const uint16_t code = CheckInflated(result, std::string_view(message_).substr(before),
+                                          /*end=*/false);
+      code != 0) {
+    Fail(code);
   }
+}
+
+uint16_t WsSession::CheckInflated(ws::Inflater::Result result, std::string_view added, bool end) {
+  // The UTF-8 of what was inflated first, then the size, then the data: each piece inflates as
+  // far as the whole message would, so the verdict does not depend on how reads split it.
+  const bool text = rules_.opcode() == ws::Opcode::kText;
+  if (text && !inflated_utf8_.Feed(added)) return ws::kCloseInvalidData;
+  if (result == ws::Inflater::Result::kTooBig) return ws::kCloseTooBig;
+  if (result == ws::Inflater::Result::kBad) return ws::kCloseInvalidData;
+  if (end && text && !inflated_utf8_.Complete()) return ws::kCloseInvalidData;
+  return 0;
 }
 
 void WsSession::EndFrame() {
@@ -244,21 +257,33 @@ void WsSession::EndFrame() {
 
 void WsSession::EndMessage() {
   const bool text = rules_.opcode() == ws::Opcode::kText;
+  std::string_view message = whole_ ? std::string_view(loop_.scratch) : message_;
   if (rules_.compressed()) {
-    ws::Inflater& inflater = inflater_ != nullptr ? *inflater_ : loop_.SharedInflater();
-    const size_t before = message_.size();
-    const ws::Inflater::Result result =
-        inflater.Finish(endpoint_->options.max_message_bytes, &message_);
-    // The client keeps no context (it agreed to), or the inflater is the loop's: start afresh.
-    if (inflater_ == nullptr || deflate_->client_no_context_takeover) inflater.Reset();
-    if (result == ws::Inflater::Result::kTooBig) return Fail(ws::kCloseTooBig);
-    if (result == ws::Inflater::Result::kBad) return Fail(ws::kCloseInvalidData);
-    const bool valid = !text || (inflated_utf8_.Feed(std::string_view(message_).substr(before)) &&
-                                 inflated_utf8_.Complete());
+    const size_t limit = endpoint_->options.max_message_bytes;
+    ws::Inflater::Result result;
+    if (inflater_ != nullptr) {
+      const size_t before = message_.size();
+      result = inflater_->Finish(limit, &message_);
+      message = message_;
+      message.remove_prefix(before);  // for the check: what the end added
+    } else {
+      // The gathered message, inflated whole by the loop's inflater into the scratch buffer.
+      ws::Inflater& shared = loop_.SharedInflater();
+      loop_.scratch.clear();
+      result = shared.Inflate(message_, limit, &loop_.scratch);
+      if (result == ws::Inflater::Result::kOk) result = shared.Finish(limit, &loop_.scratch);
+      shared.Reset();
+      message = loop_.scratch;
+    }
+    const uint16_t code = CheckInflated(result, message, /*end=*/true);
     inflated_utf8_.Reset();
-    if (!valid) return Fail(ws::kCloseInvalidData);
+    // The client keeps no context only if it said so; a failed stream starts afresh too.
+    if (inflater_ != nullptr && (code != 0 || deflate_->client_no_context_takeover)) {
+      inflater_->Reset();
+    }
+    if (code != 0) return Fail(code);
+    if (inflater_ != nullptr) message = message_;
   }
-  const std::string_view message = whole_ ? std::string_view(loop_.scratch) : message_;
   LoopStats::Add(loop_.stats.ws_messages_in, 1);
   LoopStats::Add(loop_.stats.ws_bytes_in, message.size());
   const WsOpcode opcode = text ? WsOpcode::kText : WsOpcode::kBinary;

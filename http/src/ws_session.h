@@ -116,6 +116,9 @@ class WsSession final : public percore::Session {
   size_t ReadHeader(const char* p, const char* end);
   // A piece of the current frame's payload, masked.
   void TakePayload(const char* p, size_t n);
+  // What inflating a piece of a compressed message came to (`added` to the message; `end`: its
+  // last piece): 0, or the close code.
+  uint16_t CheckInflated(ws::Inflater::Result result, std::string_view added, bool end);
   void EndFrame();
   void EndMessage();
   void OnControl();
