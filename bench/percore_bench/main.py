@@ -1,5 +1,5 @@
 # What scripts/bench does; its --help prints this.
-"""Benchmarks hello_cores against nginx and a raw responder, side by side, on 127.0.0.1.
+"""Benchmarks hello_cores against nginx, a raw responder and Node, side by side, on 127.0.0.1.
 
   scripts/bench            about 10 s per mode (a few minutes in all)
   scripts/bench --quick    about 2 s per mode (well under 3 minutes)
@@ -31,10 +31,19 @@ Sets up (scripts/setup --bench) and builds (scripts/build), then:
   * fetches a 64 KiB text file from hello_cores --static and from nginx (gzip_comp_level 6, as
     percore's default level), as it is and with "Accept-Encoding: gzip", and reports the CPU that
     compression costs per KiB of the file.
+  * WebSocket echo (bench/ws_load, our own client: wrk speaks no WebSocket): 64 connections,
+    one 64-byte message in flight on each, against hello_cores's /ws/echo (one loop) and
+    bench/node_ws_echo.js (Node's ws package from npm, perMessageDeflate off), each on the server
+    CPU: messages/s and the server's CPU time per message (utime+stime from "go" to the result,
+    not the handshakes'), percore / node;
+  * WebSocket fan-out: hello_cores with its default loops, 1,000 subscribers of /ws/chat and one
+    publisher (bench/ws_load on the client CPU); each message reaches all 1,001: the time from
+    its send to the last receipt (p50/p99), deliveries/s and CPU per delivery.
 Writes bench/results/latest.json and bench/results/latest.png, prints a table and the targets.
 
-Exits non-zero on a socket error, a non-2xx response, a server that died or a tool that failed;
-never because of speed: speed is reported, not asserted.
+Exits non-zero on a socket error, a non-2xx response, a server that died, a wrong WebSocket echo
+or a fan-out message not delivered, or a tool that failed; never because of speed: speed is
+reported, not asserted.
 """
 
 import argparse
@@ -58,6 +67,7 @@ from .report import fmt_cpu, fmt_lat, fmt_rate, fmt_ratio, ratio, table, targets
 from .sections import (PAGE_KIB, Context, deferred, deferred_pipelined, gzip_files,
                        log_measured, micro, slow_readers, text_page, two_loops)
 from .servers import Nginx, Percore, RawResponder
+from .websocket import log_summary as ws_summary, ws_echo, ws_fanout
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -92,10 +102,11 @@ def main():
     hello = build_dir / "hello_cores"
     conn_holder = build_dir / "bench" / "conn_holder"
     raw_responder = build_dir / "bench" / "raw_responder"
-    for path in (hello, conn_holder, raw_responder):
+    ws_load = build_dir / "bench" / "ws_load"
+    for path in (hello, conn_holder, raw_responder, ws_load):
         if not path.exists():
             raise Failure(f"{path} was not built (PERCORE_BUILD_APPS/PERCORE_BUILD_BENCH off?)")
-    for tool in ("wrk", "nginx", "taskset"):
+    for tool in ("wrk", "nginx", "taskset", "node"):
         if not shutil.which(tool):
             raise Failure(f"{tool} not found: scripts/setup --bench should have installed it")
 
@@ -131,6 +142,7 @@ def main():
                            capture_output=True, text=True)
     nginx_v = subprocess.run(["nginx", "-v"], capture_output=True, text=True)
     wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+    node_v = subprocess.run(["node", "--version"], capture_output=True, text=True)
     results = {
         "commit": commit.stdout.strip() or "unknown",
         "dirty": bool(dirty.stdout.strip()),
@@ -140,6 +152,7 @@ def main():
         "machine": {"cpus_allowed": allowed, "kernel": os.uname().release,
                     "nginx": (nginx_v.stderr or nginx_v.stdout).strip(),
                     "wrk": (wrk_v.stdout or wrk_v.stderr).strip().splitlines()[0],
+                    "node": node_v.stdout.strip(),
                     "clock_ticks_per_s": CLK_TCK, "load_average_at_start": os.getloadavg()},
         "pinning": {"server_cpu": server_cpu, "client_cpu": client_cpu, "summary": summary,
                     "description": pinning},
@@ -152,6 +165,9 @@ def main():
             "and 0.3 s after it, divided by the requests wrk completed",
             "non_2xx is wrk's 'Non-2xx or 3xx responses' (it counts statuses >= 400)",
             "pipelined latency is per 16-request batch (see bench/pipeline.lua)",
+            "WebSocket: server CPU = utime+stime of the server process from bench/ws_load's "
+            "'go' (connections open and warmed up) to its result, divided by the messages echoed"
+            " (or delivered, for the fan-out); websocket.echo.ratio = percore / node (ws)",
         ],
         "modes": {},
         "idle_memory": {},
@@ -160,6 +176,7 @@ def main():
         "deferred_pipelined": {},
         "slow_readers": {},
         "gzip": {},
+        "websocket": {"echo": {}, "fanout": {}},
         "failures": [],
     }
     failures = results["failures"]
@@ -268,6 +285,8 @@ def main():
         deferred_pipelined(ctx)
         slow_readers(ctx)
         gzip_files(ctx, www, page)
+        ws_echo(ctx, ws_load)
+        ws_fanout(ctx, ws_load)
         if args.micro:
             micro(ctx)
     except KeyboardInterrupt as e:
@@ -335,6 +354,7 @@ def main():
                 f"KiB (CPU {fmt_cpu(g['identity']['cpu_us_per_request'])} us/req as it is, "
                 f"{fmt_cpu(g['gzip']['cpu_us_per_request'])} gzipped to "
                 f"{g['gzip']['body_bytes']:,} bytes)")
+    ws_summary(results)
     two = results["two_loops"]
     if two.get("shares"):
         log("2 loops on 2 CPUs, 200 connections: " + ", ".join(

@@ -185,6 +185,27 @@ def check_gzip(results, t):
             None if ratio_ is None else ratio_ <= t["max_cpu_ratio"])
 
 
+def check_ws_echo(results, t):
+    """Server CPU per echoed WebSocket message, as a ratio to Node's ws."""
+    echo = results.get("websocket", {}).get("echo", {})
+    mine = echo.get("percore", {}).get("cpu_us_per_message")
+    node = echo.get("node", {}).get("cpu_us_per_message")
+    cpu = echo.get("ratio", {}).get("cpu_us_per_message")
+    return ("-" if mine is None else
+            f"{fmt_ratio(cpu)} CPU/message ({fmt_cpu(mine)} us vs Node ws {fmt_cpu(node)} us)",
+            None if cpu is None else cpu <= t["max_cpu_ratio"])
+
+
+def check_ws_fanout(results, t):
+    """The time from a publish to its last receipt, over every subscriber on every loop."""
+    fan = results.get("websocket", {}).get("fanout", {})
+    p99 = fan.get("p99_us") if fan.get("rounds") else None
+    return ("-" if p99 is None else
+            f"p99 {fmt_lat(p99)} (p50 {fmt_lat(fan.get('p50_us'))}; {fan.get('loops')} loops, "
+            f"{fan.get('receivers'):,} receivers)",
+            None if p99 is None else p99 < t["p99_below_us"])
+
+
 CHECKS = {
     "vs_nginx": check_vs_nginx,
     "vs_nginx_and_cpu": check_vs_nginx_and_cpu,
@@ -193,6 +214,8 @@ CHECKS = {
     "slow_readers": check_slow_readers,
     "loop_shares": check_loop_shares,
     "gzip": check_gzip,
+    "ws_echo": check_ws_echo,
+    "ws_fanout": check_ws_fanout,
 }
 
 

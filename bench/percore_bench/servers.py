@@ -1,5 +1,6 @@
 """The servers scripts/bench measures: hello_cores, nginx, the raw responder and Node."""
 
+import json
 import os
 import re
 import resource
@@ -183,6 +184,21 @@ class NodeDelay(Listening):
 
     def __init__(self, children, tmp, pin_cpus):
         super().__init__(children, "node", ["node", str(ROOT / "bench/node_delay.js")], tmp,
+                         pin_cpus)
+
+
+class NodeWsEcho(Listening):
+    """bench/node_ws_echo.js: Node's http server with the ws package (8.x) echoing /ws/echo, the
+    peer for percore's WebSocket echo. ws comes from npm into bench/node_modules (scripts/setup
+    --bench)."""
+    name = "node"
+
+    def __init__(self, children, tmp, pin_cpus):
+        ws = ROOT / "bench/node_modules/ws/package.json"
+        if not ws.exists():
+            raise Failure(f"{ws.relative_to(ROOT)} is missing: scripts/setup --bench installs it")
+        self.ws_version = json.loads(ws.read_text()).get("version")
+        super().__init__(children, "node-ws", ["node", str(ROOT / "bench/node_ws_echo.js")], tmp,
                          pin_cpus)
 
 
