@@ -334,6 +334,10 @@ void Loop::OnReceived(ConnectionState* c, std::string_view bytes) {
     c->buffers->KeepUnread(bytes.substr(taken));
     Hold(c);
   }
+  // A session handed over (an upgrade read just now) takes its place before anything else
+  // runs: before the answer it wrote is sent, and before jobs that expect it in place (a
+  // message published to the topics it joins as it opens).
+  if (c->handing_over) TakeSuccessors();
 }
 
 size_t Loop::Offer(ConnectionState* c, std::string_view bytes) {

@@ -356,24 +356,35 @@ class HandOverTest : public ::testing::Test {
   LoopHarness harness_;
 };
 
-TEST_F(HandOverTest, TheSuccessorGetsTheBytesLeftAndThoseReadBeforeItTakesOver) {
+TEST_F(HandOverTest, TheSuccessorTakesOverRightAfterTheReadAndGetsTheBytesLeft) {
   Connection* c = harness_.Accept();
   harness_.Feed(c, "switch and");
-  harness_.Feed(c, " more");  // read before the loop's turn puts the successor in place
-  EXPECT_EQ(log_.switches_destroyed, 0) << "destroyed while it may still be on the stack";
-  EXPECT_EQ(StateOf(c)->deadline_ms, 0) << "the old session's deadline is not the successor's";
-  ASSERT_TRUE(harness_.RunUntil([&] { return log_.switches_destroyed == 1; }, absl::Seconds(5)));
-  ASSERT_TRUE(harness_.RunUntil([&] { return StateOf(c)->pending_output() == 12; },
-                                absl::Seconds(5)));
-  EXPECT_EQ(harness_.TakeOutput(c), "ok  AND MORE");
+  // Off the stack once the read is done, and in place before the answer is sent.
+  EXPECT_EQ(log_.switches_destroyed, 1);
   EXPECT_EQ(log_.events, "takeover;");
-  harness_.Feed(c, "later");
-  EXPECT_EQ(harness_.TakeOutput(c), "LATER");
+  EXPECT_EQ(StateOf(c)->deadline_ms, 0) << "the old session's deadline is not the successor's";
+  ASSERT_TRUE(
+      harness_.RunUntil([&] { return StateOf(c)->pending_output() == 7; }, absl::Seconds(5)));
+  EXPECT_EQ(harness_.TakeOutput(c), "ok  AND");
+  harness_.Feed(c, " more");
+  EXPECT_EQ(harness_.TakeOutput(c), " MORE");
+}
+
+TEST_F(HandOverTest, HandedOverOutsideAReadTheBytesReadMeanwhileWaitForTheSuccessor) {
+  Connection* c = harness_.Accept();
+  c->HandTo(std::make_unique<Upper>(&log_));  // as from a timer or a posted job
+  harness_.Feed(c, "early");
+  EXPECT_EQ(log_.switches_destroyed, 0) << "replaced while it may still be on the stack";
+  EXPECT_EQ(StateOf(c)->pending_output(), 0u) << "the bytes went to the session being replaced";
+  ASSERT_TRUE(harness_.RunUntil([&] { return log_.switches_destroyed == 1; }, absl::Seconds(5)));
+  ASSERT_TRUE(
+      harness_.RunUntil([&] { return StateOf(c)->pending_output() == 5; }, absl::Seconds(5)));
+  EXPECT_EQ(harness_.TakeOutput(c), "EARLY");
 }
 
 TEST_F(HandOverTest, AFinReadBeforeTheSuccessorTakesOverIsToldToIt) {
   Connection* c = harness_.Accept();
-  harness_.Feed(c, "switch");
+  c->HandTo(std::make_unique<Upper>(&log_));
   harness_.loop().OnReceiveEnded(StateOf(c), 0);
   EXPECT_EQ(log_.events, "") << "the FIN went to the session being replaced";
   ASSERT_TRUE(harness_.RunUntil([&] { return c->closing(); }, absl::Seconds(5)));
@@ -382,7 +393,7 @@ TEST_F(HandOverTest, AFinReadBeforeTheSuccessorTakesOverIsToldToIt) {
 
 TEST_F(HandOverTest, ADrainBegunBeforeTheSuccessorTakesOverIsToldToIt) {
   Connection* c = harness_.Accept();
-  harness_.Feed(c, "switch");
+  c->HandTo(std::make_unique<Upper>(&log_));
   harness_.loop().BeginDrain();
   ASSERT_TRUE(harness_.RunUntil([&] { return log_.switches_destroyed == 1; }, absl::Seconds(5)));
   EXPECT_EQ(log_.events, "takeover;drain;");
@@ -391,7 +402,7 @@ TEST_F(HandOverTest, ADrainBegunBeforeTheSuccessorTakesOverIsToldToIt) {
 
 TEST_F(HandOverTest, AConnectionReleasedBeforeTheSwitchDropsTheSuccessor) {
   Connection* c = harness_.Accept();
-  harness_.Feed(c, "switch");
+  c->HandTo(std::make_unique<Upper>(&log_));
   harness_.Release(c);
   EXPECT_EQ(log_.switches_destroyed, 1);
   ASSERT_TRUE(harness_.RunUntil([] { return true; }, absl::Seconds(5)));

@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "alike.h"
 #include "percore/http/app.h"
 #include "percore/testing/harness.h"
 
@@ -123,13 +124,6 @@ LoopHarness& Harness() {
   return *harness;
 }
 
-[[noreturn]] void Mismatch(const char* what, std::string_view whole, std::string_view split) {
-  std::fprintf(stderr, "session_fuzzer: %s differ\n--- whole:\n%.*s\n--- split:\n%.*s\n", what,
-               static_cast<int>(whole.size()), whole.data(), static_cast<int>(split.size()),
-               split.data());
-  std::abort();
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -143,27 +137,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   harness.Feed(whole, stream);
   Kept().clear();
-  for (size_t at = 0; at < stream.size();) {
-    const size_t n = std::uniform_int_distribution<size_t>(1, 32)(sizes);
-    // A copy each time, as a receive buffer would be: no view may outlive its read.
-    harness.Feed(split, std::string(std::string_view(stream).substr(at, n)));
-    at += n;
-  }
-  Kept().clear();
-  const std::string a = harness.TakeOutput(whole);
-  const std::string b = harness.TakeOutput(split);
-  if (a != b) Mismatch("answers", a, b);
-  if (harness.Closing(whole) != harness.Closing(split)) Mismatch("closing states", a, b);
-
-  // The deadline: a 408 for a request that began, silence for an idle connection.
-  if (!harness.Closing(whole)) {
-    harness.ExpireDeadline(whole);
-    harness.ExpireDeadline(split);
-    const std::string c = harness.TakeOutput(whole);
-    const std::string d = harness.TakeOutput(split);
-    if (c != d) Mismatch("answers to the deadline", c, d);
-  }
-  harness.Release(whole);
-  harness.Release(split);
+  percore::testing::FeedSplitAndCompare(harness, whole, split, stream, sizes, 32,
+                                        /*turn=*/false, [] { Kept().clear(); });
   return 0;
 }

@@ -18,6 +18,7 @@
 #include <string>
 #include <string_view>
 
+#include "alike.h"
 #include "percore/http/app.h"
 #include "percore/http/websocket.h"
 #include "percore/testing/harness.h"
@@ -81,20 +82,6 @@ std::string Encode(FuzzedDataProvider& in) {
   return out;
 }
 
-[[noreturn]] void Mismatch(const char* what, std::string_view whole, std::string_view split) {
-  size_t at = 0;
-  while (at < whole.size() && at < split.size() && whole[at] == split[at]) ++at;
-  std::fprintf(stderr, "ws_fuzzer: %s differ (%zu and %zu bytes) from byte %zu:\n", what,
-               whole.size(), split.size(), at);
-  for (std::string_view s : {whole, split}) {
-    for (size_t i = at; i < s.size() && i < at + 48; ++i) {
-      std::fprintf(stderr, "%02x ", static_cast<unsigned char>(s[i]));
-    }
-    std::fprintf(stderr, "\n");
-  }
-  std::abort();
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -115,24 +102,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   harness.RunUntil([] { return true; }, absl::Seconds(1));
   harness.Feed(split, handshake);
   harness.RunUntil([] { return true; }, absl::Seconds(1));
-  for (size_t at = 0; at < stream.size();) {
-    const size_t n = std::uniform_int_distribution<size_t>(1, 24)(sizes);
-    // A copy each time, as a receive buffer would be: no view may outlive its read.
-    harness.Feed(split, std::string(std::string_view(stream).substr(at, n)));
-    harness.RunUntil([] { return true; }, absl::Seconds(1));
-    at += n;
-  }
-  const std::string a = harness.TakeOutput(whole);
-  const std::string b = harness.TakeOutput(split);
-  if (a != b) Mismatch("answers", a, b);
-  if (harness.Closing(whole) != harness.Closing(split)) Mismatch("closing states", a, b);
-  // The idle deadline: a ping for each, then the cut.
-  if (!harness.Closing(whole)) {
-    harness.ExpireDeadline(whole);
-    harness.ExpireDeadline(split);
-    if (harness.TakeOutput(whole) != harness.TakeOutput(split)) Mismatch("pings", a, b);
-  }
-  harness.Release(whole);
-  harness.Release(split);
+  percore::testing::FeedSplitAndCompare(harness, whole, split, stream, sizes, 24, /*turn=*/true,
+                                        {});
   return 0;
 }

@@ -158,6 +158,19 @@ TEST_P(WsPubSubTest, PublishersOnSeveralThreadsAndALoopReachEverySubscriberInOrd
   }
 }
 
+TEST_P(WsPubSubTest, OnceAClientHasItsSwitchItsOpenHasRunAndAPublishReachesIt) {
+  ASSERT_NO_FATAL_FAILURE(ServeRoom());
+  if (IsSkipped()) return;
+  // `open` subscribes: it runs before the 101 leaves, so a message published as soon as the
+  // client has the 101, from any thread, reaches it.
+  for (int i = 0; i < 20; ++i) {
+    WsClient client(port_, "/room?name=n" + std::to_string(i));
+    ASSERT_TRUE(client.upgraded());
+    app_->Publish("room", "welcome " + std::to_string(i));
+    EXPECT_EQ(client.ReadMessage(kTimeout), "welcome " + std::to_string(i));
+  }
+}
+
 TEST_P(WsPubSubTest, AClientThatReadsNothingHoldsBoundedMemoryAndOthersKeepUp) {
   http::WsOptions options;
   options.max_backpressure_bytes = 64 * 1024;
