@@ -1,7 +1,5 @@
 // The WebSocket session on one loop without a kernel (LoopHarness): what depends on several
 // connections sharing the loop's state, which the socket suites cannot place on one loop at will.
-#include <zlib.h>
-
 #include <string>
 #include <string_view>
 
@@ -16,21 +14,6 @@ namespace {
 
 using percore::testing::EncodeWsFrame;
 using percore::testing::LoopHarness;
-
-// "Hello, WebSocket" deflated as a client would send it (RFC 7692 7.2.1), tail left off.
-std::string Deflated(std::string_view text) {
-  z_stream z{};
-  deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY);
-  std::string out(text.size() + 64, '\0');
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(text.data()));
-  z.avail_in = static_cast<uInt>(text.size());
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = static_cast<uInt>(out.size());
-  deflate(&z, Z_SYNC_FLUSH);
-  out.resize(out.size() - z.avail_out - 4);
-  deflateEnd(&z);
-  return out;
-}
 
 class WsSessionTest : public ::testing::Test {
  protected:
@@ -62,14 +45,14 @@ class WsSessionTest : public ::testing::Test {
 TEST_F(WsSessionTest, CompressedMessagesOfTwoConnectionsInterleavedOnTheLoopsSharedInflater) {
   Connection* a = Open();
   Connection* b = Open();
-  const std::string one = Deflated("first connection's message");
-  const std::string two = Deflated("second connection's message");
+  const std::string one = percore::testing::ClientDeflate().Compress("first connection's message");
+  const std::string two = percore::testing::ClientDeflate().Compress("second connection's message");
   // Each message's first fragment, then each one's last: the loop's one inflater must not be
   // left half-way through a's message when b's begins.
-  harness_.Feed(a, EncodeWsFrame({.opcode = 1, .payload = one.substr(0, 5), .fin = false,
-                                  .rsv1 = true}));
-  harness_.Feed(b, EncodeWsFrame({.opcode = 1, .payload = two.substr(0, 5), .fin = false,
-                                  .rsv1 = true}));
+  harness_.Feed(
+      a, EncodeWsFrame({.opcode = 1, .payload = one.substr(0, 5), .fin = false, .rsv1 = true}));
+  harness_.Feed(
+      b, EncodeWsFrame({.opcode = 1, .payload = two.substr(0, 5), .fin = false, .rsv1 = true}));
   harness_.Feed(a, EncodeWsFrame({.opcode = 0, .payload = one.substr(5)}));
   harness_.Feed(b, EncodeWsFrame({.opcode = 0, .payload = two.substr(5)}));
   EXPECT_EQ(harness_.TakeOutput(a).substr(2), "first connection's message");

@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <zlib.h>
 
 #include <atomic>
 #include <chrono>
@@ -52,45 +51,6 @@ std::string Upgrade(std::string_view path, std::string_view fields) {
          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
          std::string(fields) + "\r\n";
 }
-
-// Raw deflate as a permessage-deflate client does it (RFC 7692 7.2.1): a sync flush, its last
-// four bytes left off. The context is kept from one message to the next.
-class ClientDeflate {
- public:
-  ClientDeflate() {
-    deflateInit2(&out_, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY);
-    inflateInit2(&in_, -15);
-  }
-  ~ClientDeflate() {
-    deflateEnd(&out_);
-    inflateEnd(&in_);
-  }
-  std::string Compress(std::string_view message) {
-    std::string out(message.size() + 1024, '\0');
-    out_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(message.data()));
-    out_.avail_in = static_cast<uInt>(message.size());
-    out_.next_out = reinterpret_cast<Bytef*>(out.data());
-    out_.avail_out = static_cast<uInt>(out.size());
-    deflate(&out_, Z_SYNC_FLUSH);
-    out.resize(out.size() - out_.avail_out - 4);
-    return out;
-  }
-  std::string Inflate(std::string payload) {
-    payload.append("\x00\x00\xFF\xFF", 4);
-    std::string out(1 << 20, '\0');
-    in_.next_in = reinterpret_cast<Bytef*>(payload.data());
-    in_.avail_in = static_cast<uInt>(payload.size());
-    in_.next_out = reinterpret_cast<Bytef*>(out.data());
-    in_.avail_out = static_cast<uInt>(out.size());
-    inflate(&in_, Z_SYNC_FLUSH);
-    out.resize(out.size() - in_.avail_out);
-    return out;
-  }
-
- private:
-  z_stream out_{};
-  z_stream in_{};
-};
 
 class WebSocketTest : public percore::testing::EngineTest {
  protected:
@@ -199,7 +159,7 @@ TEST_P(WebSocketTest, DeflatedMessagesBothWaysWithTheContextKept) {
   ASSERT_TRUE(client.upgraded()) << client.head();
   EXPECT_NE(client.head().find("\r\nSec-WebSocket-Extensions: permessage-deflate"),
             std::string::npos);
-  ClientDeflate z;
+  testing::ClientDeflate z;
   const std::string text(3000, 'w');
   for (int i = 0; i < 3; ++i) {  // the second and third lean on the first's window
     const std::string message = text + std::to_string(i);
@@ -222,7 +182,7 @@ TEST_P(WebSocketTest, AMessageThatInflatesPastTheLimitIsRefusedWith1009) {
   if (IsSkipped()) return;
   WsClient client(port_, "/shared?name=a", "Sec-WebSocket-Extensions: permessage-deflate\r\n");
   ASSERT_TRUE(client.upgraded()) << client.head();
-  ClientDeflate z;
+  testing::ClientDeflate z;
   const std::string bomb = z.Compress(std::string(50 << 20, '\0'));  // 50 MiB in ~50 KiB
   ASSERT_LT(bomb.size(), 100000u);
   ASSERT_TRUE(client.Send({.opcode = 2, .payload = bomb, .rsv1 = true}));

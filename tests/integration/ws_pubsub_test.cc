@@ -107,6 +107,22 @@ class WsPubSubTest : public percore::testing::EngineTest {
       if (engine_->Start().ok()) engine_->Wait();
     });
   }
+  // The engine supervised, serving, with subscribers on both loops.
+  void SuperviseWithSubscribers() {
+    ASSERT_NO_FATAL_FAILURE(ServeRoom({}, /*start=*/false));
+    if (IsSkipped()) return;
+    Supervise();
+    ASSERT_TRUE(WaitUntil([&] { return engine_->ready(); }, kTimeout));
+    ASSERT_NO_FATAL_FAILURE(ConnectAcrossLoops(4));
+  }
+  // Each client gets "going away" (1001), answers it, and sees the connection end.
+  void AnswerGoingAway() {
+    for (auto& client : clients_) {
+      EXPECT_EQ(client->ReadClose(kTimeout), 1001);
+      ASSERT_TRUE(client->Send({.opcode = 8, .payload = testing::ClosePayload(1001)}));
+      EXPECT_TRUE(client->WaitEnd(kTimeout));
+    }
+  }
   void TearDown() override {
     if (supervisor_.joinable()) {
       engine_->Stop();
@@ -207,34 +223,20 @@ TEST_P(WsPubSubTest, AClientThatReadsNothingHoldsBoundedMemoryAndOthersKeepUp) {
 }
 
 TEST_P(WsPubSubTest, ADrainSendsGoingAwayAndEndsOnceTheClientsAnswer) {
-  ASSERT_NO_FATAL_FAILURE(ServeRoom({}, /*start=*/false));
+  ASSERT_NO_FATAL_FAILURE(SuperviseWithSubscribers());
   if (IsSkipped()) return;
-  Supervise();
-  ASSERT_TRUE(WaitUntil([&] { return engine_->ready(); }, kTimeout));
-  ASSERT_NO_FATAL_FAILURE(ConnectAcrossLoops(4));
   engine_->Drain();
-  for (auto& client : clients_) {
-    EXPECT_EQ(client->ReadClose(kTimeout), 1001);
-    ASSERT_TRUE(client->Send({.opcode = 8, .payload = testing::ClosePayload(1001)}));
-    EXPECT_TRUE(client->WaitEnd(kTimeout));
-  }
+  ASSERT_NO_FATAL_FAILURE(AnswerGoingAway());
   supervisor_.join();  // the drain is over: every loop ended
   engine_.reset();
   EXPECT_EQ(closes_, std::vector<uint16_t>(clients_.size(), 1001));
 }
 
 TEST_P(WsPubSubTest, ARollingRestartClosesEachLoopsWebSocketsAndTheNewLoopsServe) {
-  ASSERT_NO_FATAL_FAILURE(ServeRoom({}, /*start=*/false));
+  ASSERT_NO_FATAL_FAILURE(SuperviseWithSubscribers());
   if (IsSkipped()) return;
-  Supervise();
-  ASSERT_TRUE(WaitUntil([&] { return engine_->ready(); }, kTimeout));
-  ASSERT_NO_FATAL_FAILURE(ConnectAcrossLoops(4));
   engine_->Reload();
-  for (auto& client : clients_) {
-    EXPECT_EQ(client->ReadClose(kTimeout), 1001);
-    ASSERT_TRUE(client->Send({.opcode = 8, .payload = testing::ClosePayload(1001)}));
-    EXPECT_TRUE(client->WaitEnd(kTimeout));
-  }
+  ASSERT_NO_FATAL_FAILURE(AnswerGoingAway());
   // The new loops subscribe anew and receive what is published.
   WsClient again(port_, "/room?name=again");
   ASSERT_TRUE(again.upgraded());

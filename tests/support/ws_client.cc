@@ -54,6 +54,39 @@ std::string ClosePayload(uint16_t code, std::string_view reason) {
   return out.append(reason);
 }
 
+ClientDeflate::ClientDeflate() {
+  deflateInit2(&out_, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY);
+  inflateInit2(&in_, -15);
+}
+
+ClientDeflate::~ClientDeflate() {
+  deflateEnd(&out_);
+  inflateEnd(&in_);
+}
+
+std::string ClientDeflate::Compress(std::string_view message) {
+  std::string out(message.size() + 1024, '\0');
+  out_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(message.data()));
+  out_.avail_in = static_cast<uInt>(message.size());
+  out_.next_out = reinterpret_cast<Bytef*>(out.data());
+  out_.avail_out = static_cast<uInt>(out.size());
+  deflate(&out_, Z_SYNC_FLUSH);
+  out.resize(out.size() - out_.avail_out - 4);
+  return out;
+}
+
+std::string ClientDeflate::Inflate(std::string payload) {
+  payload.append("\x00\x00\xFF\xFF", 4);
+  std::string out(1 << 20, '\0');
+  in_.next_in = reinterpret_cast<Bytef*>(payload.data());
+  in_.avail_in = static_cast<uInt>(payload.size());
+  in_.next_out = reinterpret_cast<Bytef*>(out.data());
+  in_.avail_out = static_cast<uInt>(out.size());
+  inflate(&in_, Z_SYNC_FLUSH);
+  out.resize(out.size() - in_.avail_out);
+  return out;
+}
+
 WsClient::WsClient(int port, std::string_view path, std::string_view extra_fields,
                    std::string_view after)
     : socket_(ConnectLocal(port)) {

@@ -4,6 +4,8 @@
 #ifndef PERCORE_TESTS_SUPPORT_WS_CLIENT_H_
 #define PERCORE_TESTS_SUPPORT_WS_CLIENT_H_
 
+#include <zlib.h>
+
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -37,6 +39,23 @@ struct WsFrameSpec {
 std::string EncodeWsFrame(const WsFrameSpec& spec);
 // A close frame's payload: the code, big-endian, then the reason.
 std::string ClosePayload(uint16_t code, std::string_view reason = {});
+
+// Raw deflate as a permessage-deflate client does it (RFC 7692 7.2.1): each message flushed
+// (Z_SYNC_FLUSH) with the flush's last four bytes left off, the context kept from one message to
+// the next; and the server's messages inflated back.
+class ClientDeflate {
+ public:
+  ClientDeflate();
+  ~ClientDeflate();
+  ClientDeflate(const ClientDeflate&) = delete;
+  ClientDeflate& operator=(const ClientDeflate&) = delete;
+  std::string Compress(std::string_view message);
+  std::string Inflate(std::string payload);
+
+ private:
+  z_stream out_{};
+  z_stream in_{};
+};
 
 class WsClient {
  public:
