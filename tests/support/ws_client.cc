@@ -77,13 +77,18 @@ std::string ClientDeflate::Compress(std::string_view message) {
 
 std::string ClientDeflate::Inflate(std::string payload) {
   payload.append("\x00\x00\xFF\xFF", 4);
-  std::string out(1 << 20, '\0');
+  std::string out;
   in_.next_in = reinterpret_cast<Bytef*>(payload.data());
   in_.avail_in = static_cast<uInt>(payload.size());
-  in_.next_out = reinterpret_cast<Bytef*>(out.data());
-  in_.avail_out = static_cast<uInt>(out.size());
-  inflate(&in_, Z_SYNC_FLUSH);
-  out.resize(out.size() - in_.avail_out);
+  do {
+    const size_t used = out.size();
+    out.resize(used + (1 << 20));
+    in_.next_out = reinterpret_cast<Bytef*>(out.data() + used);
+    in_.avail_out = 1 << 20;
+    const int rc = inflate(&in_, Z_SYNC_FLUSH);
+    out.resize(out.size() - in_.avail_out);
+    if (rc != Z_OK) break;
+  } while (in_.avail_in > 0 || in_.avail_out == 0);
   return out;
 }
 
