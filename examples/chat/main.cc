@@ -12,6 +12,7 @@
 // The page is looked for in public/ beside the binary (CMake copies it there), or in the
 // directory given by --public_dir.
 #include <atomic>
+#include <cctype>
 #include <cstdint>
 #include <cstdio>
 #include <exception>
@@ -53,46 +54,14 @@ struct Member {
   int loop = 0;  // which loop serves it, for the log
 };
 
-// Whether `s` is well-formed UTF-8 (no overlong forms, surrogates or code points past
-// U+10FFFF): what goes out in a text message must be.
-bool IsUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto lead = static_cast<unsigned char>(s[i]);
-    size_t extra = 0;
-    uint32_t code = 0;
-    uint32_t least = 0;
-    if (lead < 0x80) {
-      ++i;
-      continue;
-    } else if ((lead & 0xE0) == 0xC0) {
-      extra = 1, code = lead & 0x1F, least = 0x80;
-    } else if ((lead & 0xF0) == 0xE0) {
-      extra = 2, code = lead & 0x0F, least = 0x800;
-    } else if ((lead & 0xF8) == 0xF0) {
-      extra = 3, code = lead & 0x07, least = 0x10000;
-    } else {
+// A name fit to show: 1 to 32 letters, digits, spaces, '-' or '_' (so "name: text" reads one
+// way only, and the name is valid in a text message, which must be UTF-8).
+bool FitName(std::string_view name) {
+  if (name.empty() || name.size() > kMaxNameBytes) return false;
+  for (const char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != ' ' && c != '-' && c != '_') {
       return false;
     }
-    if (s.size() - i <= extra) return false;
-    for (size_t k = 1; k <= extra; ++k) {
-      const auto next = static_cast<unsigned char>(s[i + k]);
-      if ((next & 0xC0) != 0x80) return false;
-      code = (code << 6) | (next & 0x3F);
-    }
-    if (code < least || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return false;
-    i += extra + 1;
-  }
-  return true;
-}
-
-// A name fit to show: 1 to 32 bytes of UTF-8, without control characters, and without ':' so
-// that "name: text" reads one way only.
-bool FitName(std::string_view name) {
-  if (name.empty() || name.size() > kMaxNameBytes || !IsUtf8(name)) return false;
-  for (const char c : name) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (byte < 0x20 || byte == 0x7F || c == ':') return false;
   }
   return true;
 }
@@ -131,7 +100,7 @@ percore::http::WsBehavior<Member> Room(const App& app, std::atomic<int>& here) {
           [](const Request& req, Member& member) {
             const std::string_view name = Trim(req.Query("name"));
             if (!FitName(name)) {
-              throw HttpError(400, "?name= must be 1 to 32 bytes of text, without ':'");
+              throw HttpError(400, "?name= must be 1 to 32 letters, digits, spaces, - or _");
             }
             member.name = std::string(name);
             member.loop = req.worker_id();

@@ -170,6 +170,7 @@ bool LoopHarness::RunUntil(const std::function<bool()>& done, absl::Duration tim
 }
 
 void LoopHarness::Release(Connection* c) {
+  impl_->Forget();  // not to be looked at once gone (a hand-over marks it, say)
   impl_->loop->Release(StateOf(c));
   impl_->Forget();
 }
