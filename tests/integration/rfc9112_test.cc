@@ -55,8 +55,9 @@
 //   ("HTTP/1.x", "HTTP/11") is a bad request-line, 400.
 // - "Expect: 100-continue" with a body (RFC 9110 10.1.1): "100 Continue" once the header section
 //   is in, then the final response.
-// - Upgrade (RFC 9110 7.8): percore switches to no other protocol; the route answers (200), and
-//   the connection closes after it, unread bytes after the request unanswered.
+// - Upgrade (RFC 9110 7.8): a route that is not a WebSocket endpoint (App::Ws, rfc6455_test.cc)
+//   switches to no other protocol: it answers (200), and the connection closes after it, unread
+//   bytes after the request unanswered.
 // - A path no route has: 404; a method no route of that path has: 405 with Allow (RFC 9110
 //   15.5.6 MUST). Both keep the connection.
 // - Keep-alive (RFC 9112 9.3): HTTP/1.1 persists unless "Connection: close"; HTTP/1.0 closes
