@@ -232,9 +232,10 @@ class Connection {
   // Hands the connection to another protocol's session, as HTTP/1.1 does to WebSocket after its
   // 101. As soon as the read during which it is called is handled (before what the caller wrote
   // is sent), or, called from elsewhere, at the loop's next turn, `next` is the connection's
-  // session and the caller is destroyed; until then the loop keeps what it reads for `next`. The bytes the caller did not
-  // take from OnData go to `next`, then everything after: reads, the peer's FIN, the drain (a
-  // drain already begun is told to `next` after its Session::OnTakeOver). The caller's deadline
+  // session and the caller is destroyed; until then the loop keeps what it reads for `next`.
+  // The bytes the caller did not take from OnData go to `next`, then everything after: reads,
+  // the peer's FIN, the drain (a drain already begun is told to `next` after its
+  // Session::OnTakeOver). The caller's deadline
   // is cancelled, and SetDeadline does nothing until `next` takes over. Does nothing (and
   // destroys `next`) once closing. Owning-loop-only; the caller takes no more bytes after it.
   void HandTo(std::unique_ptr<Session> next);
