@@ -235,9 +235,9 @@ class Connection {
   // session and the caller is destroyed; until then the loop keeps what it reads for `next`.
   // The bytes the caller did not take from OnData go to `next`, then everything after: reads,
   // the peer's FIN, the drain (a drain already begun is told to `next` after its
-  // Session::OnTakeOver). The caller's deadline
-  // is cancelled, and SetDeadline does nothing until `next` takes over. Does nothing (and
-  // destroys `next`) once closing. Owning-loop-only; the caller takes no more bytes after it.
+  // Session::OnTakeOver). The caller's deadline is cancelled, and SetDeadline does nothing until
+  // `next` takes over. Does nothing (and destroys `next`) once closing. Owning-loop-only; the
+  // caller takes no more bytes after it.
   void HandTo(std::unique_ptr<Session> next);
 
  protected:
