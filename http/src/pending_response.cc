@@ -321,14 +321,26 @@ void HttpSession::DropSlots() {
   state_->pending = nullptr;
   state_->slot = nullptr;
   std::vector<Abandoned> left;
-  for (Slot& slot : state_->slots) {
-    if (slot.pending != nullptr) {
+  std::deque<Slot>& slots = state_->slots;
+  // A slot whose handler is running stays until it returns (its answer is being written into
+  // it: a kept answer it sends may be what closed the connection); the Advance that follows
+  // drops it. Popping at a deque's ends leaves it where it is.
+  Slot* keep = nullptr;
+  for (Slot& slot : slots) {
+    if (&slot == state_->handling) {
+      keep = &slot;
+    } else if (slot.pending != nullptr) {
       left.push_back(slot.pending->Abandon());
     } else {
       left.emplace_back().finish.fns = std::move(slot.finish.fns);
     }
   }
-  state_->slots.clear();  // closes their files
+  if (keep == nullptr) {
+    slots.clear();  // closes their files
+  } else {
+    while (&slots.back() != keep) slots.pop_back();
+    while (&slots.front() != keep) slots.pop_front();
+  }
   for (Abandoned& a : left) a.Run();
 }
 
