@@ -6,6 +6,7 @@
 //   ./hello_cores --port 3000 --guard          # engine in a child process, restarted if killed
 //   ./hello_cores --static ./public            # GET /files/... from ./public
 //   ./hello_cores --proxy_protocol             # behind HAProxy's send-proxy-v2: /ip is the client
+//   ./hello_cores --tls_cert site.pem --tls_key site.key   # HTTPS (and wss://) only
 #include <signal.h>
 #include <unistd.h>
 
@@ -36,8 +37,8 @@
 #include "percore/http/health.h"
 #include "percore/http/middleware.h"
 #include "percore/signals.h"
-#include "percore/thread_pool.h"
 #include "percore/testing/fault.h"
+#include "percore/thread_pool.h"
 #include "percore/version.h"
 
 ABSL_FLAG(int, port, 3000, "TCP port to listen on (0: any free port, printed at start-up)");
@@ -87,6 +88,11 @@ ABSL_FLAG(bool, proxy_protocol, false,
           "every connection starts with a PROXY protocol header (v1 or v2) giving the client's "
           "address; connections without one are closed");
 ABSL_FLAG(bool, compress, true, "gzip answers worth compressing when the client accepts it");
+ABSL_FLAG(std::vector<std::string>, tls_cert, {},
+          "serve TLS (only) with this PEM certificate and its chain; repeat it for several "
+          "certificates, chosen by the name the client asks for (SNI; the first by default)");
+ABSL_FLAG(std::vector<std::string>, tls_key, {},
+          "the PEM private key of each --tls_cert, in the same order");
 
 namespace {
 
@@ -103,6 +109,7 @@ Routes:
   GET /worker            which loop answered: worker id, cpu and pid
   GET /json              {"message":"Hello, World!"}
   GET /ip                the client's address as percore sees it (PROXY header, trusted proxy)
+  GET /tls               what TLS negotiated: version, cipher, SNI name, ALPN ({} over plain TCP)
   ANY /echo              the request body back, with its Content-Type
   GET /delay?ms=N        answered from a timer N ms later (0..60000)
   GET /stream?bytes=N    N bytes streamed with backpressure (up to 1 GiB; cut short by a drain)
@@ -218,6 +225,37 @@ int Serve(percore::http::App& app, const percore::EngineOptions& options) {
   std::exit(0);
 }
 
+// Abseil keeps the last of a repeated flag; these flags take every occurrence instead, as one
+// comma-separated value ("--tls_cert a.pem --tls_cert=b.pem" is "--tls_cert=a.pem,b.pem").
+std::vector<char*> JoinRepeated(int argc, char** argv, const std::vector<std::string>& names) {
+  static std::vector<std::string> joined;  // the merged arguments, alive as long as argv
+  std::vector<char*> args;
+  std::vector<std::string> values(names.size());
+  bool positional = false;  // after "--"
+  for (int i = 0; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    positional = positional || arg == "--";
+    size_t which = names.size();
+    for (size_t n = 0; n < names.size() && !positional; ++n) {
+      if (arg.starts_with("--" + names[n] + "=") || arg == "--" + names[n]) which = n;
+    }
+    if (which == names.size()) {
+      args.push_back(argv[i]);
+      continue;
+    }
+    const size_t equals = arg.find('=');
+    std::string value(equals == arg.npos ? (i + 1 < argc ? argv[++i] : "")
+                                         : arg.substr(equals + 1));
+    values[which] += (values[which].empty() ? "" : ",") + value;
+  }
+  joined.clear();
+  for (size_t n = 0; n < names.size(); ++n) {
+    if (!values[n].empty()) joined.push_back("--" + names[n] + "=" + values[n]);
+  }
+  for (std::string& arg : joined) args.push_back(arg.data());
+  return args;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -235,7 +273,8 @@ int main(int argc, char** argv) {
   };
   usage.contains_help_flags = [](absl::string_view file) { return file == "hello_cores"; };
   absl::SetFlagsUsageConfig(usage);
-  absl::ParseCommandLine(argc, argv);
+  std::vector<char*> args = JoinRepeated(argc, argv, {"tls_cert", "tls_key"});
+  absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
 
   percore::EngineOptions options;
   options.address = absl::GetFlag(FLAGS_address);
@@ -271,6 +310,11 @@ int main(int argc, char** argv) {
   options.drain_checks = absl::GetFlag(FLAGS_drain_checks);
   options.drain_idle = absl::GetFlag(FLAGS_drain_idle);
 
+  const std::vector<std::string> certs = absl::GetFlag(FLAGS_tls_cert);
+  const std::vector<std::string> keys = absl::GetFlag(FLAGS_tls_key);
+  if (certs.size() != keys.size()) return Fail("give one --tls_key for each --tls_cert");
+  for (size_t i = 0; i < certs.size(); ++i) options.tls.certificates.push_back({certs[i], keys[i]});
+
   percore::http::HttpOptions http;
   http.log_requests = absl::GetFlag(FLAGS_log_requests);
   http.trust_proxy = absl::GetFlag(FLAGS_trust_proxy);
@@ -293,6 +337,18 @@ int main(int argc, char** argv) {
   app.Get("/json", [](const Request&, Response& res) { res.Json({{"message", "Hello, World!"}}); });
   // The client's address as percore sees it: from the PROXY header or a trusted proxy's
   // X-Forwarded-For, else the connection's peer.
+  // What TLS negotiated for this connection: {} over plain TCP.
+  app.Get("/tls", [](const Request& req, Response& res) {
+    nlohmann::json info = nlohmann::json::object();
+    if (std::optional<percore::TlsInfo> tls = req.tls()) {
+      info = {{"version", tls->version},
+              {"cipher", tls->cipher},
+              {"sni", tls->server_name},
+              {"alpn", tls->alpn},
+              {"resumed", tls->resumed}};
+    }
+    res.Json(info);
+  });
   app.Get("/ip", [](const Request& req, Response& res) {
     const percore::PeerAddress client = req.client();
     const percore::PeerAddress peer = req.peer();
@@ -356,11 +412,11 @@ int main(int argc, char** argv) {
   app.Ws("/ws/echo", {.message = [](percore::http::WebSocket& ws, std::string_view message,
                                     percore::http::WsOpcode opcode) { ws.Send(message, opcode); },
                       .options = echo_options});
-  app.Ws("/ws/chat", {.open = [](percore::http::WebSocket& ws) { ws.Subscribe("chat"); },
-                      .message = [&app](percore::http::WebSocket&, std::string_view message,
-                                        percore::http::WsOpcode opcode) {
-                        app.Publish("chat", message, opcode);
-                      }});
+  app.Ws("/ws/chat",
+         {.open = [](percore::http::WebSocket& ws) { ws.Subscribe("chat"); },
+          .message =
+              [&app](percore::http::WebSocket&, std::string_view message,
+                     percore::http::WsOpcode opcode) { app.Publish("chat", message, opcode); }});
 
   percore::http::MountHealthRoutes(app);
   if (absl::GetFlag(FLAGS_enable_fault_routes)) {

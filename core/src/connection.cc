@@ -3,10 +3,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "connection_state.h"
 #include "loop.h"
 #include "percore/buffers.h"
 #include "percore/protocol.h"
+#include "tls_stream.h"
 
 namespace percore {
 namespace {
@@ -24,19 +27,54 @@ void IoBuffers::AddFile(int fd, uint64_t offset, uint64_t length) {
   pending.clear();  // moved from: empty in practice, but only "valid" by the standard
 }
 
-void IoBuffers::Prepare() {
-  if (sent_ < sending_.size() || file_.left > 0) return;  // the current part goes on
+bool IoBuffers::Prepare() {
+  if (tls != nullptr) return PrepareSealed();
+  if (sent_ < sending_.size() || file_.left > 0) return true;  // the current part goes on
   sending_.clear();
   sent_ = 0;
   if (queue_.empty()) {
     sending_.swap(pending);
-    return;
+    return true;
   }
   Part& part = queue_.front();
   sending_.swap(part.bytes);
   file_ = part.file;
   queued_ -= sending_.size() + file_.left;
   queue_.pop_front();
+  return true;
+}
+
+bool IoBuffers::PrepareSealed() {
+  if (sent_ < sending_.size()) return true;  // the current records go on
+  sending_.clear();
+  sent_ = 0;
+  // Seal in order until a send's worth is ready: a file is read a slice at a time, so a large
+  // one is never all in memory, and its bytes follow the kernel's pace.
+  constexpr size_t kSendBytes = 256 * 1024;
+  char slice[16 * 1024];  // a record's worth
+  while (wire.size() < kSendBytes) {
+    if (file_.left > 0) {
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(file_.left, sizeof(slice)));
+      const ssize_t n = pread(file_.fd, slice, want, static_cast<off_t>(file_.offset));
+      if (n <= 0) return false;
+      tls->Seal(std::string_view(slice, static_cast<size_t>(n)), wire);
+      file_.offset += static_cast<uint64_t>(n);
+      file_.left -= static_cast<uint64_t>(n);
+      if (file_.left == 0) CloseFile(file_);
+    } else if (!queue_.empty()) {
+      Part& part = queue_.front();
+      tls->Seal(part.bytes, wire);
+      file_ = part.file;
+      queued_ -= part.bytes.size() + file_.left;
+      queue_.pop_front();
+    } else {
+      tls->Seal(pending, wire);
+      pending.clear();
+      break;
+    }
+  }
+  sending_.swap(wire);
+  return true;
 }
 
 bool IoBuffers::Sent(size_t n) {
@@ -68,7 +106,8 @@ size_t IoBuffers::Clear() {
   queue_.clear();
   queued_ = 0;
   sent_ = 0;
-  for (std::string* s : {&pending, &sending_, &unread_}) {
+  tls = nullptr;
+  for (std::string* s : {&pending, &sending_, &unread_, &wire}) {
     freed += KeepSmall(*s);
     s->clear();
   }
@@ -158,6 +197,12 @@ PeerAddress Connection::peer() const {
   }
   peer.ip = ip;
   return peer;
+}
+
+std::optional<TlsInfo> Connection::tls() const {
+  const ConnectionState* c = StateOf(this);
+  if (c->tls == nullptr || !c->tls->established()) return std::nullopt;
+  return c->tls->info();
 }
 
 TimerId Worker::After(absl::Duration delay, absl::AnyInvocable<void()> fn) {

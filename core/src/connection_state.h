@@ -19,6 +19,7 @@
 namespace percore {
 
 class Loop;
+class TlsStream;
 
 // A range of a file to send (Connection::SendFile); the output owns `fd`.
 struct FileRange {
@@ -36,6 +37,10 @@ struct FileRange {
 // What goes out is one part at a time: bytes (`sending`, from `sent` on), then the file range
 // that followed them. Prepare() takes the next part once the current one is done: the oldest
 // queued one (bytes and the file SendFile() put after them), or else all of `pending`.
+//
+// On a TLS connection what goes out is ciphertext only: Prepare() seals the next parts (reading
+// a file's range a slice at a time) into `wire`, behind the records OpenSSL put there itself,
+// and sends that; file() is then never a range for the backend.
 class IoBuffers {
  public:
   IoBuffers() = default;
@@ -45,6 +50,8 @@ class IoBuffers {
 
   std::string pending;      // appended to by the session; never in flight
   int64_t progress_ms = 0;  // when a send last started or took bytes
+  TlsStream* tls = nullptr;  // the connection's, if it speaks TLS (set by the loop)
+  std::string wire;          // TLS: records sealed and not yet in flight
 
   // Bytes received while paused or held, for the session later. The session takes them a
   // piece at a time (one request behind each deferred answer): what it took is skipped, not
@@ -57,10 +64,13 @@ class IoBuffers {
   // Queues a file range after `pending`, which moves to the queue with it.
   void AddFile(int fd, uint64_t offset, uint64_t length);
   // Bytes and file bytes not yet taken by the kernel.
-  size_t size() const { return pending.size() + sending_.size() - sent_ + file_.left + queued_; }
+  size_t size() const {
+    return pending.size() + sending_.size() - sent_ + file_.left + queued_ + wire.size();
+  }
   // Takes the next part if the current one is done. Then the backend sends bytes() if there
-  // are any, else file().
-  void Prepare();
+  // are any, else file(). False if a file to seal for TLS ended before its range did: the
+  // connection fails, as a short file fails a sendfile().
+  bool Prepare();
   std::string_view bytes() const { return std::string_view(sending_).substr(sent_); }
   const FileRange& file() const { return file_; }
   // The kernel took `n` bytes of the current part. True when the part is done.
@@ -74,6 +84,7 @@ class IoBuffers {
     std::string bytes;
     FileRange file;
   };
+  bool PrepareSealed();
   std::string unread_;
   size_t unread_from_ = 0;  // unread_ before it went to the session
   std::string sending_;
@@ -105,6 +116,7 @@ struct ConnectionState : Connection {
   Loop* loop = nullptr;
   std::unique_ptr<Session> session;
   IoBuffers* buffers = nullptr;     // owned by the loop's pool
+  TlsStream* tls = nullptr;         // TLS connections only; owned (Loop::Release deletes it)
   ConnectionState* prev = nullptr;  // the loop's list of live connections
   ConnectionState* next = nullptr;
   int64_t deadline_ms = 0;

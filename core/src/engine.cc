@@ -27,6 +27,7 @@
 #include "percore/cpus.h"
 #include "percore/signals.h"
 #include "supervisor.h"
+#include "tls_context.h"
 #include "validate.h"
 
 namespace percore {
@@ -148,6 +149,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
     }
   }
 
+  if (options.tls.enabled()) {
+    absl::StatusOr<std::unique_ptr<TlsSource>> tls = TlsSource::Create(options.tls);
+    if (!tls.ok()) return tls.status();
+    engine->tls_ = std::move(*tls);
+  }
   RaiseFileLimit();
   if (!options.listen_fds.empty()) {
     engine->listen_fds_ = options.listen_fds;
@@ -210,6 +216,7 @@ void Engine::RunInstance(int id, int place, Instance* self,
   {
     Loop loop(id, cpu, options_, listen_fds_[id], wake_fds_[2 * id + place], &supervisor_->all(),
               &self->control, &stats_.worker(id).instances[place], &stats_);
+    loop.UseTls(tls_.get());
     absl::StatusOr<std::unique_ptr<Backend>> backend =
         backend_ == BackendKind::kEpoll
             ? EpollBackend::Create(loop)
@@ -257,6 +264,14 @@ void Engine::Drain() {
 void Engine::Reload() {
   supervisor_->Reload();
   Notice();
+}
+
+absl::Status Engine::ReloadTls() {
+  if (tls_ == nullptr) return absl::FailedPreconditionError("the engine does not speak TLS");
+  absl::Status reloaded = tls_->Reload();
+  Log(reloaded.ok() ? "TLS certificates reloaded"
+                    : absl::StrCat(reloaded.message(), "; the current certificates stay"));
+  return reloaded;
 }
 
 int Engine::restarts() const {
@@ -314,6 +329,7 @@ void Engine::Supervise(const BlockedSignals* signals) {
     }
     const int signal = signals->Wait(wait);
     if (signal == SIGHUP) {
+      if (tls_ != nullptr) ReloadTls().IgnoreError();  // logged; the loops roll either way
       Reload();
     } else if (signal == SIGINT || signal == SIGTERM) {
       if (!supervisor_->draining()) {

@@ -150,7 +150,10 @@ bool EpollBackend::Read(EpollConnection* c) {
 
 void EpollBackend::Write(EpollConnection* c) {
   IoBuffers* o = c->buffers;
-  o->Prepare();
+  if (!o->Prepare()) {
+    loop_.OnSent(c, -EIO);
+    return;
+  }
   const std::string_view bytes = o->bytes();
   size_t left = bytes.size();
   ssize_t n;

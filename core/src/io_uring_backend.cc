@@ -170,7 +170,10 @@ void IoUringBackend::ArmReceive(IoUringConnection* c) {
 
 void IoUringBackend::StartSend(IoUringConnection* c) {
   IoBuffers* o = c->buffers;
-  o->Prepare();
+  if (!o->Prepare()) {
+    loop_.OnSent(c, -EIO);
+    return;
+  }
   c->send_inflight = true;
   const std::string_view bytes = o->bytes();
   if (bytes.empty()) {

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "clock.h"
 #include "post_queue.h"
+#include "tls_stream.h"
 
 namespace percore {
 namespace {
@@ -123,36 +124,6 @@ void Loop::Resume(ConnectionState* c) {
   MarkDirty(c);  // a Close() without output moves on too
 }
 
-void Loop::HandOver(ConnectionState* c, std::unique_ptr<Session> next) {
-  if (c->closing() || c->handing_over) return;
-  c->handing_over = true;
-  c->deadline_ms = 0;
-  // Whatever is read from now on waits for the successor, as when a session holds its input.
-  if (!c->paused) c->held = true;
-  successors_.emplace_back(c, std::move(next));
-  MarkDirty(c);
-}
-
-void Loop::TakeSuccessors() {
-  // Outside every call into a session: the sessions replaced are not on the stack.
-  std::vector<std::pair<ConnectionState*, std::unique_ptr<Session>>> successors;
-  successors.swap(successors_);
-  for (auto& [c, next] : successors) {
-    c->handing_over = false;
-    if (c->closing()) continue;  // `next` goes unused
-    c->session = std::move(next);
-    c->held = false;
-    c->session->OnTakeOver(*c);
-    AfterSession(c);
-    if (worker_.draining_ && !c->closing()) {
-      c->session->OnDrain(*c);
-      AfterSession(c);
-    }
-    ScheduleResume(c);  // the bytes the old session left, and a FIN read meanwhile
-    MarkDirty(c);       // read again
-  }
-}
-
 void Loop::ScheduleResume(ConnectionState* c) {
   if (c->paused || c->held || c->resume_queued) return;
   c->resume_queued = true;
@@ -226,7 +197,8 @@ void Loop::Shutdown(bool died) {
     // its next request as if nothing had happened. (Bytes that still arrive for it before its
     // receive is cancelled cancel the adoption: see OnReceived.)
     const bool hand_over = died && c != in_session_ && !c->closing() && !c->send_inflight &&
-                           c->pending_output() == 0 && !c->handing_over && c->session->Idle();
+                           c->pending_output() == 0 && !c->handing_over && c->tls == nullptr &&
+                           c->session->Idle();
     Abort(c);
     if (hand_over) c->life = Lifecycle::kHandingOver;
   }
@@ -293,31 +265,23 @@ void Loop::Adopt(const std::vector<int>& fds) {
   for (int fd : fds) backend_->Adopted(AddConnection(fd));
 }
 
-ConnectionState* Loop::AddConnection(int fd) {
-  ConnectionState* c = backend_->NewConnection();
-  c->loop = this;
-  c->fd = fd;
-  c->next = connections_;
-  if (connections_ != nullptr) connections_->prev = c;
-  connections_ = c;
-  LoopStats::Add(worker_.stats_->active, 1);
-  c->session = protocol_->NewSession(*c);
-  MarkDirty(c);  // arm its receive
-  if (worker_.draining_) {
-    // Accepted after BeginDrain (io_uring: the accept completed before its cancel did): told
-    // at once, as BeginDrain told the others, or it would hold the drain up while idle.
-    c->session->OnDrain(*c);
-    AfterSession(c);
-  }
-  return c;
-}
-
 void Loop::OnReceived(ConnectionState* c, std::string_view bytes) {
   LoopStats::Add(worker_.stats_->bytes_in, bytes.size());
   if (c->life == Lifecycle::kHandingOver) {
     c->life = Lifecycle::kReleasing;  // these bytes would be lost to the successor
   }
   if (c->closing()) return;  // lingering: discard
+  if (c->tls == nullptr) {
+    Deliver(c, bytes);
+    return;
+  }
+  // Ciphertext: what the session gets, and what a pause keeps, is what it decrypts to.
+  const bool peer_closed = OpenTls(c, bytes);
+  if (!bytes.empty() && !c->closing()) Deliver(c, bytes);
+  if (peer_closed) OnReceiveEnded(c, 0);
+}
+
+void Loop::Deliver(ConnectionState* c, std::string_view bytes) {
   if (c->paused || c->held || c->resume_queued) {
     // io_uring: a multishot receive goes on delivering until its cancel reaches the kernel,
     // so bytes come while paused. They wait here, not in the session, or a client that sends
@@ -359,7 +323,9 @@ void Loop::Hold(ConnectionState* c) {
 }
 
 void Loop::OnReceiveEnded(ConnectionState* c, int result) {
-  if (result == 0) {
+  if (result == 0 && c->peer_eof) {
+    // TLS: the FIN after a close_notify, already told.
+  } else if (result == 0) {
     c->peer_eof = true;
     if (c->life == Lifecycle::kHandingOver) c->life = Lifecycle::kReleasing;
     if (!c->closing() &&
@@ -439,6 +405,12 @@ void Loop::RequestClose(ConnectionState* c, bool linger) {
 
 void Loop::AdvanceClose(ConnectionState* c) {
   if (c->pending_output() > 0 || c->send_inflight) return;
+  // TLS: a close_notify goes first, so the peer knows the answer was not cut short.
+  if (c->tls != nullptr && (c->life == Lifecycle::kClosing || c->life == Lifecycle::kClosingNow) &&
+      c->tls->SayGoodbye()) {
+    MarkDirty(c);
+    return;
+  }
   if (c->life == Lifecycle::kClosingNow ||
       (c->peer_eof && (c->life == Lifecycle::kClosing || c->life == Lifecycle::kLingering))) {
     c->life = Lifecycle::kReleasing;
@@ -475,6 +447,7 @@ void Loop::Release(ConnectionState* c) {
     close(c->fd);
   }
   if (c->buffers != nullptr) ReleaseBuffers(c);
+  delete c->tls;
   delete_connection_(c);
 }
 
@@ -486,6 +459,7 @@ void Loop::TakeBuffers(ConnectionState* c) {
     c->buffers = new IoBuffers;
     c->buffers->pending.reserve(kOutputBufferCapacity);
   }
+  c->buffers->tls = c->tls;
 }
 
 void Loop::ReleaseBuffers(ConnectionState* c) {

@@ -31,6 +31,8 @@ struct InjectedCrash : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+class TlsSource;
+
 class Loop {
  public:
   // `engine` and `own` hold the orders for every loop and for this instance, read once per
@@ -72,6 +74,8 @@ class Loop {
   void BeginWait() { worker_.stats_->busy_since_ms.store(0, std::memory_order_relaxed); }
   // A new connection. The loop owns `fd` from here on; null if the loop is stopping.
   ConnectionState* OnAccepted(int fd);
+  // Makes every connection speak TLS with `source`'s current certificates. Before Init().
+  void UseTls(const TlsSource* source) { tls_ = source; }
   // Serves the idle connections a dead predecessor left (TakeOrphans()). After Init().
   void Adopt(const std::vector<int>& fds);
   // After Run() returned because the loop died: the sockets of its idle connections, which
@@ -163,6 +167,14 @@ class Loop {
   void MaybeReleaseBuffers(ConnectionState* c);
   // Makes the Connection of an accepted or adopted socket.
   ConnectionState* AddConnection(int fd);
+  // Gives `c` the protocol's session: at once, or once its TLS handshake is done.
+  void StartSession(ConnectionState* c);
+  // Decrypts `bytes` in place (a view of the loop's plaintext buffer, empty if none): the
+  // handshake's progress, the session it starts, a failure that closes. True if the peer sent
+  // its close_notify after them.
+  bool OpenTls(ConnectionState* c, std::string_view& bytes);
+  // OnReceived's plaintext: to the session, or kept while it cannot take them.
+  void Deliver(ConnectionState* c, std::string_view bytes);
   // Hands `bytes` to the session; returns how many it took.
   size_t Offer(ConnectionState* c, std::string_view bytes);
   // The session took less than it was given: stop reading until the output is sent (paused)
@@ -191,6 +203,8 @@ class Loop {
   const LoopControl* engine_;
   LoopControl* own_;  // read, but for stopped_accepting
   std::unique_ptr<Protocol> protocol_;
+  const TlsSource* tls_ = nullptr;  // null: plain TCP
+  std::string tls_plain_;           // what a receive decrypts to; kept at its largest size
   std::unique_ptr<Backend> backend_;
   Backend::ConnectionDeleter delete_connection_ = nullptr;
   ConnectionState* connections_ = nullptr;  // intrusive list head

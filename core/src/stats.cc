@@ -38,6 +38,9 @@ WorkerCounters EngineStats::Read(size_t id) const {
     out.ws_bytes_in += l.ws_bytes_in.load(std::memory_order_relaxed);
     out.ws_bytes_out += l.ws_bytes_out.load(std::memory_order_relaxed);
     out.ws_dropped += l.ws_dropped.load(std::memory_order_relaxed);
+    out.tls_handshakes += l.tls_handshakes.load(std::memory_order_relaxed);
+    out.tls_resumed += l.tls_resumed.load(std::memory_order_relaxed);
+    out.tls_failures += l.tls_failures.load(std::memory_order_relaxed);
     for (size_t i = 0; i < std::size(out.ws_closes); ++i) {
       out.ws_closes[i] += l.ws_closes[i].load(std::memory_order_relaxed);
     }

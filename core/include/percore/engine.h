@@ -44,6 +44,7 @@ struct WorkerInfo {
 
 class BlockedSignals;
 class Supervisor;
+class TlsSource;
 struct Instance;
 
 // The thread-per-core server engine.
@@ -78,15 +79,21 @@ class Engine {
   // and drains (bounded by EngineOptions::shutdown_timeout). Asked during a restart, another
   // follows it. Thread-safe and async-signal-safe; returns at once.
   void Reload();
+  // Reads the TLS certificates and keys again (EngineOptions::tls): new handshakes use them,
+  // open connections keep the ones they began with. On an error (a missing file, a key that
+  // does not match) the current ones stay, and the error says why; either way a line is
+  // logged. Run() does this on SIGHUP, before the rolling restart. Thread-safe.
+  absl::Status ReloadTls();
   // After Start(): supervises until the engine is stopped (Stop()) or a drain (Drain()) is
   // over, then stops the loops and returns once they have exited: restarts a loop that dies
   // (with backoff), replaces a stuck one, rolls on Reload(). Takes no signal: for an
   // application that keeps its own. A loop thread still stuck in a request is left running
   // (the destructor waits for it). Call from the thread that called Start().
   void Wait();
-  // Start(), on_started, then what Wait() does, with the signals taken here: SIGHUP rolls,
-  // the first SIGINT/SIGTERM drains, a second one stops at once. The signals are blocked in the
-  // engine's threads, so no handler runs on a loop. OK after a graceful or requested stop.
+  // Start(), on_started, then what Wait() does, with the signals taken here: SIGHUP rolls
+  // (reloading the TLS certificates first), the first SIGINT/SIGTERM drains, a second one stops
+  // at once. The signals are blocked in the engine's threads, so no handler runs on a loop. OK
+  // after a graceful or requested stop.
   absl::Status Run();
   // Whether every loop serves, none is crash-looping and no drain has begun: the answer of a
   // readiness probe. Thread-safe.
@@ -138,6 +145,7 @@ class Engine {
   std::vector<int> wake_fds_;
   // Written by Stop(), Drain() and Reload(): Wait()'s supervision looks at once.
   int notice_fd_ = -1;
+  std::unique_ptr<TlsSource> tls_;  // null: plain TCP
   std::unique_ptr<Runner> runner_;
   std::unique_ptr<Supervisor> supervisor_;
   bool started_ = false;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "percore/tls.h"
 
 namespace percore {
 
@@ -105,6 +106,9 @@ struct EngineOptions {
   // that queued there meanwhile. If the stuck loop ever returns, it finishes its connections as
   // in a drain (bounded by shutdown_timeout) and exits. absl::InfiniteDuration() never replaces.
   absl::Duration stuck_timeout = absl::Seconds(10);
+
+  // TLS on the port (percore/tls.h): off unless certificates are given.
+  TlsOptions tls;
 
   // Called by Engine::Run() on its own thread once every loop serves (for start-up lines).
   std::function<void(const Engine&)> on_started;

@@ -30,11 +30,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
+#include "percore/tls.h"
 
 namespace percore {
 
@@ -229,6 +231,9 @@ class Connection {
   size_t pending_output() const;
   // The peer's address, asked of the kernel (getpeername).
   PeerAddress peer() const;
+  // What TLS negotiated, on a port that speaks it (percore/tls.h); nullopt for plain TCP. A
+  // session is made only once the handshake is done, so it always has this.
+  std::optional<TlsInfo> tls() const;
   // Hands the connection to another protocol's session, as HTTP/1.1 does to WebSocket after its
   // 101. As soon as the read during which it is called is handled (before what the caller wrote
   // is sent), or, called from elsewhere, at the loop's next turn, `next` is the connection's

@@ -15,6 +15,7 @@
 #include <forward_list>
 #include <nlohmann/json_fwd.hpp>
 #include <span>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -92,6 +93,9 @@ class Request {
   // The address of the client's end of the connection (asked of the kernel; a proxy in front
   // is the peer then).
   PeerAddress peer() const { return conn_->peer(); }
+  // What TLS negotiated for this connection (version, cipher, SNI name, ALPN protocol), or
+  // nullopt over plain TCP. Its views live as long as the connection.
+  std::optional<TlsInfo> tls() const { return conn_->tls(); }
   // The client's address as far as it can be trusted: the source address of the PROXY
   // protocol header (HttpOptions::proxy_protocol), else the peer's; and if that address is a
   // trusted proxy (HttpOptions::trust_proxy), the rightmost address of X-Forwarded-For that is

@@ -1,0 +1,69 @@
+// One connection's TLS: OpenSSL's record layer on the loop's buffers. Ciphertext comes from the
+// loop's receives (Open) and goes out through the connection's output (IoBuffers::wire); the
+// socket is never OpenSSL's to touch, so io_uring and epoll drive it as they drive plain TCP.
+#ifndef PERCORE_SRC_TLS_STREAM_H_
+#define PERCORE_SRC_TLS_STREAM_H_
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "percore/tls.h"
+
+typedef struct ssl_st SSL;
+typedef struct bio_st BIO;
+
+namespace percore {
+
+class TlsContext;
+struct ConnectionState;
+
+class TlsStream {
+ public:
+  // Null when OpenSSL cannot make the connection's SSL (out of memory).
+  static std::unique_ptr<TlsStream> Create(std::shared_ptr<const TlsContext> context,
+                                           ConnectionState* conn);
+  ~TlsStream();
+  TlsStream(const TlsStream&) = delete;
+  TlsStream& operator=(const TlsStream&) = delete;
+
+  // What one Open() found besides plaintext.
+  enum class Event {
+    kNone,
+    kEstablished,  // the handshake completed during this call
+    kPeerClosed,   // the peer's close_notify: it sends nothing more
+    kFailed,       // a bad record or handshake; an alert may wait in the output
+  };
+  // Takes `wire`, all of it (a record cut short waits inside OpenSSL for the rest), and appends
+  // what it decrypts to `plain` from `*used` on, growing `plain` as needed and advancing `*used`.
+  // Records OpenSSL answers with meanwhile (the handshake's, tickets, alerts) go to the output.
+  Event Open(std::string_view wire, std::string& plain, size_t* used);
+  // Encrypts `plain` into records appended to `out`.
+  void Seal(std::string_view plain, std::string& out);
+  // Appends a close_notify alert to the output, once; false if there is none to send (already
+  // sent, or the connection failed).
+  bool SayGoodbye();
+  bool established() const { return established_; }
+  // After kFailed: OpenSSL's reason.
+  const std::string& error() const { return error_; }
+  TlsInfo info() const;
+
+ private:
+  TlsStream(std::shared_ptr<const TlsContext> context, ConnectionState* conn, SSL* ssl);
+  static int Read(BIO* bio, char* data, size_t length, size_t* read);
+  static int Write(BIO* bio, const char* data, size_t length, size_t* written);
+  static long Control(BIO* bio, int command, long number, void* pointer);
+
+  const std::shared_ptr<const TlsContext> context_;  // kept: a reload leaves this connection's
+  ConnectionState* const conn_;
+  SSL* const ssl_;
+  std::string_view in_;         // Open()'s ciphertext not yet taken by OpenSSL
+  std::string* out_ = nullptr;  // Seal()'s target; null: the connection's output
+  std::string error_;
+  bool established_ = false;
+  bool done_ = false;  // a close_notify sent, or the connection failed: nothing more to seal
+};
+
+}  // namespace percore
+
+#endif  // PERCORE_SRC_TLS_STREAM_H_
