@@ -1,7 +1,8 @@
 // percore/testing/harness.h — one loop with no kernel backend, for unit tests, micro-benchmarks
 // and fuzzers of a protocol. Bytes go in with Feed(), what the session wrote (files included)
 // comes out of TakeOutput(); nothing is sent or received. Timers and jobs posted to the loop
-// run in RunUntil(). Depends on no test framework. Owning-thread-only.
+// run in RunUntil(). With EngineOptions::tls, connections speak TLS: Feed() takes records and
+// TakeOutput() gives them. Depends on no test framework. Owning-thread-only.
 //
 //   percore::testing::LoopHarness harness(*app.Factory());
 //   percore::Connection* c = harness.Accept();

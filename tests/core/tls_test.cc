@@ -1,0 +1,365 @@
+// TLS on the loop (core/src/tls_*.cc, loop_sessions.cc), through the loop harness: records go
+// in as the kernel would deliver them (whole, or a byte at a time), records come out, and an
+// in-memory OpenSSL client (support/tls_peer.h) is the other end.
+#include <fcntl.h>
+#include <openssl/ssl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "connection_state.h"
+#include "gtest/gtest.h"
+#include "loop.h"
+#include "percore/protocol.h"
+#include "percore/stats.h"
+#include "percore/testing/harness.h"
+#include "support/tls_peer.h"
+#include "tls_context.h"
+
+namespace percore {
+namespace {
+
+using testing::KeyType;
+using testing::LoopHarness;
+using testing::MakeCertificate;
+using testing::TlsPeer;
+using testing::TlsPeerOptions;
+
+// What each session saw of TLS when it was made.
+struct Seen {
+  std::vector<std::optional<TlsInfo>> infos;
+  std::vector<std::string> alpn, server_name;  // copies: the views die with the connection
+  int peer_closed = 0;
+};
+
+// Echoes bytes; "file:<path>\n" sends that file instead; "bye\n" closes.
+class Echo final : public Session {
+ public:
+  explicit Echo(Seen* seen) : seen_(seen) {}
+  size_t OnData(Connection& c, std::string_view bytes) override {
+    if (bytes.starts_with("file:")) {
+      const std::string path(bytes.substr(5, bytes.size() - 6));
+      const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      c.SendFile(fd, 0, static_cast<uint64_t>(lseek(fd, 0, SEEK_END)));
+    } else if (bytes == "bye\n") {
+      c.output().append("bye\n");
+      c.Close();
+    } else {
+      c.output().append(bytes);
+    }
+    return bytes.size();
+  }
+  void OnDeadline(Connection& c) override { c.Close(); }
+  void OnPeerClosed(Connection& c) override {
+    ++seen_->peer_closed;
+    c.Close();
+  }
+
+ private:
+  Seen* seen_;
+};
+
+class EchoProtocol final : public Protocol {
+ public:
+  explicit EchoProtocol(Seen* seen) : seen_(seen) {}
+  std::unique_ptr<Session> NewSession(Connection& c) override {
+    std::optional<TlsInfo> info = c.tls();
+    seen_->infos.push_back(info);
+    seen_->alpn.emplace_back(info ? info->alpn : "");
+    seen_->server_name.emplace_back(info ? info->server_name : "");
+    return std::make_unique<Echo>(seen_);
+  }
+
+ private:
+  Seen* seen_;
+};
+
+class TlsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(::testing::TempDir() + "/tls_test_XXXXXX");
+    ASSERT_NE(mkdtemp(dir_->data()), nullptr);
+    ec_ = new TlsCertificate(MakeCertificate(*dir_, "ec", {"localhost", "www.example.test"}));
+    rsa_ = new TlsCertificate(
+        MakeCertificate(*dir_, "rsa", {"localhost", "www.example.test"}, KeyType::kRsa2048));
+    other_ = new TlsCertificate(MakeCertificate(*dir_, "other", {"other.test", "*.other.test"}));
+  }
+
+  // A harness whose connections speak TLS with `certificates` (the EC one by default).
+  void Start(std::vector<TlsCertificate> certificates = {},
+             std::vector<std::string> alpn = {"http/1.1"}) {
+    EngineOptions options;
+    options.tls.certificates = certificates.empty() ? std::vector{*ec_} : certificates;
+    options.tls.alpn = alpn;
+    harness_ = std::make_unique<LoopHarness>(
+        [this](Worker&) { return std::make_unique<EchoProtocol>(&seen_); }, options);
+  }
+
+  // Passes records both ways until neither side has more.
+  void Exchange(Connection* c, TlsPeer& peer, bool bytewise = false) {
+    for (int round = 0; round < 20; ++round) {
+      const std::string out = peer.TakeOutput();
+      if (!out.empty()) bytewise ? harness_->FeedBytewise(c, out) : harness_->Feed(c, out);
+      // Input kept while the output was full goes to the session on the loop's next pass.
+      harness_->RunUntil([] { return true; }, absl::ZeroDuration());
+      const std::string back = harness_->TakeOutput(c);
+      if (!back.empty()) peer.Receive(back);
+      if (out.empty() && back.empty()) return;
+    }
+    ADD_FAILURE() << "the exchange did not settle";
+  }
+
+  // Connects `peer`, sends `plain` once established, and returns what comes back.
+  std::string RoundTrip(Connection* c, TlsPeer& peer, std::string_view plain) {
+    Exchange(c, peer);
+    peer.Write(plain);
+    Exchange(c, peer);
+    return peer.TakePlaintext();
+  }
+
+  const LoopStats& stats() { return harness_->loop().worker().stats(); }
+
+  static std::string* dir_;
+  static TlsCertificate *ec_, *rsa_, *other_;
+  Seen seen_;
+  std::unique_ptr<LoopHarness> harness_;
+};
+
+std::string* TlsTest::dir_;
+TlsCertificate *TlsTest::ec_, *TlsTest::rsa_, *TlsTest::other_;
+
+TEST_F(TlsTest, Tls13HandshakeThenEchoWithRecordsSplitAtEveryByte) {
+  Start();
+  Connection* c = harness_->Accept();
+  TlsPeer peer({.server_name = "localhost", .alpn = {"h2", "http/1.1"}});
+  Exchange(c, peer, /*bytewise=*/true);
+  ASSERT_TRUE(peer.established()) << peer.error();
+  EXPECT_EQ(peer.version(), "TLSv1.3");
+  EXPECT_EQ(peer.alpn(), "http/1.1");
+  peer.Write("hello over tls\n");
+  Exchange(c, peer, /*bytewise=*/true);
+  EXPECT_EQ(peer.TakePlaintext(), "hello over tls\n");
+  ASSERT_EQ(seen_.infos.size(), 1u);  // one session, made after the handshake
+  ASSERT_TRUE(seen_.infos[0].has_value());
+  EXPECT_EQ(seen_.alpn[0], "http/1.1");
+  EXPECT_EQ(seen_.server_name[0], "localhost");
+  EXPECT_EQ(stats().tls_handshakes.load(), 1u);
+}
+
+TEST_F(TlsTest, Tls12IsServedWithAnIntermediateCipher) {
+  Start();
+  Connection* c = harness_->Accept();
+  TlsPeer peer({.max_version = TLS1_2_VERSION});
+  EXPECT_EQ(RoundTrip(c, peer, "one two\n"), "one two\n");
+  EXPECT_EQ(peer.version(), "TLSv1.2");
+  ASSERT_TRUE(seen_.infos[0].has_value());
+  // The client's choice among ours (Mozilla's intermediate profile leaves it to the client).
+  EXPECT_NE(kIntermediateCiphers.find(seen_.infos[0]->cipher), std::string_view::npos)
+      << seen_.infos[0]->cipher;
+}
+
+TEST_F(TlsTest, Tls11AndOlderAreRefusedWithAnAlert) {
+  Start();
+  for (int version : {TLS1_1_VERSION, TLS1_VERSION}) {
+    Connection* c = harness_->Accept();
+    // SECLEVEL=0: OpenSSL 3's client would not offer these versions at all otherwise.
+    TlsPeer peer(
+        {.min_version = version, .max_version = version, .ciphers = "DEFAULT:@SECLEVEL=0"});
+    Exchange(c, peer);
+    EXPECT_FALSE(peer.established());
+    EXPECT_NE(peer.error().find("protocol version"), std::string::npos) << peer.error();
+    EXPECT_TRUE(harness_->Closing(c));
+  }
+  EXPECT_TRUE(seen_.infos.empty());  // no session was made
+  EXPECT_EQ(stats().tls_failures.load(), 2u);
+}
+
+TEST_F(TlsTest, GarbageInsteadOfAClientHelloClosesTheConnection) {
+  Start();
+  Connection* c = harness_->Accept();
+  harness_->Feed(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  harness_->TakeOutput(c);  // an alert, if any
+  EXPECT_TRUE(harness_->Closing(c));
+  EXPECT_TRUE(seen_.infos.empty());
+  EXPECT_EQ(stats().tls_failures.load(), 1u);
+}
+
+TEST_F(TlsTest, AClientThatNeverFinishesItsHandshakeIsClosedAtTheDeadline) {
+  Start();
+  Connection* silent = harness_->Accept();
+  Connection* halfway = harness_->Accept();
+  TlsPeer peer;
+  harness_->Feed(halfway, peer.TakeOutput());  // a ClientHello, then nothing more
+  harness_->TakeOutput(halfway);
+  EXPECT_GT(StateOf(silent)->deadline_ms, 0);  // TlsOptions::handshake_timeout
+  harness_->ExpireDeadline(silent);
+  harness_->ExpireDeadline(halfway);
+  EXPECT_TRUE(harness_->Closing(silent));
+  EXPECT_TRUE(harness_->Closing(halfway));
+  EXPECT_EQ(stats().tls_failures.load(), 2u);
+  // The loop serves the next client as if nothing happened.
+  Connection* c = harness_->Accept();
+  TlsPeer next;
+  EXPECT_EQ(RoundTrip(c, next, "still here\n"), "still here\n");
+}
+
+TEST_F(TlsTest, SniChoosesTheCertificateAndAnUnknownNameGetsTheFirst) {
+  Start({*ec_, *other_});
+  for (const auto& [name, expected] :
+       std::vector<std::pair<std::string, std::string>>{{"a.other.test", "other.test"},
+                                                        {"www.example.test", "localhost"},
+                                                        {"unknown.test", "localhost"},
+                                                        {"", "localhost"}}) {
+    Connection* c = harness_->Accept();
+    TlsPeer peer({.server_name = name});
+    EXPECT_EQ(RoundTrip(c, peer, "x"), "x") << name;
+    EXPECT_EQ(peer.peer_common_name(), expected) << name;
+  }
+  EXPECT_EQ(seen_.server_name[0], "a.other.test");
+}
+
+TEST_F(TlsTest, RsaAndEcdsaCertificatesForTheSameNamesAreChosenByTheClientsAlgorithms) {
+  Start({*rsa_, *ec_});
+  Connection* c = harness_->Accept();
+  TlsPeer rsa_only({.server_name = "localhost", .sigalgs = "RSA-PSS+SHA256:RSA+SHA256"});
+  EXPECT_EQ(RoundTrip(c, rsa_only, "r"), "r");
+  EXPECT_EQ(rsa_only.peer_key_type(), "RSA");
+  Connection* d = harness_->Accept();
+  TlsPeer ec_only({.server_name = "localhost", .sigalgs = "ECDSA+SHA256"});
+  EXPECT_EQ(RoundTrip(d, ec_only, "e"), "e");
+  EXPECT_EQ(ec_only.peer_key_type(), "EC");
+}
+
+TEST_F(TlsTest, AlpnChoosesOursInOrderOfPreferenceOrNothing) {
+  Start({}, {"h2", "http/1.1"});
+  Connection* c = harness_->Accept();
+  TlsPeer both({.alpn = {"http/1.1", "h2"}});
+  EXPECT_EQ(RoundTrip(c, both, "a"), "a");
+  EXPECT_EQ(both.alpn(), "h2");  // the server's preference
+  Connection* d = harness_->Accept();
+  TlsPeer foreign({.alpn = {"spdy/3"}});
+  EXPECT_EQ(RoundTrip(d, foreign, "b"), "b");  // goes on without ALPN, as nginx does
+  EXPECT_EQ(foreign.alpn(), "");
+  EXPECT_EQ(seen_.alpn, (std::vector<std::string>{"h2", ""}));
+}
+
+TEST_F(TlsTest, ATicketResumesTheSessionWithoutAFullHandshake) {
+  for (int version : {TLS1_3_VERSION, TLS1_2_VERSION}) {
+    Start();
+    Connection* c = harness_->Accept();
+    TlsPeer first({.max_version = version});
+    EXPECT_EQ(RoundTrip(c, first, "1"), "1");
+    SSL_SESSION* session = first.TakeSession();
+    ASSERT_NE(session, nullptr) << "no ticket in " << version;
+    Connection* d = harness_->Accept();
+    TlsPeer second({.max_version = version, .session = session});
+    EXPECT_EQ(RoundTrip(d, second, "2"), "2");
+    SSL_SESSION_free(session);
+    EXPECT_TRUE(second.resumed()) << version;
+    ASSERT_TRUE(seen_.infos.back().has_value());
+    EXPECT_TRUE(seen_.infos.back()->resumed);
+    EXPECT_EQ(stats().tls_resumed.load(), 1u);
+    seen_ = Seen{};
+  }
+}
+
+TEST_F(TlsTest, ThePeersCloseNotifyIsItsFinAndOurCloseSendsOne) {
+  Start();
+  Connection* c = harness_->Accept();
+  TlsPeer peer;
+  EXPECT_EQ(RoundTrip(c, peer, "x"), "x");
+  peer.Close();
+  Exchange(c, peer);
+  EXPECT_EQ(seen_.peer_closed, 1);
+  EXPECT_TRUE(harness_->Closing(c));
+  EXPECT_TRUE(peer.peer_closed());  // ours came back
+
+  Connection* d = harness_->Accept();
+  TlsPeer other;
+  EXPECT_EQ(RoundTrip(d, other, "bye\n"), "bye\n");  // the answer, then the close_notify
+  EXPECT_TRUE(other.peer_closed());
+}
+
+TEST_F(TlsTest, LargeOutputAndFilesAreSealedInOrder) {
+  Start();
+  const std::string path = *dir_ + "/file.bin";
+  std::string content;
+  for (int i = 0; content.size() < 3 * 1024 * 1024 + 7; ++i) content += std::to_string(i) + ",";
+  {
+    FILE* f = std::fopen(path.c_str(), "w");
+    std::fwrite(content.data(), 1, content.size(), f);
+    std::fclose(f);
+  }
+  Connection* c = harness_->Accept();
+  TlsPeer peer;
+  const std::string big(1'500'000, 'b');
+  const std::string echoed = RoundTrip(c, peer, big);
+  EXPECT_EQ(echoed.size(), big.size());
+  EXPECT_TRUE(echoed == big);
+  const std::string file = RoundTrip(c, peer, "file:" + path + "\n");
+  EXPECT_EQ(file.size(), content.size());
+  EXPECT_TRUE(file == content);
+  EXPECT_FALSE(harness_->Closing(c));
+}
+
+TEST_F(TlsTest, AFileShorterThanItsRangeFailsTheConnection) {
+  Start();
+  const std::string path = *dir_ + "/short.bin";
+  FILE* f = std::fopen(path.c_str(), "w");
+  std::fputs("short", f);
+  std::fclose(f);
+  Connection* c = harness_->Accept();
+  TlsPeer peer;
+  Exchange(c, peer);
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  c->SendFile(fd, 0, 100);  // 95 bytes more than there are
+  harness_->TakeOutput(c);
+  EXPECT_TRUE(harness_->Closing(c));
+}
+
+TEST(TlsContextTest, ABadFileOrKeyIsAnErrorThatNamesIt) {
+  std::string dir = ::testing::TempDir() + "/tls_context_XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const TlsCertificate a = MakeCertificate(dir, "a", {"a.test"});
+  const TlsCertificate b = MakeCertificate(dir, "b", {"b.test"});
+  TlsOptions options;
+  options.certificates = {{dir + "/missing.pem", a.key_file}};
+  absl::StatusOr<std::unique_ptr<TlsSource>> missing = TlsSource::Create(options);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("missing.pem"), std::string::npos);
+  options.certificates = {{a.cert_file, b.key_file}};
+  absl::StatusOr<std::unique_ptr<TlsSource>> mismatch = TlsSource::Create(options);
+  ASSERT_FALSE(mismatch.ok());
+  EXPECT_NE(mismatch.status().message().find("b.key"), std::string::npos)
+      << mismatch.status().message();
+  options.certificates = {a};
+  options.ciphers = "NO-SUCH-CIPHER";
+  EXPECT_FALSE(TlsSource::Create(options).ok());
+  options.ciphers = std::string(kIntermediateCiphers);
+  options.alpn = {""};
+  EXPECT_FALSE(TlsSource::Create(options).ok());
+}
+
+TEST(TlsContextTest, AFailedReloadKeepsTheCurrentCertificates) {
+  std::string dir = ::testing::TempDir() + "/tls_reload_XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const TlsCertificate a = MakeCertificate(dir, "a", {"a.test"});
+  TlsOptions options;
+  options.certificates = {a};
+  absl::StatusOr<std::unique_ptr<TlsSource>> source = TlsSource::Create(options);
+  ASSERT_TRUE(source.ok()) << source.status();
+  std::shared_ptr<const TlsContext> before = (*source)->Current();
+  ASSERT_EQ(unlink(a.key_file.c_str()), 0);
+  EXPECT_FALSE((*source)->Reload().ok());
+  EXPECT_EQ((*source)->Current(), before);
+  MakeCertificate(dir, "a", {"a.test"});  // new files in place
+  EXPECT_TRUE((*source)->Reload().ok());
+  EXPECT_NE((*source)->Current(), before);
+}
+
+}  // namespace
+}  // namespace percore
