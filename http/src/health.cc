@@ -125,6 +125,14 @@ void AppendMetrics(const EngineStats& stats, std::string* out) {
       workers, "percore_websocket_closes_total",
       "WebSocket connections closed, by close code (1006: without a close frame).", "code", codes,
       [](const WorkerCounters& l, size_t i) { return l.ws_closes[i]; }, out);
+  AppendLabeled(
+      workers, "percore_tls_handshakes_total",
+      "TLS handshakes by result: full, resumed from a ticket, failed (refused, garbage, timeout).",
+      "result", {"full", "resumed", "failed"},
+      [](const WorkerCounters& l, size_t i) {
+        return i == 0 ? l.tls_handshakes - l.tls_resumed : i == 1 ? l.tls_resumed : l.tls_failures;
+      },
+      out);
   out->append("# HELP percore_ready Whether every loop serves and no drain has begun.\n");
   out->append("# TYPE percore_ready gauge\n");
   out->append(stats.ready() ? "percore_ready 1\n" : "percore_ready 0\n");
