@@ -5,7 +5,11 @@
 // responses whose body says "worker <id>" it prints "worker <id> <connections>" before "ready".
 //
 //   conn_holder --port 8080 --connections 10000 [--address 127.0.0.1] [--path /]
-//               [--inflight 256] [--timeout 60]
+//               [--inflight 256] [--timeout 60] [--tls]
+//
+// --tls: each connection first makes a TLS handshake (OpenSSL, TLS 1.2 or 1.3, no certificate
+// verified) and sends its GET over it; the server's memory per idle TLS connection. Each client
+// SSL is kept, so the connection stays valid (and its buffers are the server's business).
 //
 // Connects are nonblocking, at most --inflight unfinished at once (so the server's accept queue
 // is not overrun and SYNs are not dropped), driven by poll(). Any failed connection or a response
@@ -15,6 +19,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -46,10 +52,11 @@ int64_t NowMs() {
   exit(1);
 }
 
-enum class State { kConnecting, kSending, kReading, kDone };
+enum class State { kConnecting, kHandshake, kSending, kReading, kDone };
 
 struct Conn {
   int fd = -1;
+  SSL* ssl = nullptr;  // with --tls
   State state = State::kConnecting;
   size_t sent = 0;
   std::string in;
@@ -116,6 +123,7 @@ int main(int argc, char** argv) {
   long connections = 0;
   long inflight = 256;
   long timeout_s = 60;
+  bool tls = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     auto value = [&]() -> std::string {
@@ -134,10 +142,12 @@ int main(int argc, char** argv) {
       inflight = atol(value().c_str());
     } else if (arg == "--timeout") {
       timeout_s = atol(value().c_str());
+    } else if (arg == "--tls") {
+      tls = true;
     } else {
       Die("unknown argument " + arg +
           " (usage: conn_holder --port P --connections N [--address A] [--path /] "
-          "[--inflight 256] [--timeout 60])");
+          "[--inflight 256] [--timeout 60] [--tls])");
     }
   }
   if (port <= 0 || port > 65535) Die("--port must be 1-65535");
@@ -155,6 +165,14 @@ int main(int argc, char** argv) {
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
   RaiseFileLimit(static_cast<size_t>(connections) + 64);
+  SSL_CTX* ctx = nullptr;
+  if (tls) {
+    ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == nullptr) Die("SSL_CTX_new failed");
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  }
 
   const std::string request =
       "GET " + path + " HTTP/1.1\r\nHost: " + address + ":" + std::to_string(port) + "\r\n\r\n";
@@ -189,7 +207,9 @@ int main(int argc, char** argv) {
     pfds.clear();
     for (size_t index : active) {
       const Conn& c = conns[index];
-      pfds.push_back({c.fd, static_cast<short>(c.state == State::kReading ? POLLIN : POLLOUT), 0});
+      pfds.push_back({c.fd, static_cast<short>(c.state == State::kConnecting ||
+                                                   c.state == State::kSending ? POLLOUT : POLLIN),
+                      0});
     }
     const int n = poll(pfds.data(), pfds.size(), 100);
     if (n < 0) {
@@ -206,10 +226,32 @@ int main(int argc, char** argv) {
         getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &error, &len);
         if (error != 0) Die("connect #" + std::to_string(index) + ": " + strerror(error));
         c.state = State::kSending;
+        if (tls) {
+          c.ssl = SSL_new(ctx);
+          if (c.ssl == nullptr || SSL_set_fd(c.ssl, c.fd) != 1) Die("SSL_new failed");
+          SSL_set_tlsext_host_name(c.ssl, "localhost");
+          SSL_set_connect_state(c.ssl);
+          c.state = State::kHandshake;
+        }
+      }
+      if (c.state == State::kHandshake) {
+        // Waits for the server's flight (POLLIN); our own flights are small enough to be sent
+        // at once.
+        const int r = SSL_do_handshake(c.ssl);
+        if (r == 1) {
+          c.state = State::kSending;
+        } else if (const int err = SSL_get_error(c.ssl, r); err != SSL_ERROR_WANT_READ) {
+          Die("TLS handshake #" + std::to_string(index) + " failed (" + std::to_string(err) +
+              ", " + ERR_error_string(ERR_get_error(), nullptr) + ")");
+        }
+        if (c.state == State::kHandshake) continue;
       }
       if (c.state == State::kSending) {
         const ssize_t w =
-            send(c.fd, request.data() + c.sent, request.size() - c.sent, MSG_NOSIGNAL);
+            c.ssl != nullptr
+                ? SSL_write(c.ssl, request.data(), static_cast<int>(request.size()))
+                : send(c.fd, request.data() + c.sent, request.size() - c.sent, MSG_NOSIGNAL);
+        if (c.ssl != nullptr && w <= 0) Die("SSL_write #" + std::to_string(index) + " failed");
         if (w < 0 && errno != EAGAIN)
           Die("send #" + std::to_string(index) + ": " + strerror(errno));
         if (w > 0) c.sent += static_cast<size_t>(w);
@@ -217,7 +259,19 @@ int main(int argc, char** argv) {
         continue;
       }
       if (c.state == State::kReading) {
-        const ssize_t r = recv(c.fd, buf, sizeof(buf), 0);
+        ssize_t r = 0;
+        if (c.ssl != nullptr) {
+          r = SSL_read(c.ssl, buf, sizeof(buf));
+          if (r <= 0) {
+            const int err = SSL_get_error(c.ssl, static_cast<int>(r));
+            if (err == SSL_ERROR_WANT_READ) continue;
+            if (err != SSL_ERROR_ZERO_RETURN && err != SSL_ERROR_SYSCALL)
+              Die("SSL_read #" + std::to_string(index) + " failed (" + std::to_string(err) + ")");
+            r = 0;
+          }
+        } else {
+          r = recv(c.fd, buf, sizeof(buf), 0);
+        }
         if (r == 0) Die("connection #" + std::to_string(index) + " closed by the server");
         if (r < 0) {
           if (errno == EAGAIN) continue;

@@ -60,7 +60,7 @@ def parse_wrk(text):
 
 
 def wrk_command(port, connections, threads, duration, client_cpu, script=None, headers=(),
-                path="/"):
+                path="/", scheme="http"):
     cmd = []
     if client_cpu is not None:
         cmd += ["taskset", "-c", str(client_cpu)]
@@ -70,7 +70,7 @@ def wrk_command(port, connections, threads, duration, client_cpu, script=None, h
         cmd += ["-H", h]
     if script:
         cmd += ["-s", script]
-    cmd.append(f"http://127.0.0.1:{port}{path}")
+    cmd.append(f"{scheme}://127.0.0.1:{port}{path}")
     return cmd
 
 
@@ -159,14 +159,16 @@ class LineReader:
         return "\n".join(lines)
 
 
-def hold_connections(children, conn_holder, port, count, client_cpu, timeout=60, path="/"):
-    """Starts conn_holder with `count` connections; once they are ready returns the process, its
-    command and, for GET /worker, how many connections each loop answered."""
+def hold_connections(children, conn_holder, port, count, client_cpu, timeout=60, path="/",
+                     extra_args=()):
+    """Starts conn_holder with `count` connections (and `extra_args`: --tls); once they are
+    ready returns the process, its command and, for GET /worker, how many connections each loop
+    answered."""
     cmd = []
     if client_cpu is not None:
         cmd += ["taskset", "-c", str(client_cpu)]
     cmd += [str(conn_holder), "--port", str(port), "--connections", str(count),
-            "--timeout", str(timeout), "--path", path]
+            "--timeout", str(timeout), "--path", path] + list(extra_args)
     proc = children.start("conn_holder", cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE)
     proc.lines = LineReader(proc.stdout)
@@ -248,16 +250,18 @@ def release_connections(children, proc):
     return int(m.group(1)) if m else 0
 
 
-def idle_memory(children, server, conn_holder, count, client_cpu):
+def idle_memory(children, server, conn_holder, count, client_cpu, extra_args=()):
     server.check_alive()
     # Warm up: the first connections make one-time allocations (buffers, caches) that are not
     # per connection.
-    warm, _, _ = hold_connections(children, conn_holder, server.port, 16, client_cpu)
+    warm, _, _ = hold_connections(children, conn_holder, server.port, 16, client_cpu,
+                                  extra_args=extra_args)
     release_connections(children, warm)
     time.sleep(0.5)
     before = rss_kib(server.pids())
     t0 = time.monotonic()
-    holder, cmd, _ = hold_connections(children, conn_holder, server.port, count, client_cpu)
+    holder, cmd, _ = hold_connections(children, conn_holder, server.port, count, client_cpu,
+                                      extra_args=extra_args)
     open_s = time.monotonic() - t0
     time.sleep(1.0)  # let the server settle
     after = rss_kib(server.pids())

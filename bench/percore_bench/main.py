@@ -8,6 +8,8 @@
                            only GET / keep-alive: this build's hello_cores and OTHER's, alternated
                            round by round, server CPU per request of each (a request-path change
                            measured before and after without nginx's noise in the ratio)
+  scripts/bench --only tls only the TLS section (with --quick: its quick form); results in
+                           bench/results/only-tls.json, bench/results/latest.* left alone
 
 Sets up (scripts/setup --bench) and builds (scripts/build), then:
   * starts hello_cores (1 loop) and nginx (1 worker, same CPU) as equal peers, and
@@ -39,6 +41,11 @@ Sets up (scripts/setup --bench) and builds (scripts/build), then:
   * WebSocket fan-out: hello_cores with its default loops, 1,000 subscribers of /ws/chat and one
     publisher (bench/ws_load on the client CPU); each message reaches all 1,001: the time from
     its send to the last receipt (p50/p99), deliveries/s and CPU per delivery.
+  * TLS (bench/percore_bench/tls.py): hello_cores --tls_cert/--tls_key (one loop) and nginx
+    (one worker) on the server CPU with one ECDSA P-256 certificate made for the run: memory per
+    idle TLS keep-alive connection (conn_holder --tls), keep-alive GET / over TLS (wrk https),
+    new connections/s with full and resumed handshakes (bench/tls_handshakes) and a 1 GiB
+    download (curl): the server's CPU per request, connection and GiB, percore / nginx.
 Writes bench/results/latest.json and bench/results/latest.png, prints a table and the targets.
 
 Exits non-zero on a socket error, a non-2xx response, a server that died, a wrong WebSocket echo
@@ -67,6 +74,7 @@ from .report import fmt_cpu, fmt_lat, fmt_rate, fmt_ratio, ratio, table, targets
 from .sections import (PAGE_KIB, Context, deferred, deferred_pipelined, gzip_files,
                        log_measured, micro, slow_readers, text_page, two_loops)
 from .servers import Nginx, Percore, RawResponder
+from .tls import log_summary as tls_summary, tls_section
 from .websocket import log_summary as ws_summary, ws_echo, ws_fanout
 
 RESULTS = ROOT / "bench" / "results"
@@ -86,6 +94,8 @@ def main():
     ap.add_argument("--compare", metavar="BINARY",
                     help="another hello_cores to alternate with this build's on GET / keep-alive")
     ap.add_argument("--rounds", type=int, default=5, help="--compare rounds (5)")
+    ap.add_argument("--only", choices=["tls"],
+                    help="only this section (its results in bench/results/only-tls.json)")
     args = ap.parse_args()
     duration = args.duration or (2 if args.quick else 10)
     warmup = 1 if args.quick else 2
@@ -103,10 +113,11 @@ def main():
     conn_holder = build_dir / "bench" / "conn_holder"
     raw_responder = build_dir / "bench" / "raw_responder"
     ws_load = build_dir / "bench" / "ws_load"
-    for path in (hello, conn_holder, raw_responder, ws_load):
+    tls_handshakes = build_dir / "bench" / "tls_handshakes"
+    for path in (hello, conn_holder, raw_responder, ws_load, tls_handshakes):
         if not path.exists():
             raise Failure(f"{path} was not built (PERCORE_BUILD_APPS/PERCORE_BUILD_BENCH off?)")
-    for tool in ("wrk", "nginx", "taskset", "node"):
+    for tool in ("wrk", "nginx", "taskset", "node", "curl", "openssl"):
         if not shutil.which(tool):
             raise Failure(f"{tool} not found: scripts/setup --bench should have installed it")
 
@@ -177,6 +188,7 @@ def main():
         "slow_readers": {},
         "gzip": {},
         "websocket": {"echo": {}, "fanout": {}},
+        "tls": {},
         "failures": [],
     }
     failures = results["failures"]
@@ -208,85 +220,89 @@ def main():
     os.chmod(www / "page.txt", 0o644)
     interrupted = False
     try:
-        # ---- Both servers, one loop / one worker each, on the server CPU.
-        log("== starting servers")
-        percore = Percore(children, hello, tmp,
-                          str(server_cpu) if server_cpu is not None else None, args.backend,
-                          pin_server)
-        log(f"  percore: {shlex.join(percore.cmd)}  (port {percore.port})")
-        for line in percore.startup.splitlines():
-            log(f"    {line}")
-        nginx = Nginx(children, tmp, [server_cpu] if server_cpu is not None else [], pin_server)
-        log(f"  nginx:   {shlex.join(nginx.cmd)}  (port {nginx.port}, master {nginx.proc.pid}, "
-            f"workers {nginx.worker_pids})")
-        raw = RawResponder(children, raw_responder, tmp, pin_server)
-        log(f"  raw:     {shlex.join(raw.cmd)}  (port {raw.port}; the kernel's floor)")
-        results["commands"] = {"percore": shlex.join(percore.cmd), "nginx": shlex.join(nginx.cmd),
-                               "raw": shlex.join(raw.cmd), "nginx_conf": nginx.conf.read_text()}
-        peers = [percore, nginx]
-        servers = [percore, nginx, raw]
+        if not args.only:  # the plain peers and modes
+            # ---- Both servers, one loop / one worker each, on the server CPU.
+            log("== starting servers")
+            percore = Percore(children, hello, tmp,
+                              str(server_cpu) if server_cpu is not None else None, args.backend,
+                              pin_server)
+            log(f"  percore: {shlex.join(percore.cmd)}  (port {percore.port})")
+            for line in percore.startup.splitlines():
+                log(f"    {line}")
+            nginx = Nginx(children, tmp, [server_cpu] if server_cpu is not None else [], pin_server)
+            log(f"  nginx:   {shlex.join(nginx.cmd)}  (port {nginx.port}, master {nginx.proc.pid}, "
+                f"workers {nginx.worker_pids})")
+            raw = RawResponder(children, raw_responder, tmp, pin_server)
+            log(f"  raw:     {shlex.join(raw.cmd)}  (port {raw.port}; the kernel's floor)")
+            results["commands"] = {"percore": shlex.join(percore.cmd),
+                                   "nginx": shlex.join(nginx.cmd), "raw": shlex.join(raw.cmd),
+                                   "nginx_conf": nginx.conf.read_text()}
+            peers = [percore, nginx]
+            servers = [percore, nginx, raw]
 
-        # ---- Memory per idle connection, on the fresh servers (the peers only).
-        log(f"== resident memory per idle keep-alive connection ({idle_count:,} held)")
-        for server in peers:
-            try:
-                m = idle_memory(children, server, conn_holder, idle_count, client_cpu)
-                results["idle_memory"][server.name] = m
-                log(f"  {server.name:8} VmRSS {m['rss_before_kib']:,} -> {m['rss_after_kib']:,} KiB"
-                    f" = {m['kib_per_connection']:.3f} KiB/connection (opened in "
-                    f"{m['open_seconds']} s)")
-            except Failure as e:
-                fail(f"idle memory, {server.name}: {e}")
-        im = results["idle_memory"]
-        if "percore" in im and "nginx" in im:
-            im["ratio"] = ratio(im["percore"]["kib_per_connection"],
-                                im["nginx"]["kib_per_connection"])
-
-        # ---- Warm-up, then every mode against percore, then nginx.
-        log(f"== warm-up ({warmup} s each)")
-        for server in servers:
-            run_wrk(wrk_command(server.port, 64, 1, warmup, client_cpu), warmup, 64)
-        for mode in MODES:
-            log(f"== {mode['title']} ({duration} s each)")
-            entry = results["modes"].setdefault(mode["key"], {"title": mode["title"]})
-            for server in servers:
-                cmd = wrk_command(server.port, mode["connections"], 1, duration, client_cpu,
-                                  mode["script"], mode["headers"])
+            # ---- Memory per idle connection, on the fresh servers (the peers only).
+            log(f"== resident memory per idle keep-alive connection ({idle_count:,} held)")
+            for server in peers:
                 try:
-                    r = measure(server, cmd, duration, mode["connections"])
+                    m = idle_memory(children, server, conn_holder, idle_count, client_cpu)
+                    results["idle_memory"][server.name] = m
+                    log(f"  {server.name:8} VmRSS {m['rss_before_kib']:,} -> "
+                        f"{m['rss_after_kib']:,} KiB = {m['kib_per_connection']:.3f} "
+                        f"KiB/connection (opened in {m['open_seconds']} s)")
                 except Failure as e:
-                    fail(f"{mode['title']}, {server.name}: {e}")
-                    continue
-                entry[server.name] = r
-                log_measured(server.name, r)
-                for problem in errors_of(r):
-                    fail(f"{mode['title']}, {server.name}: {problem}")
-            if "percore" in entry and "nginx" in entry:
-                entry["ratio"] = {k: ratio(entry["percore"][k], entry["nginx"][k])
-                                  for k in ("requests_per_s", "cpu_us_per_request", "p50_us",
-                                            "p99_us")}
-            if "percore" in entry and "raw" in entry:
-                entry["vs_floor"] = {k: ratio(entry["percore"][k], entry["raw"][k])
-                                     for k in ("requests_per_s", "cpu_us_per_request")}
-                log(f"  percore vs floor: "
-                    f"{fmt_ratio(entry['vs_floor']['cpu_us_per_request'])} CPU/request")
-        for server in servers:
-            try:
-                server.stop()
-            except Failure as e:
-                fail(str(e))
+                    fail(f"idle memory, {server.name}: {e}")
+            im = results["idle_memory"]
+            if "percore" in im and "nginx" in im:
+                im["ratio"] = ratio(im["percore"]["kib_per_connection"],
+                                    im["nginx"]["kib_per_connection"])
+
+            # ---- Warm-up, then every mode against percore, then nginx.
+            log(f"== warm-up ({warmup} s each)")
+            for server in servers:
+                run_wrk(wrk_command(server.port, 64, 1, warmup, client_cpu), warmup, 64)
+            for mode in MODES:
+                log(f"== {mode['title']} ({duration} s each)")
+                entry = results["modes"].setdefault(mode["key"], {"title": mode["title"]})
+                for server in servers:
+                    cmd = wrk_command(server.port, mode["connections"], 1, duration, client_cpu,
+                                      mode["script"], mode["headers"])
+                    try:
+                        r = measure(server, cmd, duration, mode["connections"])
+                    except Failure as e:
+                        fail(f"{mode['title']}, {server.name}: {e}")
+                        continue
+                    entry[server.name] = r
+                    log_measured(server.name, r)
+                    for problem in errors_of(r):
+                        fail(f"{mode['title']}, {server.name}: {problem}")
+                if "percore" in entry and "nginx" in entry:
+                    entry["ratio"] = {k: ratio(entry["percore"][k], entry["nginx"][k])
+                                      for k in ("requests_per_s", "cpu_us_per_request", "p50_us",
+                                                "p99_us")}
+                if "percore" in entry and "raw" in entry:
+                    entry["vs_floor"] = {k: ratio(entry["percore"][k], entry["raw"][k])
+                                         for k in ("requests_per_s", "cpu_us_per_request")}
+                    log(f"  percore vs floor: "
+                        f"{fmt_ratio(entry['vs_floor']['cpu_us_per_request'])} CPU/request")
+            for server in servers:
+                try:
+                    server.stop()
+                except Failure as e:
+                    fail(str(e))
 
         ctx = Context(children=children, hello=hello, tmp=tmp, build_dir=build_dir,
                       conn_holder=conn_holder, backend=args.backend, duration=duration,
                       quick=args.quick, allowed=allowed, server_cpu=server_cpu,
                       client_cpu=client_cpu, pin_server=pin_server, results=results, fail=fail)
-        two_loops(ctx)
-        deferred(ctx)
-        deferred_pipelined(ctx)
-        slow_readers(ctx)
-        gzip_files(ctx, www, page)
-        ws_echo(ctx, ws_load)
-        ws_fanout(ctx, ws_load)
+        if not args.only:
+            two_loops(ctx)
+            deferred(ctx)
+            deferred_pipelined(ctx)
+            slow_readers(ctx)
+            gzip_files(ctx, www, page)
+            ws_echo(ctx, ws_load)
+            ws_fanout(ctx, ws_load)
+        tls_section(ctx, tls_handshakes)
         if args.micro:
             micro(ctx)
     except KeyboardInterrupt as e:
@@ -324,11 +340,13 @@ def main():
                 fmt_ratio(rat.get("cpu_us_per_request")) if rat else "",
                 f"{r['server_cpu_share'] * 100:.0f}%",
                 sum(r["socket_errors"].values()), r["non_2xx"]])
-    log(table(rows, header))
-    log("  (srv CPU: the server's CPU time over the run, in % of one CPU; pipelined latency is per"
-        " 16-request batch;\n   in the Connection: close mode every request is a new connection)")
+    if not args.only:
+        log(table(rows, header))
+        log("  (srv CPU: the server's CPU time over the run, in % of one CPU; pipelined latency is"
+            " per 16-request batch;\n   in the Connection: close mode every request is a new"
+            " connection)")
     log()
-    for mode in MODES:
+    for mode in MODES if not args.only else []:
         floor = results["modes"].get(mode["key"], {}).get("vs_floor", {})
         log(f"{mode['title'] + ':':28} percore vs floor: "
             f"{fmt_ratio(floor.get('cpu_us_per_request'))} CPU/request")
@@ -355,6 +373,7 @@ def main():
                 f"{fmt_cpu(g['gzip']['cpu_us_per_request'])} gzipped to "
                 f"{g['gzip']['body_bytes']:,} bytes)")
     ws_summary(results)
+    tls_summary(results)
     two = results["two_loops"]
     if two.get("shares"):
         log("2 loops on 2 CPUs, 200 connections: " + ", ".join(
@@ -378,18 +397,19 @@ def main():
 
     results["targets"] = [{"target": t, "goal": g, "measured": m,
                            "met": None if ok is None else bool(ok)}
-                          for t, g, m, ok in targets(results)]
+                          for t, g, m, ok in targets(results)
+                          if not args.only or (ok is not None or "TLS" in t)]
     results["floor"] = {
         f"{key}_cpu_us_per_request": results["modes"].get(key, {}).get("raw", {})
         .get("cpu_us_per_request") for key in ("keepalive", "pipelined")}
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    json_path = RESULTS / "latest.json"
+    json_path = RESULTS / (f"only-{args.only}.json" if args.only else "latest.json")
     png_path = RESULTS / "latest.png"
     json_path.write_text(json.dumps(results, indent=2) + "\n")
     chart = False
     try:
-        chart = write_chart(results, png_path, tmp)
+        chart = not args.only and write_chart(results, png_path, tmp)
     except Exception as e:
         log(f"chart failed: {e}")
     log()

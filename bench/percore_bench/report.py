@@ -206,6 +206,24 @@ def check_ws_fanout(results, t):
             None if p99 is None else p99 < t["p99_below_us"])
 
 
+def check_tls(results, t):
+    """One TLS figure (t["key"] of results["tls"], its t["field"]) as a ratio to nginx's."""
+    e = results.get("tls", {}).get(t["key"], {})
+    mine, theirs, r = (e.get("percore", {}).get(t["field"]),
+                       e.get("nginx", {}).get(t["field"]), e.get("ratio"))
+    return ("-" if mine is None else f"{fmt_ratio(r)} nginx ({mine:.2f} vs {fmt_cpu(theirs)} "
+            f"{t['unit']})", None if r is None else r <= t["max_ratio"])
+
+
+def check_tls_idle_memory(results, t):
+    e = results.get("tls", {}).get("idle_memory", {})
+    kib, n = e.get("percore", {}).get("kib_per_connection"), e.get("percore", {}).get("connections")
+    nginx = e.get("nginx", {}).get("kib_per_connection")
+    return ("-" if kib is None else f"{kib:.2f} KiB/connection ({n:,} held; nginx "
+            f"{fmt_cpu(nginx)} KiB, {fmt_ratio(e.get('ratio'))})",
+            None if kib is None else kib <= t["max_kib_per_connection"])
+
+
 CHECKS = {
     "vs_nginx": check_vs_nginx,
     "vs_nginx_and_cpu": check_vs_nginx_and_cpu,
@@ -216,6 +234,8 @@ CHECKS = {
     "gzip": check_gzip,
     "ws_echo": check_ws_echo,
     "ws_fanout": check_ws_fanout,
+    "tls": check_tls,
+    "tls_idle_memory": check_tls_idle_memory,
 }
 
 

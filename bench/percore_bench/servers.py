@@ -5,6 +5,7 @@ import os
 import re
 import resource
 import socket
+import ssl
 import subprocess
 import time
 
@@ -51,6 +52,29 @@ def http_get(port, path="/", timeout=3.0, headers=()):
     return status, body.decode(errors="replace")
 
 
+def https_get(port, path="/", timeout=3.0):
+    """http_get over TLS, no certificate verified (the bench's is self-signed)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+                      .encode())
+            data = b""
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+                    break
+                if not chunk:
+                    break
+                data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
+    return status, body.decode(errors="replace")
+
+
 # ---------------------------------------------------------------------------------------------
 # The servers.
 
@@ -67,9 +91,10 @@ class Server:
 
 class Listening(Server):
     """A binary of ours that takes --port 0 and prints "Listening on port N", started under
-    `taskset -c pin_cpus`; it must answer GET / with "Hello World!" and exit 0 on SIGTERM."""
+    `taskset -c pin_cpus`; it must answer GET / with "Hello World!" (over TLS with `tls`) and
+    exit 0 on SIGTERM."""
 
-    def __init__(self, children, label, args, tmp, pin_cpus):
+    def __init__(self, children, label, args, tmp, pin_cpus, tls=False):
         self.children = children
         self.label = label
         self.out_path = tmp / f"{label}.out"
@@ -93,7 +118,7 @@ class Listening(Server):
             time.sleep(0.05)
         if self.port is None:
             raise Failure(f"{label} did not print 'Listening on port N' within 15 s")
-        status, body = http_get(self.port)
+        status, body = (https_get if tls else http_get)(self.port)
         if status != 200 or body != "Hello World!":
             raise Failure(f"{label}: GET / answered {status} {body!r}")
         self.startup = self.out_path.read_text().strip()
@@ -118,12 +143,12 @@ class Percore(Listening):
     name = "percore"
 
     def __init__(self, children, binary, tmp, cpus, backend, pin_cpus, label="percore",
-                 extra_args=()):
+                 extra_args=(), tls=False):
         args = [str(binary), "--port", "0", "--address", "127.0.0.1", "--backend", backend]
         if cpus is not None:
             args += ["--cpus", cpus]
         args += list(extra_args)
-        super().__init__(children, label, args, tmp, pin_cpus)
+        super().__init__(children, label, args, tmp, pin_cpus, tls=tls)
 
 
 class RawResponder(Listening):
@@ -205,8 +230,11 @@ class NodeWsEcho(Listening):
 class Nginx(Server):
     name = "nginx"
 
-    def __init__(self, children, tmp, cpu_list, pin_cpus):
+    def __init__(self, children, tmp, cpu_list, pin_cpus, conf=NGINX_CONF, tls=False, **extra):
+        """`conf`: the template (NGINX_CONF, or the TLS section's, formatted with `extra` too);
+        `tls`: it serves HTTPS."""
         self.children = children
+        self.tls = tls
         self.dir = tmp / "nginx"
         self.dir.mkdir(exist_ok=True)
         os.chmod(self.dir, 0o755)  # workers run as nobody
@@ -221,9 +249,9 @@ class Nginx(Server):
         for _ in range(5):  # the port was free when probed; retry if someone took it meanwhile
             self.port = free_port()
             self.conf = self.dir / "nginx.conf"
-            self.conf.write_text(NGINX_CONF.format(workers=self.workers, affinity=affinity,
-                                                   nofile=nofile, tmp=self.dir, port=self.port,
-                                                   www=tmp / "www"))
+            self.conf.write_text(conf.format(workers=self.workers, affinity=affinity,
+                                             nofile=nofile, tmp=self.dir, port=self.port,
+                                             www=tmp / "www", **extra))
             self.cmd = []
             if pin_cpus is not None:
                 self.cmd += ["taskset", "-c", pin_cpus]
@@ -251,7 +279,7 @@ class Nginx(Server):
                               + self.error_log()[-2000:])
             if len(children_of(self.proc.pid)) >= self.workers:
                 try:
-                    status, body = http_get(self.port)
+                    status, body = (https_get if self.tls else http_get)(self.port)
                 except OSError:
                     status, body = 0, ""
                 if status == 200 and body == "Hello World!":
