@@ -309,6 +309,7 @@ int main(int argc, char** argv) {
   options.drain_delay = absl::GetFlag(FLAGS_drain_delay);
   options.drain_checks = absl::GetFlag(FLAGS_drain_checks);
   options.drain_idle = absl::GetFlag(FLAGS_drain_idle);
+  options.proxy_protocol = absl::GetFlag(FLAGS_proxy_protocol);
 
   const std::vector<std::string> certs = absl::GetFlag(FLAGS_tls_cert);
   const std::vector<std::string> keys = absl::GetFlag(FLAGS_tls_key);
@@ -318,7 +319,6 @@ int main(int argc, char** argv) {
   percore::http::HttpOptions http;
   http.log_requests = absl::GetFlag(FLAGS_log_requests);
   http.trust_proxy = absl::GetFlag(FLAGS_trust_proxy);
-  http.proxy_protocol = absl::GetFlag(FLAGS_proxy_protocol);
   percore::http::App app(http);
   if (absl::GetFlag(FLAGS_compress)) app.Use(percore::http::Compress());
   if (const std::string dir = absl::GetFlag(FLAGS_static); !dir.empty()) {

@@ -9,6 +9,7 @@
 #include "loop.h"
 #include "percore/buffers.h"
 #include "percore/protocol.h"
+#include "proxy_header.h"
 #include "tls_stream.h"
 
 namespace percore {
@@ -197,6 +198,12 @@ PeerAddress Connection::peer() const {
   }
   peer.ip = ip;
   return peer;
+}
+
+PeerAddress Connection::client() const {
+  const ProxyState* proxy = StateOf(this)->proxy;
+  if (proxy != nullptr && !proxy->source.ip.empty()) return proxy->source;
+  return peer();
 }
 
 std::optional<TlsInfo> Connection::tls() const {

@@ -20,6 +20,7 @@ namespace percore {
 
 class Loop;
 class TlsStream;
+struct ProxyState;
 
 // A range of a file to send (Connection::SendFile); the output owns `fd`.
 struct FileRange {
@@ -48,8 +49,8 @@ class IoBuffers {
   IoBuffers(const IoBuffers&) = delete;
   IoBuffers& operator=(const IoBuffers&) = delete;
 
-  std::string pending;      // appended to by the session; never in flight
-  int64_t progress_ms = 0;  // when a send last started or took bytes
+  std::string pending;       // appended to by the session; never in flight
+  int64_t progress_ms = 0;   // when a send last started or took bytes
   TlsStream* tls = nullptr;  // the connection's, if it speaks TLS (set by the loop)
   std::string wire;          // TLS: records sealed and not yet in flight
 
@@ -117,6 +118,7 @@ struct ConnectionState : Connection {
   std::unique_ptr<Session> session;
   IoBuffers* buffers = nullptr;     // owned by the loop's pool
   TlsStream* tls = nullptr;         // TLS connections only; owned (Loop::Release deletes it)
+  ProxyState* proxy = nullptr;      // EngineOptions::proxy_protocol only; owned, as `tls`
   ConnectionState* prev = nullptr;  // the loop's list of live connections
   ConnectionState* next = nullptr;
   int64_t deadline_ms = 0;

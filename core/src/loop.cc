@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "clock.h"
 #include "post_queue.h"
+#include "proxy_header.h"
 #include "tls_stream.h"
 
 namespace percore {
@@ -195,10 +196,11 @@ void Loop::Shutdown(bool died) {
     // After a death, only the connection being served when it happened, and those in the
     // middle of something, need to go: an idle one is handed to the replacement, which serves
     // its next request as if nothing had happened. (Bytes that still arrive for it before its
-    // receive is cancelled cancel the adoption: see OnReceived.)
+    // receive is cancelled cancel the adoption: see OnReceived.) Not over TLS, nor after a
+    // PROXY header: the replacement would expect a handshake or a header again.
     const bool hand_over = died && c != in_session_ && !c->closing() && !c->send_inflight &&
                            c->pending_output() == 0 && !c->handing_over && c->tls == nullptr &&
-                           c->session->Idle();
+                           c->proxy == nullptr && c->session->Idle();
     Abort(c);
     if (hand_over) c->life = Lifecycle::kHandingOver;
   }
@@ -271,6 +273,8 @@ void Loop::OnReceived(ConnectionState* c, std::string_view bytes) {
     c->life = Lifecycle::kReleasing;  // these bytes would be lost to the successor
   }
   if (c->closing()) return;  // lingering: discard
+  // The PROXY header comes first, before TLS's ClientHello: the proxy passes TLS through.
+  if (c->proxy != nullptr && !c->proxy->done && !TakeProxyHeader(c, bytes)) return;
   if (c->tls == nullptr) {
     Deliver(c, bytes);
     return;
@@ -448,6 +452,7 @@ void Loop::Release(ConnectionState* c) {
   }
   if (c->buffers != nullptr) ReleaseBuffers(c);
   delete c->tls;
+  delete c->proxy;
   delete_connection_(c);
 }
 

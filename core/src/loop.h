@@ -173,6 +173,10 @@ class Loop {
   // handshake's progress, the session it starts, a failure that closes. True if the peer sent
   // its close_notify after them.
   bool OpenTls(ConnectionState* c, std::string_view& bytes);
+  // EngineOptions::proxy_protocol: takes the PROXY header off the start of `bytes`, keeping a
+  // header cut short for the next read. True once it is done and bytes follow it (`bytes` is
+  // then those); false while `bytes` was all header, or if the header is bad (it closes).
+  bool TakeProxyHeader(ConnectionState* c, std::string_view& bytes);
   // OnReceived's plaintext: to the session, or kept while it cannot take them.
   void Deliver(ConnectionState* c, std::string_view bytes);
   // Hands `bytes` to the session; returns how many it took.
@@ -210,9 +214,9 @@ class Loop {
   ConnectionState* connections_ = nullptr;  // intrusive list head
   bool shutting_down_ = false;              // Shutdown() began: nothing new is taken on
   std::vector<ConnectionState*> dirty_;
-  std::optional<std::string> crash_reason_;    // testing::CrashLoop
-  ConnectionState* in_session_ = nullptr;      // whose session Deliver() is calling
-  std::vector<ConnectionState*> resumed_;      // see ScheduleResume()
+  std::optional<std::string> crash_reason_;  // testing::CrashLoop
+  ConnectionState* in_session_ = nullptr;    // whose session Deliver() is calling
+  std::vector<ConnectionState*> resumed_;    // see ScheduleResume()
   // Connection::HandTo(): the sessions to take over, after the call that asked it returns.
   std::vector<std::pair<ConnectionState*, std::unique_ptr<Session>>> successors_;
   std::vector<absl::AnyInvocable<void()>> posted_;  // the batch RunPosted() is running
@@ -237,7 +241,7 @@ class Loop {
   std::vector<WatchId> removed_watches_;
   WatchId last_watch_ = 0;
   void FreeWatches();
-  std::vector<int> orphans_;                          // see TakeOrphans()
+  std::vector<int> orphans_;                             // see TakeOrphans()
   std::vector<std::unique_ptr<IoBuffers>> buffer_pool_;  // reused across responses
   size_t freed_bytes_ = 0;  // capacity of large output buffers freed since the last trim
   size_t freed_at_last_tick_ = 0;

@@ -1,6 +1,7 @@
 // How a connection gets its session: at once for plain TCP, after the handshake for TLS (so the
 // protocol can see what ALPN chose), and from another session when one hands it over.
 #include "loop.h"
+#include "proxy_header.h"
 #include "tls_context.h"
 #include "tls_stream.h"
 
@@ -29,6 +30,7 @@ ConnectionState* Loop::AddConnection(int fd) {
   connections_ = c;
   LoopStats::Add(worker_.stats_->active, 1);
   MarkDirty(c);  // arm its receive
+  if (options_.proxy_protocol) c->proxy = new ProxyState;
   if (tls_ == nullptr) {
     StartSession(c);
     return c;

@@ -1,6 +1,7 @@
-// Who the client is when the server sits behind proxies: IP addresses and CIDR ranges, the
-// X-Forwarded-For chain walked against a trusted-proxy list, and the HAProxy PROXY protocol
-// header (versions 1 and 2). Pure functions: no sockets, no state, no exceptions.
+// Who the client is when the server sits behind proxies that add X-Forwarded-For: CIDR ranges,
+// and the chain walked against a trusted-proxy list (addresses: percore/ip_address.h; the PROXY
+// protocol header is the engine's, EngineOptions::proxy_protocol). Pure functions: no sockets,
+// no state, no exceptions.
 #ifndef PERCORE_HTTP_SRC_CLIENT_ADDRESS_H_
 #define PERCORE_HTTP_SRC_CLIENT_ADDRESS_H_
 
@@ -10,26 +11,9 @@
 #include <string>
 #include <string_view>
 
+#include "percore/ip_address.h"
+
 namespace percore::http {
-
-// An IPv4 or IPv6 address in network byte order. An IPv4 address uses bytes[0..3] and leaves
-// the rest zero. IPv4-mapped IPv6 addresses (::ffff:a.b.c.d, RFC 4291 2.5.5.2) are stored as
-// the IPv4 address they map: a dual-stack socket reports IPv4 clients that way, and a trust
-// list written as "10.0.0.0/8" must still match them.
-struct IpAddress {
-  uint8_t bytes[16] = {};
-  bool v4 = false;
-
-  friend bool operator==(const IpAddress&, const IpAddress&) = default;
-};
-
-// Parses a plain IPv4 ("192.0.2.1", four decimal parts without leading zeros) or IPv6
-// ("2001:db8::1", "::ffff:192.0.2.1") literal with inet_pton. No brackets, ports, zone ids
-// ("fe80::1%eth0") or surrounding whitespace. *out is written only on success.
-bool ParseIp(std::string_view text, IpAddress* out);
-
-// The canonical text form (RFC 5952 for IPv6; a mapped address prints as plain IPv4).
-std::string FormatIp(const IpAddress& address);
 
 struct Cidr {
   IpAddress base;  // host bits cleared
@@ -63,40 +47,6 @@ bool CidrContains(const Cidr& range, const IpAddress& address);
 // xff_values or peer_ip.
 std::string_view ClientFromForwardedFor(std::span<const std::string_view> xff_values,
                                         std::span<const Cidr> trusted, std::string_view peer_ip);
-
-// ---------------------------------------------------------------------------------------------
-// PROXY protocol (HAProxy's doc/proxy-protocol.txt), versions 1 and 2.
-
-// Addresses are in FormatIp's canonical form (so an IPv4-mapped source reads "192.0.2.1").
-struct ProxyHeader {
-  bool local = false;  // v2 LOCAL or v1 UNKNOWN (and v2 non-TCP families): use the socket's peer
-  std::string source_ip;
-  uint16_t source_port = 0;
-  std::string dest_ip;
-  uint16_t dest_port = 0;
-};
-
-enum class ProxyParse { kMore, kDone, kBad };
-
-// Parses the PROXY header at the start of a connection from the bytes received so far (the
-// caller accumulates them and calls again after each read). kMore: what is there is a prefix
-// of a valid header, read more. kDone: *out is filled and *consumed is the header's length;
-// the application protocol starts right after. kBad: not a PROXY header (a plain
-// "GET / HTTP/1.1" is kBad by its first byte), close the connection. *out and *consumed are
-// written only for kDone.
-//
-// Version 1 is parsed strictly: "PROXY TCP4|TCP6 <src> <dst> <sport> <dport>\r\n" with single
-// spaces, addresses of the announced family, ports in 0..65535 written without leading zeros
-// (as the spec requires, to avoid octal confusion), at most 107 bytes with the CRLF, and no CR
-// or LF but the final CRLF. "PROXY UNKNOWN" followed by anything up to the CRLF is local.
-// Version 2: command LOCAL (any family, ignored) is local; PROXY with TCP over IPv4 or IPv6
-// fills the addresses; PROXY with UNSPEC, UDP or AF_UNIX is local, the fallback the spec
-// allows for families a receiver does not implement (none of them can carry HTTP here). Other
-// version, command or family values are kBad, as is an address length shorter than the
-// family's address block. TLVs after the addresses are skipped. A length above 2048 is kBad:
-// the caller buffers the whole header before it can parse a byte of HTTP, so a peer must not
-// be able to make that buffer large (HAProxy bounds it by its own buffer size too).
-ProxyParse ParseProxyHeader(std::string_view bytes, ProxyHeader* out, size_t* consumed);
 
 }  // namespace percore::http
 

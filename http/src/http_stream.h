@@ -33,8 +33,7 @@ class HttpStream {
   virtual bool WritePart(PendingResponse& pending, std::string_view chunk) = 0;
   virtual void EndParts(PendingResponse& pending) = 0;
   // Response::OnWritable: `fn` runs once the stream has room.
-  virtual void WhenWritable(PendingResponse& pending,
-                            absl::AnyInvocable<void(Response&)> fn) = 0;
+  virtual void WhenWritable(PendingResponse& pending, absl::AnyInvocable<void(Response&)> fn) = 0;
   // Response::OnBody and ResumeBody: hands the body read so far to the reader, then reads on.
   virtual void ReadBody(PendingResponse& pending,
                         absl::AnyInvocable<void(Response&, std::string_view, bool)> fn) = 0;
@@ -53,8 +52,8 @@ class HttpStream {
   virtual bool UnreadBodyCloses() const = 0;
   // `body` gzipped at `level` into a loop-owned buffer (valid until the next call), or null.
   virtual std::string* Gzip(std::string_view body, int level) = 0;
-  // Request::client().
-  virtual PeerAddress Client(const Request& req) const = 0;
+  // Request::client(), from the connection's client (Connection::client()).
+  virtual PeerAddress Client(const Request& req, PeerAddress from) const = 0;
   // Answers the request being handled with 101 (its fields, then `fields`) and returns the
   // connection, for the caller to hand to the protocol it switches to; nothing after the request
   // is read as HTTP. Throws HttpError, having written nothing, where it cannot: 503 while

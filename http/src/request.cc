@@ -4,8 +4,8 @@
 
 #include "ascii.h"
 #include "codec.h"
-#include "percore/http/router.h"
 #include "http_stream.h"
+#include "percore/http/router.h"
 
 namespace percore::http {
 
@@ -78,7 +78,8 @@ nlohmann::json Request::Json() const {
 }
 
 PeerAddress Request::client() const {
-  return stream_ != nullptr ? stream_->Client(*this) : peer();
+  PeerAddress from = conn_->client();
+  return stream_ != nullptr ? stream_->Client(*this, std::move(from)) : from;
 }
 
 }  // namespace percore::http

@@ -12,7 +12,6 @@
 #include "errors.h"
 #include "percore/stats.h"
 #include "response_writer.h"
-#include "response_writer.h"
 
 namespace percore::http {
 
@@ -47,8 +46,7 @@ HttpProtocol::HttpProtocol(std::shared_ptr<const AppConfig> config, Worker& work
       idle_timeout_ms_(absl::ToInt64Milliseconds(config_->options.idle_timeout)),
       limits_{.max_header_bytes = config_->options.max_header_bytes,
               .max_target_bytes = config_->options.max_target_bytes,
-              .max_fields = config_->options.max_header_fields},
-      proxy_protocol_(config_->options.proxy_protocol) {
+              .max_fields = config_->options.max_header_fields} {
   headers_.reserve(32);
   fields_.reserve(256);
 }
@@ -127,7 +125,6 @@ void HttpProtocol::GiveBack(std::unique_ptr<MessageState>& state) {
 }
 
 HttpSession::HttpSession(HttpProtocol& protocol, Connection& conn) : protocol_(protocol) {
-  if (protocol.proxy_protocol_) protocol.proxies_.try_emplace(this);
   // Until the first byte of a request, a connection is idle.
   conn.SetDeadline(conn.worker().now_ms() + protocol.idle_timeout_ms_);
 }
@@ -138,14 +135,6 @@ void HttpSession::SetDeadline(int64_t timeout_ms) {
 
 size_t HttpSession::OnData(Connection& conn, std::string_view bytes) {
   HttpProtocol& h = protocol_;
-  if (h.proxy_protocol_) {
-    ProxyState& proxy = h.proxies_[this];
-    if (!proxy.done) {
-      const size_t taken = TakeProxyHeader(proxy, conn, bytes);
-      if (!proxy.done || taken == bytes.size()) return taken;
-      return taken + OnData(conn, bytes.substr(taken));
-    }
-  }
   if (state_ != nullptr) {
     // A streamed body waits with the loop while its reader is absent or paused; so do requests
     // behind a queue of answers at its bound.
@@ -259,9 +248,9 @@ int HttpSession::OnHeadersComplete(const char** at, const char* end) {
   const RouteOptions* route = nullptr;
   if (h.config_->router.has_body_options()) {
     h.params_.clear();
-    st.route = h.config_->router.Route(
-        View(st.base, parser.method()),
-        PathOf(View(st.base, parser.target()), parser.question()), &h.params_);
+    st.route = h.config_->router.Route(View(st.base, parser.method()),
+                                       PathOf(View(st.base, parser.target()), parser.question()),
+                                       &h.params_);
     route = st.route.options;
     st.routed = (route != nullptr && route->stream_body) || h.params_.empty();
     if (route != nullptr && route->max_body_bytes != 0) st.body_limit = route->max_body_bytes;
@@ -368,16 +357,13 @@ void HttpSession::KeepUnfinished(const char* end) {
   // when the request began (the loop's clock stands still within an iteration), and more bytes
   // of the section do not move it.
   if (!st.headers_done) SetDeadline(protocol_.header_timeout_ms_);
-  st.held.assign(st.base, st.headers_done ? st.parser.head_size()
-                                          : static_cast<size_t>(end - st.base));
+  st.held.assign(st.base,
+                 st.headers_done ? st.parser.head_size() : static_cast<size_t>(end - st.base));
   st.base_in_held = true;
   st.base = st.held.data();
 }
 
-HttpSession::~HttpSession() {
-  DropSlots();
-  if (protocol_.proxy_protocol_) protocol_.proxies_.erase(this);
-}
+HttpSession::~HttpSession() { DropSlots(); }
 
 std::string* HttpSession::Gzip(std::string_view body, int level) {
   HttpProtocol& h = protocol_;

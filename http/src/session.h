@@ -22,7 +22,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "client_address.h"
 #include "date_cache.h"
@@ -30,12 +29,12 @@
 #include "http_stream.h"
 #include "parser.h"
 #include "pending.h"
-#include "ws_session.h"
 #include "percore/buffers.h"
 #include "percore/http/options.h"
 #include "percore/http/request.h"
 #include "percore/http/router.h"
 #include "percore/protocol.h"
+#include "ws_session.h"
 
 namespace percore::http {
 
@@ -44,8 +43,8 @@ struct AppConfig {
   Router router;
   HttpOptions options;
   std::shared_ptr<const ErrorHandler> on_error;  // App::OnError; null for the default answers
-  std::vector<Cidr> trusted;  // HttpOptions::trust_proxy, parsed
-  std::shared_ptr<internal::WsHub> hub;  // App::Publish's, shared with the App
+  std::vector<Cidr> trusted;                     // HttpOptions::trust_proxy, parsed
+  std::shared_ptr<internal::WsHub> hub;          // App::Publish's, shared with the App
 };
 
 // The state of one message being parsed, and of the read being parsed.
@@ -101,13 +100,6 @@ std::string_view PathOf(std::string_view target, size_t question);
 
 class HttpSession;
 
-// What the PROXY protocol header of a connection said (HttpOptions::proxy_protocol).
-struct ProxyState {
-  std::string held;  // the header's bytes so far, once it spans reads
-  ProxyHeader header;
-  bool done = false;
-};
-
 // The per-loop half: the Date line, the request log, buffers lent to one call at a time.
 class HttpProtocol final : public percore::Protocol {
  public:
@@ -146,10 +138,6 @@ class HttpProtocol final : public percore::Protocol {
   // A deferred answer is kept alive until the handler's chain returns: its Response may
   // still be used (OnFinish after next()).
   std::shared_ptr<PendingResponse> deferring_;
-  // HttpOptions::proxy_protocol: each connection's header, here rather than in every session
-  // (an idle connection's memory is the session's).
-  const bool proxy_protocol_;
-  absl::flat_hash_map<const HttpSession*, ProxyState> proxies_;
   std::unique_ptr<Gzip> gzip_;  // made on first use
   std::unique_ptr<WsLoop> ws_;  // made on first use
   std::string gzipped_;
@@ -166,18 +154,14 @@ class HttpSession final : public percore::Session, public HttpStream {
   size_t OnData(Connection& conn, std::string_view bytes) override;
   void OnDeadline(Connection& conn) override;
   void OnDrain(Connection& conn) override;
-  // Can be handed to another loop's fresh session: between messages, and not with a PROXY
-  // protocol header read (the fresh session would wait for another).
-  bool Idle() const override {
-    return !protocol_.proxy_protocol_ && !leading_cr_ && BetweenMessages();
-  }
+  // Can be handed to another loop's fresh session: between messages.
+  bool Idle() const override { return !leading_cr_ && BetweenMessages(); }
   ~HttpSession() override;
 
   // HttpStream: see http_stream.h.
   std::shared_ptr<PendingResponse> Defer(ResponseCore& res) override;
   void SendPending(PendingResponse& pending, std::string_view body) override;
-  void SendPendingFile(PendingResponse& pending, int fd, uint64_t offset,
-                       uint64_t length) override;
+  void SendPendingFile(PendingResponse& pending, int fd, uint64_t offset, uint64_t length) override;
   bool WritePart(PendingResponse& pending, std::string_view chunk) override;
   void EndParts(PendingResponse& pending) override;
   void WhenWritable(PendingResponse& pending, absl::AnyInvocable<void(Response&)> fn) override;
@@ -189,7 +173,7 @@ class HttpSession final : public percore::Session, public HttpStream {
   bool Draining() const override { return protocol_.worker_.draining(); }
   bool UnreadBodyCloses() const override;
   std::string* Gzip(std::string_view body, int level) override;
-  PeerAddress Client(const Request& req) const override;
+  PeerAddress Client(const Request& req, PeerAddress from) const override;
   Connection* SwitchProtocols(ResponseCore& res, std::string_view fields) override;
   WsLoop& WebSockets() override { return protocol_.WebSockets(); }
   // Appends a piece of a streamed body where the answer writes, chunked if it is.
@@ -200,10 +184,8 @@ class HttpSession final : public percore::Session, public HttpStream {
   void OnWritable(Connection& conn) override;
   // The client's FIN: see pending_response.cc.
   void OnPeerClosed(Connection& conn) override;
+
  private:
-  // HttpOptions::proxy_protocol: takes the PROXY header off the start of the connection;
-  // returns the bytes of `bytes` it took.
-  size_t TakeProxyHeader(ProxyState& proxy, Connection& conn, std::string_view bytes);
   // The end of the middleware chain: the route's handler, or 404, 405 or OPTIONS.
   static void RunRoute(void* dispatch);
   // Answers `error` through the error hook, or with the default answer.

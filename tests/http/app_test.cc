@@ -4,6 +4,7 @@
 
 #include <time.h>
 
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
@@ -14,6 +15,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "percore/http/middleware.h"
+#include "percore/options.h"
 #include "percore/testing/client.h"
 #include "percore/testing/harness.h"
 
@@ -839,11 +841,35 @@ HttpOptions TrustLoopback() {
   return options;
 }
 
-HttpOptions WithProxyProtocol() {
-  HttpOptions options;
-  options.proxy_protocol = true;
-  return options;
-}
+// The engine takes the PROXY header off (EngineOptions::proxy_protocol) and Request::client()
+// starts from its source address: a harness with that option, and one connection over TCP.
+class ProxyServer {
+ public:
+  explicit ProxyServer(const App& app) {
+    EngineOptions options;
+    options.proxy_protocol = true;
+    harness_ = std::make_unique<LoopHarness>(*app.Factory(), options);
+    conn_ = harness_->AcceptTcp();
+  }
+  ~ProxyServer() { harness_->Release(conn_); }
+  LoopHarness& harness() { return *harness_; }
+  Connection* conn() { return conn_; }
+  // Sends `bytes` in one read and parses the one answer they get, if any.
+  std::optional<TestResponse> Raw(std::string_view bytes) {
+    harness_->Feed(conn_, bytes);
+    const std::string out = harness_->TakeOutput(conn_);
+    size_t consumed = 0;
+    std::optional<TestResponse> r = ParseResponse(out, &consumed);
+    if (r.has_value()) {
+      EXPECT_EQ(consumed, out.size()) << out;
+    }
+    return r;
+  }
+
+ private:
+  std::unique_ptr<LoopHarness> harness_;
+  Connection* conn_ = nullptr;
+};
 
 constexpr std::string_view kForwarded = "198.51.100.1, 203.0.113.7";
 constexpr std::string_view kIpRequest = "GET /ip HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -869,11 +895,23 @@ TEST(AppClientAddressTest, InvalidTrustProxyRangeMakesTheClientThrow) {
 }
 
 TEST(AppClientAddressTest, ProxyProtocolV1GivesTheSourceAddress) {
-  App app = AddressApp(WithProxyProtocol());
-  TestResponse r =
-      TestClient(app).Raw("PROXY TCP4 192.0.2.9 10.0.0.1 5555 80\r\n" + std::string(kIpRequest));
-  EXPECT_EQ(r.status, 200);
-  EXPECT_EQ(r.body, "192.0.2.9:5555");
+  ProxyServer server(AddressApp({}));
+  std::optional<TestResponse> r =
+      server.Raw("PROXY TCP4 192.0.2.9 10.0.0.1 5555 80\r\n" + std::string(kIpRequest));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "192.0.2.9:5555");
+}
+
+TEST(AppClientAddressTest, ProxyProtocolSourceIsWhereForwardedForTrustStarts) {
+  HttpOptions options;
+  options.trust_proxy = {"192.0.2.9"};
+  ProxyServer server(AddressApp(options));
+  std::optional<TestResponse> r = server.Raw(
+      "PROXY TCP4 192.0.2.9 10.0.0.1 5555 80\r\n"
+      "GET /ip HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 198.51.100.4\r\n\r\n");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "198.51.100.4:0");
 }
 
 // A PROXY protocol v2 header for TCP over IPv4 (HAProxy's proxy-protocol.txt, 2.2).
@@ -893,39 +931,30 @@ std::string ProxyV2(const uint8_t (&src)[4], const uint8_t (&dst)[4], uint16_t s
 }
 
 TEST(AppClientAddressTest, ProxyProtocolV2GivesTheSourceAddress) {
-  App app = AddressApp(WithProxyProtocol());
+  ProxyServer server(AddressApp({}));
   const std::string header = ProxyV2({192, 0, 2, 9}, {10, 0, 0, 1}, 5555, 80);
   ASSERT_EQ(header.size(), 28u);
-  TestResponse r = TestClient(app).Raw(header + std::string(kIpRequest));
-  EXPECT_EQ(r.status, 200);
-  EXPECT_EQ(r.body, "192.0.2.9:5555");
+  std::optional<TestResponse> r = server.Raw(header + std::string(kIpRequest));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "192.0.2.9:5555");
 }
 
 TEST(AppClientAddressTest, ProxyProtocolConnectionWithoutTheHeaderIsClosedUnanswered) {
-  App app = AddressApp(WithProxyProtocol());
-  TestResponse r = TestClient(app).Raw(kIpRequest);
-  EXPECT_EQ(r.status, 0);
-  EXPECT_TRUE(r.closed);
+  ProxyServer server(AddressApp({}));
+  EXPECT_FALSE(server.Raw(kIpRequest).has_value());
+  EXPECT_TRUE(server.harness().Closing(server.conn()));
 }
 
 TEST(AppClientAddressTest, ProxyProtocolHeaderSplitOverTwoReads) {
-  App app = AddressApp(WithProxyProtocol());
-  TestClient client(app);
-  LoopHarness& harness = client.harness();
-  Connection* c = harness.AcceptTcp();
-  ASSERT_NE(c, nullptr);
-  harness.Feed(c, "PROXY TCP4 192.0.2.9 10.0.0.1 55");
-  EXPECT_EQ(harness.TakeOutput(c), "");
-  EXPECT_FALSE(harness.Closing(c));
-  harness.Feed(c, "55 80\r\n" + std::string(kIpRequest));
-  const std::string out = harness.TakeOutput(c);
-  size_t consumed = 0;
-  std::optional<TestResponse> r = ParseResponse(out, &consumed);
-  ASSERT_TRUE(r.has_value()) << out;
+  ProxyServer server(AddressApp({}));
+  ASSERT_NE(server.conn(), nullptr);
+  EXPECT_FALSE(server.Raw("PROXY TCP4 192.0.2.9 10.0.0.1 55").has_value());
+  EXPECT_FALSE(server.harness().Closing(server.conn()));
+  std::optional<TestResponse> r = server.Raw("55 80\r\n" + std::string(kIpRequest));
+  ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->status, 200);
   EXPECT_EQ(r->body, "192.0.2.9:5555");
-  EXPECT_EQ(consumed, out.size());
-  harness.Release(c);
 }
 
 }  // namespace

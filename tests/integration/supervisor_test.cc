@@ -402,6 +402,29 @@ TEST_P(SupervisorTest, IdleConnectionsOfACrashedLoopAreServedByItsReplacement) {
   }
 }
 
+// ... but not a connection that began with a PROXY header (EngineOptions::proxy_protocol): its
+// replacement would wait for a header already read, and take the next request for a bad one.
+TEST_P(SupervisorTest, ProxyProtocolConnectionsOfACrashedLoopAreClosedNotHandedOver) {
+  EngineOptions options = TestEngineOptions(1);
+  options.restart_backoff = absl::Milliseconds(10);
+  options.proxy_protocol = true;
+  ASSERT_NO_FATAL_FAILURE(RunEngine(options));
+  if (IsSkipped()) return;
+  const std::string header = "PROXY TCP4 192.0.2.9 10.0.0.1 5555 80\r\n";
+  Socket idle = Connect();
+  ASSERT_TRUE(idle.ok());
+  std::string buffer;
+  ASSERT_TRUE(SendAll(idle.fd(), header + Get("/thread")));
+  ASSERT_TRUE(ReadResponse(idle.fd(), buffer, kReadTimeout).has_value());
+  Socket crasher = Connect();
+  ASSERT_TRUE(SendAll(crasher.fd(), header + Get("/crash")));
+  EXPECT_EQ(ReadToEnd(crasher.fd(), kReadTimeout).end, StreamEnd::kClosed);
+  ASSERT_TRUE(WaitUntil([&] { return engine_->restarts() >= 1; }, kWaitTimeout));
+  ReadToEndResult end = ReadToEnd(idle.fd(), kReadTimeout);
+  EXPECT_EQ(end.end, StreamEnd::kClosed) << "the idle PROXY connection was handed over";
+  EXPECT_EQ(end.data, "");
+}
+
 TEST_P(SupervisorTest, CrashLoopBacksOffAndFailsReadinessUntilTheWindowPasses) {
   EngineOptions options = TestEngineOptions(1);
   options.restart_backoff = absl::Milliseconds(10);

@@ -109,6 +109,14 @@ struct EngineOptions {
 
   // TLS on the port (percore/tls.h): off unless certificates are given.
   TlsOptions tls;
+  // Every connection starts with a PROXY protocol header, version 1 or 2 (HAProxy's
+  // `send-proxy`/`send-proxy-v2`, nginx's `proxy_protocol on`), whose source address is the
+  // client's (Connection::client()); a connection without a valid one is closed unanswered. The
+  // header comes before anything else, TLS's ClientHello included (HAProxy in `mode tcp`
+  // passing TLS through). Only for a port no client reaches but the proxy: whoever connects can
+  // say what address it likes. (A loop that dies closes such connections even when idle,
+  // instead of handing them to its replacement, which would wait for a header already read.)
+  bool proxy_protocol = false;
 
   // Called by Engine::Run() on its own thread once every loop serves (for start-up lines).
   std::function<void(const Engine&)> on_started;

@@ -160,7 +160,7 @@ class Session {
   // Whether a fresh session could take this connection over as it is: nothing of a request
   // received and unanswered (an idle keep-alive connection). When a loop dies, such
   // connections with no output pending go to the loop that replaces it, instead of being
-  // closed. The default: never.
+  // closed (never a TLS connection, nor one that began with a PROXY header). The default: never.
   virtual bool Idle() const { return false; }
 };
 
@@ -231,6 +231,10 @@ class Connection {
   size_t pending_output() const;
   // The peer's address, asked of the kernel (getpeername).
   PeerAddress peer() const;
+  // The client's address: with EngineOptions::proxy_protocol, the source address of the
+  // connection's PROXY header when the header named one (not LOCAL or UNKNOWN, as a proxy's
+  // health check sends); otherwise peer().
+  PeerAddress client() const;
   // What TLS negotiated, on a port that speaks it (percore/tls.h); nullopt for plain TCP. A
   // session is made only once the handshake is done, so it always has this.
   std::optional<TlsInfo> tls() const;

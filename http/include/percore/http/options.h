@@ -55,13 +55,6 @@ struct HttpOptions {
   // Proxies whose X-Forwarded-For is believed (Request::client()), as CIDR ranges
   // ("10.0.0.0/8", "127.0.0.1", "::1/128"). Empty: the header is never believed.
   std::vector<std::string> trust_proxy;
-  // Every connection starts with a PROXY protocol header, version 1 or 2 (HAProxy's
-  // `send-proxy`/`send-proxy-v2`, nginx's `proxy_protocol on`), whose source address is the
-  // client's; a connection without a valid one is closed unanswered. Only for a port no client
-  // reaches but the proxy: whoever connects can say what address it likes. (A loop that dies
-  // closes such connections even when idle, instead of handing them to its replacement, which
-  // would wait for a header that was already read.)
-  bool proxy_protocol = false;
 };
 
 }  // namespace percore::http

@@ -14,8 +14,8 @@
 
 #include <forward_list>
 #include <nlohmann/json_fwd.hpp>
-#include <span>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -97,7 +97,7 @@ class Request {
   // nullopt over plain TCP. Its views live as long as the connection.
   std::optional<TlsInfo> tls() const { return conn_->tls(); }
   // The client's address as far as it can be trusted: the source address of the PROXY
-  // protocol header (HttpOptions::proxy_protocol), else the peer's; and if that address is a
+  // protocol header (EngineOptions::proxy_protocol), else the peer's; and if that address is a
   // trusted proxy (HttpOptions::trust_proxy), the rightmost address of X-Forwarded-For that is
   // not one (with port 0). Never a header's word unless the peer is trusted.
   PeerAddress client() const;
