@@ -13,8 +13,8 @@ namespace percore {
 namespace {
 
 // OpenSSL's ticket callback: `encrypt` 1 to issue a ticket (fill in the key's name and a fresh
-// IV), 0 to open one. Returns 1 to go on, 2 to accept a ticket and issue a new one (an old key),
-// 0 for an unknown key (a full handshake follows), -1 on an error.
+// IV), 0 to open one. Returns 1 to go on, 2 to accept a ticket and issue a new one, 0 for an
+// unknown key (a full handshake follows), -1 on an error.
 int OnTicketKey(SSL* ssl, unsigned char name[16], unsigned char iv[EVP_MAX_IV_LENGTH],
                 EVP_CIPHER_CTX* cipher, EVP_MAC_CTX* mac, int encrypt) {
   TicketKeys* keys =
@@ -40,7 +40,11 @@ int OnTicketKey(SSL* ssl, unsigned char name[16], unsigned char iv[EVP_MAX_IV_LE
                         ? EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key.aes, iv)
                         : EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key.aes, iv);
   if (ready != 1) return -1;
-  return current ? 1 : 2;
+  // 2 renews: a new ticket goes out after this resumption. TLS 1.3 clients use a ticket once
+  // (RFC 8446 C.4; OpenSSL's client will not offer it again), and OpenSSL's server issues
+  // none after a resumption unless asked, so without renewing only every other connection
+  // would resume. In TLS 1.2 a ticket stays valid: renewed only once its key is the old one.
+  return current && SSL_version(ssl) != TLS1_3_VERSION ? 1 : 2;
 }
 
 }  // namespace

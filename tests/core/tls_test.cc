@@ -99,18 +99,8 @@ class TlsTest : public ::testing::Test {
         [this](Worker&) { return std::make_unique<EchoProtocol>(&seen_); }, options);
   }
 
-  // Passes records both ways until neither side has more.
   void Exchange(Connection* c, TlsPeer& peer, bool bytewise = false) {
-    for (int round = 0; round < 20; ++round) {
-      const std::string out = peer.TakeOutput();
-      if (!out.empty()) bytewise ? harness_->FeedBytewise(c, out) : harness_->Feed(c, out);
-      // Input kept while the output was full goes to the session on the loop's next pass.
-      harness_->RunUntil([] { return true; }, absl::ZeroDuration());
-      const std::string back = harness_->TakeOutput(c);
-      if (!back.empty()) peer.Receive(back);
-      if (out.empty() && back.empty()) return;
-    }
-    ADD_FAILURE() << "the exchange did not settle";
+    EXPECT_TRUE(testing::Exchange(*harness_, c, peer, bytewise)) << "the exchange did not settle";
   }
 
   // Connects `peer`, sends `plain` once established, and returns what comes back.
@@ -264,6 +254,40 @@ TEST_F(TlsTest, ATicketResumesTheSessionWithoutAFullHandshake) {
     EXPECT_TRUE(seen_.infos.back()->resumed);
     EXPECT_EQ(stats().tls_resumed.load(), 1u);
     seen_ = Seen{};
+  }
+}
+
+TEST_F(TlsTest, ATicketFromAResumedSessionResumesTooAsBrowsersChainThem) {
+  for (int version : {TLS1_3_VERSION, TLS1_2_VERSION}) {
+    Start();
+    SSL_SESSION* session = nullptr;
+    for (int i = 0; i < 4; ++i) {
+      Connection* c = harness_->Accept();
+      TlsPeer peer({.max_version = version, .session = session});
+      EXPECT_EQ(RoundTrip(c, peer, "x"), "x");
+      EXPECT_EQ(peer.resumed(), i > 0) << "connection " << i << " of TLS " << version;
+      SSL_SESSION* offered = session;
+      session = peer.TakeSession();  // the newest ticket, as a browser keeps it
+      ASSERT_NE(session, nullptr);
+      if (offered != nullptr) {
+        // TLS 1.3 tickets are for one use (RFC 8446 C.4): a resumption must bring a new one.
+        const unsigned char *old_ticket, *new_ticket;
+        size_t old_length, new_length;
+        SSL_SESSION_get0_ticket(offered, &old_ticket, &old_length);
+        SSL_SESSION_get0_ticket(session, &new_ticket, &new_length);
+        const bool renewed =
+            std::string_view(reinterpret_cast<const char*>(old_ticket), old_length) !=
+            std::string_view(reinterpret_cast<const char*>(new_ticket), new_length);
+        if (version == TLS1_3_VERSION) {
+          EXPECT_TRUE(renewed) << "connection " << i;
+        }
+        SSL_SESSION_free(offered);
+      }
+      // A client that drops its connection without a close_notify makes OpenSSL forget the
+      // session (SSL_free marks it not resumable): say goodbye first, as browsers do.
+      peer.Close();
+    }
+    SSL_SESSION_free(session);
   }
 }
 

@@ -188,4 +188,16 @@ SSL_SESSION* TlsPeer::TakeSession() const {
   return session;
 }
 
+bool Exchange(LoopHarness& harness, Connection* c, TlsPeer& peer, bool bytewise) {
+  for (int round = 0; round < 20; ++round) {
+    const std::string out = peer.TakeOutput();
+    if (!out.empty()) bytewise ? harness.FeedBytewise(c, out) : harness.Feed(c, out);
+    harness.RunUntil([] { return true; }, absl::ZeroDuration());
+    const std::string back = harness.TakeOutput(c);
+    if (!back.empty()) peer.Receive(back);
+    if (out.empty() && back.empty()) return true;
+  }
+  return false;
+}
+
 }  // namespace percore::testing

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "percore/testing/harness.h"
 #include "percore/tls.h"
 
 typedef struct ssl_st SSL;
@@ -78,6 +79,11 @@ class TlsPeer {
   std::string error_;
   bool peer_closed_ = false;
 };
+
+// Passes records between `peer` and connection `c` of `harness` (fed whole, or a byte per read)
+// until neither side has more, giving the loop a turn each time (input kept while the output
+// was full goes to the session then). False if they never settle.
+bool Exchange(LoopHarness& harness, Connection* c, TlsPeer& peer, bool bytewise = false);
 
 }  // namespace percore::testing
 
