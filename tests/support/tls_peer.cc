@@ -116,6 +116,7 @@ void TlsPeer::Pump() {
       return;
     }
   }
+  Flush();
   char buffer[16384];
   for (;;) {
     size_t got = 0;
@@ -134,10 +135,18 @@ void TlsPeer::Pump() {
 }
 
 void TlsPeer::Write(std::string_view plain) {
+  unsent_.append(plain);
+  Flush();
+}
+
+void TlsPeer::Flush() {
+  // Before the handshake is done SSL_write would only start it: the bytes wait here.
+  if (unsent_.empty() || !established() || failed()) return;
   size_t written = 0;
-  if (!plain.empty() && SSL_write_ex(ssl_, plain.data(), plain.size(), &written) != 1) {
+  if (SSL_write_ex(ssl_, unsent_.data(), unsent_.size(), &written) != 1) {
     error_ = "write: " + OpensslError();
   }
+  unsent_.clear();
 }
 
 void TlsPeer::Close() { SSL_shutdown(ssl_); }

@@ -49,7 +49,7 @@ class TlsPeer {
   std::string TakeOutput();
   // Records from the server; moves the handshake on and decrypts what it can.
   void Receive(std::string_view records);
-  // Encrypts `plain` for the server (after the handshake; queued until then by OpenSSL).
+  // Encrypts `plain` for the server; before the handshake is done, it waits until it is.
   void Write(std::string_view plain);
   // Sends a close_notify.
   void Close();
@@ -74,7 +74,9 @@ class TlsPeer {
 
  private:
   void Pump();
+  void Flush();
   SSL* ssl_ = nullptr;
+  std::string unsent_;  // written before the handshake was done
   std::string plain_;
   std::string error_;
   bool peer_closed_ = false;
