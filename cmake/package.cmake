@@ -15,9 +15,10 @@ set(CPACK_DEBIAN_PACKAGE_MAINTAINER ${PERCORE_DEB_MAINTAINER})
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 # What hello_cores loads (ldd, dpkg -S on Debian 12); written out rather than computed by
 # dpkg-shlibdeps so that packaging needs nothing beyond dpkg.
-set(CPACK_DEBIAN_PACKAGE_DEPENDS
-    "libc6 (>= 2.36), libstdc++6 (>= 12), libgcc-s1, libabsl20220623, liburing2 (>= 2.3), zlib1g")
+string(CONCAT CPACK_DEBIAN_PACKAGE_DEPENDS
+    "libc6 (>= 2.36), libstdc++6 (>= 12), libgcc-s1, libabsl20220623, liburing2 (>= 2.3), "
+    "zlib1g, libssl3 (>= 3.0)")
 # Building on the static libraries needs the headers of what they use.
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS
-    "libabsl-dev, liburing-dev, zlib1g-dev, nlohmann-json3-dev, pkg-config")
+    "libabsl-dev, liburing-dev, zlib1g-dev, libssl-dev, nlohmann-json3-dev, pkg-config")
 include(CPack)
