@@ -1,10 +1,13 @@
 // The files under deploy/: the systemd unit passes `systemd-analyze verify` and its timeouts
 // cover the drain; the Kubernetes manifest parses and its probes and grace period fit the
-// drain; the Dockerfile's runtime stage installs every package hello_cores links. Each check
-// skips, saying why, where its tool is missing.
+// drain; the Dockerfile's runtime stage installs every package hello_cores links; the TLS
+// variants (the unit, the manifest, HAProxy passing TLS through) keep those rules and add their
+// certificates, HTTPS probes and PROXY v2. Each check skips, saying why, where its tool is
+// missing.
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
@@ -93,10 +96,12 @@ std::pair<bool, std::string> Verify(const fs::path& unit) {
           about_unit + "(exit " + std::to_string(ran.status) + ")\n" + ran.output};
 }
 
-// The unit with `from` replaced by `to` (every occurrence), written to `dir`/`name`.
+// The unit `source` (deploy/systemd/percore.service by default) with `from` replaced by `to`
+// (every occurrence), written to `dir`/`name`.
 fs::path WriteUnit(const fs::path& dir, const std::string& name, const std::string& from,
-                   const std::string& to) {
-  std::string text = ReadFile(Root() / "deploy/systemd/percore.service");
+                   const std::string& to,
+                   const std::string& source = "deploy/systemd/percore.service") {
+  std::string text = ReadFile(Root() / source);
   for (size_t at = 0; (at = text.find(from, at)) != std::string::npos; at += to.size()) {
     text.replace(at, from.size(), to);
   }
@@ -136,14 +141,36 @@ std::optional<int> Seconds(const std::string& text) {
   return std::stoi(match[1]);
 }
 
-TEST(SystemdUnitTest, SettingsAndTimeoutsCoverTheDrain) {
-  std::map<std::string, std::string> keys;
-  std::istringstream lines(ReadFile(Root() / "deploy/systemd/percore.service"));
+// A unit's settings, key to value, in the order written (a key may repeat); a line ending in a
+// backslash goes on on the next one, as systemd reads it (joined by a space).
+std::multimap<std::string, std::string> UnitSettings(const std::string& source) {
+  std::multimap<std::string, std::string> settings;
+  std::istringstream lines(ReadFile(Root() / source));
   for (std::string line; std::getline(lines, line);) {
+    while (!line.empty() && line.back() == '\\') {
+      std::string next;
+      if (!std::getline(lines, next)) break;
+      line.pop_back();
+      line.push_back(' ');
+      line.append(next, std::min(next.find_first_not_of(' '), next.size()));
+    }
     size_t equals = line.find('=');
     if (line.empty() || line[0] == '#' || line[0] == '[' || equals == std::string::npos) continue;
-    keys[line.substr(0, equals)] = line.substr(equals + 1);
+    settings.emplace(line.substr(0, equals), line.substr(equals + 1));
   }
+  return settings;
+}
+
+// The last value of each key.
+std::map<std::string, std::string> LastValues(const std::multimap<std::string, std::string>& all) {
+  std::map<std::string, std::string> keys;
+  for (const auto& [key, value] : all) keys[key] = value;
+  return keys;
+}
+
+TEST(SystemdUnitTest, SettingsAndTimeoutsCoverTheDrain) {
+  std::map<std::string, std::string> keys =
+      LastValues(UnitSettings("deploy/systemd/percore.service"));
   EXPECT_EQ(keys["Type"], "notify");
   EXPECT_EQ(keys["NotifyAccess"], "all");
   EXPECT_EQ(keys["KillMode"], "mixed");
@@ -166,12 +193,10 @@ TEST(SystemdUnitTest, SettingsAndTimeoutsCoverTheDrain) {
       << "TimeoutStopSec must cover --drain_delay plus --shutdown_timeout";
 }
 
-TEST(KubernetesTest, ManifestParsesAndItsTimingFitsTheDrain) {
-  if (!OnPath("python3")) GTEST_SKIP() << "python3 is not installed";
-  if (Shell("python3 -c 'import yaml'").status != 0)
-    GTEST_SKIP() << "python3-yaml is not installed";
-  // The facts the rules below need, one "name value" a line.
-  const std::string script = R"(
+// The facts about a Kubernetes manifest that the rules below need, one "name value" a line
+// printed by a Python script (PyYAML) run on deploy/kubernetes/`manifest`. Sets `skip` to why
+// when python3 or its yaml module is missing.
+const char kManifestFacts[] = R"(
 import sys, yaml
 docs = list(yaml.safe_load_all(open(sys.argv[1])))
 print("kinds", ",".join(d["kind"] for d in docs))
@@ -186,19 +211,42 @@ print("readiness_window", r["periodSeconds"] * r["failureThreshold"])
 print("prestop", c["lifecycle"]["preStop"]["exec"]["command"][-1])
 print("cpu_limit", c["resources"]["limits"]["cpu"])
 print("non_root", pod["securityContext"]["runAsNonRoot"])
+print("schemes", c["livenessProbe"]["httpGet"].get("scheme", "HTTP"),
+      r["httpGet"].get("scheme", "HTTP"))
+print("ports", " ".join("%s:%s" % (p["name"], p["containerPort"]) for p in c["ports"]))
+for m in c.get("volumeMounts", []):
+    v = next(v for v in pod["volumes"] if v["name"] == m["name"])
+    print("mount", m["mountPath"], m.get("readOnly", False), v.get("secret", {}).get("secretName"))
+s = next(d for d in docs if d["kind"] == "Service")["spec"]["ports"][0]
+print("service", "%s:%s->%s" % (s["name"], s["port"], s["targetPort"]))
 )";
-  TempDir dir;
-  ASSERT_FALSE(dir.path.empty());
-  std::ofstream(dir.path / "facts.py") << script;
-  Ran ran = Shell("python3 " + Quoted((dir.path / "facts.py").string()) + " " +
-                  Quoted((Root() / "deploy/kubernetes/deployment.yaml").string()));
-  ASSERT_EQ(ran.status, 0) << ran.output;
+
+std::map<std::string, std::string> ManifestFacts(const std::string& manifest, std::string& skip) {
   std::map<std::string, std::string> facts;
+  if (!OnPath("python3")) {
+    skip = "python3 is not installed";
+    return facts;
+  }
+  if (Shell("python3 -c 'import yaml'").status != 0) {
+    skip = "python3-yaml is not installed";
+    return facts;
+  }
+  TempDir dir;
+  EXPECT_FALSE(dir.path.empty());
+  std::ofstream(dir.path / "facts.py") << kManifestFacts;
+  Ran ran = Shell("python3 " + Quoted((dir.path / "facts.py").string()) + " " +
+                  Quoted((Root() / "deploy/kubernetes" / manifest).string()));
+  EXPECT_EQ(ran.status, 0) << ran.output;
   std::istringstream lines(ran.output);
   for (std::string line; std::getline(lines, line);) {
     size_t space = line.find(' ');
     if (space != std::string::npos) facts[line.substr(0, space)] = line.substr(space + 1);
   }
+  return facts;
+}
+
+// The rules every manifest keeps: the probes, the limits and the timing of the drain.
+void ExpectTimingFitsTheDrain(std::map<std::string, std::string>& facts) {
   EXPECT_EQ(facts["kinds"], "Deployment,Service");
   EXPECT_EQ(facts["liveness"], "/healthz");
   EXPECT_EQ(facts["readiness"], "/readyz");
@@ -215,6 +263,15 @@ print("non_root", pod["securityContext"]["runAsNonRoot"])
   EXPECT_GT(std::stoi(facts["grace"]),
             std::stoi(facts["prestop"]) + drain_delay + std::stoi(shutdown[1]))
       << "terminationGracePeriodSeconds must cover preStop, drain_delay and shutdown_timeout";
+}
+
+TEST(KubernetesTest, ManifestParsesAndItsTimingFitsTheDrain) {
+  std::string skip;
+  std::map<std::string, std::string> facts = ManifestFacts("deployment.yaml", skip);
+  if (!skip.empty()) GTEST_SKIP() << skip;
+  ExpectTimingFitsTheDrain(facts);
+  EXPECT_EQ(facts["schemes"], "HTTP HTTP");
+  EXPECT_EQ(facts["service"], "http:80->http");
 }
 
 TEST(DockerfileTest, RuntimeStageInstallsWhatHelloCoresLinks) {
@@ -258,6 +315,105 @@ TEST(DockerfileTest, RuntimeStageInstallsWhatHelloCoresLinks) {
     EXPECT_TRUE(std::regex_search(stage, std::regex("\\s" + pattern + "(\\s|$)")))
         << "hello_cores links a library of " << package << ", which the runtime stage lacks";
   }
+}
+
+// The TLS variants: deploy/systemd/percore-tls.service, deploy/kubernetes/deployment-tls.yaml
+// and deploy/haproxy/haproxy-tls-passthrough.cfg.
+const std::string kTlsUnit = "deploy/systemd/percore-tls.service";
+
+TEST(SystemdUnitTest, TlsUnitPassesSystemdAnalyzeVerify) {
+  if (!OnPath("systemd-analyze")) GTEST_SKIP() << "systemd-analyze is not installed";
+  TempDir dir;
+  ASSERT_FALSE(dir.path.empty());
+  auto [ok, report] = Verify(
+      WriteUnit(dir.path, "percore-tls.service", kInstalledBinary, PERCORE_HELLO_CORES, kTlsUnit));
+  EXPECT_TRUE(ok) << report;
+  auto [bad, bad_report] = Verify(WriteUnit(dir.path, "bad-credential.service",
+                                            "LoadCredential=", "LoadCredentials=", kTlsUnit));
+  EXPECT_FALSE(bad) << "an unknown key passed:\n" << bad_report;
+}
+
+TEST(SystemdUnitTest, TlsUnitServesPort443WithItsCredentialsAndKeepsTheRest) {
+  const std::multimap<std::string, std::string> settings = UnitSettings(kTlsUnit);
+  std::map<std::string, std::string> keys = LastValues(settings);
+  // The key stays root's: systemd copies both files for the service at start.
+  std::vector<std::string> credentials;
+  for (auto [at, end] = settings.equal_range("LoadCredential"); at != end; ++at) {
+    credentials.push_back(at->second);
+  }
+  EXPECT_EQ(credentials, (std::vector<std::string>{"site.pem:/etc/percore/tls/site.pem",
+                                                   "site.key:/etc/percore/tls/site.key"}));
+  const std::string& start = keys["ExecStart"];
+  EXPECT_EQ(start.rfind(kInstalledBinary + " ", 0), 0u) << start;
+  for (const char* flag : {" --port 443 ", " --tls_cert ${CREDENTIALS_DIRECTORY}/site.pem ",
+                           " --tls_key ${CREDENTIALS_DIRECTORY}/site.key "}) {
+    EXPECT_NE((start + " ").find(flag), std::string::npos) << flag << " in " << start;
+  }
+  // A dynamic user binds port 443 with this capability alone.
+  EXPECT_EQ(keys["DynamicUser"], "yes");
+  EXPECT_EQ(keys["AmbientCapabilities"], "CAP_NET_BIND_SERVICE");
+  EXPECT_EQ(keys["CapabilityBoundingSet"], "CAP_NET_BIND_SERVICE");
+  // Everything else as in percore.service: the drain, the watchdog, the hardening.
+  const std::map<std::string, std::string> plain =
+      LastValues(UnitSettings("deploy/systemd/percore.service"));
+  for (const auto& [key, value] : plain) {
+    if (key == "Description" || key == "CapabilityBoundingSet") continue;
+    if (key == "ExecStart") {
+      std::smatch timing;
+      ASSERT_TRUE(std::regex_search(value, timing, std::regex(" --drain_delay=.*"))) << value;
+      EXPECT_NE(start.find(timing[0].str()), std::string::npos) << start;
+      continue;
+    }
+    EXPECT_EQ(keys[key], value) << key;
+  }
+}
+
+TEST(KubernetesTest, TlsManifestMountsItsSecretAndProbesOverHttps) {
+  std::string skip;
+  std::map<std::string, std::string> facts = ManifestFacts("deployment-tls.yaml", skip);
+  if (!skip.empty()) GTEST_SKIP() << skip;
+  ExpectTimingFitsTheDrain(facts);
+  EXPECT_EQ(facts["schemes"], "HTTPS HTTPS");
+  EXPECT_EQ(facts["mount"], "/etc/percore/tls True percore-tls");
+  EXPECT_EQ(facts["ports"], "https:8443");
+  EXPECT_EQ(facts["service"], "https:443->https");
+  const std::string args = " " + facts["args"] + " ";
+  for (const char* flag : {" --port 8443 ", " --tls_cert /etc/percore/tls/tls.crt ",
+                           " --tls_key /etc/percore/tls/tls.key "}) {
+    EXPECT_NE(args.find(flag), std::string::npos) << flag << " in" << args;
+  }
+  // The Secret's type gives the key names mounted above; kubectl makes it with this type.
+  const std::string text = ReadFile(Root() / "deploy/kubernetes/deployment-tls.yaml");
+  EXPECT_NE(text.find("kubernetes.io/tls"), std::string::npos);
+  EXPECT_NE(text.find("kubectl create secret tls percore-tls"), std::string::npos);
+}
+
+TEST(HaproxyTest, TlsPassthroughConfigParsesAndSendsProxyV2BeforeTls) {
+  const fs::path config = Root() / "deploy/haproxy/haproxy-tls-passthrough.cfg";
+  const std::string text = ReadFile(config);
+  // TLS passes through: no certificate in HAProxy, TCP mode, the checks over TLS with a PROXY
+  // header, every connection to a host preceded by PROXY v2.
+  EXPECT_EQ(text.find(" ssl "), std::string::npos) << "HAProxy must not end TLS";
+  for (const char* pattern :
+       {R"(\n\s*mode tcp\n)", R"(\n\s*bind :443\n)", R"(\n\s*balance roundrobin\n)",
+        R"(\n\s*option httpchk\n)", R"(\n\s*http-check send meth GET uri /readyz )",
+        R"(\n\s*default-server [^\n]*\bcheck-ssl verify none\b)",
+        R"(\n\s*default-server [^\n]*\bcheck-send-proxy\b)",
+        R"(\n\s*default-server [^\n]*\bsend-proxy-v2\b)", R"(\n\s*timeout connect \d)",
+        R"(\n\s*timeout client \d)", R"(\n\s*timeout server \d)", R"(\n\s*timeout check \d)",
+        R"(\n\s*server \S+ \S+:8443\n)"}) {
+    EXPECT_TRUE(std::regex_search(text, std::regex(pattern))) << pattern;
+  }
+  if (!OnPath("haproxy")) GTEST_SKIP() << "haproxy is not installed";
+  Ran ran = Shell("haproxy -c -q -f " + Quoted(config.string()));
+  EXPECT_EQ(ran.status, 0) << ran.output;
+  // The check itself: a broken copy is refused.
+  TempDir dir;
+  ASSERT_FALSE(dir.path.empty());
+  std::string broken = text;
+  broken.replace(broken.find("    mode tcp\n"), 12, "    mode tpc\n");
+  std::ofstream(dir.path / "broken.cfg") << broken;
+  EXPECT_NE(Shell("haproxy -c -q -f " + Quoted((dir.path / "broken.cfg").string())).status, 0);
 }
 
 }  // namespace
