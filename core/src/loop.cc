@@ -412,7 +412,7 @@ void Loop::AdvanceClose(ConnectionState* c) {
   // TLS: a close_notify goes first, so the peer knows the answer was not cut short.
   if (c->tls != nullptr && (c->life == Lifecycle::kClosing || c->life == Lifecycle::kClosingNow) &&
       c->tls->SayGoodbye()) {
-    MarkDirty(c);
+    AfterSession(c);  // queued as output: the send timeout counts from now
     return;
   }
   if (c->life == Lifecycle::kClosingNow ||

@@ -60,7 +60,9 @@ bool Loop::OpenTls(ConnectionState* c, std::string_view& bytes) {
   size_t used = 0;
   const TlsStream::Event event = c->tls->Open(bytes, tls_plain_, &used);
   bytes = std::string_view(tls_plain_.data(), used);
-  if (c->pending_output() > 0) MarkDirty(c);  // the handshake's answer, an alert, tickets
+  // The handshake's answer, an alert, tickets: queued as a session's output is, so the send
+  // timeout counts from now (a burst of handshakes can hold it past a tick before it goes).
+  if (c->pending_output() > 0) AfterSession(c);
   switch (event) {
     case TlsStream::Event::kNone:
       break;

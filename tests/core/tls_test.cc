@@ -197,6 +197,24 @@ TEST_F(TlsTest, AClientThatNeverFinishesItsHandshakeIsClosedAtTheDeadline) {
   EXPECT_EQ(RoundTrip(c, next, "still here\n"), "still here\n");
 }
 
+TEST_F(TlsTest, TheHandshakesAnswerWaitingToBeSentIsNotTakenForAStuckPeer) {
+  // A burst of handshakes can keep the loop from sending the first one's answer until after a
+  // tick: the send timeout must count from when that answer was queued, not from 0 (the bug
+  // closed such connections at the tick; bench/conn_holder --tls saw it on a fresh server).
+  EngineOptions options;
+  options.tls.certificates = {*ec_};
+  options.tick_interval = absl::Milliseconds(1);
+  harness_ = std::make_unique<LoopHarness>(
+      [this](Worker&) { return std::make_unique<EchoProtocol>(&seen_); }, options);
+  Connection* c = harness_->Accept();
+  TlsPeer peer;
+  harness_->Feed(c, peer.TakeOutput());
+  ASSERT_GT(c->pending_output(), 0u);  // the ServerHello and the rest, not yet sent
+  EXPECT_FALSE(harness_->RunUntil([&] { return harness_->Closing(c); }, absl::Milliseconds(50)));
+  peer.Receive(harness_->TakeOutput(c));
+  EXPECT_EQ(RoundTrip(c, peer, "late"), "late");
+}
+
 TEST_F(TlsTest, SniChoosesTheCertificateAndAnUnknownNameGetsTheFirst) {
   Start({*ec_, *other_});
   for (const auto& [name, expected] :
