@@ -237,6 +237,9 @@ int main(int argc, char** argv) {
       if (c.state == State::kHandshake) {
         // Waits for the server's flight (POLLIN); our own flights are small enough to be sent
         // at once.
+        // OpenSSL's error queue is the thread's, not the connection's: an error another
+        // connection left there would make this one's SSL_get_error() report it.
+        ERR_clear_error();
         const int r = SSL_do_handshake(c.ssl);
         if (r == 1) {
           c.state = State::kSending;
@@ -261,6 +264,7 @@ int main(int argc, char** argv) {
       if (c.state == State::kReading) {
         ssize_t r = 0;
         if (c.ssl != nullptr) {
+          ERR_clear_error();
           r = SSL_read(c.ssl, buf, sizeof(buf));
           if (r <= 0) {
             const int err = SSL_get_error(c.ssl, static_cast<int>(r));

@@ -219,6 +219,8 @@ int main(int argc, char** argv) {
       for (bool progressed = true; progressed && !closed;) {
         progressed = false;
         int r = 0;
+        // The error queue is the thread's: clear what another connection left in it.
+        ERR_clear_error();
         if (c.state == State::kHandshake) {
           r = SSL_do_handshake(c.ssl);
           if (r == 1) c.state = State::kWriting, progressed = true;
