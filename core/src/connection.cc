@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <memory>
 
 #include "connection_state.h"
 #include "loop.h"
@@ -49,16 +50,20 @@ bool IoBuffers::PrepareSealed() {
   if (sent_ < sending_.size()) return true;  // the current records go on
   sending_.clear();
   sent_ = 0;
-  // Seal in order until a send's worth is ready: a file is read a slice at a time, so a large
-  // one is never all in memory, and its bytes follow the kernel's pace.
+  // Seal in order until a send's worth is ready: a file is read a send's worth at a time (one
+  // read, into the thread's slice), so a large one is never all in memory, and its bytes
+  // follow the kernel's pace.
   constexpr size_t kSendBytes = 256 * 1024;
-  char slice[16 * 1024];  // a record's worth
+  static thread_local std::unique_ptr<char[]> slice;
   while (wire.size() < kSendBytes) {
     if (file_.left > 0) {
-      const size_t want = static_cast<size_t>(std::min<uint64_t>(file_.left, sizeof(slice)));
-      const ssize_t n = pread(file_.fd, slice, want, static_cast<off_t>(file_.offset));
+      if (slice == nullptr) slice.reset(new char[kSendBytes]);
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(file_.left, kSendBytes));
+      const ssize_t n = pread(file_.fd, slice.get(), want, static_cast<off_t>(file_.offset));
       if (n <= 0) return false;
-      tls->Seal(std::string_view(slice, static_cast<size_t>(n)), wire);
+      // Records add a few bytes each: room for them all, so the sealing never reallocates.
+      wire.reserve(wire.size() + static_cast<size_t>(n) + 8 * 1024);
+      tls->Seal(std::string_view(slice.get(), static_cast<size_t>(n)), wire);
       file_.offset += static_cast<uint64_t>(n);
       file_.left -= static_cast<uint64_t>(n);
       if (file_.left == 0) CloseFile(file_);
@@ -85,9 +90,10 @@ bool IoBuffers::Sent(size_t n) {
     sending_.clear();
     sent_ = 0;
     // Of the two buffers, one is enough while nothing is pending: a producer that refills the
-    // output once it is drained (DeferredResponse::OnWritable) then writes into the one whose
-    // pages are already there, and a large second one does not sit beside it.
-    if (pending.empty()) {
+    // output once it is drained (Response::OnWritable) then writes into the one whose
+    // pages are already there, and a large second one does not sit beside it. (Under TLS the
+    // records go back and forth between `wire` and the one in flight, each kept at its size.)
+    if (pending.empty() && tls == nullptr) {
       if (sending_.capacity() > pending.capacity()) sending_.swap(pending);
       KeepSmall(sending_);
     }

@@ -92,6 +92,8 @@ TlsStream::Event TlsStream::Open(std::string_view wire, std::string& plain, size
     size_t got = 0;
     if (SSL_read_ex(ssl_, plain.data() + *used, kRecordBytes, &got) == 1) {
       *used += got;
+      // All taken and nothing buffered: another call would only say WANT_READ.
+      if (in_.empty() && SSL_has_pending(ssl_) == 0) break;
       continue;
     }
     const int error = SSL_get_error(ssl_, 0);
