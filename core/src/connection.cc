@@ -113,10 +113,14 @@ size_t IoBuffers::Clear() {
   queue_.clear();
   queued_ = 0;
   sent_ = 0;
-  tls = nullptr;
-  for (std::string* s : {&pending, &sending_, &unread_, &wire}) {
+  for (std::string* s : {&pending, &sending_, &unread_}) {
     freed += KeepSmall(*s);
     s->clear();
+  }
+  if (tls != nullptr) {  // `wire` is only ever written under TLS
+    freed += KeepSmall(wire);
+    wire.clear();
+    tls = nullptr;
   }
   unread_from_ = 0;
   return freed;
