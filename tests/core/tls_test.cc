@@ -147,9 +147,8 @@ TEST_F(TlsTest, Tls12IsServedWithAnIntermediateCipher) {
   EXPECT_EQ(RoundTrip(c, peer, "one two\n"), "one two\n");
   EXPECT_EQ(peer.version(), "TLSv1.2");
   ASSERT_TRUE(seen_.infos[0].has_value());
-  // The client's choice among ours (Mozilla's intermediate profile leaves it to the client).
-  EXPECT_NE(kIntermediateCiphers.find(seen_.infos[0]->cipher), std::string_view::npos)
-      << seen_.infos[0]->cipher;
+  // The server's first choice that the client offers (OpenSSL's client prefers AES-256).
+  EXPECT_EQ(seen_.infos[0]->cipher, "ECDHE-ECDSA-AES128-GCM-SHA256");
 }
 
 TEST_F(TlsTest, Tls11AndOlderAreRefusedWithAnAlert) {

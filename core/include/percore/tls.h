@@ -33,7 +33,8 @@ struct TlsCertificate {
 };
 
 // Mozilla's "intermediate" TLS 1.2 cipher list (TLS 1.3's suites are OpenSSL's defaults): forward
-// secrecy and AEAD ciphers only, which every client of the last decade supports.
+// secrecy and AEAD ciphers only, which every client of the last decade supports. The server's
+// order decides.
 inline constexpr std::string_view kIntermediateCiphers =
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
