@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <functional>
 #include <stdexcept>
+#include <utility>
 
 namespace percore::testing {
 namespace {
@@ -32,7 +33,8 @@ void WritePem(const std::string& path, const std::function<int(FILE*)>& write) {
 }  // namespace
 
 TlsCertificate MakeCertificate(const std::string& dir, const std::string& stem,
-                               const std::vector<std::string>& names, KeyType type) {
+                               const std::vector<std::string>& names, KeyType type, int days,
+                               const std::string& crl_uri) {
   EVP_PKEY* key = type == KeyType::kEcdsaP256
                       ? EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256")
                       : EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(2048));
@@ -43,7 +45,7 @@ TlsCertificate MakeCertificate(const std::string& dir, const std::string& stem,
   X509_set_version(cert, 2);
   ASN1_INTEGER_set(X509_get_serialNumber(cert), static_cast<long>(std::hash<std::string>()(stem)));
   X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
-  X509_gmtime_adj(X509_getm_notAfter(cert), 30L * 24 * 3600);
+  X509_gmtime_adj(X509_getm_notAfter(cert), static_cast<long>(days) * 24 * 3600);
   X509_NAME* subject = X509_get_subject_name(cert);
   X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC,
                              reinterpret_cast<const unsigned char*>(names[0].c_str()), -1, -1, 0);
@@ -54,12 +56,17 @@ TlsCertificate MakeCertificate(const std::string& dir, const std::string& stem,
   X509V3_CTX ctx;
   X509V3_set_ctx_nodb(&ctx);
   X509V3_set_ctx(&ctx, cert, cert, nullptr, nullptr, 0);
-  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name, alt.c_str());
-  if (ext == nullptr || X509_add_ext(cert, ext, -1) != 1 ||
-      X509_sign(cert, key, EVP_sha256()) == 0) {
+  std::vector<std::pair<int, std::string>> extensions = {{NID_subject_alt_name, alt}};
+  if (!crl_uri.empty()) extensions.emplace_back(NID_crl_distribution_points, "URI:" + crl_uri);
+  for (const auto& [nid, value] : extensions) {
+    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value.c_str());
+    const bool added = ext != nullptr && X509_add_ext(cert, ext, -1) == 1;
+    X509_EXTENSION_free(ext);
+    if (!added) throw std::runtime_error("MakeCertificate: " + OpensslError());
+  }
+  if (X509_sign(cert, key, EVP_sha256()) == 0) {
     throw std::runtime_error("MakeCertificate: " + OpensslError());
   }
-  X509_EXTENSION_free(ext);
   TlsCertificate files{dir + "/" + stem + ".pem", dir + "/" + stem + ".key"};
   WritePem(files.cert_file, [&](FILE* f) { return PEM_write_X509(f, cert); });
   WritePem(files.key_file, [&](FILE* f) {

@@ -19,11 +19,14 @@ namespace percore::testing {
 enum class KeyType { kEcdsaP256, kRsa2048 };
 
 // Writes a self-signed certificate for `names` (subjectAltName DNS entries; the first is also
-// the CN) and its key, as PEM files `<dir>/<stem>.pem` and `<dir>/<stem>.key`. Throws
-// std::runtime_error if OpenSSL or the files fail.
+// the CN) and its key, as PEM files `<dir>/<stem>.pem` and `<dir>/<stem>.key`. It is valid from
+// an hour ago for `days`; a non-empty `crl_uri` goes into a CRL distribution point extension, as
+// a CA's certificates have one (nothing fetches it here). Throws std::runtime_error if OpenSSL
+// or the files fail.
 TlsCertificate MakeCertificate(const std::string& dir, const std::string& stem,
                                const std::vector<std::string>& names,
-                               KeyType type = KeyType::kEcdsaP256);
+                               KeyType type = KeyType::kEcdsaP256, int days = 30,
+                               const std::string& crl_uri = "");
 
 // What a client offers.
 struct TlsPeerOptions {
