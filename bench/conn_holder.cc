@@ -35,6 +35,8 @@
 #include <string>
 #include <vector>
 
+#include "http_head.h"
+
 namespace {
 
 volatile sig_atomic_t g_stop = 0;
@@ -61,17 +63,6 @@ struct Conn {
   size_t sent = 0;
   std::string in;
 };
-
-// Case-insensitive search for a header's value in a header block; -1 if absent.
-long ContentLength(const std::string& head) {
-  static const char kName[] = "\r\ncontent-length:";
-  const size_t n = sizeof(kName) - 1;
-  for (size_t i = 0; i + n <= head.size(); ++i) {
-    if (strncasecmp(head.data() + i, kName, n) == 0)
-      return strtol(head.c_str() + i + n, nullptr, 10);
-  }
-  return -1;
-}
 
 // Whether `in` holds one complete response; fails on anything but a 2xx with Content-Length.
 // Sets `body` to the response's body once it is complete.

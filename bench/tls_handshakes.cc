@@ -30,6 +30,8 @@
 #include <string>
 #include <vector>
 
+#include "http_head.h"
+
 namespace {
 
 double Now() {
@@ -62,16 +64,6 @@ struct Conn {
   State state = State::kConnecting;
   std::string in;
 };
-
-long ContentLength(const std::string& head) {
-  static const char kName[] = "\r\ncontent-length:";
-  const size_t n = sizeof(kName) - 1;
-  for (size_t i = 0; i + n <= head.size(); ++i) {
-    if (strncasecmp(head.data() + i, kName, n) == 0)
-      return strtol(head.c_str() + i + n, nullptr, 10);
-  }
-  return -1;
-}
 
 // Whether `in` holds a whole 200 answer; dies on any other status.
 bool AnswerComplete(const std::string& in) {

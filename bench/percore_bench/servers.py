@@ -160,8 +160,10 @@ class RawResponder(Listening):
                          tmp, pin_cpus)
 
 
-NGINX_CONF = """\
-# Written by scripts/bench: the equal peer of hello_cores.
+# What every nginx of the bench shares: the process, its limits and the http block's settings,
+# up to its server block (NGINX_CONF's, or the TLS section's).
+NGINX_HEAD = """\
+# Written by scripts/bench: an equal peer of hello_cores.
 daemon off;
 master_process on;
 worker_processes {workers};
@@ -180,6 +182,9 @@ http {{
   fastcgi_temp_path {tmp}/fastcgi;
   uwsgi_temp_path {tmp}/uwsgi;
   scgi_temp_path {tmp}/scgi;
+"""
+
+NGINX_CONF = NGINX_HEAD + """\
   server {{
     listen 127.0.0.1:{port} reuseport;
     location / {{

@@ -21,39 +21,20 @@ import time
 from .load import errors_of, idle_memory, measure, run_wrk, wrk_command
 from .processes import CLK_TCK, ROOT, Failure, cpu_ticks, log
 from .report import fmt_cpu, fmt_rate, fmt_ratio, ratio
-from .servers import Nginx, Percore
+from .servers import NGINX_HEAD, Nginx, Percore
 from .sections import log_measured
 
 GROUPS = "X25519:prime256v1:secp384r1"  # percore's "X25519:P-256:P-384", in nginx's names
 HANDSHAKE_CONCURRENCY = 8
 
-NGINX_TLS_CONF = """\
-# Written by scripts/bench: the TLS peer of hello_cores --tls_cert/--tls_key.
-daemon off;
-master_process on;
-worker_processes {workers};
-{affinity}worker_rlimit_nofile {nofile};
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log notice;
-events {{
-  worker_connections 20000;
-}}
-http {{
-  access_log off;
-  keepalive_requests 1000000000;
-  keepalive_timeout 75s;
-  client_body_temp_path {tmp}/client_body;
-  proxy_temp_path {tmp}/proxy;
-  fastcgi_temp_path {tmp}/fastcgi;
-  uwsgi_temp_path {tmp}/uwsgi;
-  scgi_temp_path {tmp}/scgi;
+NGINX_TLS_CONF = NGINX_HEAD + """\
   server {{
     listen 127.0.0.1:{port} ssl reuseport;
     ssl_certificate {cert};
     ssl_certificate_key {key};
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_ciphers {ciphers};
-    ssl_prefer_server_ciphers off;
+    ssl_prefer_server_ciphers on;  # as percore (SSL_OP_CIPHER_SERVER_PREFERENCE)
     ssl_ecdh_curve {groups};
     # As percore: resumption by tickets only (its SSL_CTX has SSL_SESS_CACHE_OFF).
     ssl_session_tickets on;
