@@ -50,6 +50,15 @@ bool IoBuffers::PrepareSealed() {
   if (sent_ < sending_.size()) return true;  // the current records go on
   sending_.clear();
   sent_ = 0;
+  if (tls->kernel_backlog()) {
+    // Kernel TLS: the records OpenSSL sealed go first; then the kernel takes its key (and
+    // `tls` becomes null), and the rest goes out unsealed.
+    if (!wire.empty()) {
+      sending_.swap(wire);
+      return true;
+    }
+    return tls->SendToKernel() && Prepare();
+  }
   // Seal in order until a send's worth is ready: a file is read a send's worth at a time (one
   // read, into the thread's slice), so a large one is never all in memory, and its bytes
   // follow the kernel's pace.

@@ -133,6 +133,7 @@ struct ConnectionState : Connection {
   bool peer_eof : 1 = false;         // the peer's FIN was read
   bool eof_untold : 1 = false;       // ... before bytes still unread: the session learns it after
   bool handing_over : 1 = false;     // Connection::HandTo(): the successor is on the loop's list
+  bool kernel_tls : 1 = false;       // TLS that the kernel seals: output goes out unsealed
 };
 
 inline ConnectionState* StateOf(Connection* c) { return static_cast<ConnectionState*>(c); }

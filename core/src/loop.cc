@@ -360,6 +360,11 @@ void Loop::OnSent(ConnectionState* c, int result) {
   o->progress_ms = worker_.now_ms();
   if (o->Sent(static_cast<size_t>(result))) {
     if (o->size() == 0) {
+      if (!FlushKernelTls(c)) {
+        Abort(c);
+        MarkDirty(c);
+        return;
+      }
       const bool was_paused = c->paused;
       c->paused = false;
       if (was_paused) ScheduleResume(c);
@@ -465,7 +470,7 @@ void Loop::TakeBuffers(ConnectionState* c) {
     c->buffers = new IoBuffers;
     c->buffers->pending.reserve(kOutputBufferCapacity);
   }
-  c->buffers->tls = c->tls;
+  c->buffers->tls = c->kernel_tls ? nullptr : c->tls;  // the kernel seals: nothing to do here
 }
 
 void Loop::ReleaseBuffers(ConnectionState* c) {

@@ -110,7 +110,9 @@ class Loop {
   // as the send completes, and puts the FIN on that same segment: one packet to send, and for
   // the peer one to receive and acknowledge, instead of two.
   static int SendFlags(const ConnectionState* c) {
-    return c->closing() ? MSG_NOSIGNAL | MSG_MORE : MSG_NOSIGNAL;
+    // MSG_MORE lets the last answer share a packet with the FIN. Not under kernel TLS, which
+    // would hold the record open for more and might never seal it if no close_notify follows.
+    return c->closing() && !c->kernel_tls ? MSG_NOSIGNAL | MSG_MORE : MSG_NOSIGNAL;
   }
   // Moves a graceful close forward once output is sent: half-close, or release.
   void AdvanceClose(ConnectionState* c);
@@ -173,6 +175,9 @@ class Loop {
   // handshake's progress, the session it starts, a failure that closes. True if the peer sent
   // its close_notify after them.
   bool OpenTls(ConnectionState* c, std::string_view& bytes);
+  // Kernel TLS: sends what TlsStream holds for the kernel if nothing is unsent before it.
+  // False if the kernel refused it: the connection fails.
+  bool FlushKernelTls(ConnectionState* c);
   // EngineOptions::proxy_protocol: takes the PROXY header off the start of `bytes`, keeping a
   // header cut short for the next read. True once it is done and bytes follow it (`bytes` is
   // then those); false while `bytes` was all header, or if the header is bad (it closes).

@@ -58,11 +58,12 @@ void Loop::StartSession(ConnectionState* c) {
 
 bool Loop::OpenTls(ConnectionState* c, std::string_view& bytes) {
   size_t used = 0;
-  const TlsStream::Event event = c->tls->Open(bytes, tls_plain_, &used);
+  TlsStream::Event event = c->tls->Open(bytes, tls_plain_, &used);
   bytes = std::string_view(tls_plain_.data(), used);
   // The handshake's answer, an alert, tickets: queued as a session's output is, so the send
   // timeout counts from now (a burst of handshakes can hold it past a tick before it goes).
   if (c->pending_output() > 0) AfterSession(c);
+  if (!FlushKernelTls(c)) event = TlsStream::Event::kFailed;
   switch (event) {
     case TlsStream::Event::kNone:
       break;
@@ -81,6 +82,17 @@ bool Loop::OpenTls(ConnectionState* c, std::string_view& bytes) {
       break;
   }
   return false;
+}
+
+bool Loop::FlushKernelTls(ConnectionState* c) {
+  // Kernel TLS: the key OpenSSL handed over, and the records it wrote since (TLS 1.3's tickets
+  // after the client's Finished, TLS 1.2's Finished), go once nothing sealed before them is
+  // unsent. While output waits, IoBuffers::Prepare() sends them ahead of it instead.
+  if (c->tls == nullptr || !c->tls->kernel_backlog() || c->pending_output() > 0 ||
+      c->send_inflight) {
+    return true;
+  }
+  return c->tls->SendToKernel();
 }
 
 void Loop::HandOver(ConnectionState* c, std::unique_ptr<Session> next) {

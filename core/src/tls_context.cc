@@ -90,7 +90,8 @@ absl::StatusOr<SSL_CTX*> TlsContext::NewCtx() const {
   // `ssl_prefer_server_ciphers on` does: a client that prefers a weaker one does not get it.
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
                                SSL_OP_CIPHER_SERVER_PREFERENCE |
-                               (keys_ == nullptr ? SSL_OP_NO_TICKET : 0));
+                               (keys_ == nullptr ? SSL_OP_NO_TICKET : 0) |
+                               (options_.kernel_tls ? SSL_OP_ENABLE_KTLS : 0));
   // OpenSSL frees a connection's 16 KiB record buffers whenever they are empty: an idle
   // connection keeps none.
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);

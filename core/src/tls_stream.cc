@@ -1,9 +1,16 @@
 #include "tls_stream.h"
 
+#include <linux/tls.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
+#include <cerrno>
+#include <cstring>
 #include <utility>
 
 #include "connection_state.h"
@@ -16,7 +23,42 @@ namespace {
 // The most plaintext one record carries.
 constexpr size_t kRecordBytes = 16 * 1024;
 
+// The controls OpenSSL's record layer gives a BIO that can take kernel TLS (OpenSSL 3.0's
+// include/internal/bio.h: not in its public headers, which name only the two GET_ ones).
+constexpr int kSetKtls = 72;            // BIO_CTRL_SET_KTLS: `number` is_tx, `pointer` the key
+constexpr int kSetKtlsRecordType = 74;  // BIO_CTRL_SET_KTLS_TX_SEND_CTRL_MSG: the next write's
+constexpr int kClearKtlsRecordType = 75;
+
+constexpr uint8_t kApplicationData = 23;
+constexpr uint8_t kHandshake = 22;
+constexpr uint8_t kKeyUpdate = 24;  // a TLS 1.3 handshake message
+
+// The size of the kernel's TLS_TX argument for a cipher, 0 for one this code does not know.
+// (OpenSSL passes its own struct, the kernel's union of these followed by a length: only the
+// cipher's part goes to the kernel.)
+size_t KernelKeySize(uint16_t cipher) {
+  switch (cipher) {
+    case TLS_CIPHER_AES_GCM_128:
+      return sizeof(tls12_crypto_info_aes_gcm_128);
+    case TLS_CIPHER_AES_GCM_256:
+      return sizeof(tls12_crypto_info_aes_gcm_256);
+    case TLS_CIPHER_CHACHA20_POLY1305:
+      return sizeof(tls12_crypto_info_chacha20_poly1305);
+    default:
+      return 0;
+  }
+}
+
 }  // namespace
+
+struct TlsStream::Kernel {
+  ~Kernel() { OPENSSL_cleanse(key.data(), key.size()); }
+  std::string key;      // TLS_TX's argument until it is installed
+  std::string records;  // written by OpenSSL since it handed over its key: type, length, bytes
+  uint8_t next_type = kApplicationData;  // of OpenSSL's next write
+  bool installed = false;
+  bool failed = false;  // OpenSSL re-keyed (a TLS 1.3 KeyUpdate): the kernel cannot follow
+};
 
 std::unique_ptr<TlsStream> TlsStream::Create(std::shared_ptr<const TlsContext> context,
                                              ConnectionState* conn) {
@@ -66,6 +108,22 @@ int TlsStream::Read(BIO* bio, char* data, size_t length, size_t* read) {
 int TlsStream::Write(BIO* bio, const char* data, size_t length, size_t* written) {
   auto* self = static_cast<TlsStream*>(BIO_get_data(bio));
   BIO_clear_retry_flags(bio);
+  *written = length;
+  if (Kernel* k = self->kernel_.get(); k != nullptr) {
+    // Plaintext of a record for the kernel to seal. OpenSSL 3.0 changes its write key on a
+    // KeyUpdate without telling the BIO, so the kernel's key would be the wrong one after it.
+    if (k->next_type == kHandshake && length > 0 && static_cast<uint8_t>(data[0]) == kKeyUpdate)
+      k->failed = true;
+    for (size_t at = 0; at < length; at += kRecordBytes) {
+      const size_t n = std::min(length - at, kRecordBytes);
+      k->records.push_back(static_cast<char>(k->next_type));
+      k->records.push_back(static_cast<char>(n >> 8));
+      k->records.push_back(static_cast<char>(n & 0xff));
+      k->records.append(data + at, n);
+    }
+    k->next_type = kApplicationData;
+    return 1;
+  }
   std::string* out = self->out_;
   if (out == nullptr) {
     ConnectionState* c = self->conn_;
@@ -73,13 +131,95 @@ int TlsStream::Write(BIO* bio, const char* data, size_t length, size_t* written)
     out = &c->buffers->wire;
   }
   out->append(data, length);
-  *written = length;
   return 1;
 }
 
 long TlsStream::Control(BIO* bio, int command, long number, void* pointer) {
-  // OpenSSL flushes after each flight; everything is already in the output.
-  return command == BIO_CTRL_FLUSH ? 1 : 0;
+  auto* self = static_cast<TlsStream*>(BIO_get_data(bio));
+  switch (command) {
+    case BIO_CTRL_FLUSH:  // after each flight; everything is already in the output
+      return 1;
+    case kSetKtls:
+      return number != 0 && self->TakeKernelKey(pointer) ? 1 : 0;
+    case BIO_CTRL_GET_KTLS_SEND:
+      return self->kernel_ != nullptr ? 1 : 0;
+    case kSetKtlsRecordType:
+      if (self->kernel_ != nullptr) self->kernel_->next_type = static_cast<uint8_t>(number);
+      return 1;
+    case kClearKtlsRecordType:
+      if (self->kernel_ != nullptr) self->kernel_->next_type = kApplicationData;
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+bool TlsStream::TakeKernelKey(const void* crypto_info) {
+  // Only sending goes to the kernel (`number` 0, the receiving key, was refused by the caller):
+  // received records would need a recvmsg() per record for their types, which io_uring's
+  // receives do not give.
+  tls_crypto_info head;
+  std::memcpy(&head, crypto_info, sizeof(head));
+  const size_t size = KernelKeySize(head.cipher_type);
+  // The kernel's TLS layer goes on the socket now and passes bytes through untouched until the
+  // key is installed. It fails where the kernel has no TLS (no `tls` in
+  // /proc/sys/net/ipv4/tcp_available_ulp, and the module not loadable): OpenSSL then goes on
+  // sealing in user space, as it does when this returns false.
+  if (size == 0 || setsockopt(conn_->fd, SOL_TCP, TCP_ULP, "tls", sizeof("tls")) != 0) return false;
+  kernel_ = std::make_unique<Kernel>();
+  kernel_->key.assign(static_cast<const char*>(crypto_info), size);
+  return true;
+}
+
+bool TlsStream::kernel_backlog() const {
+  return kernel_ != nullptr && (!kernel_->installed || !kernel_->records.empty());
+}
+
+bool TlsStream::SendToKernel() {
+  Kernel& k = *kernel_;
+  if (k.failed) return false;
+  if (!k.installed) {
+    // Everything OpenSSL sealed with its own key is in the socket; what follows, the kernel
+    // seals, numbering its records from where OpenSSL's sequence stopped (in the key).
+    if (setsockopt(conn_->fd, SOL_TLS, TLS_TX, k.key.data(), k.key.size()) != 0) return false;
+    OPENSSL_cleanse(k.key.data(), k.key.size());
+    k.key = std::string();
+    k.installed = true;
+    conn_->kernel_tls = true;
+    if (conn_->buffers != nullptr) conn_->buffers->tls = nullptr;  // output goes out unsealed
+  }
+  size_t at = 0;
+  while (at < k.records.size()) {
+    const auto type = static_cast<uint8_t>(k.records[at]);
+    const size_t length =
+        static_cast<uint8_t>(k.records[at + 1]) << 8 | static_cast<uint8_t>(k.records[at + 2]);
+    char control[CMSG_SPACE(sizeof(type))] = {};
+    iovec iov{k.records.data() + at + 3, length};
+    msghdr message{};
+    message.msg_iov = &iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control;
+    message.msg_controllen = sizeof(control);
+    cmsghdr* header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_TLS;
+    header->cmsg_type = TLS_SET_RECORD_TYPE;
+    header->cmsg_len = CMSG_LEN(sizeof(type));
+    std::memcpy(CMSG_DATA(header), &type, sizeof(type));
+    const ssize_t n = sendmsg(conn_->fd, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+    // A full socket buffer: the rest waits for the next call.
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (n <= 0) return false;
+    if (static_cast<size_t>(n) < length) {  // the rest goes as a record of its own, later
+      const size_t left = length - static_cast<size_t>(n);
+      k.records.erase(at + 3, static_cast<size_t>(n));
+      k.records[at + 1] = static_cast<char>(left >> 8);
+      k.records[at + 2] = static_cast<char>(left & 0xff);
+      break;
+    }
+    at += 3 + length;
+  }
+  k.records.erase(0, at);
+  return true;
 }
 
 TlsStream::Event TlsStream::Open(std::string_view wire, std::string& plain, size_t* used) {
@@ -129,11 +269,17 @@ void TlsStream::Seal(std::string_view plain, std::string& out) {
 }
 
 bool TlsStream::SayGoodbye() {
-  if (done_ || !established_) return false;
-  done_ = true;
-  SSL_shutdown(ssl_);  // writes the alert; the peer's answer is not waited for
-  ERR_clear_error();
-  return true;
+  const bool say = !done_ && established_;
+  if (say) {
+    done_ = true;
+    SSL_shutdown(ssl_);  // writes the alert; the peer's answer is not waited for
+    ERR_clear_error();
+  }
+  if (kernel_ == nullptr) return say;
+  // Kernel TLS: the alert, and any record still waiting (a failed read's alert), go now; the
+  // caller has nothing in flight. One the kernel cannot take at once is left out.
+  SendToKernel();
+  return false;
 }
 
 TlsInfo TlsStream::info() const {
@@ -148,6 +294,7 @@ TlsInfo TlsStream::info() const {
   if (alpn != nullptr)
     info.alpn = std::string_view(reinterpret_cast<const char*>(alpn), alpn_length);
   info.resumed = SSL_session_reused(ssl_) == 1;
+  info.kernel = kernel_ != nullptr && kernel_->installed;
   return info;
 }
 

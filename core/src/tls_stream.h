@@ -1,6 +1,13 @@
 // One connection's TLS: OpenSSL's record layer on the loop's buffers. Ciphertext comes from the
 // loop's receives (Open) and goes out through the connection's output (IoBuffers::wire); the
 // socket is never OpenSSL's to touch, so io_uring and epoll drive it as they drive plain TCP.
+//
+// Kernel TLS (TlsOptions::kernel_tls): when OpenSSL hands over its write key after the handshake,
+// the key waits until everything OpenSSL sealed before it has reached the socket, then goes to
+// the kernel (TLS_TX), and from then on the connection's output goes out as plaintext (files
+// by sendfile/splice) for the kernel to seal. The records OpenSSL still writes itself (the
+// handshake's last, tickets, alerts) are sent with their record type (TLS_SET_RECORD_TYPE).
+// Receiving stays with OpenSSL.
 #ifndef PERCORE_SRC_TLS_STREAM_H_
 #define PERCORE_SRC_TLS_STREAM_H_
 
@@ -41,8 +48,14 @@ class TlsStream {
   // Encrypts `plain` into records appended to `out`.
   void Seal(std::string_view plain, std::string& out);
   // Appends a close_notify alert to the output, once; false if there is none to send (already
-  // sent, or the connection failed).
+  // sent, or the connection failed), or if it went straight to the kernel (kernel TLS).
   bool SayGoodbye();
+  // Kernel TLS: true while a key or records wait for SendToKernel().
+  bool kernel_backlog() const;
+  // Kernel TLS, once nothing of the connection's output is unsent or in flight: installs the
+  // waiting key on the socket (the connection's output then goes out unsealed) and sends the
+  // records OpenSSL wrote since. False if the kernel refused: the connection fails.
+  bool SendToKernel();
   bool established() const { return established_; }
   // After kFailed: OpenSSL's reason.
   const std::string& error() const { return error_; }
@@ -53,6 +66,9 @@ class TlsStream {
   static int Read(BIO* bio, char* data, size_t length, size_t* read);
   static int Write(BIO* bio, const char* data, size_t length, size_t* written);
   static long Control(BIO* bio, int command, long number, void* pointer);
+  bool TakeKernelKey(const void* crypto_info);
+
+  struct Kernel;  // kernel TLS's state, made when OpenSSL hands over its key
 
   const std::shared_ptr<const TlsContext> context_;  // kept: a reload leaves this connection's
   ConnectionState* const conn_;
@@ -60,6 +76,7 @@ class TlsStream {
   std::string_view in_;         // Open()'s ciphertext not yet taken by OpenSSL
   std::string* out_ = nullptr;  // Seal()'s target; null: the connection's output
   std::string error_;
+  std::unique_ptr<Kernel> kernel_;
   bool established_ = false;
   bool done_ = false;  // a close_notify sent, or the connection failed: nothing more to seal
 };

@@ -82,6 +82,7 @@ TlsPeer::TlsPeer(const TlsPeerOptions& options) {
   if (options.min_version != 0) SSL_CTX_set_min_proto_version(ctx, options.min_version);
   if (options.max_version != 0) SSL_CTX_set_max_proto_version(ctx, options.max_version);
   if (!options.ciphers.empty()) SSL_CTX_set_cipher_list(ctx, options.ciphers.c_str());
+  if (!options.ciphersuites.empty()) SSL_CTX_set_ciphersuites(ctx, options.ciphersuites.c_str());
   if (!options.sigalgs.empty()) SSL_CTX_set1_sigalgs_list(ctx, options.sigalgs.c_str());
   ssl_ = SSL_new(ctx);
   SSL_CTX_free(ctx);  // the SSL keeps its own reference

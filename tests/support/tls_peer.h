@@ -36,6 +36,7 @@ struct TlsPeerOptions {
   int max_version = 0;
   std::string sigalgs;             // e.g. "RSA-PSS+SHA256": the certificate types accepted
   std::string ciphers;             // TLS 1.2 and older cipher list; "DEFAULT:@SECLEVEL=0" etc.
+  std::string ciphersuites;        // TLS 1.3's suites, e.g. "TLS_CHACHA20_POLY1305_SHA256"
   SSL_SESSION* session = nullptr;  // resume this session (not owned)
 };
 

@@ -57,6 +57,14 @@ struct TlsOptions {
   // shares, replaced this often; a ticket issued under the previous key is still accepted (and
   // replaced), so a ticket lives up to twice this. Zero: no tickets.
   absl::Duration ticket_key_rotation = absl::Hours(12);
+  // Kernel TLS (Linux's `tls` module): after the handshake the kernel seals what the
+  // connection sends, so a file goes out by sendfile() (splice under io_uring) as over plain
+  // TCP and no record is sealed in user space; receiving stays with OpenSSL. Where the kernel
+  // has no TLS (no `tls` in /proc/sys/net/ipv4/tcp_available_ulp and the module not loadable)
+  // or not the negotiated cipher, the connection stays in user space. Off by default, as in
+  // nginx: OpenSSL 3.0 cannot re-key the kernel, so a client's TLS 1.3 KeyUpdate request ends
+  // the connection, and a close_notify the kernel cannot take at once is left out.
+  bool kernel_tls = false;
 
   bool enabled() const { return !certificates.empty(); }
 };
@@ -69,6 +77,7 @@ struct TlsInfo {
   std::string_view server_name;  // the host the client named (SNI); empty if none
   std::string_view alpn;         // the protocol ALPN chose ("http/1.1"); empty if none
   bool resumed = false;          // resumed from a session ticket (no full handshake)
+  bool kernel = false;           // the kernel seals what it sends (TlsOptions::kernel_tls)
 };
 
 }  // namespace percore
