@@ -10,6 +10,7 @@ session tickets on and no session cache on either. Measured against each, one af
     handshake, GET / with Connection: close, the answer read to the server's close, 8 in flight;
     resumed ones offer the newest ticket the server gave): server CPU per connection;
   * a 1 GiB download (GET /files/big.bin, curl on the client CPU): server CPU per GiB.
+Each CPU figure is the median of ROUNDS runs alternated between the servers.
 Records into results["tls"]."""
 
 import json
@@ -26,6 +27,7 @@ from .sections import log_measured
 
 GROUPS = "X25519:prime256v1:secp384r1"  # percore's "X25519:P-256:P-384", in nginx's names
 HANDSHAKE_CONCURRENCY = 8
+ROUNDS = 3  # of each CPU measurement (1 with --quick); the median counts
 
 NGINX_TLS_CONF = NGINX_HEAD + """\
   server {{
@@ -125,7 +127,8 @@ def tls_section(ctx, tls_handshakes):
     size = (256 if ctx.quick else 1024) * 2**20
     log(f"== TLS: percore (one loop) and nginx (one worker), the same ECDSA P-256 certificate; "
         f"idle memory ({idle:,} connections), keep-alive ({ctx.duration} s), full and resumed "
-        f"handshakes ({seconds} s), a {size >> 20} MiB download")
+        f"handshakes ({seconds} s), a {size >> 20} MiB download; "
+        f"{1 if ctx.quick else ROUNDS} round(s) of each, alternated")
     tmp = ctx.tmp / "tls"
     files = tmp / "files"
     files.mkdir(parents=True)
@@ -168,18 +171,30 @@ def tls_section(ctx, tls_handshakes):
                          "nginx": shlex.join(servers[1].cmd),
                          "nginx_conf": servers[1].conf.read_text()}
 
-    def each(key, title, run):
+    rounds = 1 if ctx.quick else ROUNDS
+
+    def each(key, title, run, field, repeat=True):
+        """Runs `run` on each server, `rounds` times alternated (the other server first every
+        other round, so a drift in the machine's speed falls on both); keeps each server's
+        median round by `field`, with every round's figure under "rounds"."""
+        runs = {server.name: [] for server in servers}
+        for round_ in range(rounds if repeat else 1):
+            for server in servers if round_ % 2 == 0 else servers[::-1]:
+                try:
+                    runs[server.name].append(run(server))
+                except Failure as e:
+                    ctx.fail(f"TLS {title}, {server.name}: {e}")
         results = entry.setdefault(key, {})
-        for server in servers:
-            try:
-                results[server.name] = run(server)
-            except Failure as e:
-                ctx.fail(f"TLS {title}, {server.name}: {e}")
+        for name, rs in runs.items():
+            if rs:
+                results[name] = dict(sorted(rs, key=lambda r: r[field])[len(rs) // 2],
+                                     rounds=[r[field] for r in rs])
         return results
 
     log(f"  idle TLS keep-alive connections ({idle:,} held)")
     mem = each("idle_memory", "idle memory", lambda s: idle_memory(
-        ctx.children, s, ctx.conn_holder, idle, ctx.client_cpu, extra_args=["--tls"]))
+        ctx.children, s, ctx.conn_holder, idle, ctx.client_cpu, extra_args=["--tls"]),
+        "kib_per_connection", repeat=False)  # on the fresh servers only
     for name, m in mem.items():
         log(f"  {name:8} VmRSS {m['rss_before_kib']:,} -> {m['rss_after_kib']:,} KiB = "
             f"{m['kib_per_connection']:.2f} KiB/connection (opened in {m['open_seconds']} s)")
@@ -196,7 +211,7 @@ def tls_section(ctx, tls_handshakes):
         return r
 
     log(f"  keep-alive GET / over TLS, 64 connections ({ctx.duration} s each)")
-    each("keepalive", "keep-alive", keepalive)
+    each("keepalive", "keep-alive", keepalive, "cpu_us_per_request")
 
     for mode in ("full", "resumed"):
         log(f"  new TLS connections, {mode} handshakes, {HANDSHAKE_CONCURRENCY} in flight "
@@ -213,7 +228,7 @@ def tls_section(ctx, tls_handshakes):
                              "resumed: tickets the server gave were refused")
                 log(f"    note: {r['note']}")
             return r
-        each(f"handshakes_{mode}", f"{mode} handshakes", run)
+        each(f"handshakes_{mode}", f"{mode} handshakes", run, "cpu_us_per_connection")
 
     log(f"  a {size >> 20} MiB download over TLS (curl)")
 
@@ -222,7 +237,7 @@ def tls_section(ctx, tls_handshakes):
         log(f"  {server.name:8} {r['mb_per_s']:,.0f} MB/s  CPU {r['cpu_s_per_gib']:.2f} s/GiB  "
             f"({r['command']})")
         return r
-    each("download", "download", get_file)
+    each("download", "download", get_file, "cpu_s_per_gib")
 
     for server in servers:
         try:

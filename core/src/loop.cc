@@ -218,9 +218,10 @@ void Loop::Tick() {
   protocol_->OnTick();
 #ifdef __GLIBC__
   // glibc keeps freed memory in its arenas, and a loop's large output buffers (a streamed
-  // download's, a megabyte each) come from this thread's arena: once they stop going (none
-  // freed for a tick), hand the free pages back to the kernel, or a burst of large answers
-  // would stay resident. Not while they keep coming: the next ones would fault them back in.
+  // download's, a megabyte each) and TLS handshakes' scratch come from this thread's arena:
+  // once they stop going (none freed for a tick), hand the free pages back to the kernel, or a
+  // burst of large answers or handshakes would stay resident. Not while they keep coming: the
+  // next ones would fault them back in.
   if (freed_bytes_ > 0 && freed_bytes_ == freed_at_last_tick_) {
     malloc_trim(0);
     freed_bytes_ = 0;

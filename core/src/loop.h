@@ -248,7 +248,7 @@ class Loop {
   void FreeWatches();
   std::vector<int> orphans_;                             // see TakeOrphans()
   std::vector<std::unique_ptr<IoBuffers>> buffer_pool_;  // reused across responses
-  size_t freed_bytes_ = 0;  // capacity of large output buffers freed since the last trim
+  size_t freed_bytes_ = 0;  // large output buffers and TLS handshakes freed since the last trim
   size_t freed_at_last_tick_ = 0;
   int64_t next_tick_ms_ = 0;
   const int64_t tick_ms_;

@@ -8,9 +8,11 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
-#include <cerrno>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <utility>
 
 #include "connection_state.h"
@@ -47,6 +49,35 @@ size_t KernelKeySize(uint16_t cipher) {
     default:
       return 0;
   }
+}
+
+// Whether the kernel takes this version and cipher for TLS_TX. Once OpenSSL has handed its key
+// over it seals nothing more itself, and the kernel only says at TLS_TX, after the handshake's
+// records have gone: so each pair is tried once per process on a loopback pair of sockets with
+// no data on them (a kernel with TLS but older than the pair: TLS 1.3 before 5.1, ChaCha20
+// before 5.11), and a pair it refuses stays in user space.
+bool KernelTakes(const tls_crypto_info& head, const void* key, size_t size) {
+  static std::mutex mu;
+  static std::map<std::pair<uint16_t, uint16_t>, bool> verdicts;
+  std::lock_guard lock(mu);
+  auto [it, fresh] = verdicts.try_emplace({head.version, head.cipher_type}, false);
+  if (!fresh) return it->second;
+  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  auto* a = reinterpret_cast<sockaddr*>(&address);
+  // A loopback connect() completes at once, against the listener's backlog.
+  it->second = listener >= 0 && client >= 0 && bind(listener, a, length) == 0 &&
+               listen(listener, 1) == 0 && getsockname(listener, a, &length) == 0 &&
+               connect(client, a, length) == 0 &&
+               setsockopt(client, SOL_TCP, TCP_ULP, "tls", sizeof("tls")) == 0 &&
+               setsockopt(client, SOL_TLS, TLS_TX, key, static_cast<socklen_t>(size)) == 0;
+  if (client >= 0) close(client);
+  if (listener >= 0) close(listener);
+  return it->second;
 }
 
 }  // namespace
@@ -165,7 +196,10 @@ bool TlsStream::TakeKernelKey(const void* crypto_info) {
   // key is installed. It fails where the kernel has no TLS (no `tls` in
   // /proc/sys/net/ipv4/tcp_available_ulp, and the module not loadable): OpenSSL then goes on
   // sealing in user space, as it does when this returns false.
-  if (size == 0 || setsockopt(conn_->fd, SOL_TCP, TCP_ULP, "tls", sizeof("tls")) != 0) return false;
+  if (size == 0 || !KernelTakes(head, crypto_info, size) ||
+      setsockopt(conn_->fd, SOL_TCP, TCP_ULP, "tls", sizeof("tls")) != 0) {
+    return false;
+  }
   kernel_ = std::make_unique<Kernel>();
   kernel_->key.assign(static_cast<const char*>(crypto_info), size);
   return true;
@@ -193,7 +227,7 @@ bool TlsStream::SendToKernel() {
     const auto type = static_cast<uint8_t>(k.records[at]);
     const size_t length =
         static_cast<uint8_t>(k.records[at + 1]) << 8 | static_cast<uint8_t>(k.records[at + 2]);
-    char control[CMSG_SPACE(sizeof(type))] = {};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(type))] = {};
     iovec iov{k.records.data() + at + 3, length};
     msghdr message{};
     message.msg_iov = &iov;
@@ -205,20 +239,15 @@ bool TlsStream::SendToKernel() {
     header->cmsg_type = TLS_SET_RECORD_TYPE;
     header->cmsg_len = CMSG_LEN(sizeof(type));
     std::memcpy(CMSG_DATA(header), &type, sizeof(type));
-    const ssize_t n = sendmsg(conn_->fd, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
-    // A full socket buffer: the rest waits for the next call.
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    if (n <= 0) return false;
-    if (static_cast<size_t>(n) < length) {  // the rest goes as a record of its own, later
-      const size_t left = length - static_cast<size_t>(n);
-      k.records.erase(at + 3, static_cast<size_t>(n));
-      k.records[at + 1] = static_cast<char>(left >> 8);
-      k.records[at + 2] = static_cast<char>(left & 0xff);
-      break;
-    }
+    // A record goes whole or not at all. One the kernel cannot take at once fails the
+    // connection rather than wait: the output after it must not overtake it (TLS 1.2's
+    // Finished), and records go when nothing of ours is in the socket's way, so this is a
+    // socket buffer full of the kernel's own.
+    if (sendmsg(conn_->fd, &message, MSG_DONTWAIT | MSG_NOSIGNAL) != static_cast<ssize_t>(length))
+      return false;
     at += 3 + length;
   }
-  k.records.erase(0, at);
+  k.records.clear();
   return true;
 }
 

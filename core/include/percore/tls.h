@@ -61,9 +61,9 @@ struct TlsOptions {
   // connection sends, so a file goes out by sendfile() (splice under io_uring) as over plain
   // TCP and no record is sealed in user space; receiving stays with OpenSSL. Where the kernel
   // has no TLS (no `tls` in /proc/sys/net/ipv4/tcp_available_ulp and the module not loadable)
-  // or not the negotiated cipher, the connection stays in user space. Off by default, as in
-  // nginx: OpenSSL 3.0 cannot re-key the kernel, so a client's TLS 1.3 KeyUpdate request ends
-  // the connection, and a close_notify the kernel cannot take at once is left out.
+  // or not the negotiated version and cipher, the connection stays in user space. Off by
+  // default, as in nginx: OpenSSL 3.0 cannot re-key the kernel, so a client's TLS 1.3 KeyUpdate
+  // request ends the connection, and a close_notify the kernel cannot take at once is left out.
   bool kernel_tls = false;
 
   bool enabled() const { return !certificates.empty(); }
