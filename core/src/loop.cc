@@ -1,6 +1,8 @@
 #include "loop.h"
 
+#include <linux/sockios.h>
 #include <malloc.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -239,6 +241,9 @@ void Loop::Tick() {
     } else if (c->deadline_ms != 0 && c->deadline_ms <= now && c->pending_output() == 0) {
       // While output waits, the peer is the one not reading: the send timeout above governs.
       ExpireDeadline(c);
+    } else if (c->kernel_tls && c->closing() && c->pending_output() == 0 && !c->send_inflight) {
+      AdvanceClose(c);  // see KernelHoldsOutput
+      MarkDirty(c);
     }
     c = next;
   }
@@ -422,6 +427,7 @@ void Loop::AdvanceClose(ConnectionState* c) {
     AfterSession(c);  // queued as output: the send timeout counts from now
     return;
   }
+  if (c->kernel_tls && c->life != Lifecycle::kLingering && KernelHoldsOutput(c)) return;
   if (c->life == Lifecycle::kClosingNow ||
       (c->peer_eof && (c->life == Lifecycle::kClosing || c->life == Lifecycle::kLingering))) {
     c->life = Lifecycle::kReleasing;
@@ -432,6 +438,17 @@ void Loop::AdvanceClose(ConnectionState* c) {
     c->life = Lifecycle::kLingering;
     c->deadline_ms = worker_.now_ms() + linger_ms_;
   }
+}
+
+bool Loop::KernelHoldsOutput(ConnectionState* c) {
+  // Kernel TLS: a record TCP had no room for when the send completed waits in the kernel's TLS
+  // layer, which pushes it once acknowledgements make room; a FIN or a close before that cuts
+  // it off. Room comes long before TCP holds nothing unacknowledged, so until then the close
+  // waits, a tick at a time (Tick), within the linger time.
+  int unacknowledged = 0;
+  if (ioctl(c->fd, SIOCOUTQ, &unacknowledged) != 0 || unacknowledged == 0) return false;
+  if (c->deadline_ms == 0) c->deadline_ms = worker_.now_ms() + linger_ms_;
+  return true;
 }
 
 void Loop::Abort(ConnectionState* c) {

@@ -116,6 +116,8 @@ class Loop {
   }
   // Moves a graceful close forward once output is sent: half-close, or release.
   void AdvanceClose(ConnectionState* c);
+  // Kernel TLS: whether the kernel may still hold output that a FIN would cut off.
+  bool KernelHoldsOutput(ConnectionState* c);
   // Closes the socket and destroys the connection. Only when nothing is in flight on it.
   void Release(ConnectionState* c);
   // Fails the connection: pending output is dropped, in-flight operations are cancelled, and
