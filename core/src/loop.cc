@@ -1,8 +1,6 @@
 #include "loop.h"
 
-#include <linux/sockios.h>
 #include <malloc.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -438,17 +436,6 @@ void Loop::AdvanceClose(ConnectionState* c) {
     c->life = Lifecycle::kLingering;
     c->deadline_ms = worker_.now_ms() + linger_ms_;
   }
-}
-
-bool Loop::KernelHoldsOutput(ConnectionState* c) {
-  // Kernel TLS: a record TCP had no room for when the send completed waits in the kernel's TLS
-  // layer, which pushes it once acknowledgements make room; a FIN or a close before that cuts
-  // it off. Room comes long before TCP holds nothing unacknowledged, so until then the close
-  // waits, a tick at a time (Tick), within the linger time.
-  int unacknowledged = 0;
-  if (ioctl(c->fd, SIOCOUTQ, &unacknowledged) != 0 || unacknowledged == 0) return false;
-  if (c->deadline_ms == 0) c->deadline_ms = worker_.now_ms() + linger_ms_;
-  return true;
 }
 
 void Loop::Abort(ConnectionState* c) {

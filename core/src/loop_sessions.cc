@@ -1,5 +1,9 @@
 // How a connection gets its session: at once for plain TCP, after the handshake for TLS (so the
-// protocol can see what ALPN chose), and from another session when one hands it over.
+// protocol can see what ALPN chose), and from another session when one hands it over; and the
+// TLS steps between the loop and TlsStream (kernel TLS's sends and its wait before the FIN).
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+
 #include "loop.h"
 #include "proxy_header.h"
 #include "tls_context.h"
@@ -101,6 +105,17 @@ bool Loop::FlushKernelTls(ConnectionState* c) {
     return true;
   }
   return c->tls->SendToKernel();
+}
+
+bool Loop::KernelHoldsOutput(ConnectionState* c) {
+  // Kernel TLS: a record TCP had no room for when the send completed waits in the kernel's TLS
+  // layer, which pushes it once acknowledgements make room; a FIN or a close before that cuts
+  // it off. Room comes long before TCP holds nothing unacknowledged, so until then the close
+  // waits, a tick at a time (Tick), within the linger time.
+  int unacknowledged = 0;
+  if (ioctl(c->fd, SIOCOUTQ, &unacknowledged) != 0 || unacknowledged == 0) return false;
+  if (c->deadline_ms == 0) c->deadline_ms = worker_.now_ms() + linger_ms_;
+  return true;
 }
 
 void Loop::HandOver(ConnectionState* c, std::unique_ptr<Session> next) {
