@@ -195,6 +195,9 @@ void EpollBackend::Reconcile(EpollConnection* c) {
   }
   if (Loop::WantsSend(c)) Write(c);
   if (c->readable && Loop::WantsRead(c) && Read(c)) unread_.push_back(c);
+  // A TLS handshake's answer goes out now, not after every other connection's read
+  // (Loop::TakeUrgent).
+  if (loop_.TakeUrgent() && Loop::WantsSend(c)) Write(c);
 }
 
 int EpollBackend::Iterate(int64_t timeout_us) {

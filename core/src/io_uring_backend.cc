@@ -303,13 +303,17 @@ void IoUringBackend::CancelLoopOperations() {
   }
 }
 
-int IoUringBackend::Iterate(int64_t timeout_us) {
+void IoUringBackend::ReconcileDirty() {
   std::vector<ConnectionState*>& dirty = loop_.dirty();
   for (ConnectionState* c : dirty) {
     c->dirty = false;
     Reconcile(static_cast<IoUringConnection*>(c));  // may release c; never marks anything dirty
   }
   dirty.clear();
+}
+
+int IoUringBackend::Iterate(int64_t timeout_us) {
+  ReconcileDirty();
   if (!accept_stopped_ && accepts_armed_ < kAcceptsArmed &&
       loop_.worker().now_ms() >= accept_retry_ms_) {
     ArmAccept();
@@ -333,6 +337,13 @@ int IoUringBackend::Iterate(int64_t timeout_us) {
     const io_uring_cqe copy = *cqe;
     io_uring_cq_advance(&ring_, 1);
     Dispatch(&copy);
+    // A TLS handshake's answer goes out before the next completion is handled (Loop::TakeUrgent):
+    // a connection released here has no completion left in this batch (it had nothing in
+    // flight), so none of the ones still to come names it.
+    if (loop_.TakeUrgent()) {
+      ReconcileDirty();
+      io_uring_submit(&ring_);
+    }
   }
   if (returned_buffers_ > 0) {
     io_uring_buf_ring_advance(buf_ring_, returned_buffers_);

@@ -65,6 +65,8 @@ class IoUringBackend final : public Backend {
   absl::Status Init();
   io_uring_sqe* Sqe();
   void Reconcile(IoUringConnection* c);
+  // Reconciles every connection on the loop's dirty list (queueing their operations).
+  void ReconcileDirty();
   void ArmAccept();
   void ArmWake();
   void ArmReceive(IoUringConnection* c);

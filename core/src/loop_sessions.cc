@@ -65,11 +65,15 @@ void Loop::StartSession(ConnectionState* c) {
 
 bool Loop::OpenTls(ConnectionState* c, std::string_view& bytes) {
   size_t used = 0;
+  const bool handshaking = !c->tls->established();
   TlsStream::Event event = c->tls->Open(bytes, tls_plain_, &used);
   bytes = std::string_view(tls_plain_.data(), used);
   // The handshake's answer, an alert, tickets: queued as a session's output is, so the send
   // timeout counts from now (a burst of handshakes can hold it past a tick before it goes).
-  if (c->pending_output() > 0) AfterSession(c);
+  if (c->pending_output() > 0) {
+    AfterSession(c);
+    urgent_ = urgent_ || handshaking;  // see TakeUrgent
+  }
   if (!FlushKernelTls(c)) event = TlsStream::Event::kFailed;
   switch (event) {
     case TlsStream::Event::kNone:

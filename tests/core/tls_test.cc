@@ -214,6 +214,29 @@ TEST_F(TlsTest, TheHandshakesAnswerWaitingToBeSentIsNotTakenForAStuckPeer) {
   EXPECT_EQ(RoundTrip(c, peer, "late"), "late");
 }
 
+TEST_F(TlsTest, AHandshakesAnswerAsksToGoBeforeTheNextConnectionIsServed) {
+  // The backends send what a handshake step wrote before handling the next completion or
+  // connection when the loop says so (Loop::TakeUrgent): a batch of ClientHellos answered only
+  // at the end of the loop's turn kept each client waiting for every handshake of the batch.
+  Start();
+  Loop& loop = harness_->loop();
+  loop.TakeUrgent();
+  Connection* c = harness_->Accept();
+  TlsPeer peer;
+  harness_->Feed(c, peer.TakeOutput());  // the ClientHello
+  EXPECT_TRUE(loop.TakeUrgent()) << "the ServerHello's flight waits for the loop's turn to end";
+  EXPECT_FALSE(loop.TakeUrgent()) << "asked once";
+  peer.Receive(harness_->TakeOutput(c));
+  Exchange(c, peer);
+  ASSERT_TRUE(peer.established());
+  loop.TakeUrgent();  // the client's Finished: its tickets were urgent too
+  peer.Write("plain echo\n");
+  harness_->Feed(c, peer.TakeOutput());
+  EXPECT_FALSE(loop.TakeUrgent()) << "an established connection's answers go in the loop's turn";
+  peer.Receive(harness_->TakeOutput(c));
+  EXPECT_EQ(peer.TakePlaintext(), "plain echo\n");
+}
+
 TEST_F(TlsTest, SniChoosesTheCertificateAndAnUnknownNameGetsTheFirst) {
   Start({*ec_, *other_});
   for (const auto& [name, expected] :
