@@ -36,9 +36,12 @@ int OnTicketKey(SSL* ssl, unsigned char name[16], unsigned char iv[EVP_MAX_IV_LE
       OSSL_PARAM_construct_end(),
   };
   if (EVP_MAC_CTX_set_params(mac, params) != 1) return -1;
-  const int ready = encrypt == 1
-                        ? EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key.aes, iv)
-                        : EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key.aes, iv);
+  // Fetched once: OpenSSL 3 looks a cipher named by EVP_aes_256_cbc() up in its providers on
+  // every init (locks and string compares), twice a resumption (the ticket opened, its renewal).
+  static EVP_CIPHER* const aes = EVP_CIPHER_fetch(nullptr, "AES-256-CBC", nullptr);
+  const EVP_CIPHER* chosen = aes != nullptr ? aes : EVP_aes_256_cbc();
+  const int ready = encrypt == 1 ? EVP_EncryptInit_ex(cipher, chosen, nullptr, key.aes, iv)
+                                 : EVP_DecryptInit_ex(cipher, chosen, nullptr, key.aes, iv);
   if (ready != 1) return -1;
   // 2 renews: a new ticket goes out after this resumption. TLS 1.3 clients use a ticket once
   // (RFC 8446 C.4; OpenSSL's client will not offer it again), and OpenSSL's server issues
