@@ -99,6 +99,11 @@ absl::StatusOr<SSL_CTX*> TlsContext::NewCtx() const {
   SSL_CTX_set_read_ahead(ctx, 1);
   // Resumption by tickets alone: a session cache would be one more lock between the loops.
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  // One TLS 1.3 ticket per full handshake, not OpenSSL's two (as Go's server): a client uses a
+  // ticket once, and each resumption brings it a new one (tls_tickets.cc), so the second would
+  // only serve a connection opened beside the first; each ticket is a session encoded, sealed
+  // and MACed on the handshake's time.
+  SSL_CTX_set_num_tickets(ctx, 1);
   static constexpr unsigned char kSessionContext[] = "percore";
   SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof(kSessionContext) - 1);
   SSL_CTX_set_dh_auto(ctx, 1);
