@@ -7,8 +7,9 @@ session tickets on and no session cache on either. Measured against each, one af
     GET / each, then held), on the fresh servers;
   * keep-alive GET / over TLS, 64 connections (wrk https://): server CPU per request;
   * new connections per second, full handshakes and resumed ones (bench/tls_handshakes: a
-    handshake, GET / with Connection: close, the answer read to the server's close, 8 in flight;
-    resumed ones offer the newest ticket the server gave): server CPU per connection;
+    handshake, GET / with Connection: close, the answer read to the server's close, 8 clients at
+    once; resumed ones offer the ticket the client's last connection got): server CPU per
+    connection;
   * a 1 GiB download (GET /files/big.bin, curl on the client CPU): server CPU per GiB.
 Each CPU figure is the median of ROUNDS runs alternated between the servers.
 Records into results["tls"]."""
