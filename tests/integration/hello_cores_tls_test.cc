@@ -2,24 +2,19 @@
 // by SNI (GET /tls says what was negotiated), and SIGHUP after the files were replaced: new
 // connections get the new certificate and the process goes on serving. The child is killed and
 // reaped by its pid; every wait has a deadline.
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "support/backends.h"
+#include "support/child_process.h"
 #include "support/test_client.h"
 #include "support/tls_peer.h"
 #include "support/tls_socket.h"
@@ -32,98 +27,14 @@ namespace percore {
 namespace {
 
 using percore::testing::Get;
+using percore::testing::HelloCores;
 using percore::testing::HttpResponse;
 using percore::testing::MakeCertificate;
 using percore::testing::TlsSocket;
 using percore::testing::WaitUntil;
 using std::chrono::milliseconds;
-using Clock = std::chrono::steady_clock;
 
 constexpr milliseconds kTimeout(15000);
-
-// Appends what `fd` gives to `text` until it contains `wanted` at `from` or after; false at EOF
-// or the deadline.
-bool ReadUntil(int fd, std::string& text, std::string_view wanted, Clock::time_point deadline,
-               size_t from = 0) {
-  while (text.find(wanted, from) == std::string::npos) {
-    const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
-    pollfd p{fd, POLLIN, 0};
-    if (left <= 0 || poll(&p, 1, static_cast<int>(left)) <= 0) return false;
-    char chunk[4096];
-    const ssize_t n = read(fd, chunk, sizeof(chunk));
-    if (n <= 0) return false;
-    text.append(chunk, static_cast<size_t>(n));
-  }
-  return true;
-}
-
-// hello_cores on 127.0.0.1, any free port, two loops, with `flags` and stdout and stderr on
-// pipes.
-class Child {
- public:
-  explicit Child(std::vector<std::string> flags) {
-    std::vector<std::string> args = {PERCORE_HELLO_CORES, "--address", "127.0.0.1", "--port", "0",
-                                     "--threads",         "2"};
-    args.insert(args.end(), flags.begin(), flags.end());
-    std::vector<char*> argv;
-    for (std::string& arg : args) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    int out[2], err[2];
-    if (pipe2(out, O_CLOEXEC) != 0) return;
-    if (pipe2(err, O_CLOEXEC) != 0) {
-      close(out[0]);
-      close(out[1]);
-      return;
-    }
-    pid_ = fork();
-    if (pid_ == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);  // the child dies with the test
-      dup2(out[1], STDOUT_FILENO);
-      dup2(err[1], STDERR_FILENO);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    close(out[1]);
-    close(err[1]);
-    stdout_ = out[0];
-    stderr_ = err[0];
-    if (pid_ < 0) return;
-    const std::string_view line = "Listening on port ";
-    const auto deadline = Clock::now() + kTimeout;
-    if (!ReadUntil(stdout_, out_text_, line, deadline)) return;
-    const size_t at = out_text_.find(line) + line.size();
-    if (!ReadUntil(stdout_, out_text_, "\n", deadline, at)) return;
-    port_ = std::atoi(out_text_.c_str() + at);
-  }
-  ~Child() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    for (int fd : {stdout_, stderr_}) {
-      if (fd >= 0) close(fd);
-    }
-  }
-
-  int port() const { return port_; }
-  pid_t pid() const { return pid_; }
-  bool running() const { return pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == 0; }
-  // Whether stdout (the engine's lines) or stderr said `text`, now or within `timeout`.
-  bool Says(std::string_view text, milliseconds timeout) {
-    return ReadUntil(stdout_, out_text_, text, Clock::now() + timeout);
-  }
-  bool StderrSays(std::string_view text, milliseconds timeout) {
-    return ReadUntil(stderr_, err_text_, text, Clock::now() + timeout);
-  }
-  const std::string& stdout_text() const { return out_text_; }
-  const std::string& stderr_text() const { return err_text_; }
-
- private:
-  pid_t pid_ = -1;
-  int stdout_ = -1, stderr_ = -1;
-  int port_ = 0;
-  std::string out_text_, err_text_;
-};
 
 class HelloCoresTlsTest : public ::testing::TestWithParam<BackendKind> {
  protected:
@@ -142,9 +53,11 @@ class HelloCoresTlsTest : public ::testing::TestWithParam<BackendKind> {
   // Starts hello_cores with both certificates; skips where io_uring cannot run.
   void Start() {
     const std::string backend = GetParam() == BackendKind::kEpoll ? "epoll" : "io_uring";
-    child_.emplace(std::vector<std::string>{"--backend", backend, "--tls_cert", a_.cert_file,
-                                            "--tls_key", a_.key_file, "--tls_cert", b_.cert_file,
-                                            "--tls_key", b_.key_file});
+    child_.emplace(PERCORE_HELLO_CORES,
+                   std::vector<std::string>{"--threads", "2", "--backend", backend, "--tls_cert",
+                                            a_.cert_file, "--tls_key", a_.key_file, "--tls_cert",
+                                            b_.cert_file, "--tls_key", b_.key_file},
+                   kTimeout);
     if (child_->port() == 0 && child_->StderrSays("io_uring unavailable", milliseconds(2000))) {
       GTEST_SKIP() << "this machine cannot run the io_uring backend";
     }
@@ -164,7 +77,7 @@ class HelloCoresTlsTest : public ::testing::TestWithParam<BackendKind> {
 
   std::string dir_;
   TlsCertificate a_, b_;
-  std::optional<Child> child_;
+  std::optional<HelloCores> child_;
 };
 
 TEST_P(HelloCoresTlsTest, EachSniNameGetsItsCertificate) {

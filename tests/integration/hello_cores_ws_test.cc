@@ -1,10 +1,6 @@
 // hello_cores' WebSocket routes, on the binary as users run it (two loops): /ws/echo echoes text
 // and binary up to 16 MiB, compressed when the client offers it; /ws/chat reaches every client,
 // the sender included. The child is killed and reaped by its pid; every wait has a deadline.
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -12,63 +8,27 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "support/child_process.h"
 #include "support/test_client.h"
 #include "support/ws_client.h"
 
 namespace percore {
 namespace {
 
+using percore::testing::HelloCores;
 using percore::testing::WsClient;
 using percore::testing::WsFrame;
 
 constexpr std::chrono::seconds kTimeout(30);
 
-// hello_cores on 127.0.0.1, any free port, two loops; its port once it listens.
-class Child {
- public:
-  Child() {
-    int out[2];
-    if (pipe(out) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(out[1], STDOUT_FILENO);
-      close(out[0]);
-      execl(PERCORE_HELLO_CORES, "hello_cores", "--port", "0", "--address", "127.0.0.1",
-            "--threads", "2", static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    close(out[1]);
-    output_ = out[0];
-    std::string text;
-    const auto deadline = std::chrono::steady_clock::now() + kTimeout;
-    while (port_ == 0 && std::chrono::steady_clock::now() < deadline) {
-      char buffer[512];
-      const ssize_t n = read(output_, buffer, sizeof(buffer));
-      if (n <= 0) break;
-      text.append(buffer, static_cast<size_t>(n));
-      const size_t at = text.find("Listening on port ");
-      if (at != std::string::npos && text.find('\n', at) != std::string::npos) {
-        port_ = std::stoi(text.substr(at + 18));
-      }
-    }
-  }
-  ~Child() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    if (output_ >= 0) close(output_);
-  }
-  int port() const { return port_; }
-
- private:
-  pid_t pid_ = -1;
-  int output_ = -1;
-  int port_ = 0;
-};
+// hello_cores as users run it, two loops.
+HelloCores Start() {
+  return HelloCores(PERCORE_HELLO_CORES, {"--threads", "2"},
+                    std::chrono::duration_cast<std::chrono::milliseconds>(kTimeout));
+}
 
 TEST(HelloCoresWsTest, EchoSendsBackTextAndSixteenMiBOfBinaryCompressedWhenOffered) {
-  Child child;
+  HelloCores child = Start();
   ASSERT_NE(child.port(), 0) << "hello_cores did not start";
   WsClient client(child.port(), "/ws/echo", "Sec-WebSocket-Extensions: permessage-deflate\r\n");
   ASSERT_TRUE(client.upgraded()) << client.head();
@@ -90,7 +50,7 @@ TEST(HelloCoresWsTest, EchoSendsBackTextAndSixteenMiBOfBinaryCompressedWhenOffer
 }
 
 TEST(HelloCoresWsTest, ChatReachesEveryClientTheSenderIncluded) {
-  Child child;
+  HelloCores child = Start();
   ASSERT_NE(child.port(), 0) << "hello_cores did not start";
   std::vector<std::unique_ptr<WsClient>> clients;
   for (int i = 0; i < 8; ++i) {  // spread over the two loops by the kernel

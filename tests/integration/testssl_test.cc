@@ -11,11 +11,7 @@
 // that nothing serves costs nothing. --fast keeps a run under a minute (40-50 s on 2 CPUs, the
 // same under ASan: testssl's own work dominates); the run has a deadline, after which its process
 // group is killed. hello_cores is killed by its pid, the temporary directory removed.
-#include <fcntl.h>
-#include <signal.h>
 #include <stdlib.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -27,11 +23,11 @@
 #include <set>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "support/child_process.h"
 #include "support/tls_peer.h"
 
 #ifndef PERCORE_HELLO_CORES
@@ -41,9 +37,10 @@
 namespace percore {
 namespace {
 
+using percore::testing::ChildProcess;
+using percore::testing::HelloCores;
 using percore::testing::KeyType;
 using percore::testing::MakeCertificate;
-using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
 // testssl --fast took 48 s on this 2-CPU machine; the deadline leaves room for a slow CI runner.
@@ -68,42 +65,6 @@ std::string ReadFile(const std::string& path) {
   return text.str();
 }
 
-// Starts `args` with stdout and stderr into `log`, in a process group of its own (testssl
-// forks openssl and more), dying with the test. -1 if fork fails.
-pid_t Spawn(std::vector<std::string> args, const std::string& log) {
-  std::vector<char*> argv;
-  for (std::string& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    setpgid(0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) _exit(126);
-    dup2(fd, STDOUT_FILENO);
-    dup2(fd, STDERR_FILENO);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-// Waits for `pid` until `deadline`: its exit status, or nullopt (still running).
-std::optional<int> WaitFor(pid_t pid, Clock::time_point deadline) {
-  for (;;) {
-    int status = 0;
-    if (waitpid(pid, &status, WNOHANG) == pid) return status;
-    if (Clock::now() >= deadline) return std::nullopt;
-    std::this_thread::sleep_for(milliseconds(100));
-  }
-}
-
-// Kills the process group of `pid` (one Spawn made) and reaps `pid`.
-void KillGroup(pid_t pid) {
-  kill(-pid, SIGKILL);
-  waitpid(pid, nullptr, 0);
-}
-
 class TestsslTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -116,37 +77,25 @@ class TestsslTest : public ::testing::Test {
     dir_ = dir;
   }
   void TearDown() override {
-    if (server_ > 0) KillGroup(server_);
+    server_.reset();
     if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
 
   // hello_cores on 127.0.0.1 (one loop, no drain delay) serving `cert`: its port, or 0.
   int StartServer(const TlsCertificate& cert) {
-    const std::string log = dir_ + "/hello_cores.log";
-    server_ = Spawn({PERCORE_HELLO_CORES, "--address", "127.0.0.1", "--port", "0", "--threads", "1",
-                     "--drain_delay=0", "--tls_cert", cert.cert_file, "--tls_key", cert.key_file},
-                    log);
-    const std::string line = "Listening on port ";
-    const auto deadline = Clock::now() + kStartDeadline;
-    while (server_ > 0 && Clock::now() < deadline) {
-      const std::string text = ReadFile(log);
-      const size_t at = text.find(line);
-      if (at != std::string::npos && text.find('\n', at) != std::string::npos) {
-        return std::atoi(text.c_str() + at + line.size());
-      }
-      if (waitpid(server_, nullptr, WNOHANG) == server_) {
-        server_ = -1;
-        break;
-      }
-      std::this_thread::sleep_for(milliseconds(50));
-    }
-    ADD_FAILURE() << "hello_cores did not start:\n" << ReadFile(log);
-    return 0;
+    server_.emplace(PERCORE_HELLO_CORES,
+                    std::vector<std::string>{"--threads", "1", "--drain_delay=0", "--tls_cert",
+                                             cert.cert_file, "--tls_key", cert.key_file},
+                    kStartDeadline);
+    if (server_->port() == 0)
+      ADD_FAILURE() << "hello_cores did not start:\n"
+                    << server_->stdout_text() << server_->stderr_text();
+    return server_->port();
   }
 
   std::string testssl_;
   std::string dir_;
-  pid_t server_ = -1;
+  std::optional<HelloCores> server_;
 };
 
 TEST_F(TestsslTest, FlagsNothingHighOrCritical) {
@@ -164,10 +113,9 @@ TEST_F(TestsslTest, FlagsNothingHighOrCritical) {
   args.insert(args.end(), {cert.cert_file, "--connect-timeout", "5", "--jsonfile", json});
   args.push_back("a.test:" + std::to_string(port));
   const auto started = Clock::now();
-  const pid_t pid = Spawn(args, log);
-  ASSERT_GT(pid, 0);
-  const std::optional<int> status = WaitFor(pid, started + kTestsslDeadline);
-  if (!status.has_value()) KillGroup(pid);
+  ChildProcess testssl(args, {.log = log, .own_group = true});
+  ASSERT_GT(testssl.pid(), 0);
+  const std::optional<int> status = testssl.Wait(started + kTestsslDeadline);
   const auto seconds = std::chrono::duration<double>(Clock::now() - started).count();
   std::cout << "testssl ran " << seconds << " s\n";
   ASSERT_TRUE(status.has_value()) << "testssl still running after " << kTestsslDeadline.count()
