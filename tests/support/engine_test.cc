@@ -1,5 +1,7 @@
 #include "support/engine_test.h"
 
+#include <cerrno>
+#include <cstring>
 #include <string_view>
 #include <utility>
 
@@ -51,6 +53,16 @@ uint64_t EngineTest::Total(uint64_t WorkerCounters::*counter) const {
     total += engine_->stats().Read(id).*counter;
   }
   return total;
+}
+
+Socket EngineClientTest::Connect() {
+  Socket socket(ConnectLocal(port_));
+  EXPECT_TRUE(socket.ok()) << "connect to port " << port_ << ": " << strerror(errno);
+  return socket;
+}
+
+std::optional<HttpResponse> EngineClientTest::Fetch(const std::string& request) {
+  return percore::testing::Fetch(port_, request);
 }
 
 }  // namespace percore::testing

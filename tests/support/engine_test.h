@@ -5,6 +5,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "gtest/gtest.h"
@@ -12,6 +14,7 @@
 #include "percore/http/app.h"
 #include "percore/options.h"
 #include "percore/stats.h"
+#include "support/test_client.h"
 
 namespace percore::testing {
 
@@ -43,6 +46,15 @@ class EngineTest : public ::testing::TestWithParam<BackendKind> {
 
   std::unique_ptr<Engine> engine_;
   int port_ = 0;
+};
+
+// An EngineTest whose tests are the engine's client by name: Connect() and Fetch() on its port.
+class EngineClientTest : public EngineTest {
+ protected:
+  // A connection to the engine (a failure to connect is a test failure).
+  Socket Connect();
+  // One request on a fresh connection; the response, or nullopt.
+  std::optional<HttpResponse> Fetch(const std::string& request);
 };
 
 }  // namespace percore::testing
