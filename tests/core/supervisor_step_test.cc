@@ -1,6 +1,6 @@
 // The supervisor's rules in simulated time: the test plays the loop instances (they die, stall,
 // stop accepting, exit when told) and steps the clock by hand, to the millisecond. What only
-// real threads show stays in tests/integration/supervisor_test.cc.
+// real threads show stays in tests/integration/supervisor_test.cc and supervisor_drain_test.cc.
 #include <future>
 #include <string>
 #include <utility>
