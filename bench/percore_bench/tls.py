@@ -28,7 +28,7 @@ from .sections import log_measured
 
 GROUPS = "X25519:prime256v1:secp384r1"  # percore's "X25519:P-256:P-384", in nginx's names
 HANDSHAKE_CONCURRENCY = 8
-ROUNDS = 3  # of each CPU measurement (1 with --quick); the median counts
+ROUNDS = 5  # of each CPU measurement (1 with --quick); the median counts
 
 NGINX_TLS_CONF = NGINX_HEAD + """\
   server {{
