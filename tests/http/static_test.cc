@@ -1,152 +1,23 @@
 // Static(): files under a root directory, through the whole request path (parser, middleware,
-// router, response writer) with percore::testing::TestClient, on a fresh directory per test.
-#include <fcntl.h>
-#include <stdlib.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
+// router, response writer) with percore::testing::TestClient, on a fresh directory per test
+// (static_suite.h): types and validators, ranges, HEAD, directories, hidden and missing files,
+// other methods, links, and a table of hostile paths. Running out of descriptors is in
+// static_descriptors_test.cc.
+#include <cstdint>
 #include <cstdlib>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <memory>
 #include <set>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <vector>
 
-#include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "percore/http/app.h"
 #include "percore/http/middleware.h"
 #include "percore/testing/client.h"
+#include "static_suite.h"
 
 namespace percore::http {
 namespace {
-
-using percore::testing::TestClient;
-using percore::testing::TestResponse;
-
-// Every served file's mtime: 2020-01-01T00:00:00Z, so Last-Modified and ETag are known.
-constexpr int64_t kMtime = 1577836800;  // 0x5e0be100
-constexpr std::string_view kLastModified = "Wed, 01 Jan 2020 00:00:00 GMT";
-
-constexpr std::string_view kA = "hello, static\n";
-constexpr std::string_view kCss = "body { color: red; }\n";
-constexpr std::string_view kJson = "{\"a\":1}\n";
-constexpr std::string_view kIndex = "<h1>sub</h1>\n";
-constexpr std::string_view kJs = "console.log(1);\n";
-constexpr std::string_view kSecret = "dotfile secret\n";
-constexpr std::string_view kOutside = "OUTSIDE-THE-ROOT secret\n";
-constexpr size_t kBigSize = 3 * 1024 * 1024;
-
-// The big file's content: a pattern with no power-of-two period, so a range off by any
-// amount shows.
-std::string BigContent() {
-  std::string s(kBigSize, '\0');
-  for (size_t i = 0; i < s.size(); ++i) s[i] = static_cast<char>('!' + i % 89);
-  return s;
-}
-
-void WriteFile(const std::string& path, std::string_view content) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(content.data(), static_cast<std::streamsize>(content.size()));
-  ASSERT_TRUE(out.good()) << path;
-}
-
-void SetMtime(const std::string& path) {
-  const timespec times[2] = {{kMtime, 0}, {kMtime, 0}};
-  ASSERT_EQ(utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW), 0)
-      << path << ": " << std::strerror(errno);
-}
-
-// The nginx-style ETag Static computes: "<mtime hex>-<size hex>".
-std::string EtagFor(size_t size) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "\"5e0be100-%zx\"", size);
-  return buf;
-}
-
-class StaticTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/percore-static-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr) << std::strerror(errno);
-    base_ = tmpl;
-    root_ = base_ + "/root";
-    ASSERT_EQ(mkdir(root_.c_str(), 0755), 0);
-    ASSERT_EQ(mkdir((root_ + "/sub").c_str(), 0755), 0);
-    ASSERT_EQ(mkdir((root_ + "/sub/deep").c_str(), 0755), 0);
-    WriteFile(base_ + "/outside.txt", kOutside);
-    WriteFile(root_ + "/a.txt", kA);
-    WriteFile(root_ + "/style.css", kCss);
-    WriteFile(root_ + "/data.json", kJson);
-    WriteFile(root_ + "/sub/index.html", kIndex);
-    WriteFile(root_ + "/sub/deep/x.js", kJs);
-    WriteFile(root_ + "/.secret", kSecret);
-    big_ = BigContent();
-    WriteFile(root_ + "/big.bin", big_);
-    for (const char* name :
-         {"a.txt", "style.css", "data.json", "sub/index.html", "sub/deep/x.js", "big.bin"}) {
-      SetMtime(root_ + "/" + name);
-    }
-    // Links that stay inside the root, to a file and to a directory.
-    ASSERT_EQ(symlink("a.txt", (root_ + "/inside-link").c_str()), 0);
-    ASSERT_EQ(symlink("sub", (root_ + "/sub-link").c_str()), 0);
-    // Links that lead out: absolute, to a directory, and relative through "..".
-    ASSERT_EQ(symlink("/etc/passwd", (root_ + "/out-link").c_str()), 0);
-    ASSERT_EQ(symlink("/etc", (root_ + "/out-dir").c_str()), 0);
-    ASSERT_EQ(symlink("../outside.txt", (root_ + "/up-link").c_str()), 0);
-    ASSERT_EQ(symlink("../..", (root_ + "/sub/up-dir").c_str()), 0);
-    ASSERT_EQ(mkfifo((root_ + "/fifo").c_str(), 0644), 0);
-  }
-
-  void TearDown() override {
-    client_.reset();
-    if (!base_.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(base_, ec);
-      EXPECT_FALSE(ec) << ec.message();
-    }
-  }
-
-  // The app: Static on "/files" unless a test mounted something else first. Routes and hooks
-  // must be added before the first request.
-  TestClient& client() {
-    if (client_ == nullptr) {
-      if (!mounted_) Mount();
-      client_ = std::make_unique<TestClient>(app_);
-    }
-    return *client_;
-  }
-  void Mount(StaticOptions options = {}) {
-    app_.Use("/files", Static(root_, std::move(options)));
-    mounted_ = true;
-  }
-
-  // One request on the client's keep-alive connection, then one pass of the loop, as a real
-  // loop makes between a send completing and the next receive. Without it a request after an
-  // answer larger than EngineOptions::max_pending_output crashes the loop: see
-  // RequestAfterAnAnswerBeyondTheOutputLimitIsServed.
-  TestResponse Fetch(std::string_view method, std::string_view target,
-                     const percore::testing::Fields& fields = {}, std::string_view body = {}) {
-    TestResponse r = client().Fetch(method, target, fields, body);
-    client().harness().RunUntil([] { return true; }, absl::ZeroDuration());
-    return r;
-  }
-  TestResponse Get(std::string_view target, const percore::testing::Fields& fields = {}) {
-    return Fetch("GET", target, fields);
-  }
-
-  std::string base_, root_, big_;
-  App app_;
-  bool mounted_ = false;
-  std::unique_ptr<TestClient> client_;
-};
 
 // ---------------------------------------------------------------------------------------------
 // Files, their types and validators.
@@ -403,112 +274,6 @@ TEST_F(StaticTest, MissingFileGoesThroughTheErrorHook) {
   EXPECT_EQ(r.status, 403);
   EXPECT_EQ(r.body, "custom 403 for /files/out-link");
   EXPECT_EQ(seen, (std::set<int>{403, 404}));
-}
-
-// ---------------------------------------------------------------------------------------------
-// The server's own trouble.
-
-// Lowers the soft limit on descriptors until destroyed, so that only `spare` more can be opened:
-// after them, open() fails with EMFILE.
-class DescriptorLimit {
- public:
-  explicit DescriptorLimit(int spare) {
-    EXPECT_EQ(getrlimit(RLIMIT_NOFILE, &saved_), 0) << std::strerror(errno);
-    // The lowest `spare` + 1 free descriptors: the limit is the last of them.
-    std::vector<int> free_fds;
-    for (int i = 0; i <= spare; ++i) free_fds.push_back(open("/dev/null", O_RDONLY | O_CLOEXEC));
-    for (const int fd : free_fds) close(fd);
-    rlimit lowered = saved_;
-    lowered.rlim_cur = static_cast<rlim_t>(free_fds.back());
-    EXPECT_EQ(setrlimit(RLIMIT_NOFILE, &lowered), 0) << std::strerror(errno);
-  }
-  ~DescriptorLimit() { setrlimit(RLIMIT_NOFILE, &saved_); }
-  DescriptorLimit(const DescriptorLimit&) = delete;
-  DescriptorLimit& operator=(const DescriptorLimit&) = delete;
-
- private:
-  rlimit saved_{};
-};
-
-// What is written to stderr (the failure log) until destroyed, through a pipe made up front: no
-// descriptor is needed while the limit is lowered.
-class StderrCapture {
- public:
-  StderrCapture() {
-    EXPECT_EQ(pipe2(pipe_, O_CLOEXEC | O_NONBLOCK), 0) << std::strerror(errno);
-    saved_ = dup(STDERR_FILENO);
-    dup2(pipe_[1], STDERR_FILENO);
-  }
-  ~StderrCapture() {
-    dup2(saved_, STDERR_FILENO);
-    close(saved_);
-    close(pipe_[0]);
-    close(pipe_[1]);
-  }
-  StderrCapture(const StderrCapture&) = delete;
-  StderrCapture& operator=(const StderrCapture&) = delete;
-  std::string Take() {
-    std::string text;
-    char buf[4096];
-    for (ssize_t n; (n = read(pipe_[0], buf, sizeof(buf))) > 0;) text.append(buf, n);
-    return text;
-  }
-
- private:
-  int pipe_[2] = {-1, -1};
-  int saved_ = -1;
-};
-
-TEST_F(StaticTest, OutOfDescriptorsIs503WithRetryAfterNot403) {
-#if defined(__SANITIZE_ADDRESS__)
-  GTEST_SKIP() << "the sanitizer runtime needs descriptors of its own (its vptr check opens a "
-                  "pipe to probe memory), and this test leaves none";
-#endif
-  ASSERT_EQ(Get("/files/a.txt").status, 200);  // the connection is made before the limit
-  struct Case {
-    std::string_view target;
-    int spare;  // 1: the directory opens, its index does not
-  };
-  StderrCapture log;
-  for (const Case c : {Case{"/files/a.txt", 0}, Case{"/files/sub/", 0}, Case{"/files/sub/", 1}}) {
-    SCOPED_TRACE(std::string(c.target) + " with " + std::to_string(c.spare) + " spare");
-    TestResponse r;
-    {
-      DescriptorLimit limit(c.spare);
-      r = Get(c.target);
-    }
-    EXPECT_EQ(r.status, 503) << r.error << r.body;
-    EXPECT_EQ(r.Header("retry-after"), "1");
-    EXPECT_EQ(r.body, "Service Unavailable\n");
-    EXPECT_FALSE(r.closed);
-  }
-  // In the failure log of 5xx answers (at most a line a second per loop: the first, at least).
-  const std::string lines = log.Take();
-  EXPECT_NE(lines.find(std::string("Static: open: ") + std::strerror(EMFILE) + "; answered 503"),
-            std::string::npos)
-      << lines;
-  // Descriptors again: the same file and index are served.
-  EXPECT_EQ(Get("/files/a.txt").body, kA);
-  EXPECT_EQ(Get("/files/sub/").body, kIndex);
-}
-
-TEST_F(StaticTest, OutOfDescriptorsGoesThroughTheErrorHookWithRetryAfter) {
-#if defined(__SANITIZE_ADDRESS__)
-  GTEST_SKIP() << "the sanitizer runtime needs descriptors of its own (its vptr check opens a "
-                  "pipe to probe memory), and this test leaves none";
-#endif
-  app_.OnError([](const Request&, Response& res, const Error& error) {
-    res.Send("custom " + std::to_string(error.status) + ": " + std::string(error.message));
-  });
-  ASSERT_EQ(Get("/files/a.txt").status, 200);
-  TestResponse r;
-  {
-    DescriptorLimit limit(0);
-    r = Get("/files/a.txt");
-  }
-  EXPECT_EQ(r.status, 503) << r.error;
-  EXPECT_EQ(r.Header("retry-after"), "1");
-  EXPECT_EQ(r.body, std::string("custom 503: Static: open: ") + std::strerror(EMFILE));
 }
 
 TEST_F(StaticTest, OtherMethodsGoOnToTheRoutes) {
