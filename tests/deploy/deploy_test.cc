@@ -4,11 +4,13 @@
 // variants (the unit, the manifest, HAProxy passing TLS through) keep those rules and add their
 // certificates, HTTPS probes and PROXY v2. Each check skips, saying why, where its tool is
 // missing.
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -22,6 +24,10 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "support/child_process.h"
+#include "support/test_client.h"
+#include "support/tls_peer.h"
+#include "support/tls_socket.h"
 
 #ifndef PERCORE_HELLO_CORES
 #error "PERCORE_HELLO_CORES must name the hello_cores binary"
@@ -96,15 +102,19 @@ std::pair<bool, std::string> Verify(const fs::path& unit) {
           about_unit + "(exit " + std::to_string(ran.status) + ")\n" + ran.output};
 }
 
+void ReplaceAll(std::string& text, const std::string& from, const std::string& to) {
+  for (size_t at = 0; (at = text.find(from, at)) != std::string::npos; at += to.size()) {
+    text.replace(at, from.size(), to);
+  }
+}
+
 // The unit `source` (deploy/systemd/percore.service by default) with `from` replaced by `to`
 // (every occurrence), written to `dir`/`name`.
 fs::path WriteUnit(const fs::path& dir, const std::string& name, const std::string& from,
                    const std::string& to,
                    const std::string& source = "deploy/systemd/percore.service") {
   std::string text = ReadFile(Root() / source);
-  for (size_t at = 0; (at = text.find(from, at)) != std::string::npos; at += to.size()) {
-    text.replace(at, from.size(), to);
-  }
+  ReplaceAll(text, from, to);
   const fs::path path = dir / name;
   std::ofstream(path) << text;
   return path;
@@ -366,6 +376,69 @@ TEST(SystemdUnitTest, TlsUnitServesPort443WithItsCredentialsAndKeepsTheRest) {
     }
     EXPECT_EQ(keys[key], value) << key;
   }
+}
+
+// What LoadCredential= gives the TLS unit, without a running systemd (a build container has
+// none): root's files stay root's (0600 in a 0700 directory); copies, owned by the service's user
+// and readable by it alone, go in a directory of its own; the unit's ExecStart, with
+// ${CREDENTIALS_DIRECTORY} naming that directory, runs as that user (nobody) and serves TLS.
+// Pointed at root's files instead, the same command refuses to start and says why.
+TEST(SystemdUnitTest, TlsUnitsCommandServesAsAnotherUserFromCredentialCopies) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root, to own the files and to change user";
+  if (!OnPath("setpriv")) GTEST_SKIP() << "setpriv (util-linux) is not installed";
+  const std::string as_nobody = "/usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups ";
+  if (Shell(as_nobody + "test -x " + Quoted(PERCORE_HELLO_CORES)).status != 0) {
+    GTEST_SKIP() << "nobody cannot run " << PERCORE_HELLO_CORES << " (a directory above it)";
+  }
+  const uid_t nobody = 65534;
+  TempDir dir;
+  ASSERT_FALSE(dir.path.empty());
+  fs::permissions(dir.path, fs::perms::owner_all | fs::perms::others_exec);
+  const fs::path root_only = dir.path / "etc", copies = dir.path / "credentials";
+  ASSERT_TRUE(fs::create_directory(root_only) && fs::create_directory(copies));
+  const TlsCertificate cert = testing::MakeCertificate(root_only, "site", {"localhost"});
+  for (const std::string& file : {cert.cert_file, cert.key_file}) {
+    ASSERT_EQ(chmod(file.c_str(), 0600), 0);
+    const fs::path copy = copies / fs::path(file).filename();
+    ASSERT_TRUE(fs::copy_file(file, copy));
+    ASSERT_EQ(chown(copy.c_str(), nobody, nobody), 0);
+    ASSERT_EQ(chmod(copy.c_str(), 0400), 0);
+  }
+  ASSERT_EQ(chmod(root_only.c_str(), 0700), 0);
+  ASSERT_EQ(chown(copies.c_str(), nobody, nobody), 0);
+  ASSERT_EQ(chmod(copies.c_str(), 0500), 0);
+
+  // The unit's command line, with this build's binary, any free port on 127.0.0.1 and the
+  // directory systemd would name, as nobody.
+  auto command = [&](const fs::path& credentials) {
+    std::string start = LastValues(UnitSettings(kTlsUnit))["ExecStart"];
+    for (auto [from, to] :
+         {std::pair<std::string, std::string>{kInstalledBinary, PERCORE_HELLO_CORES},
+          {"${CREDENTIALS_DIRECTORY}", credentials.string()},
+          {"--port 443", "--port 0 --address 127.0.0.1 --threads 1"}}) {
+      ReplaceAll(start, from, to);
+    }
+    std::vector<std::string> args;
+    std::istringstream words(as_nobody + start);
+    for (std::string word; words >> word;) args.push_back(word);
+    return args;
+  };
+  const auto timeout = std::chrono::milliseconds(15000);
+  testing::ChildProcess served(command(copies));
+  const int port = served.ListeningPort(timeout);
+  if (port == 0) served.StderrSays("\n\n", timeout);  // to EOF: what it said
+  ASSERT_NE(port, 0) << "did not start: " << served.stdout_text() << served.stderr_text();
+  testing::TlsSocket client(port, {.server_name = "localhost"});
+  ASSERT_TRUE(client.Handshake());
+  const std::optional<testing::HttpResponse> answer = client.Fetch(testing::Get("/"));
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_EQ(answer->status, 200);
+
+  testing::ChildProcess refused(command(root_only));
+  EXPECT_TRUE(refused.StderrSays("cannot read the certificate", timeout)) << refused.stderr_text();
+  const std::optional<int> status = refused.Wait(std::chrono::steady_clock::now() + timeout);
+  ASSERT_TRUE(status.has_value()) << "still running";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) != 0) << *status;
 }
 
 TEST(KubernetesTest, TlsManifestMountsItsSecretAndProbesOverHttps) {
