@@ -91,7 +91,7 @@ set xrange [-0.6:{len(modes) - 0.4}]
 set bmargin 5
 set xtics nomirror
 set title "Requests per second (higher is better)"
-set format y "%.0s%c"
+set format y "%.1s%c"  # 1.2M, 200.0k: whole numbers would print 1.2M and 1.4M as 1M
 {xtics("requests_per_s")}
 plot "{data}" using 1 title "percore" lc rgb "#1f77b4", \\
      "" using 2 title "nginx" lc rgb "#2ca02c", "" using 3 title "raw (floor)" lc rgb "#999999"
