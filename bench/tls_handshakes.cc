@@ -250,7 +250,10 @@ int main(int argc, char** argv) {
       }
       if (!closed) continue;
       --live;
-      if (Now() < end) open(k), ++live;  // the slot's next connection
+      if (Now() < end) {  // the slot's next connection
+        open(k);
+        ++live;
+      }
     }
   }
   const double seconds = Now() - start;
