@@ -59,6 +59,15 @@ bool IoBuffers::PrepareSealed() {
     }
     return tls->SendToKernel() && Prepare();
   }
+  if (!tls->sealing()) {
+    // The connection failed (or said its goodbye): nothing more can be sealed, so what waits
+    // is dropped, not read; a large file would be read to its end for nothing, in one turn.
+    CloseFile(file_);
+    for (Part& part : queue_) CloseFile(part.file);
+    queue_.clear();
+    queued_ = 0;
+    pending.clear();
+  }
   // Seal in order until a send's worth is ready: a file is read a send's worth at a time (one
   // read, into the thread's slice), so a large one is never all in memory, and its bytes
   // follow the kernel's pace.

@@ -75,18 +75,22 @@ bool Loop::OpenTls(ConnectionState* c, std::string_view& bytes) {
     urgent_ = urgent_ || handshaking;  // see TakeUrgent
   }
   if (!FlushKernelTls(c)) event = TlsStream::Event::kFailed;
+  // The receive that ends the handshake may end the input too (the client's Finished, a
+  // request and its close_notify in one read): the session is made all the same, for the
+  // request.
+  if (handshaking && event != TlsStream::Event::kFailed && c->tls->established()) {
+    LoopStats::Add(worker_.stats_->tls_handshakes, 1);
+    // The handshake's scratch (OpenSSL's messages, records and keys, tens of KiB) is free
+    // now, in malloc's lists between the connections that stay: counted, so that once
+    // handshakes stop for a tick the loop's trim gives those pages back (Loop::Tick): some
+    // 0.6 KiB of each idle TLS connection's resident cost.
+    freed_bytes_ += kTlsHandshakeScratch;
+    if (c->tls->info().resumed) LoopStats::Add(worker_.stats_->tls_resumed, 1);
+    StartSession(c);
+  }
   switch (event) {
     case TlsStream::Event::kNone:
-      break;
     case TlsStream::Event::kEstablished:
-      LoopStats::Add(worker_.stats_->tls_handshakes, 1);
-      // The handshake's scratch (OpenSSL's messages, records and keys, tens of KiB) is free
-      // now, in malloc's lists between the connections that stay: counted, so that once
-      // handshakes stop for a tick the loop's trim gives those pages back (Loop::Tick): some
-      // 0.6 KiB of each idle TLS connection's resident cost.
-      freed_bytes_ += kTlsHandshakeScratch;
-      if (c->tls->info().resumed) LoopStats::Add(worker_.stats_->tls_resumed, 1);
-      StartSession(c);
       break;
     case TlsStream::Event::kPeerClosed:
       return true;

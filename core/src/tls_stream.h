@@ -37,7 +37,8 @@ class TlsStream {
   // What one Open() found besides plaintext.
   enum class Event {
     kNone,
-    kEstablished,  // the handshake completed during this call
+    kEstablished,  // the handshake completed during this call (established() alone says so
+                   // when the same call ends in kPeerClosed)
     kPeerClosed,   // the peer's close_notify: it sends nothing more
     kFailed,       // a bad record or handshake; an alert may wait in the output
   };
@@ -57,6 +58,8 @@ class TlsStream {
   // records OpenSSL wrote since. False if the kernel refused: the connection fails.
   bool SendToKernel();
   bool established() const { return established_; }
+  // False once the connection failed or its close_notify was sent: Seal() seals nothing more.
+  bool sealing() const { return !done_; }
   // After kFailed: OpenSSL's reason.
   const std::string& error() const { return error_; }
   TlsInfo info() const;

@@ -5,6 +5,8 @@
 #include <openssl/ssl.h>
 #include <unistd.h>
 
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <optional>
@@ -383,6 +385,64 @@ TEST_F(TlsTest, AFileShorterThanItsRangeFailsTheConnection) {
   c->SendFile(fd, 0, 100);  // 95 bytes more than there are
   harness_->TakeOutput(c);
   EXPECT_TRUE(harness_->Closing(c));
+}
+
+TEST_F(TlsTest, AFinishedARequestAndACloseNotifyInOneReceiveReachTheSession) {
+  // A client that sends one request and says goodbye: on a busy loop its Finished, the
+  // request and the close_notify come in one read. The handshake is done all the same (the
+  // bug left the handshake's session in place, which dropped the request).
+  Start();
+  Connection* c = harness_->Accept();
+  TlsPeer peer;
+  harness_->Feed(c, peer.TakeOutput());   // the ClientHello
+  peer.Receive(harness_->TakeOutput(c));  // the server's flight: the client is done
+  ASSERT_TRUE(peer.established()) << peer.error();
+  peer.Write("last words\n");
+  peer.Close();
+  harness_->Feed(c, peer.TakeOutput());  // Finished, the request, close_notify at once
+  peer.Receive(harness_->TakeOutput(c));
+  EXPECT_EQ(peer.TakePlaintext(), "last words\n");
+  EXPECT_EQ(seen_.infos.size(), 1u) << "no session was made";
+  EXPECT_EQ(seen_.peer_closed, 1);
+  EXPECT_EQ(stats().tls_handshakes.load(), 1u);
+  EXPECT_TRUE(harness_->Closing(c));
+}
+
+// Bytes this process has read with read() and pread() (/proc/self/io).
+uint64_t BytesRead() {
+  FILE* f = std::fopen("/proc/self/io", "r");
+  unsigned long long rchar = 0;
+  if (f != nullptr) {
+    if (std::fscanf(f, "rchar: %llu", &rchar) != 1) rchar = 0;
+    std::fclose(f);
+  }
+  return rchar;
+}
+
+TEST_F(TlsTest, AConnectionThatFailsDropsTheFileItWasToSendUnread) {
+  // A bad record read while a large file waits to be sealed (io_uring delivers what came
+  // before a pause took effect) fails the connection: the rest of the file is dropped. The bug
+  // read it all, a slice at a time with nothing sealed, in one call: gigabytes read in the
+  // loop's turn, every other connection of the loop waiting.
+  Start();
+  const std::string path = *dir_ + "/sparse.bin";
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, off_t{1} << 30), 0);  // 1 GiB of holes: no disk, only reads
+  close(fd);
+  Connection* c = harness_->Accept();
+  TlsPeer peer;
+  Exchange(c, peer);
+  peer.Write("file:" + path + "\n");
+  harness_->Feed(c, peer.TakeOutput());
+  ASSERT_GT(c->pending_output(), uint64_t{1} << 29);  // queued, nothing sealed yet
+  harness_->Feed(c, std::string("\x17\x03\x03\x00\x20", 5) + std::string(32, 'x'));
+  EXPECT_TRUE(harness_->Closing(c));
+  const uint64_t before = BytesRead();
+  harness_->TakeOutput(c);  // the alert
+  EXPECT_LT(BytesRead() - before, uint64_t{64} << 20) << "the failed connection's file was read";
+  EXPECT_EQ(c->pending_output(), 0u);
+  std::remove(path.c_str());
 }
 
 TEST(TlsContextTest, ABadFileOrKeyIsAnErrorThatNamesIt) {
