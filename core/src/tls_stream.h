@@ -11,6 +11,7 @@
 #ifndef PERCORE_SRC_TLS_STREAM_H_
 #define PERCORE_SRC_TLS_STREAM_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -69,6 +70,9 @@ class TlsStream {
   static int Read(BIO* bio, char* data, size_t length, size_t* read);
   static int Write(BIO* bio, const char* data, size_t length, size_t* written);
   static long Control(BIO* bio, int command, long number, void* pointer);
+  // OpenSSL's message callback: counts the peer's KeyUpdates (see Open).
+  static void OnMessage(int write, int version, int type, const void* message, size_t length,
+                        SSL* ssl, void* arg);
   bool TakeKernelKey(const void* crypto_info);
 
   struct Kernel;  // kernel TLS's state, made when OpenSSL hands over its key
@@ -80,6 +84,8 @@ class TlsStream {
   std::string* out_ = nullptr;  // Seal()'s target; null: the connection's output
   std::string error_;
   std::unique_ptr<Kernel> kernel_;
+  int64_t key_updates_since_ms_ = 0;  // when the count below started
+  int key_updates_ = 0;               // the peer's KeyUpdates since then
   bool established_ = false;
   bool done_ = false;  // a close_notify sent, or the connection failed: nothing more to seal
 };

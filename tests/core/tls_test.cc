@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "connection_state.h"
+#include "core/tls_suite.h"
 #include "gtest/gtest.h"
 #include "loop.h"
 #include "percore/protocol.h"
@@ -25,104 +26,14 @@
 namespace percore {
 namespace {
 
+using testing::EchoProtocol;
 using testing::KeyType;
 using testing::LoopHarness;
 using testing::MakeCertificate;
+using testing::Seen;
 using testing::TlsPeer;
 using testing::TlsPeerOptions;
-
-// What each session saw of TLS when it was made.
-struct Seen {
-  std::vector<std::optional<TlsInfo>> infos;
-  std::vector<std::string> alpn, server_name;  // copies: the views die with the connection
-  int peer_closed = 0;
-};
-
-// Echoes bytes; "file:<path>\n" sends that file instead; "bye\n" closes.
-class Echo final : public Session {
- public:
-  explicit Echo(Seen* seen) : seen_(seen) {}
-  size_t OnData(Connection& c, std::string_view bytes) override {
-    if (bytes.starts_with("file:")) {
-      const std::string path(bytes.substr(5, bytes.size() - 6));
-      const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-      c.SendFile(fd, 0, static_cast<uint64_t>(lseek(fd, 0, SEEK_END)));
-    } else if (bytes == "bye\n") {
-      c.output().append("bye\n");
-      c.Close();
-    } else {
-      c.output().append(bytes);
-    }
-    return bytes.size();
-  }
-  void OnDeadline(Connection& c) override { c.Close(); }
-  void OnPeerClosed(Connection& c) override {
-    ++seen_->peer_closed;
-    c.Close();
-  }
-
- private:
-  Seen* seen_;
-};
-
-class EchoProtocol final : public Protocol {
- public:
-  explicit EchoProtocol(Seen* seen) : seen_(seen) {}
-  std::unique_ptr<Session> NewSession(Connection& c) override {
-    std::optional<TlsInfo> info = c.tls();
-    seen_->infos.push_back(info);
-    seen_->alpn.emplace_back(info ? info->alpn : "");
-    seen_->server_name.emplace_back(info ? info->server_name : "");
-    return std::make_unique<Echo>(seen_);
-  }
-
- private:
-  Seen* seen_;
-};
-
-class TlsTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = new std::string(::testing::TempDir() + "/tls_test_XXXXXX");
-    ASSERT_NE(mkdtemp(dir_->data()), nullptr);
-    ec_ = new TlsCertificate(MakeCertificate(*dir_, "ec", {"localhost", "www.example.test"}));
-    rsa_ = new TlsCertificate(
-        MakeCertificate(*dir_, "rsa", {"localhost", "www.example.test"}, KeyType::kRsa2048));
-    other_ = new TlsCertificate(MakeCertificate(*dir_, "other", {"other.test", "*.other.test"}));
-  }
-
-  // A harness whose connections speak TLS with `certificates` (the EC one by default).
-  void Start(std::vector<TlsCertificate> certificates = {},
-             std::vector<std::string> alpn = {"http/1.1"}) {
-    EngineOptions options;
-    options.tls.certificates = certificates.empty() ? std::vector{*ec_} : certificates;
-    options.tls.alpn = alpn;
-    harness_ = std::make_unique<LoopHarness>(
-        [this](Worker&) { return std::make_unique<EchoProtocol>(&seen_); }, options);
-  }
-
-  void Exchange(Connection* c, TlsPeer& peer, bool bytewise = false) {
-    EXPECT_TRUE(testing::Exchange(*harness_, c, peer, bytewise)) << "the exchange did not settle";
-  }
-
-  // Connects `peer`, sends `plain` once established, and returns what comes back.
-  std::string RoundTrip(Connection* c, TlsPeer& peer, std::string_view plain) {
-    Exchange(c, peer);
-    peer.Write(plain);
-    Exchange(c, peer);
-    return peer.TakePlaintext();
-  }
-
-  const LoopStats& stats() { return harness_->loop().worker().stats(); }
-
-  static std::string* dir_;
-  static TlsCertificate *ec_, *rsa_, *other_;
-  Seen seen_;
-  std::unique_ptr<LoopHarness> harness_;
-};
-
-std::string* TlsTest::dir_;
-TlsCertificate *TlsTest::ec_, *TlsTest::rsa_, *TlsTest::other_;
+using testing::TlsTest;
 
 TEST_F(TlsTest, Tls13HandshakeThenEchoWithRecordsSplitAtEveryByte) {
   Start();
@@ -385,64 +296,6 @@ TEST_F(TlsTest, AFileShorterThanItsRangeFailsTheConnection) {
   c->SendFile(fd, 0, 100);  // 95 bytes more than there are
   harness_->TakeOutput(c);
   EXPECT_TRUE(harness_->Closing(c));
-}
-
-TEST_F(TlsTest, AFinishedARequestAndACloseNotifyInOneReceiveReachTheSession) {
-  // A client that sends one request and says goodbye: on a busy loop its Finished, the
-  // request and the close_notify come in one read. The handshake is done all the same (the
-  // bug left the handshake's session in place, which dropped the request).
-  Start();
-  Connection* c = harness_->Accept();
-  TlsPeer peer;
-  harness_->Feed(c, peer.TakeOutput());   // the ClientHello
-  peer.Receive(harness_->TakeOutput(c));  // the server's flight: the client is done
-  ASSERT_TRUE(peer.established()) << peer.error();
-  peer.Write("last words\n");
-  peer.Close();
-  harness_->Feed(c, peer.TakeOutput());  // Finished, the request, close_notify at once
-  peer.Receive(harness_->TakeOutput(c));
-  EXPECT_EQ(peer.TakePlaintext(), "last words\n");
-  EXPECT_EQ(seen_.infos.size(), 1u) << "no session was made";
-  EXPECT_EQ(seen_.peer_closed, 1);
-  EXPECT_EQ(stats().tls_handshakes.load(), 1u);
-  EXPECT_TRUE(harness_->Closing(c));
-}
-
-// Bytes this process has read with read() and pread() (/proc/self/io).
-uint64_t BytesRead() {
-  FILE* f = std::fopen("/proc/self/io", "r");
-  unsigned long long rchar = 0;
-  if (f != nullptr) {
-    if (std::fscanf(f, "rchar: %llu", &rchar) != 1) rchar = 0;
-    std::fclose(f);
-  }
-  return rchar;
-}
-
-TEST_F(TlsTest, AConnectionThatFailsDropsTheFileItWasToSendUnread) {
-  // A bad record read while a large file waits to be sealed (io_uring delivers what came
-  // before a pause took effect) fails the connection: the rest of the file is dropped. The bug
-  // read it all, a slice at a time with nothing sealed, in one call: gigabytes read in the
-  // loop's turn, every other connection of the loop waiting.
-  Start();
-  const std::string path = *dir_ + "/sparse.bin";
-  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(ftruncate(fd, off_t{1} << 30), 0);  // 1 GiB of holes: no disk, only reads
-  close(fd);
-  Connection* c = harness_->Accept();
-  TlsPeer peer;
-  Exchange(c, peer);
-  peer.Write("file:" + path + "\n");
-  harness_->Feed(c, peer.TakeOutput());
-  ASSERT_GT(c->pending_output(), uint64_t{1} << 29);  // queued, nothing sealed yet
-  harness_->Feed(c, std::string("\x17\x03\x03\x00\x20", 5) + std::string(32, 'x'));
-  EXPECT_TRUE(harness_->Closing(c));
-  const uint64_t before = BytesRead();
-  harness_->TakeOutput(c);  // the alert
-  EXPECT_LT(BytesRead() - before, uint64_t{64} << 20) << "the failed connection's file was read";
-  EXPECT_EQ(c->pending_output(), 0u);
-  std::remove(path.c_str());
 }
 
 TEST(TlsContextTest, ABadFileOrKeyIsAnErrorThatNamesIt) {

@@ -159,6 +159,12 @@ void TlsPeer::Flush() {
 
 void TlsPeer::Close() { SSL_shutdown(ssl_); }
 
+void TlsPeer::RequestKeyUpdate() {
+  if (SSL_key_update(ssl_, SSL_KEY_UPDATE_REQUESTED) != 1 || SSL_do_handshake(ssl_) != 1) {
+    error_ = "key update: " + OpensslError();
+  }
+}
+
 std::string TlsPeer::TakePlaintext() {
   std::string plain;
   plain.swap(plain_);

@@ -57,6 +57,8 @@ class TlsPeer {
   void Write(std::string_view plain);
   // Sends a close_notify.
   void Close();
+  // TLS 1.3: a KeyUpdate that asks the server to re-key too (update_requested).
+  void RequestKeyUpdate();
   // Plaintext received so far, taken.
   std::string TakePlaintext();
 
