@@ -462,6 +462,8 @@ void Loop::Release(ConnectionState* c) {
     close(c->fd);
   }
   if (c->buffers != nullptr) ReleaseBuffers(c);
+  // A handshake abandoned or timed out frees its scratch here (a completed one: OpenTls).
+  if (c->tls != nullptr && !c->tls->established()) freed_bytes_ += kTlsHandshakeScratch;
   delete c->tls;
   delete c->proxy;
   delete_connection_(c);

@@ -65,6 +65,8 @@ class Loop {
   // The wait's bound in microseconds: to the next tick or timer, or 0 when work is ready.
   int64_t WaitUs() const;
 
+  // What was freed since the last trim (Tick gives it back once nothing more is freed).
+  size_t freed_bytes() const { return freed_bytes_; }
   // ---- Called by the backend, on the loop thread ----
   // Reads the clock into Worker::now_ms(). The backend calls it when its wait returns, so
   // deadlines set while completions are handled start from the time they arrived.
@@ -261,6 +263,8 @@ class Loop {
   std::vector<std::unique_ptr<IoBuffers>> buffer_pool_;  // reused across responses
   bool urgent_ = false;                                  // see TakeUrgent
   size_t freed_bytes_ = 0;  // large output buffers and TLS handshakes freed since the last trim
+  // Roughly what OpenSSL allocates for a handshake and frees when it ends or is abandoned.
+  static constexpr size_t kTlsHandshakeScratch = 32 * 1024;
   size_t freed_at_last_tick_ = 0;
   int64_t next_tick_ms_ = 0;
   const int64_t tick_ms_;

@@ -12,9 +12,6 @@
 namespace percore {
 namespace {
 
-// Roughly what OpenSSL allocates for a handshake and frees when it ends.
-constexpr size_t kTlsHandshakeScratch = 32 * 1024;
-
 // A TLS connection's session until its handshake is done: every byte is the handshake's, and
 // the deadline is the handshake's (TlsOptions::handshake_timeout).
 class TlsHandshake final : public Session {
