@@ -223,7 +223,11 @@ void Loop::Tick() {
   // burst of large answers or handshakes would stay resident. Not while they keep coming: the
   // next ones would fault them back in.
   if (freed_bytes_ > 0 && freed_bytes_ == freed_at_last_tick_) {
+#ifndef __SANITIZE_ADDRESS__
+    // Not under AddressSanitizer: its allocator holds the memory, not glibc's arenas, and
+    // glibc's trim there once aborted a thread's exit (__malloc_arena_thread_freeres).
     malloc_trim(0);
+#endif
     freed_bytes_ = 0;
   }
   freed_at_last_tick_ = freed_bytes_;
