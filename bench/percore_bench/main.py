@@ -10,6 +10,7 @@
                            measured before and after without nginx's noise in the ratio)
   scripts/bench --only tls only the TLS section (with --quick: its quick form); results in
                            bench/results/only-tls.json, bench/results/latest.* left alone
+  scripts/bench --only h2  only the HTTP/2 section, likewise (bench/results/only-h2.json)
 
 Sets up (scripts/setup --bench) and builds (scripts/build), then:
   * starts hello_cores (1 loop) and nginx (1 worker, same CPU) as equal peers, and
@@ -46,11 +47,15 @@ Sets up (scripts/setup --bench) and builds (scripts/build), then:
     idle TLS keep-alive connection (conn_holder --tls), keep-alive GET / over TLS (wrk https),
     new connections/s with full and resumed handshakes (bench/tls_handshakes) and a 1 GiB
     download (curl): the server's CPU per request, connection and GiB, percore / nginx.
+  * HTTP/2 (bench/percore_bench/h2.py): hello_cores (one loop) and nginx (one worker, http2) on
+    the server CPU, GET / from h2load on the client CPU, 8 connections x 100 streams, over TLS
+    (ALPN h2, the TLS section's certificate and settings) and cleartext with prior knowledge:
+    the server's CPU per request, the median of alternated rounds, percore / nginx.
 Writes bench/results/latest.json and bench/results/latest.png, prints a table and the targets.
 
 Exits non-zero on a socket error, a non-2xx response, a server that died, a wrong WebSocket echo
-or a fan-out message not delivered, or a tool that failed; never because of speed: speed is
-reported, not asserted.
+or a fan-out message not delivered, an HTTP/2 request that failed or was not HTTP/2, or a tool
+that failed; never because of speed: speed is reported, not asserted.
 """
 
 import argparse
@@ -68,9 +73,11 @@ import time
 from pathlib import Path
 
 from .compare import compare, report as compare_report
+from .h2 import h2_section, h2load_version, log_summary as h2_summary
 from .load import MODES, errors_of, idle_memory, measure, run_wrk, wrk_command
 from .processes import CLK_TCK, ROOT, Children, Failure, log, on_terminate, run_step
-from .report import fmt_cpu, fmt_lat, fmt_rate, fmt_ratio, ratio, table, targets, write_chart
+from .report import (TARGETS, fmt_cpu, fmt_lat, fmt_rate, fmt_ratio, ratio, table, targets,
+                     write_chart)
 from .sections import (PAGE_KIB, Context, deferred, deferred_pipelined, gzip_files,
                        log_measured, micro, slow_readers, text_page, two_loops)
 from .servers import Nginx, Percore, RawResponder
@@ -78,6 +85,7 @@ from .tls import log_summary as tls_summary, tls_section
 from .websocket import log_summary as ws_summary, ws_echo, ws_fanout
 
 RESULTS = ROOT / "bench" / "results"
+SECTIONS = {"tls": {"tls", "tls_idle_memory"}, "h2": {"h2"}}  # --only: the checks of its targets
 
 
 def main():
@@ -94,8 +102,8 @@ def main():
     ap.add_argument("--compare", metavar="BINARY",
                     help="another hello_cores to alternate with this build's on GET / keep-alive")
     ap.add_argument("--rounds", type=int, default=5, help="--compare rounds (5)")
-    ap.add_argument("--only", choices=["tls"],
-                    help="only this section (its results in bench/results/only-tls.json)")
+    ap.add_argument("--only", choices=sorted(SECTIONS),
+                    help="only this section (its results in bench/results/only-SECTION.json)")
     args = ap.parse_args()
     duration = args.duration or (2 if args.quick else 10)
     warmup = 1 if args.quick else 2
@@ -117,7 +125,7 @@ def main():
     for path in (hello, conn_holder, raw_responder, ws_load, tls_handshakes):
         if not path.exists():
             raise Failure(f"{path} was not built (PERCORE_BUILD_APPS/PERCORE_BUILD_BENCH off?)")
-    for tool in ("wrk", "nginx", "taskset", "node", "curl", "openssl"):
+    for tool in ("wrk", "nginx", "taskset", "node", "curl", "openssl", "h2load"):
         if not shutil.which(tool):
             raise Failure(f"{tool} not found: scripts/setup --bench should have installed it")
 
@@ -163,7 +171,7 @@ def main():
         "machine": {"cpus_allowed": allowed, "kernel": os.uname().release,
                     "nginx": (nginx_v.stderr or nginx_v.stdout).strip(),
                     "wrk": (wrk_v.stdout or wrk_v.stderr).strip().splitlines()[0],
-                    "node": node_v.stdout.strip(),
+                    "node": node_v.stdout.strip(), "h2load": h2load_version(),
                     "clock_ticks_per_s": CLK_TCK, "load_average_at_start": os.getloadavg()},
         "pinning": {"server_cpu": server_cpu, "client_cpu": client_cpu, "summary": summary,
                     "description": pinning},
@@ -179,6 +187,9 @@ def main():
             "WebSocket: server CPU = utime+stime of the server process from bench/ws_load's "
             "'go' (connections open and warmed up) to its result, divided by the messages echoed"
             " (or delivered, for the fan-out); websocket.echo.ratio = percore / node (ws)",
+            "HTTP/2: server CPU = utime+stime of every server process over the h2load run and "
+            "0.3 s after it, divided by the requests h2load completed; h2.*.ratio = percore / "
+            "nginx of the medians",
         ],
         "modes": {},
         "idle_memory": {},
@@ -189,6 +200,7 @@ def main():
         "gzip": {},
         "websocket": {"echo": {}, "fanout": {}},
         "tls": {},
+        "h2": {},
         "failures": [],
     }
     failures = results["failures"]
@@ -302,7 +314,10 @@ def main():
             gzip_files(ctx, www, page)
             ws_echo(ctx, ws_load)
             ws_fanout(ctx, ws_load)
-        tls_section(ctx, tls_handshakes)
+        if args.only in (None, "tls"):
+            tls_section(ctx, tls_handshakes)
+        if args.only in (None, "h2"):
+            h2_section(ctx)
         if args.micro:
             micro(ctx)
     except KeyboardInterrupt as e:
@@ -374,6 +389,7 @@ def main():
                 f"{g['gzip']['body_bytes']:,} bytes)")
     ws_summary(results)
     tls_summary(results)
+    h2_summary(results)
     two = results["two_loops"]
     if two.get("shares"):
         log("2 loops on 2 CPUs, 200 connections: " + ", ".join(
@@ -397,8 +413,9 @@ def main():
 
     results["targets"] = [{"target": t, "goal": g, "measured": m,
                            "met": None if ok is None else bool(ok)}
-                          for t, g, m, ok in targets(results)
-                          if not args.only or (ok is not None or "TLS" in t)]
+                          for goal, (t, g, m, ok) in zip(TARGETS, targets(results))
+                          if not args.only or ok is not None
+                          or goal["check"] in SECTIONS[args.only]]
     results["floor"] = {
         f"{key}_cpu_us_per_request": results["modes"].get(key, {}).get("raw", {})
         .get("cpu_us_per_request") for key in ("keepalive", "pipelined")}

@@ -206,13 +206,19 @@ def check_ws_fanout(results, t):
             None if p99 is None else p99 < t["p99_below_us"])
 
 
-def check_tls(results, t):
-    """One TLS figure (t["key"] of results["tls"], its t["field"]) as a ratio to nginx's."""
-    e = results.get("tls", {}).get(t["key"], {})
+def check_tls(results, t, section="tls"):
+    """One TLS figure (t["key"] of results[section], its t["field"]) as a ratio to nginx's."""
+    e = results.get(section, {}).get(t["key"], {})
     mine, theirs, r = (e.get("percore", {}).get(t["field"]),
                        e.get("nginx", {}).get(t["field"]), e.get("ratio"))
     return ("-" if mine is None else f"{fmt_ratio(r)} nginx ({mine:.2f} vs {fmt_cpu(theirs)} "
             f"{t['unit']})", None if r is None else r <= t["max_ratio"])
+
+
+def check_h2(results, t):
+    """One HTTP/2 figure (t["key"] of results["h2"]: "tls" or "h2c", its t["field"]) as a ratio
+    to nginx's."""
+    return check_tls(results, t, section="h2")
 
 
 def check_tls_idle_memory(results, t):
@@ -236,6 +242,7 @@ CHECKS = {
     "ws_fanout": check_ws_fanout,
     "tls": check_tls,
     "tls_idle_memory": check_tls_idle_memory,
+    "h2": check_h2,
 }
 
 
