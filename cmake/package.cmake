@@ -17,8 +17,8 @@ set(CPACK_DEBIAN_PACKAGE_SECTION net)
 # dpkg-shlibdeps so that packaging needs nothing beyond dpkg.
 string(CONCAT CPACK_DEBIAN_PACKAGE_DEPENDS
     "libc6 (>= 2.36), libstdc++6 (>= 12), libgcc-s1, libabsl20220623, liburing2 (>= 2.3), "
-    "zlib1g, libssl3 (>= 3.0)")
+    "zlib1g, libssl3 (>= 3.0), libnghttp2-14 (>= 1.52)")
 # Building on the static libraries needs the headers of what they use.
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS
-    "libabsl-dev, liburing-dev, zlib1g-dev, libssl-dev, nlohmann-json3-dev, pkg-config")
+    "libabsl-dev, liburing-dev, zlib1g-dev, libssl-dev, libnghttp2-dev, nlohmann-json3-dev, pkg-config")
 include(CPack)

@@ -41,6 +41,9 @@ WorkerCounters EngineStats::Read(size_t id) const {
     out.tls_handshakes += l.tls_handshakes.load(std::memory_order_relaxed);
     out.tls_resumed += l.tls_resumed.load(std::memory_order_relaxed);
     out.tls_failures += l.tls_failures.load(std::memory_order_relaxed);
+    out.h2_streams += l.h2_streams.load(std::memory_order_relaxed);
+    out.h2_resets += l.h2_resets.load(std::memory_order_relaxed);
+    out.h2_goaways += l.h2_goaways.load(std::memory_order_relaxed);
     for (size_t i = 0; i < std::size(out.ws_closes); ++i) {
       out.ws_closes[i] += l.ws_closes[i].load(std::memory_order_relaxed);
     }

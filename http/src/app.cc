@@ -48,6 +48,13 @@ absl::StatusOr<ProtocolFactory> App::Factory() const {
 absl::StatusOr<std::unique_ptr<Engine>> App::Listen(const EngineOptions& options) const {
   absl::StatusOr<ProtocolFactory> factory = Factory();
   if (!factory.ok()) return factory.status();
+  // With HTTP/2 on, ALPN offers it first, as nginx's `http2 on` does, unless the protocols
+  // were chosen by hand.
+  if (options_.http2.enabled && options.tls.alpn == TlsOptions().alpn) {
+    EngineOptions with_h2 = options;
+    with_h2.tls.alpn.insert(with_h2.tls.alpn.begin(), "h2");
+    return Engine::Create(with_h2, std::move(*factory));
+  }
   return Engine::Create(options, std::move(*factory));
 }
 

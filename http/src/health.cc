@@ -133,6 +133,15 @@ void AppendMetrics(const EngineStats& stats, std::string* out) {
         return i == 0 ? l.tls_handshakes - l.tls_resumed : i == 1 ? l.tls_resumed : l.tls_failures;
       },
       out);
+  AppendLabeled(
+      workers, "percore_http2_streams_total",
+      "HTTP/2 streams: begun, and reset (by either side, or closed with an error code).", "event",
+      {"begun", "reset"},
+      [](const WorkerCounters& l, size_t i) { return i == 0 ? l.h2_streams : l.h2_resets; }, out);
+  AppendFamily(
+      workers, "percore_http2_goaways_total", "counter",
+      "HTTP/2 connections ended with GOAWAY: a drain, the idle timeout, a flood, a protocol error.",
+      [](const WorkerCounters& l) { return Count(l.h2_goaways); }, out);
   out->append("# HELP percore_ready Whether every loop serves and no drain has begun.\n");
   out->append("# TYPE percore_ready gauge\n");
   out->append(stats.ready() ? "percore_ready 1\n" : "percore_ready 0\n");

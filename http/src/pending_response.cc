@@ -99,8 +99,8 @@ void HttpSession::Advance(Connection& conn) {
       slot.fd = -1;
     }
     if (slot.status != 0) {
-      CountResponse(slot.status);
-      if (h.config_->options.log_requests) LogResponse(slot.log_line, {}, slot.status);
+      h.CountResponse(slot.status);
+      if (h.config_->options.log_requests) h.LogResponse(slot.log_line, {}, slot.status);
     }
     finished.emplace_back(std::move(slot.finish), slot.status);
     const bool close = slot.close;

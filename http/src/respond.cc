@@ -7,6 +7,7 @@
 #include "codec.h"
 #include "errors.h"
 #include "percore/stats.h"
+#include "request_builder.h"
 #include "response_writer.h"
 #include "session.h"
 
@@ -27,44 +28,10 @@ std::string_view PathOf(std::string_view target, size_t question) {
   return path;
 }
 
-// Builds the handler's view of a request.
-class RequestBuilder {
- public:
-  // `question`: the target's first '?', or npos (the parser found it).
-  static void Fill(Request& r, std::string_view method, std::string_view target, size_t question,
-                   std::span<const HeaderField> headers, std::string_view body, int minor,
-                   bool keep_alive, Worker& worker, const Connection& conn,
-                   const HttpStream& stream) {
-    r.method_ = method;
-    r.target_ = target;
-    r.path_ = PathOf(target, question);
-    r.query_ =
-        question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
-    r.headers_ = headers;
-    r.body_ = body;
-    r.version_minor_ = minor;
-    r.keep_alive_ = keep_alive;
-    r.worker_id_ = worker.id();
-    r.cpu_ = worker.cpu();
-    r.worker_ = &worker;
-    r.conn_ = &conn;
-    r.stream_ = &stream;
-  }
-  static void SetParams(Request& r, std::span<const RouteParam> params) { r.params_ = params; }
-  // Whether the route's parameters and the query decode (a handler would get garbage).
-  static bool ValidEncoding(const Request& r) {
-    for (const RouteParam& p : r.params_) {
-      if (!ValidPercentEncoding(p.value)) return false;
-    }
-    return r.query_.empty() || ValidPercentEncoding(r.query_);
-  }
-};
-
 namespace {
 
 // What the end of the middleware chain needs.
-struct Dispatch {
-  HttpSession* session;
+struct RouteCall {
   HttpProtocol* protocol;
   const Router::Result* route;
   const Request* req;
@@ -85,6 +52,7 @@ void HttpSession::Respond(MessageState& st, const char* base) {
   HttpProtocol& h = protocol_;
   Connection& conn = *st.conn;
   const RequestParser& parser = st.parser;
+  answered_ = true;
   FillHeaders(st);
   const std::string_view method = View(base, parser.method());
   // While draining, every response closes its connection.
@@ -124,25 +92,8 @@ void HttpSession::Respond(MessageState& st, const char* base) {
   // For the supervisor's stall log: what this loop is doing if it never comes back.
   // Method, SP and target are the request line's first bytes (one SP: the parser's rule).
   h.worker_.stats().SetActivity(View(base, Span{0, parser.target().end()}));
-  // A failure stays with its request: the error hook's answer (or a 500 and a line on
-  // stderr), and the connection goes on.
-  Dispatch dispatch{this, &h, &route, &req, &res};
   st.handling = slot;
-  try {
-    if (!RequestBuilder::ValidEncoding(req)) {
-      SendError(req, res, Error{400, "invalid percent-encoding in the path or the query", {}});
-    } else {
-      h.config_->router.Run(req, res, &HttpSession::RunRoute, &dispatch);
-      if (!core.sent_ && !core.deferred_) {
-        SendError(
-            req, res,
-            Error{
-                500, "no middleware or handler answered (Send) or kept the response (Defer)", {}});
-      }
-    }
-  } catch (...) {
-    HandleException(req, res, std::current_exception());
-  }
+  h.Dispatch(req, res, core, route);
   st.handling = nullptr;
   // What the handler decided, read from its core (the handle's accessors are calls).
   // Answered later (or, if the handle is dropped, with a 500 then).
@@ -165,14 +116,36 @@ void HttpSession::Respond(MessageState& st, const char* base) {
     if (AtHead(*slot)) Advance(conn);  // the answers ahead of it went while it was made
     return;
   }
-  CountResponse(core.status_);
-  if (h.config_->options.log_requests) LogResponse(method, req.path(), core.status_);
+  h.CountResponse(core.status_);
+  if (h.config_->options.log_requests) h.LogResponse(method, req.path(), core.status_);
   if (core.close_) conn.Close();
   if (!h.finish_.fns.empty()) h.finish_.Run(core.status_);
 }
 
-void HttpSession::RunRoute(void* context) {
-  const Dispatch& d = *static_cast<Dispatch*>(context);
+void HttpProtocol::Dispatch(const Request& req, Response& res, const ResponseCore& core,
+                            const Router::Result& route) {
+  // A failure stays with its request: the error hook's answer (or a 500 and a line on
+  // stderr), and the connection goes on.
+  RouteCall call{this, &route, &req, &res};
+  try {
+    if (!RequestBuilder::ValidEncoding(req)) {
+      SendError(req, res, Error{400, "invalid percent-encoding in the path or the query", {}});
+    } else {
+      config_->router.Run(req, res, &HttpProtocol::RunRoute, &call);
+      if (!core.sent_ && !core.deferred_) {
+        SendError(
+            req, res,
+            Error{
+                500, "no middleware or handler answered (Send) or kept the response (Defer)", {}});
+      }
+    }
+  } catch (...) {
+    HandleException(req, res, std::current_exception());
+  }
+}
+
+void HttpProtocol::RunRoute(void* context) {
+  const RouteCall& d = *static_cast<RouteCall*>(context);
   HttpProtocol& h = *d.protocol;
   const Request& req = *d.req;
   Response& res = *d.res;
@@ -185,14 +158,14 @@ void HttpSession::RunRoute(void* context) {
     if (req.method() == "OPTIONS") {
       res.Status(204).Send("");
     } else {
-      d.session->SendError(req, res, Error{405, "Method Not Allowed", {}});
+      h.SendError(req, res, Error{405, "Method Not Allowed", {}});
     }
   } else {
-    d.session->SendError(req, res, Error{404, "Not Found", {}});
+    h.SendError(req, res, Error{404, "Not Found", {}});
   }
 }
 
-void HttpSession::HandleException(const Request& req, Response& res, std::exception_ptr e) {
+void HttpProtocol::HandleException(const Request& req, Response& res, std::exception_ptr e) {
   Error error{500, {}, e};
   std::string what;
   try {
@@ -207,15 +180,15 @@ void HttpSession::HandleException(const Request& req, Response& res, std::except
   }
   error.message = what;
   if (res.sent() || res.deferred()) {
-    protocol_.LogFailure(req.method(), req.path(), "threw after answering: " + what);
+    LogFailure(req.method(), req.path(), "threw after answering: " + what);
     return;
   }
   if (error.status >= 500) ResponseWriter::Clear(res);  // nothing half-made goes out
   SendError(req, res, error);
 }
 
-void HttpSession::SendError(const Request& req, Response& res, const Error& error) {
-  HttpProtocol& h = protocol_;
+void HttpProtocol::SendError(const Request& req, Response& res, const Error& error) {
+  HttpProtocol& h = *this;
   if (h.config_->on_error) {
     // The hook's answer has the error's status unless it sets another: not the 200 of a 404,
     // nor a 201 the handler set before it threw.
@@ -241,8 +214,8 @@ void HttpSession::SendError(const Request& req, Response& res, const Error& erro
   res.Send(body);
 }
 
-void HttpSession::LogResponse(std::string_view method, std::string_view path, int status) {
-  HttpProtocol& h = protocol_;
+void HttpProtocol::LogResponse(std::string_view method, std::string_view path, int status) {
+  HttpProtocol& h = *this;
   h.log_.append("Request handled by worker "sv);
   AppendDecimal(h.log_, static_cast<size_t>(h.worker_.id()));
   h.log_.append(": "sv);
@@ -277,18 +250,18 @@ void HttpSession::SendOwnError(Connection& conn, int status, Slot* slot) {
   h.finish_.status = -1;
   core.finish_ = &h.finish_;
   Response res = ResponseWriter::Make(core);
-  SendError(req, res, Error{status, ReasonPhrase(status), {}});
+  h.SendError(req, res, Error{status, ReasonPhrase(status), {}});
   if (slot != nullptr) {
     slot->status = res.status();  // counted when it goes out
   } else {
-    CountResponse(res.status());
+    h.CountResponse(res.status());
   }
-  if (h.config_->options.log_requests) LogResponse(method, req.path(), res.status());
+  if (h.config_->options.log_requests) h.LogResponse(method, req.path(), res.status());
   if (!h.finish_.fns.empty()) h.finish_.Run(res.status());
 }
 
-void HttpSession::CountResponse(int status) {
-  LoopStats::Add(protocol_.worker_.stats().responses[status / 100 - 1], 1);
+void HttpProtocol::CountResponse(int status) {
+  LoopStats::Add(worker_.stats().responses[status / 100 - 1], 1);
 }
 
 }  // namespace percore::http

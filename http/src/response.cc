@@ -13,8 +13,9 @@
 #include "gzip_file.h"
 #include "percore/http/middleware.h"
 #include "percore/http/request.h"
-#include "response_writer.h"
+#include "h2_session.h"
 #include "pending.h"
+#include "response_writer.h"
 
 namespace percore::http {
 
@@ -327,6 +328,7 @@ class HeadLines {
 }  // namespace
 
 ResponseCore::Head ResponseCore::WriteHead(std::optional<uint64_t> length, bool empty_body) {
+  if (h2_ != nullptr) return h2_->SubmitHead(*this, length, empty_body);
   std::string& out = *out_;
   HeadLines head;
   head.PutStatusLine(status_);

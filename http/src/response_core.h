@@ -19,6 +19,7 @@ namespace percore::http {
 
 class Request;
 class HttpStream;
+class H2Stream;
 struct CompressOptions;
 struct PendingResponse;
 struct Slot;
@@ -110,6 +111,7 @@ class ResponseCore : public internal::ResponseOutcome {
   Connection* conn_ = nullptr;  // for SendFile()
   Slot* slot_ = nullptr;        // where SendFile() queues a file while an answer ahead is due
   HttpStream* stream_ = nullptr;               // what it answers on
+  H2Stream* h2_ = nullptr;                     // the same, when it is an HTTP/2 stream
   FinishHooks* finish_ = nullptr;              // OnFinish()
   const CompressOptions* compress_ = nullptr;  // set by the Compress() middleware
   bool gzip_accepted_ = false;                 // the request's Accept-Encoding allows gzip

@@ -10,6 +10,7 @@
 #include "ascii.h"
 #include "codec.h"
 #include "errors.h"
+#include "h2_session.h"
 #include "percore/stats.h"
 #include "response_writer.h"
 
@@ -54,6 +55,12 @@ HttpProtocol::HttpProtocol(std::shared_ptr<const AppConfig> config, Worker& work
 HttpProtocol::~HttpProtocol() { FlushLog(); }
 
 std::unique_ptr<percore::Session> HttpProtocol::NewSession(Connection& conn) {
+  // ALPN chose HTTP/2 during the handshake (App::Listen offers it first).
+  if (config_->options.http2.enabled) {
+    if (std::optional<TlsInfo> tls = conn.tls(); tls.has_value() && tls->alpn == "h2") {
+      return std::make_unique<H2Session>(*this, conn, std::string());
+    }
+  }
   return std::make_unique<HttpSession>(*this, conn);
 }
 
@@ -182,6 +189,13 @@ size_t HttpSession::OnData(Connection& conn, std::string_view bytes) {
     if (st.in_message && p == end) break;
   }
   size_t consumed = bytes.size();
+  if (status == 505) {
+    // The preface's bytes go to the HTTP/2 session: from the message's first byte in this
+    // read, or, for a message begun in an earlier read, all of `held` (this read's too).
+    const size_t first =
+        st.base_in_held ? bytes.size() : static_cast<size_t>(st.base - bytes.data());
+    if (TakeOverHttp2(conn)) return first;
+  }
   if (status != 0) {
     Reject(conn, status);
   } else if (st.stopped) {
@@ -200,6 +214,28 @@ size_t HttpSession::OnData(Connection& conn, std::string_view bytes) {
     h.GiveBack(state_);
   }
   return consumed;
+}
+
+bool HttpSession::TakeOverHttp2(Connection& conn) {
+  // RFC 9113 3.3: a client that knows the server speaks HTTP/2 begins the connection with its
+  // preface, whose first line reads as a request line of version 2.0 (the parser's 505). Not
+  // after a request, nor on a TLS port: there ALPN decides.
+  MessageState& st = *state_;
+  // The parser read the request line whole to find its version: "PRI" and "*" say its length.
+  static constexpr std::string_view kPrefaceLine = "PRI * HTTP/2.0\r\n";
+  if (View(st.base, st.parser.method()) != "PRI" || View(st.base, st.parser.target()) != "*" ||
+      std::string_view(st.base, kPrefaceLine.size()) != kPrefaceLine) {
+    return false;
+  }
+  if (!protocol_.config_->options.http2.enabled || answered_ || conn.tls().has_value()) {
+    return false;
+  }
+  std::string early = st.base_in_held ? std::move(st.held) : std::string();
+  st.in_message = false;
+  st.parsing = false;
+  protocol_.GiveBack(state_);
+  conn.HandTo(std::make_unique<H2Session>(protocol_, conn, std::move(early)));
+  return true;
 }
 
 int HttpSession::ReadHead(const char** at, const char* end) {
@@ -365,8 +401,8 @@ void HttpSession::KeepUnfinished(const char* end) {
 
 HttpSession::~HttpSession() { DropSlots(); }
 
-std::string* HttpSession::Gzip(std::string_view body, int level) {
-  HttpProtocol& h = protocol_;
+std::string* HttpProtocol::Gzip(std::string_view body, int level) {
+  HttpProtocol& h = *this;
   if (h.gzip_ == nullptr) h.gzip_ = std::make_unique<class Gzip>();
   return h.gzip_->Compress(body, level, &h.gzipped_) ? &h.gzipped_ : nullptr;
 }
@@ -388,7 +424,7 @@ void HttpSession::Reject(Connection& conn, int status) {
   } else if (!answered) {
     if (slot == nullptr) {
       AppendErrorResponse(conn.output(), status, h.date_.line());
-      CountResponse(status);
+      h.CountResponse(status);
     } else {
       AppendErrorResponse(slot->bytes, status, h.date_.line());
       slot->status = status;  // counted when it goes out

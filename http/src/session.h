@@ -34,6 +34,7 @@
 #include "percore/http/request.h"
 #include "percore/http/router.h"
 #include "percore/protocol.h"
+#include "request_builder.h"
 #include "ws_session.h"
 
 namespace percore::http {
@@ -94,10 +95,6 @@ inline std::string_view View(const char* base, Span span) {
   return std::string_view(base + span.offset, span.length);
 }
 
-// The path of a request target: up to its first '?' (at `question`, found by the parser), and in
-// absolute form from the slash after the authority.
-std::string_view PathOf(std::string_view target, size_t question);
-
 class HttpSession;
 
 // The per-loop half: the Date line, the request log, buffers lent to one call at a time.
@@ -112,9 +109,27 @@ class HttpProtocol final : public percore::Protocol {
   void LogFailure(std::string_view method, std::string_view path, const std::string& what);
   // This loop's WebSocket state, made at the first upgrade.
   WsLoop& WebSockets();
+  // What every kind of session does with a request once its Request and Response are made:
+  // the middleware chain and the route, or the error answers, whatever the handler throws.
+  void Dispatch(const Request& req, Response& res, const ResponseCore& core,
+                const Router::Result& route);
+  // Answers `error` through the error hook, or with the default answer.
+  void SendError(const Request& req, Response& res, const Error& error);
+  // Counts a response by status class in the loop's stats, and logs it when asked to.
+  void CountResponse(int status);
+  void LogResponse(std::string_view method, std::string_view path, int status);
+  // HttpStream::Gzip and HttpStream::Client, for every kind of session.
+  std::string* Gzip(std::string_view body, int level);
+  PeerAddress Client(const Request& req, PeerAddress from) const;
 
  private:
   friend class HttpSession;
+  friend class H2Session;
+  friend class H2Stream;
+  // The end of the middleware chain: the route's handler, or 404, 405 or OPTIONS.
+  static void RunRoute(void* dispatch);
+  // An exception escaped the chain: answered through the error hook if nothing was yet.
+  void HandleException(const Request& req, Response& res, std::exception_ptr e);
   void FlushLog();
   // A MessageState between messages, from the pool when it has one.
   std::unique_ptr<MessageState> TakeState();
@@ -138,8 +153,8 @@ class HttpProtocol final : public percore::Protocol {
   // A deferred answer is kept alive until the handler's chain returns: its Response may
   // still be used (OnFinish after next()).
   std::shared_ptr<PendingResponse> deferring_;
-  std::unique_ptr<Gzip> gzip_;  // made on first use
-  std::unique_ptr<WsLoop> ws_;  // made on first use
+  std::unique_ptr<class Gzip> gzip_;  // made on first use
+  std::unique_ptr<WsLoop> ws_;        // made on first use
   std::string gzipped_;
   std::string allow_;
   std::string log_;
@@ -172,8 +187,12 @@ class HttpSession final : public percore::Session, public HttpStream {
   void Dropped(PendingResponse& pending) override;
   bool Draining() const override { return protocol_.worker_.draining(); }
   bool UnreadBodyCloses() const override;
-  std::string* Gzip(std::string_view body, int level) override;
-  PeerAddress Client(const Request& req, PeerAddress from) const override;
+  std::string* Gzip(std::string_view body, int level) override {
+    return protocol_.Gzip(body, level);
+  }
+  PeerAddress Client(const Request& req, PeerAddress from) const override {
+    return protocol_.Client(req, from);
+  }
   Connection* SwitchProtocols(ResponseCore& res, std::string_view fields) override;
   WsLoop& WebSockets() override { return protocol_.WebSockets(); }
   // Appends a piece of a streamed body where the answer writes, chunked if it is.
@@ -186,12 +205,6 @@ class HttpSession final : public percore::Session, public HttpStream {
   void OnPeerClosed(Connection& conn) override;
 
  private:
-  // The end of the middleware chain: the route's handler, or 404, 405 or OPTIONS.
-  static void RunRoute(void* dispatch);
-  // Answers `error` through the error hook, or with the default answer.
-  void SendError(const Request& req, Response& res, const Error& error);
-  // An exception escaped the chain: answered through the error hook if nothing was yet.
-  void HandleException(const Request& req, Response& res, std::exception_ptr e);
   // A streamed body's piece: to its reader, kept for it, or discarded. A status to reject the
   // request with, or 0.
   int TakeBody(const char* at, size_t length);
@@ -242,10 +255,10 @@ class HttpSession final : public percore::Session, public HttpStream {
   void FillHeaders(const MessageState& st);
   void Respond(MessageState& st, const char* base);
   void KeepUnfinished(const char* end);
+  // The read began with HTTP/2's preface: hands the connection to an HTTP/2 session, which gets
+  // the preface's bytes. False where HTTP/2 is not to be spoken.
+  bool TakeOverHttp2(Connection& conn);
   void SetDeadline(int64_t timeout_ms);
-  // Counts a response by status class in the loop's stats, and logs it when asked to.
-  void CountResponse(int status);
-  void LogResponse(std::string_view method, std::string_view path, int status);
   // Around a deferred answer: where it is written, and what follows once it is complete.
   void BeginPending(PendingResponse& pending);
   void FinishPending(PendingResponse& pending, bool close);
@@ -262,6 +275,7 @@ class HttpSession final : public percore::Session, public HttpStream {
 
   HttpProtocol& protocol_;
   bool leading_cr_ = false;  // a CR before a request (or between two): its LF is due
+  bool answered_ = false;    // a request was handled: HTTP/2's preface can no longer come
   // While a read is parsed, a message spans reads, or an answer is deferred.
   std::unique_ptr<MessageState> state_;
 };

@@ -7,8 +7,8 @@
 
 namespace percore::http {
 
-PeerAddress HttpSession::Client(const Request& req, PeerAddress from) const {
-  const std::vector<Cidr>& trusted = protocol_.config_->trusted;
+PeerAddress HttpProtocol::Client(const Request& req, PeerAddress from) const {
+  const std::vector<Cidr>& trusted = config_->trusted;
   if (trusted.empty()) return from;
   absl::InlinedVector<std::string_view, 2> forwarded;
   for (const HeaderField& field : req.headers()) {

@@ -232,7 +232,6 @@ inline std::vector<BadInput> BadInputs() {
        501},
       {"Http20", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505},
       {"Http30", "GET / HTTP/3.0\r\nHost: a\r\n\r\n", 505},
-      {"Http2Preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505},
   };
 }
 

@@ -51,8 +51,8 @@
 //   case-sensitive (RFC 9110 9.1): "get" is an unknown method, 501. A method that is not a
 //   token: 400.
 // - Versions (RFC 9110 6.2, RFC 9112 2.3): a major version other than 1 ("HTTP/2.0",
-//   "HTTP/3.0", the HTTP/2 connection preface) gets 505 and close; a malformed HTTP-version
-//   ("HTTP/1.x", "HTTP/11") is a bad request-line, 400.
+//   "HTTP/3.0") gets 505 and close (the HTTP/2 connection preface starts HTTP/2: h2_test.cc);
+//   a malformed HTTP-version ("HTTP/1.x", "HTTP/11") is a bad request-line, 400.
 // - "Expect: 100-continue" with a body (RFC 9110 10.1.1): "100 Continue" once the header section
 //   is in, then the final response.
 // - Upgrade (RFC 9110 7.8): a route that is not a WebSocket endpoint (App::Ws, rfc6455_test.cc)
@@ -323,7 +323,6 @@ std::vector<Row> Rows() {
       // RFC 9112 2.3, RFC 9110 6.2: HTTP-version.
       Case("Http20", "RFC 9112 2.3", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", {505}, kClosed),
       Case("Http30", "RFC 9112 2.3", "GET / HTTP/3.0\r\nHost: a\r\n\r\n", {505}, kClosed),
-      Case("Http2Preface", "RFC 9112 2.3", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", {505}, kClosed),
       Case("MalformedVersionLetter", "RFC 9112 2.3", "GET / HTTP/1.x\r\nHost: a\r\n\r\n", {400},
            kClosed),
       Case("MalformedVersionNoDot", "RFC 9112 2.3", "GET / HTTP/11\r\nHost: a\r\n\r\n", {400},

@@ -57,6 +57,9 @@ struct alignas(64) LoopStats {
   // TLS (percore/tls.h): handshakes completed, how many of them resumed from a ticket, and
   // handshakes that failed (a refused version or cipher, garbage, the handshake timeout).
   std::atomic<uint64_t> tls_handshakes{0}, tls_resumed{0}, tls_failures{0};
+  // HTTP/2, counted by the protocol: streams begun; streams reset (by either side, or closed
+  // with an error); GOAWAYs sent to end a connection (drain, idle, flood, protocol error).
+  std::atomic<uint64_t> h2_streams{0}, h2_resets{0}, h2_goaways{0};
   // Monotonic ms since which the loop has been busy handling completions; 0 while it waits for
   // the kernel. The supervisor reads it to find a loop stuck in one request.
   std::atomic<int64_t> busy_since_ms{0};
@@ -92,6 +95,7 @@ struct WorkerCounters {
            ws_bytes_out = 0, ws_dropped = 0;
   uint64_t ws_closes[9] = {};
   uint64_t tls_handshakes = 0, tls_resumed = 0, tls_failures = 0;
+  uint64_t h2_streams = 0, h2_resets = 0, h2_goaways = 0;
   uint64_t requests() const {
     return responses[0] + responses[1] + responses[2] + responses[3] + responses[4];
   }

@@ -11,6 +11,7 @@
 #define PERCORE_HTTP_OPTIONS_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -18,7 +19,31 @@
 
 namespace percore::http {
 
-// HTTP/1.1 server limits. A plain value type.
+// HTTP/2 (RFC 9113): negotiated by ALPN ("h2") on a TLS port, and by the client's preface
+// ("PRI * HTTP/2.0", prior knowledge) on a plain one. The limits of HttpOptions (body, header
+// section, timeouts) apply to each stream as to an HTTP/1.1 request. A client past one of the
+// limits below is sent GOAWAY (ENHANCE_YOUR_CALM) and its connection closes.
+struct Http2Options {
+  bool enabled = true;
+  // Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); those beyond are
+  // refused (RST_STREAM REFUSED_STREAM).
+  uint32_t max_concurrent_streams = 100;
+  // What a client may send on a stream before the server has read it (the stream's window,
+  // SETTINGS_INITIAL_WINDOW_SIZE), and on the whole connection.
+  uint32_t stream_window_bytes = 256 * 1024;
+  uint32_t connection_window_bytes = 1024 * 1024;
+  // Streams reset a second, by the client or by the server for a fault of the client's: the
+  // rapid-reset flood (CVE-2023-44487) opens and cancels streams faster than they are served.
+  uint32_t max_resets_per_second = 200;
+  // Frames that cost the server work and carry no request (SETTINGS, PING, PRIORITY,
+  // RST_STREAM, empty DATA, unknown types) a client may send a second: the floods of
+  // CVE-2019-9512/9515/9518. WINDOW_UPDATE is bounded by the DATA frames the server sent (ten
+  // for each, and a hundred more); a header block in more than 8 CONTINUATION frames is one
+  // (CVE-2024-27316).
+  uint32_t max_control_frames_per_second = 1000;
+};
+
+// HTTP server limits. A plain value type.
 struct HttpOptions {
   // Largest request body, Content-Length or chunked (413 beyond).
   size_t max_body_bytes = 1024 * 1024;
@@ -55,6 +80,8 @@ struct HttpOptions {
   // Proxies whose X-Forwarded-For is believed (Request::client()), as CIDR ranges
   // ("10.0.0.0/8", "127.0.0.1", "::1/128"). Empty: the header is never believed.
   std::vector<std::string> trust_proxy;
+  // HTTP/2 on the same routes.
+  Http2Options http2;
 };
 
 }  // namespace percore::http

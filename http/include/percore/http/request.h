@@ -79,7 +79,9 @@ class Request {
   // The body parsed as JSON (include <nlohmann/json.hpp> to use it). Throws HttpError: 415 if
   // Content-Type is not application/json (or a +json type), 400 if it does not parse.
   nlohmann::json Json() const;
-  // 0 for HTTP/1.0, 1 for HTTP/1.1.
+  // 2 for HTTP/2, else 1.
+  int version_major() const { return version_major_; }
+  // 0 for HTTP/1.0 and HTTP/2, 1 for HTTP/1.1.
   int version_minor() const { return version_minor_; }
   // Whether the connection stays open after this request's response.
   bool keep_alive() const { return keep_alive_; }
@@ -115,6 +117,7 @@ class Request {
   std::span<const HeaderField> headers_;
   std::span<const RouteParam> params_;
   int version_minor_ = 1;
+  int version_major_ = 1;
   bool keep_alive_ = true;
   int worker_id_ = 0;
   int cpu_ = 0;
