@@ -35,8 +35,16 @@ struct H2Session::Callbacks {
     }
     return self.Flooded();
   }
-  static int OnFrameSent(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
+  static int OnFrameSent(nghttp2_session* session, const nghttp2_frame* frame, void* user_data) {
     if (frame->hd.type == NGHTTP2_DATA) ++Self(user_data).data_frames_sent_;
+    if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) return 0;
+    // The answer is whole before the request (a refusal, or a handler that did not read the
+    // body): RFC 9113 8.1 has the rest of the request stopped with RST_STREAM NO_ERROR.
+    auto* stream =
+        static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
+    if (stream != nullptr && stream->receiving()) {
+      nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
+    }
     return 0;
   }
   static int OnBeginHeaders(nghttp2_session* session, const nghttp2_frame* frame, void* user_data) {
@@ -72,16 +80,15 @@ struct H2Session::Callbacks {
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
     auto* stream =
         static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
-    if (stream == nullptr || !stream->receiving()) return 0;
+    if (stream == nullptr) return 0;
     const bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
-    // A request's header section is whole: a request refused already (431, or 413 by its
-    // Content-Length) is answered now, without waiting for a body.
-    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST &&
-        !stream->HeadersDone() && !end) {
-      Self(user_data).ready_.push_back(stream->id());
-    } else if (end) {
-      Self(user_data).ready_.push_back(stream->id());
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+      // The header section is whole: a request refused already (431, or 413 by its
+      // Content-Length) is answered now, and so is one whose route reads the body as it comes.
+      const bool ok = stream->HeadersDone();
+      if (!end && (!ok || stream->streams_body())) Self(user_data).ready_.push_back(stream->id());
     }
+    if (end) stream->EndOfRequest();
     return 0;
   }
   static int OnStreamClose(nghttp2_session*, int32_t id, uint32_t error_code, void* user_data) {
@@ -124,9 +131,8 @@ H2Session::H2Session(HttpProtocol& protocol, Connection& conn, std::string early
                                              2 * uint64_t{h2.max_resets_per_second});
   // The CONTINUATION flood: a header block in more frames than this is an attack.
   nghttp2_option_set_max_continuations(option, 8);
-  // Streams closed are not kept for priorities: percore answers in the order streams are
-  // ready, and the client's priorities would cost memory a client controls.
-  nghttp2_option_set_no_closed_streams(option, 1);
+  // Windows open as the body is taken (H2Stream::AddBody, DeliverBody), not as it arrives.
+  nghttp2_option_set_no_auto_window_update(option, 1);
   nghttp2_session_server_new2(&session_, callbacks, this, option);
   nghttp2_option_del(option);
   nghttp2_session_callbacks_del(callbacks);
@@ -183,6 +189,11 @@ void H2Session::Receive(std::string_view bytes) {
   ready.swap(ready_);
   for (int32_t id : ready) {
     if (H2Stream* stream = Find(id); stream != nullptr && !failed_) stream->Respond();
+  }
+  std::vector<int32_t> due;
+  due.swap(body_due_);
+  for (int32_t id : due) {
+    if (H2Stream* stream = Find(id); stream != nullptr && !failed_) stream->DeliverBody();
   }
   --depth_;
   Flush();

@@ -47,6 +47,12 @@ class H2Stream final : public HttpStream {
   // The header section is whole: its Content-Length against the body's limit, the route's
   // body options. False if the request is refused already.
   bool HeadersDone();
+  // END_STREAM: the request is whole.
+  void EndOfRequest();
+  // A streamed body's bytes so far, and its end once it came, to the reader if it reads.
+  void DeliverBody();
+  // Whether the handler runs at the end of the header section and reads the body as it comes.
+  bool streams_body() const { return body_streamed_; }
   // The request is whole (END_STREAM), or cannot be (`error`: a status to answer with).
   void Respond();
   // nghttp2 closed the stream: what is left of a deferred answer runs once the read is done.
@@ -78,7 +84,7 @@ class H2Stream final : public HttpStream {
   void WhenWritable(PendingResponse& pending, absl::AnyInvocable<void(Response&)> fn) override;
   void ReadBody(PendingResponse& pending,
                 absl::AnyInvocable<void(Response&, std::string_view, bool)> fn) override;
-  void ContinueBody(PendingResponse& pending) override {}
+  void ContinueBody(PendingResponse& pending) override;
   void Fail(PendingResponse& pending) override;
   void Dropped(PendingResponse& pending) override;
   bool Draining() const override;
@@ -107,8 +113,11 @@ class H2Stream final : public HttpStream {
   Field method_{}, path_{}, authority_{};
   std::string cookies_;    // every cookie field, joined (RFC 9113 8.2.3)
   size_t head_bytes_ = 0;  // as SETTINGS_MAX_HEADER_LIST_SIZE counts them
-  std::string body_;
+  std::string body_;       // the body, or what of a streamed one its reader has not taken
+  uint64_t received_ = 0;
   uint64_t body_limit_ = 0;
+  bool delivering_ = false;  // the body's reader runs
+  bool body_end_delivered_ = false;
   int error_ = 0;  // a status to answer with instead of routing
   bool request_done_ = false;
   bool answered_ = false;   // the handler ran
@@ -162,7 +171,8 @@ class H2Session final : public percore::Session {
   nghttp2_session* session_ = nullptr;
   std::string early_;
   absl::flat_hash_map<int32_t, std::unique_ptr<H2Stream>> streams_;
-  std::vector<int32_t> ready_;  // requests made whole by the read under way
+  std::vector<int32_t> ready_;     // requests to route, from the read under way
+  std::vector<int32_t> body_due_;  // streamed bodies with bytes for their reader
   std::vector<std::unique_ptr<H2Stream>> closed_;
   std::vector<Abandoned> abandoned_;
   int depth_ = 0;         // > 0 within Receive() or Flush()

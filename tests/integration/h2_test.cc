@@ -98,6 +98,25 @@ class H2Test : public percore::testing::EngineTest {
              {.max_body_bytes = 8 << 20, .stream_body = true});
     EngineOptions options;
     options.drain_delay = absl::ZeroDuration();
+    // Reads the body as it comes, but pauses at its first piece until the test resumes it.
+    app.Post("/paused",
+             [this](const Request& req, Response& res) {
+               auto got = std::make_shared<size_t>(0);
+               Response later = res.Defer();
+               later.OnBody([this, got](Response& r, std::string_view chunk, bool last) {
+                 *got += chunk.size();
+                 received_ = *got;
+                 if (last) {
+                   r.Send(std::to_string(*got));
+                 } else if (*got == chunk.size()) {
+                   r.PauseBody();
+                 }
+               });
+               std::lock_guard<std::mutex> lock(mu_);
+               worker_ = req.worker().ref();
+               kept_.push_back(std::move(later));
+             },
+             {.max_body_bytes = 8 << 20, .stream_body = true});
     ASSERT_NO_FATAL_FAILURE(Serve(app, options, start));
   }
   void TearDown() override {
@@ -111,6 +130,8 @@ class H2Test : public percore::testing::EngineTest {
   std::atomic<int> full_{0};
   std::atomic<int> aborted_{0};
   std::atomic<int> handled_{0};
+  std::atomic<size_t> received_{0};
+  WorkerRef worker_;
   std::mutex mu_;
   std::vector<Response> kept_;
 };
@@ -191,6 +212,30 @@ TEST_P(H2Test, BodiesBothWays) {
   r = client.Fetch("POST", "/upload", {}, std::string(3 << 20, 'u'));
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->body, std::to_string(3 << 20));
+}
+
+TEST_P(H2Test, AReaderThatPausesStopsTheClientAfterOneWindow) {
+  ASSERT_NO_FATAL_FAILURE(ServeH2());
+  if (IsSkipped()) return;
+  H2Client client(port_);
+  const size_t total = 2 << 20;
+  const int32_t id = client.Submit("POST", "/paused", {}, std::string(total, 'p'));
+  // The server opens the stream's window only as its reader takes the body: the client stops
+  // with its window spent, and the server has taken what the reader was handed, no more.
+  ASSERT_TRUE(client.Until([&] {
+    return received_.load() > 0 &&
+           nghttp2_session_get_stream_remote_window_size(client.session(), id) == 0;
+  }));
+  EXPECT_LE(received_.load(), size_t{HttpOptions().http2.stream_window_bytes});
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ASSERT_EQ(kept_.size(), 1u);
+    Response* paused = &kept_.back();
+    ASSERT_TRUE(worker_.Post([paused] { paused->ResumeBody(); }));
+  }
+  std::optional<H2Response> r = client.Wait(id);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, std::to_string(total));
 }
 
 TEST_P(H2Test, AStreamedAnswerWaitsForTheClientsWindow) {
