@@ -83,9 +83,11 @@ void H2Stream::AddBody(std::string_view data) {
   }
   received_ += data.size();
   if (received_ > body_limit_) {
+    if (body_streamed_) nghttp2_session_consume_connection(session, body_.size());
     body_.clear();
     if (answered_) {
       // The handler reads the body as it comes: past the limit, the stream is reset.
+      nghttp2_session_consume(session, id_, data.size());
       session_.Reset(id_, NGHTTP2_CANCEL);
       return;
     }

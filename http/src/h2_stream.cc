@@ -134,6 +134,12 @@ void H2Stream::BodyDone() {
 
 void H2Stream::Closed(uint32_t error_code, std::vector<Abandoned>* abandoned) {
   HttpProtocol& h = session_.protocol_;
+  // What a streamed body's reader never took still counts against the connection's window:
+  // nghttp2 gives back only what it is told was consumed.
+  if (body_streamed_ && !body_.empty()) {
+    nghttp2_session_consume_connection(session_.session_, body_.size());
+    body_.clear();
+  }
   if (pending_ != nullptr) {
     abandoned->push_back(pending_->Abandon());
     pending_ = nullptr;

@@ -238,6 +238,23 @@ TEST_P(H2Test, AReaderThatPausesStopsTheClientAfterOneWindow) {
   EXPECT_EQ(r->body, std::to_string(total));
 }
 
+TEST_P(H2Test, WhatAPausedReaderHeldGoesBackToTheConnectionsWindow) {
+  ASSERT_NO_FATAL_FAILURE(ServeH2());
+  if (IsSkipped()) return;
+  H2Client client(port_);
+  // Four paused readers hold a window each (256 KiB), all of the connection's 1 MiB; reset,
+  // the bytes they held must open the connection's window again, or no body could come.
+  std::vector<int32_t> paused;
+  for (int i = 0; i < 4; ++i)
+    paused.push_back(client.Submit("POST", "/paused", {}, std::string(1 << 20, 'p')));
+  ASSERT_TRUE(
+      client.Until([&] { return nghttp2_session_get_remote_window_size(client.session()) == 0; }));
+  for (int32_t id : paused) client.Reset(id);
+  std::optional<H2Response> r = client.Fetch("POST", "/echo", {}, std::string(900 << 10, 'e'));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body.size(), size_t{900} << 10);
+}
+
 TEST_P(H2Test, AStreamedAnswerWaitsForTheClientsWindow) {
   ASSERT_NO_FATAL_FAILURE(ServeH2());
   if (IsSkipped()) return;
