@@ -245,10 +245,16 @@ TEST_P(H2Test, WhatAPausedReaderHeldGoesBackToTheConnectionsWindow) {
   // Four paused readers hold a window each (256 KiB), all of the connection's 1 MiB; reset,
   // the bytes they held must open the connection's window again, or no body could come.
   std::vector<int32_t> paused;
-  for (int i = 0; i < 4; ++i)
+  for (int i = 0; i < 4; ++i) {
     paused.push_back(client.Submit("POST", "/paused", {}, std::string(1 << 20, 'p')));
-  ASSERT_TRUE(
-      client.Until([&] { return nghttp2_session_get_remote_window_size(client.session()) == 0; }));
+  }
+  // Each stream's window spent, and so the connection's.
+  ASSERT_TRUE(client.Until([&] {
+    for (int32_t id : paused) {
+      if (nghttp2_session_get_stream_remote_window_size(client.session(), id) != 0) return false;
+    }
+    return nghttp2_session_get_remote_window_size(client.session()) == 0;
+  }));
   for (int32_t id : paused) client.Reset(id);
   std::optional<H2Response> r = client.Fetch("POST", "/echo", {}, std::string(900 << 10, 'e'));
   ASSERT_TRUE(r.has_value());
