@@ -144,6 +144,9 @@ H2Session::H2Session(HttpProtocol& protocol, Connection& conn, std::string early
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
                                         static_cast<int32_t>(h2.connection_window_bytes));
+  // A client that negotiated h2 and says nothing more is given header_timeout for its preface
+  // (after a hand-over, the deadline is set again once the preface's bytes are read).
+  conn_.SetDeadline(protocol_.worker_.now_ms() + protocol_.header_timeout_ms_);
 }
 
 H2Session::~H2Session() {

@@ -105,6 +105,22 @@ TEST_P(TlsTest, Tls13AndTls12AreServedAndTheRouteSeesWhatWasNegotiated) {
   EXPECT_EQ(Failures(), 0u);
 }
 
+// ALPN offers h2 first (App::Listen): a client that takes it and then says nothing is given
+// the header timeout for its preface, as an HTTP/1.1 client is for its first request.
+TEST_P(TlsTest, H2IsOfferedByAlpnAndASilentH2ClientIsClosed) {
+  percore::http::HttpOptions http;
+  http.header_timeout = absl::Milliseconds(200);
+  App app(http);
+  app.Get("/", [](const Request&, Response& res) { res.Send("Hello"); });
+  ASSERT_NO_FATAL_FAILURE(ServeTls(app, {Certificate("site", {"localhost"})}));
+  if (IsSkipped()) return;
+  TlsSocket client(port_, {.server_name = "localhost", .alpn = {"h2", "http/1.1"}});
+  ASSERT_TRUE(client.connected());
+  ASSERT_TRUE(client.Handshake()) << client.peer().error();
+  EXPECT_EQ(client.peer().alpn(), "h2");
+  EXPECT_TRUE(client.WaitClosed(kTimeout));
+}
+
 TEST_P(TlsTest, Tls11AndTls10AreRefusedAndCounted) {
   App app;
   app.Get("/", [](const Request&, Response& res) { res.Send("no"); });

@@ -48,6 +48,8 @@ struct TlsOptions {
   std::vector<TlsCertificate> certificates;
   // Protocols offered through ALPN, preferred first: the first of them the client offers is
   // chosen; a client that offers none of them goes on without ALPN, as nginx lets it.
+  // http::App::Listen puts "h2" first when its HttpOptions::http2 is enabled and this is left
+  // as it is.
   std::vector<std::string> alpn = {"http/1.1"};
   // The TLS 1.2 cipher list (OpenSSL's syntax); TLS 1.1 and older are always refused.
   std::string ciphers = std::string(kIntermediateCiphers);
