@@ -48,6 +48,35 @@ void HttpSession::FillHeaders(const MessageState& st) {
   }
 }
 
+// Inlined into HttpSession::Respond, GET /'s path; an HTTP/2 stream calls Dispatch.
+[[gnu::always_inline]] inline void HttpProtocol::DispatchInline(const Request& req, Response& res,
+                                                                const ResponseCore& core,
+                                                                const Router::Result& route) {
+  // A failure stays with its request: the error hook's answer (or a 500 and a line on
+  // stderr), and the connection goes on.
+  RouteCall call{this, &route, &req, &res};
+  try {
+    if (!RequestBuilder::ValidEncoding(req)) {
+      SendError(req, res, Error{400, "invalid percent-encoding in the path or the query", {}});
+    } else {
+      config_->router.Run(req, res, &HttpProtocol::RunRoute, &call);
+      if (!core.sent_ && !core.deferred_) {
+        SendError(
+            req, res,
+            Error{
+                500, "no middleware or handler answered (Send) or kept the response (Defer)", {}});
+      }
+    }
+  } catch (...) {
+    HandleException(req, res, std::current_exception());
+  }
+}
+
+void HttpProtocol::Dispatch(const Request& req, Response& res, const ResponseCore& core,
+                            const Router::Result& route) {
+  DispatchInline(req, res, core, route);
+}
+
 void HttpSession::Respond(MessageState& st, const char* base) {
   HttpProtocol& h = protocol_;
   Connection& conn = *st.conn;
@@ -93,7 +122,7 @@ void HttpSession::Respond(MessageState& st, const char* base) {
   // Method, SP and target are the request line's first bytes (one SP: the parser's rule).
   h.worker_.stats().SetActivity(View(base, Span{0, parser.target().end()}));
   st.handling = slot;
-  h.Dispatch(req, res, core, route);
+  h.DispatchInline(req, res, core, route);
   st.handling = nullptr;
   // What the handler decided, read from its core (the handle's accessors are calls).
   // Answered later (or, if the handle is dropped, with a 500 then).
@@ -120,28 +149,6 @@ void HttpSession::Respond(MessageState& st, const char* base) {
   if (h.config_->options.log_requests) h.LogResponse(method, req.path(), core.status_);
   if (core.close_) conn.Close();
   if (!h.finish_.fns.empty()) h.finish_.Run(core.status_);
-}
-
-void HttpProtocol::Dispatch(const Request& req, Response& res, const ResponseCore& core,
-                            const Router::Result& route) {
-  // A failure stays with its request: the error hook's answer (or a 500 and a line on
-  // stderr), and the connection goes on.
-  RouteCall call{this, &route, &req, &res};
-  try {
-    if (!RequestBuilder::ValidEncoding(req)) {
-      SendError(req, res, Error{400, "invalid percent-encoding in the path or the query", {}});
-    } else {
-      config_->router.Run(req, res, &HttpProtocol::RunRoute, &call);
-      if (!core.sent_ && !core.deferred_) {
-        SendError(
-            req, res,
-            Error{
-                500, "no middleware or handler answered (Send) or kept the response (Defer)", {}});
-      }
-    }
-  } catch (...) {
-    HandleException(req, res, std::current_exception());
-  }
 }
 
 void HttpProtocol::RunRoute(void* context) {

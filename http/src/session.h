@@ -126,6 +126,8 @@ class HttpProtocol final : public percore::Protocol {
   friend class HttpSession;
   friend class H2Session;
   friend class H2Stream;
+  void DispatchInline(const Request& req, Response& res, const ResponseCore& core,
+                      const Router::Result& route);
   // The end of the middleware chain: the route's handler, or 404, 405 or OPTIONS.
   static void RunRoute(void* dispatch);
   // An exception escaped the chain: answered through the error hook if nothing was yet.
