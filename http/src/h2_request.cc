@@ -13,18 +13,20 @@ namespace percore::http {
 
 using namespace std::string_view_literals;
 
-void H2Stream::AddField(std::string_view name, std::string_view value) {
+bool H2Stream::AddField(std::string_view name, std::string_view value, bool trailer) {
   const HttpOptions& options = session_.protocol_.config_->options;
   // As SETTINGS_MAX_HEADER_LIST_SIZE counts (RFC 9113 6.5.2): the octets and 32 a field.
   head_bytes_ += name.size() + value.size() + 32;
+  if (head_bytes_ > 4 * options.max_header_bytes) return false;
   if (head_bytes_ > options.max_header_bytes || fields_.size() >= options.max_header_fields) {
-    set_error(431);
-    return;
+    if (!answered_) set_error(431);
+    return true;
   }
+  if (trailer) return true;
   if (name == "cookie"sv) {
     if (!cookies_.empty()) cookies_.append("; "sv);
     cookies_.append(value);
-    return;
+    return true;
   }
   const Field field{static_cast<uint32_t>(head_.size()), static_cast<uint32_t>(name.size()),
                     static_cast<uint32_t>(head_.size() + name.size()),
@@ -42,6 +44,7 @@ void H2Stream::AddField(std::string_view name, std::string_view value) {
   } else if (name[0] != ':') {
     fields_.push_back(field);
   }
+  return true;
 }
 
 bool H2Stream::HeadersDone() {
@@ -79,6 +82,7 @@ void H2Stream::AddBody(std::string_view data) {
   if (error_ != 0 || (answered_ && pending_ == nullptr)) {
     // Refused, or answered without being read: what comes is dropped, its window given back.
     nghttp2_session_consume(session, id_, data.size());
+    ReleaseConnection();
     return;
   }
   received_ += data.size();
@@ -93,6 +97,7 @@ void H2Stream::AddBody(std::string_view data) {
     }
     set_error(413);
     nghttp2_session_consume(session, id_, data.size());
+    ReleaseConnection();
     // Answered now: the rest of the body is not waited for (RFC 9113 8.1 lets a server answer
     // before the request is whole, and asks it to reset the stream then: OnFrameSent).
     session_.ready_.push_back(id_);
@@ -100,8 +105,10 @@ void H2Stream::AddBody(std::string_view data) {
   }
   body_.append(data);
   if (!body_streamed_) {
-    // Kept whole for the handler, within the body's limit: the window opens as it comes.
-    nghttp2_session_consume(session, id_, data.size());
+    // Kept whole for the handler, within the body's limit: the stream's window opens as it
+    // comes, the connection's as CreditConnection() lets it.
+    nghttp2_session_consume_stream(session, id_, data.size());
+    CreditConnection(data.size());
   } else if (answered_) {
     session_.body_due_.push_back(id_);  // to the reader once the read is done
   }
@@ -109,8 +116,35 @@ void H2Stream::AddBody(std::string_view data) {
   // reader that pauses stops the client after one window (HttpOptions::http2).
 }
 
+void H2Stream::CreditConnection(size_t n) {
+  int32_t& owner = session_.body_owner_;
+  if (owner == 0) owner = id_;
+  if (owner != id_) {
+    owed_ += n;
+    return;
+  }
+  nghttp2_session_consume_connection(session_.session_, n + owed_);
+  owed_ = 0;
+}
+
+void H2Stream::ReleaseConnection() {
+  if (owed_ != 0) nghttp2_session_consume_connection(session_.session_, owed_);
+  owed_ = 0;
+  int32_t& owner = session_.body_owner_;
+  if (owner != id_) return;
+  owner = 0;
+  // The next body still arriving takes the connection's window over, with what it is owed.
+  for (auto& [id, stream] : session_.streams_) {
+    if (stream.get() != this && stream->owed_ != 0) {
+      stream->CreditConnection(0);
+      return;
+    }
+  }
+}
+
 void H2Stream::EndOfRequest() {
   request_done_ = true;
+  ReleaseConnection();
   if (!answered_) {
     session_.ready_.push_back(id_);
   } else if (body_streamed_) {

@@ -36,12 +36,20 @@ struct H2Session::Callbacks {
     return self.Flooded();
   }
   static int OnFrameSent(nghttp2_session* session, const nghttp2_frame* frame, void* user_data) {
-    if (frame->hd.type == NGHTTP2_DATA) ++Self(user_data).data_frames_sent_;
+    H2Session& self = Self(user_data);
+    if (frame->hd.type == NGHTTP2_DATA) ++self.data_frames_sent_;
+    auto* stream =
+        static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
+    // A reset nghttp2 sends for a fault of the client's (a window it overflowed, a malformed
+    // request) counts as the client's own would: "MadeYouReset" (CVE-2025-8671) has the server
+    // reset streams whose handlers ran. Not those percore resets itself (H2Session::Reset).
+    if (frame->hd.type == NGHTTP2_RST_STREAM && frame->rst_stream.error_code != NGHTTP2_NO_ERROR &&
+        (stream == nullptr || !stream->reset_by_server())) {
+      return self.CountReset();
+    }
     if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) return 0;
     // The answer is whole before the request (a refusal, or a handler that did not read the
     // body): RFC 9113 8.1 has the rest of the request stopped with RST_STREAM NO_ERROR.
-    auto* stream =
-        static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
     if (stream != nullptr && stream->receiving()) {
       nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
     }
@@ -62,11 +70,15 @@ struct H2Session::Callbacks {
                       void*) {
     auto* stream =
         static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
-    // Trailers are read and dropped, as HTTP/1.1's are.
-    if (stream == nullptr || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
-    stream->AddField(std::string_view(reinterpret_cast<const char*>(name), name_length),
-                     std::string_view(reinterpret_cast<const char*>(value), value_length));
-    return 0;
+    if (stream == nullptr) return 0;
+    // Trailers are counted as the header section is, then dropped, as HTTP/1.1's are.
+    const bool ok =
+        stream->AddField(std::string_view(reinterpret_cast<const char*>(name), name_length),
+                         std::string_view(reinterpret_cast<const char*>(value), value_length),
+                         frame->headers.cat != NGHTTP2_HCAT_REQUEST);
+    // Far past the limit (an HPACK bomb: one byte naming a big field of the dynamic table), the
+    // stream is reset and the rest of the block is decoded without being handed over.
+    return ok ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   }
   static int OnDataChunk(nghttp2_session* session, uint8_t, int32_t id, const uint8_t* data,
                          size_t length, void*) {
@@ -77,6 +89,9 @@ struct H2Session::Callbacks {
     return 0;
   }
   static int OnFrame(nghttp2_session* session, const nghttp2_frame* frame, void* user_data) {
+    H2Session& self = Self(user_data);
+    // The rapid reset (CVE-2023-44487), whatever the code the client resets with.
+    if (frame->hd.type == NGHTTP2_RST_STREAM) return self.CountReset();
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
     auto* stream =
         static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
@@ -86,7 +101,7 @@ struct H2Session::Callbacks {
       // The header section is whole: a request refused already (431, or 413 by its
       // Content-Length) is answered now, and so is one whose route reads the body as it comes.
       const bool ok = stream->HeadersDone();
-      if (!end && (!ok || stream->streams_body())) Self(user_data).ready_.push_back(stream->id());
+      if (!end && (!ok || stream->streams_body())) self.ready_.push_back(stream->id());
     }
     if (end) stream->EndOfRequest();
     return 0;
@@ -98,15 +113,8 @@ struct H2Session::Callbacks {
     it->second->Closed(error_code, &self.abandoned_);
     self.closed_.push_back(std::move(it->second));
     self.streams_.erase(it);
-    if (error_code == NGHTTP2_NO_ERROR) return 0;
-    LoopStats::Add(self.protocol_.worker_.stats().h2_resets, 1);
-    // A reset of the client's making (its RST_STREAM, or a stream it got wrong) comes within a
-    // read; one the server sent, within a send.
-    if (!self.reading_ ||
-        self.Count(&self.resets_, self.protocol_.config_->options.http2.max_resets_per_second)) {
-      return 0;
-    }
-    return self.Flooded();
+    if (error_code != NGHTTP2_NO_ERROR) LoopStats::Add(self.protocol_.worker_.stats().h2_resets, 1);
+    return 0;
   }
 };
 
@@ -190,9 +198,8 @@ void H2Session::Receive(std::string_view bytes) {
   ++depth_;
   std::vector<int32_t> ready;
   ready.swap(ready_);
-  for (int32_t id : ready) {
-    if (H2Stream* stream = Find(id); stream != nullptr && !failed_) stream->Respond();
-  }
+  waiting_.insert(waiting_.end(), ready.begin(), ready.end());
+  RespondWaiting();
   std::vector<int32_t> due;
   due.swap(body_due_);
   for (int32_t id : due) {
@@ -200,6 +207,27 @@ void H2Session::Receive(std::string_view bytes) {
   }
   --depth_;
   Flush();
+}
+
+void H2Session::RespondWaiting() {
+  // As HTTP/1.1 reads no request behind answers held past max_queued_responses and
+  // max_queued_response_bytes, HTTP/2 routes none: a client that opens no window is held to
+  // that much of answers (and files open), and the frames that would open it are still read.
+  const HttpOptions& options = protocol_.config_->options;
+  size_t next = 0;
+  for (; next < waiting_.size() && !failed_; ++next) {
+    size_t answers = 0, bytes = 0;
+    for (auto& [id, stream] : streams_) {
+      const size_t held = stream->held();
+      answers += held != 0 ? 1 : 0;
+      bytes += held;
+    }
+    if (answers >= options.max_queued_responses || bytes >= options.max_queued_response_bytes) {
+      break;
+    }
+    if (H2Stream* stream = Find(waiting_[next]); stream != nullptr) stream->Respond();
+  }
+  waiting_.erase(waiting_.begin(), waiting_.begin() + static_cast<ptrdiff_t>(next));
 }
 
 H2Stream* H2Session::Find(int32_t id) {
@@ -213,6 +241,7 @@ void H2Session::Resume(int32_t stream) {
 }
 
 void H2Session::Reset(int32_t stream, uint32_t error_code) {
+  if (H2Stream* s = Find(stream); s != nullptr) s->set_reset_by_server();
   nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream, error_code);
   Flush();
 }
@@ -236,8 +265,10 @@ void H2Session::Flush() {
     }
     std::vector<Abandoned> left = std::move(abandoned_);
     for (Abandoned& a : left) a.Run();
-    // Answers waiting for room: a callback may write more, which asks for another round.
+    // Answers waiting for room: a callback may write more, which asks for another round; and
+    // requests that waited for the answers held to go.
     for (auto& [id, stream] : streams_) stream->RunWritable();
+    RespondWaiting();
   } while (flush_due_ && !conn_.output_full());
   --depth_;
   if (conn_.output_full() && nghttp2_session_want_write(session_)) conn_.NotifyWritable();
@@ -255,16 +286,29 @@ void H2Session::Flush() {
 void H2Session::SetDeadline() {
   HttpProtocol& h = protocol_;
   bool receiving = false;
-  for (auto& [id, stream] : streams_) receiving = receiving || stream->receiving();
+  bool held = !waiting_.empty();
+  for (auto& [id, stream] : streams_) {
+    receiving = receiving || stream->receiving();
+    held = held || stream->held() != 0;
+  }
   // An idle connection closes after idle_timeout; one whose request is still arriving waits
-  // body_timeout for its next bytes; one with only answers under way waits for them.
+  // body_timeout for its next bytes; one whose answers wait on a window the client does not
+  // open closes after idle_timeout with no DATA sent (the loop's send_timeout never runs: the
+  // output is empty); one with only answers still to come waits for them.
+  const int64_t now = h.worker_.now_ms();
   if (streams_.empty()) {
-    conn_.SetDeadline(h.worker_.now_ms() + h.idle_timeout_ms_);
+    conn_.SetDeadline(now + h.idle_timeout_ms_);
   } else if (receiving) {
-    conn_.SetDeadline(h.worker_.now_ms() + h.body_timeout_ms_);
+    conn_.SetDeadline(now + h.body_timeout_ms_);
+  } else if (held) {
+    if (!stalled_ || data_frames_sent_ != data_frames_at_deadline_) {
+      conn_.SetDeadline(now + h.idle_timeout_ms_);
+    }
   } else {
     conn_.SetDeadline(0);
   }
+  stalled_ = held && !receiving && !streams_.empty();
+  data_frames_at_deadline_ = data_frames_sent_;
 }
 
 bool H2Session::Count(uint32_t* counter, uint32_t limit) {
@@ -277,12 +321,19 @@ bool H2Session::Count(uint32_t* counter, uint32_t limit) {
   return ++*counter <= limit;
 }
 
+int H2Session::CountReset() {
+  return Count(&resets_, protocol_.config_->options.http2.max_resets_per_second) ? 0 : Flooded();
+}
+
 int H2Session::Flooded() {
   // GOAWAY, and nothing more is read (nghttp2's rule after terminate_session): what is under
-  // way is cut off, since the client is not one to be served.
+  // way is cut off, since the client is not one to be served. Within a read, the error stops
+  // nghttp2 reading on; within a send, the send goes on, GOAWAY with it.
+  if (failed_) return reading_ ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+  failed_ = true;
   nghttp2_session_terminate_session(session_, NGHTTP2_ENHANCE_YOUR_CALM);
   LoopStats::Add(protocol_.worker_.stats().h2_goaways, 1);
-  return NGHTTP2_ERR_CALLBACK_FAILURE;
+  return reading_ ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
 }
 
 void H2Session::OnDeadline(Connection&) {

@@ -41,8 +41,9 @@ class H2Stream final : public HttpStream {
   H2Stream(const H2Stream&) = delete;
   H2Stream& operator=(const H2Stream&) = delete;
 
-  // From nghttp2's callbacks.
-  void AddField(std::string_view name, std::string_view value);
+  // From nghttp2's callbacks. False once the fields are far past max_header_bytes (the stream
+  // is then reset); a trailer's are counted and dropped.
+  bool AddField(std::string_view name, std::string_view value, bool trailer);
   void AddBody(std::string_view data);
   // The header section is whole: its Content-Length against the body's limit, the route's
   // body options. False if the request is refused already.
@@ -68,6 +69,17 @@ class H2Stream final : public HttpStream {
   ResponseCore::Head SubmitHead(ResponseCore& core, std::optional<uint64_t> length,
                                 bool empty_body);
   int32_t id() const { return id_; }
+  // The answer's bytes (and file) not yet taken by nghttp2.
+  size_t held() const {
+    return slot_.bytes.size() - sent_ + (slot_.fd >= 0 ? static_cast<size_t>(slot_.length) : 0);
+  }
+  bool reset_by_server() const { return reset_by_server_; }
+  void set_reset_by_server() { reset_by_server_ = true; }
+  // A kept body's bytes count against the connection's window until the request is whole,
+  // but for one stream at a time (H2Session::body_owner_), so that one request can complete
+  // while the others wait: what unfinished bodies hold is bounded by the window plus one body.
+  void CreditConnection(size_t n);
+  void ReleaseConnection();
   bool receiving() const { return !request_done_; }
   bool answered() const { return answered_; }
   bool rejected() const { return error_ != 0; }
@@ -116,6 +128,8 @@ class H2Stream final : public HttpStream {
   std::string body_;       // the body, or what of a streamed one its reader has not taken
   uint64_t received_ = 0;
   uint64_t body_limit_ = 0;
+  size_t owed_ = 0;  // body bytes not given back to the connection's window (CreditConnection)
+  bool reset_by_server_ = false;
   bool delivering_ = false;  // the body's reader runs
   bool body_end_delivered_ = false;
   int error_ = 0;  // a status to answer with instead of routing
@@ -161,8 +175,12 @@ class H2Session final : public percore::Session {
   void Flush();
   // Counts one more in `counter`, which starts again each second: false past `limit`.
   bool Count(uint32_t* counter, uint32_t limit);
-  // A flood: GOAWAY (ENHANCE_YOUR_CALM), and the error that makes nghttp2 stop reading.
+  // A flood: GOAWAY (ENHANCE_YOUR_CALM), and, within a read, the error that makes nghttp2 stop.
   int Flooded();
+  // A stream reset by the client or for its fault: 0, or Flooded() past the limit.
+  int CountReset();
+  // Routes the requests waiting, while the answers held are within HTTP/1.1's queue bounds.
+  void RespondWaiting();
   void SetDeadline();
   H2Stream* Find(int32_t id);
 
@@ -173,10 +191,14 @@ class H2Session final : public percore::Session {
   absl::flat_hash_map<int32_t, std::unique_ptr<H2Stream>> streams_;
   std::vector<int32_t> ready_;     // requests to route, from the read under way
   std::vector<int32_t> body_due_;  // streamed bodies with bytes for their reader
+  std::vector<int32_t> waiting_;   // requests whole, not routed while answers are held
+  bool stalled_ = false;           // answers wait on the client's window (SetDeadline)
+  uint64_t data_frames_at_deadline_ = 0;
   std::vector<std::unique_ptr<H2Stream>> closed_;
   std::vector<Abandoned> abandoned_;
-  int depth_ = 0;         // > 0 within Receive() or Flush()
-  bool reading_ = false;  // within nghttp2_session_mem_recv
+  int32_t body_owner_ = 0;  // the stream whose kept body opens the connection's window
+  int depth_ = 0;           // > 0 within Receive() or Flush()
+  bool reading_ = false;    // within nghttp2_session_mem_recv
   bool flush_due_ = false;
   bool failed_ = false;  // nghttp2 gave up on the connection: only its GOAWAY is left to send
   // Flood counts (Count): this second's control frames and resets; WINDOW_UPDATEs against the

@@ -85,8 +85,13 @@ ssize_t H2Stream::ReadBody(uint8_t* buf, size_t length, uint32_t* flags) {
     n = std::min(length, slot_.bytes.size() - sent_);
     std::memcpy(buf, slot_.bytes.data() + sent_, n);
     sent_ += n;
+    // What was taken goes once it is most of the buffer: a writer that keeps the stream fed
+    // never lets it drain to empty, and the buffer must not keep all that was ever sent.
     if (sent_ == slot_.bytes.size()) {
       slot_.bytes.clear();
+      sent_ = 0;
+    } else if (sent_ >= 64 * 1024 && 2 * sent_ >= slot_.bytes.size()) {
+      slot_.bytes.erase(0, sent_);
       sent_ = 0;
     }
   } else if (slot_.fd >= 0) {
@@ -140,6 +145,7 @@ void H2Stream::Closed(uint32_t error_code, std::vector<Abandoned>* abandoned) {
     nghttp2_session_consume_connection(session_.session_, body_.size());
     body_.clear();
   }
+  ReleaseConnection();
   if (pending_ != nullptr) {
     abandoned->push_back(pending_->Abandon());
     pending_ = nullptr;
