@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "percore/http/app.h"
 #include "percore/options.h"
+#include "percore/testing/fault.h"
 #include "support/backends.h"
 #include "support/engine_test.h"
 #include "support/h2_client.h"
@@ -117,6 +118,9 @@ class H2Test : public percore::testing::EngineTest {
                kept_.push_back(std::move(later));
              },
              {.max_body_bytes = 8 << 20, .stream_body = true});
+    app.Get("/crash", [](const Request& req, Response&) {
+      percore::testing::CrashLoop(req.worker(), "crash requested by /crash");
+    });
     ASSERT_NO_FATAL_FAILURE(Serve(app, options, start));
   }
   void TearDown() override {
@@ -378,6 +382,37 @@ TEST_P(H2Test, ADrainSendsGoawayAndFinishesTheStreamsInFlight) {
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->body, "later");
   EXPECT_TRUE(client.Until([&] { return client.closed(); }));
+  supervisor.join();
+}
+
+TEST_P(H2Test, ALoopThatDiesClosesItsConnectionsAndItsReplacementServes) {
+  ASSERT_NO_FATAL_FAILURE(ServeH2({}, /*start=*/false));
+  if (IsSkipped()) return;
+  std::thread supervisor([this] {
+    if (engine_->Start().ok()) engine_->Wait();
+  });
+  ASSERT_TRUE(WaitUntil([&] { return engine_->ready(); }, kTimeout));
+  H2Client client(port_);
+  const int32_t held = client.Submit("GET", "/abortable");
+  ASSERT_TRUE(client.Until([&] { return handled_.load() == 1; }));
+  client.Submit("GET", "/crash");
+  // The loop dies with the stream in flight: the connection goes, and the answer with it.
+  EXPECT_TRUE(client.Until([&] { return client.closed(); }));
+  EXPECT_FALSE(client.response(held).closed);
+  // Served again once the supervisor has replaced the loop.
+  ASSERT_TRUE(WaitUntil([&] { return engine_->ready(); }, kTimeout));
+  bool served = false;
+  for (int i = 0; i < 50 && !served; ++i) {
+    H2Client again(port_);
+    std::optional<H2Response> r = again.Fetch("GET", "/");
+    served = r.has_value() && r->status == 200;
+  }
+  EXPECT_TRUE(served);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    kept_.clear();
+  }
+  engine_->Stop();
   supervisor.join();
 }
 
