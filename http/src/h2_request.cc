@@ -62,6 +62,8 @@ bool H2Stream::HeadersDone() {
       if (route.options->max_body_bytes != 0) body_limit_ = route.options->max_body_bytes;
       body_streamed_ = route.options->stream_body;
     }
+    // A reader takes the body as it comes: its window is its bound.
+    if (body_streamed_) OpenWindow();
   }
   for (const Field& f : fields_) {
     if (View(f.name, f.name_length) != "content-length"sv) continue;
@@ -82,7 +84,7 @@ void H2Stream::AddBody(std::string_view data) {
   if (error_ != 0 || (answered_ && pending_ == nullptr)) {
     // Refused, or answered without being read: what comes is dropped, its window given back.
     nghttp2_session_consume(session, id_, data.size());
-    ReleaseConnection();
+    ReleaseOwner();
     return;
   }
   received_ += data.size();
@@ -97,7 +99,7 @@ void H2Stream::AddBody(std::string_view data) {
     }
     set_error(413);
     nghttp2_session_consume(session, id_, data.size());
-    ReleaseConnection();
+    ReleaseOwner();
     // Answered now: the rest of the body is not waited for (RFC 9113 8.1 lets a server answer
     // before the request is whole, and asks it to reset the stream then: OnFrameSent).
     session_.ready_.push_back(id_);
@@ -105,10 +107,10 @@ void H2Stream::AddBody(std::string_view data) {
   }
   body_.append(data);
   if (!body_streamed_) {
-    // Kept whole for the handler, within the body's limit: the stream's window opens as it
-    // comes, the connection's as CreditConnection() lets it.
-    nghttp2_session_consume_stream(session, id_, data.size());
-    CreditConnection(data.size());
+    // Kept whole for the handler, within the body's limit: the connection's window opens as it
+    // comes, the stream's as TakeBody() lets it.
+    nghttp2_session_consume_connection(session, data.size());
+    TakeBody(data.size());
   } else if (answered_) {
     session_.body_due_.push_back(id_);  // to the reader once the read is done
   }
@@ -116,35 +118,44 @@ void H2Stream::AddBody(std::string_view data) {
   // reader that pauses stops the client after one window (HttpOptions::http2).
 }
 
-void H2Stream::CreditConnection(size_t n) {
+void H2Stream::TakeBody(size_t n) {
   int32_t& owner = session_.body_owner_;
-  if (owner == 0) owner = id_;
+  if (owner == 0) {
+    owner = id_;
+    OpenWindow();
+  }
   if (owner != id_) {
-    owed_ += n;
+    owed_ += n;  // its window stays spent until its turn
     return;
   }
-  nghttp2_session_consume_connection(session_.session_, n + owed_);
+  nghttp2_session_consume_stream(session_.session_, id_, n + owed_);
   owed_ = 0;
 }
 
-void H2Stream::ReleaseConnection() {
-  if (owed_ != 0) nghttp2_session_consume_connection(session_.session_, owed_);
-  owed_ = 0;
+void H2Stream::ReleaseOwner() {
   int32_t& owner = session_.body_owner_;
   if (owner != id_) return;
   owner = 0;
-  // The next body still arriving takes the connection's window over, with what it is owed.
+  // The next kept body still arriving gets the stream window, and back what it has sent.
   for (auto& [id, stream] : session_.streams_) {
     if (stream.get() != this && stream->owed_ != 0) {
-      stream->CreditConnection(0);
+      stream->TakeBody(0);
       return;
     }
   }
 }
 
+void H2Stream::OpenWindow() {
+  // From the 64 KiB every stream starts with (SETTINGS_INITIAL_WINDOW_SIZE) to
+  // Http2Options::stream_window_bytes.
+  nghttp2_session_set_local_window_size(
+      session_.session_, NGHTTP2_FLAG_NONE, id_,
+      static_cast<int32_t>(session_.protocol_.config_->options.http2.stream_window_bytes));
+}
+
 void H2Stream::EndOfRequest() {
   request_done_ = true;
-  ReleaseConnection();
+  ReleaseOwner();
   if (!answered_) {
     session_.ready_.push_back(id_);
   } else if (body_streamed_) {

@@ -146,7 +146,9 @@ H2Session::H2Session(HttpProtocol& protocol, Connection& conn, std::string early
   nghttp2_session_callbacks_del(callbacks);
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, h2.max_concurrent_streams},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, h2.stream_window_bytes},
+      // Every stream starts with 64 KiB, nginx's preread; the one whose body is being taken
+      // gets stream_window_bytes (H2Stream::OpenWindow).
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, std::min<uint32_t>(65535, h2.stream_window_bytes)},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<uint32_t>(options.max_header_bytes)},
   };
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
@@ -210,17 +212,18 @@ void H2Session::Receive(std::string_view bytes) {
 }
 
 void H2Session::RespondWaiting() {
-  // As HTTP/1.1 reads no request behind answers held past max_queued_responses and
-  // max_queued_response_bytes, HTTP/2 routes none: a client that opens no window is held to
-  // that much of answers (and files open), and the frames that would open it are still read.
+  // As HTTP/1.1 reads no request behind more answers held than max_queued_responses, or more of
+  // their bytes than max_queued_response_bytes, HTTP/2 routes none: a client that opens no
+  // window is held to that many answers (files open among them) and that much memory, and the
+  // frames that would open it are still read. Files count as answers, not bytes: a stream the
+  // client paused (a <video>) holds up nothing.
   const HttpOptions& options = protocol_.config_->options;
   size_t next = 0;
   for (; next < waiting_.size() && !failed_; ++next) {
     size_t answers = 0, bytes = 0;
     for (auto& [id, stream] : streams_) {
-      const size_t held = stream->held();
-      answers += held != 0 ? 1 : 0;
-      bytes += held;
+      answers += stream->holds_answer() ? 1 : 0;
+      bytes += stream->held_bytes();
     }
     if (answers >= options.max_queued_responses || bytes >= options.max_queued_response_bytes) {
       break;
@@ -289,7 +292,7 @@ void H2Session::SetDeadline() {
   bool held = !waiting_.empty();
   for (auto& [id, stream] : streams_) {
     receiving = receiving || stream->receiving();
-    held = held || stream->held() != 0;
+    held = held || stream->holds_answer();
   }
   // An idle connection closes after idle_timeout; one whose request is still arriving waits
   // body_timeout for its next bytes; one whose answers wait on a window the client does not

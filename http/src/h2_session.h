@@ -69,17 +69,20 @@ class H2Stream final : public HttpStream {
   ResponseCore::Head SubmitHead(ResponseCore& core, std::optional<uint64_t> length,
                                 bool empty_body);
   int32_t id() const { return id_; }
-  // The answer's bytes (and file) not yet taken by nghttp2.
-  size_t held() const {
-    return slot_.bytes.size() - sent_ + (slot_.fd >= 0 ? static_cast<size_t>(slot_.length) : 0);
-  }
+  // The answer's bytes in memory not yet taken by nghttp2, and whether any of the answer (bytes
+  // or file) is still to be taken.
+  size_t held_bytes() const { return slot_.bytes.size() - sent_; }
+  bool holds_answer() const { return held_bytes() != 0 || slot_.fd >= 0; }
   bool reset_by_server() const { return reset_by_server_; }
   void set_reset_by_server() { reset_by_server_ = true; }
-  // A kept body's bytes count against the connection's window until the request is whole,
-  // but for one stream at a time (H2Session::body_owner_), so that one request can complete
-  // while the others wait: what unfinished bodies hold is bounded by the window plus one body.
-  void CreditConnection(size_t n);
-  void ReleaseConnection();
+  // A kept body's stream window opens as its bytes come for one stream at a time
+  // (H2Session::body_owner_): the others stop at the 64 KiB every stream starts with until the
+  // request ahead is whole. What unfinished bodies hold is one body and 64 KiB for each other
+  // stream; the connection's window always opens, so that no stream waits on another's.
+  void TakeBody(size_t n);
+  void ReleaseOwner();
+  // Raises the stream's window to Http2Options::stream_window_bytes.
+  void OpenWindow();
   bool receiving() const { return !request_done_; }
   bool answered() const { return answered_; }
   bool rejected() const { return error_ != 0; }
@@ -128,7 +131,7 @@ class H2Stream final : public HttpStream {
   std::string body_;       // the body, or what of a streamed one its reader has not taken
   uint64_t received_ = 0;
   uint64_t body_limit_ = 0;
-  size_t owed_ = 0;  // body bytes not given back to the connection's window (CreditConnection)
+  size_t owed_ = 0;  // body bytes not yet given back to the stream's window (TakeBody)
   bool reset_by_server_ = false;
   bool delivering_ = false;  // the body's reader runs
   bool body_end_delivered_ = false;
@@ -196,7 +199,7 @@ class H2Session final : public percore::Session {
   uint64_t data_frames_at_deadline_ = 0;
   std::vector<std::unique_ptr<H2Stream>> closed_;
   std::vector<Abandoned> abandoned_;
-  int32_t body_owner_ = 0;  // the stream whose kept body opens the connection's window
+  int32_t body_owner_ = 0;  // the stream whose kept body opens its window (TakeBody)
   int depth_ = 0;           // > 0 within Receive() or Flush()
   bool reading_ = false;    // within nghttp2_session_mem_recv
   bool flush_due_ = false;

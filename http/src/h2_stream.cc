@@ -145,7 +145,7 @@ void H2Stream::Closed(uint32_t error_code, std::vector<Abandoned>* abandoned) {
     nghttp2_session_consume_connection(session_.session_, body_.size());
     body_.clear();
   }
-  ReleaseConnection();
+  ReleaseOwner();
   if (pending_ != nullptr) {
     abandoned->push_back(pending_->Abandon());
     pending_ = nullptr;

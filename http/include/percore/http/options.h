@@ -28,8 +28,9 @@ struct Http2Options {
   // Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); those beyond are
   // refused (RST_STREAM REFUSED_STREAM).
   uint32_t max_concurrent_streams = 100;
-  // What a client may send on a stream before the server has read it (the stream's window,
-  // SETTINGS_INITIAL_WINDOW_SIZE), and on the whole connection.
+  // What a client may send on a stream before the server has taken it (its window), once the
+  // server reads that stream's body (every stream starts with 64 KiB, and a kept body gets
+  // this one request at a time), and on the whole connection.
   uint32_t stream_window_bytes = 256 * 1024;
   uint32_t connection_window_bytes = 1024 * 1024;
   // Streams reset a second, by the client or by the server for a fault of the client's: the
