@@ -100,14 +100,12 @@ std::string Headers(int32_t stream, std::string_view method, std::string_view pa
 
 // HEADERS and 8 CONTINUATION frames of 16 KiB (all the server takes): `start`, then the newest
 // dynamic-table entry (index 62, one byte: 0xbe) over and over: 147 KB decoding to ~590 MB.
-std::string Bomb(int32_t stream, uint8_t flags, std::string start) {
-  std::string block = start + std::string(9 * 16384 - start.size(), '\xbe');
-  std::string out;
+std::string Bomb(int32_t stream, std::string start) {
+  std::string block = start + std::string(9 * 16384 - start.size(), '\xbe'), out;
   for (size_t at = 0; at < block.size(); at += 16384) {
-    const bool last = at + 16384 >= block.size();
     out += FrameBytes(at == 0 ? kHeaders : kContinuation,
-                      (at == 0 ? flags : 0) | (last ? kEndHeaders : 0), stream,
-                      std::string_view(block).substr(at, 16384));
+                      (at == 0 ? kEndStream : 0) | (at + 16384 >= block.size() ? kEndHeaders : 0),
+                      stream, std::string_view(block).substr(at, 16384));
   }
   return out;
 }
@@ -118,9 +116,8 @@ struct Frame {
   std::string payload;
   size_t length = 0;
   uint32_t U32At(size_t at) const {
-    uint32_t v = 0;
-    for (size_t i = at; i < at + 4; ++i) v = (v << 8) | static_cast<uint8_t>(payload[i]);
-    return v;
+    const auto* p = reinterpret_cast<const uint8_t*>(payload.data() + at);
+    return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
   }
 };
 
@@ -128,11 +125,9 @@ struct Frame {
 class RawH2 {
  public:
   explicit RawH2(int port, const std::vector<std::pair<uint16_t, uint32_t>>& settings = {})
-      : socket_(ConnectLocal(port)) {
-    out_ = std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") + Settings(settings);
-  }
-  // Queues `bytes` for the next pump (within an Until condition). keep_data false: DATA frames
-  // keep only their length (a long download).
+      : socket_(ConnectLocal(port)),
+        out_(std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") + Settings(settings)) {}
+  // Queues `bytes` for the next pump (within Until); keep_data false: DATA keeps its length only.
   void Queue(std::string_view bytes) { out_.append(bytes); }
   bool keep_data = true;
   // Sends `bytes` (reading meanwhile): false at the deadline or once the connection ended.
@@ -198,8 +193,7 @@ class RawH2 {
   bool closed_ = false;
 };
 
-// Streams `left` bytes from a static piece, waiting in OnWritable whenever Write() says the
-// stream is full (as hello_cores' /stream does).
+// Streams `left` bytes from a static piece, waiting in OnWritable when Write() says it is full.
 struct Streamer {
   Response res;
   size_t left;
@@ -208,10 +202,9 @@ struct Streamer {
     while (s->left > 0) {
       const size_t n = std::min(s->left, piece.size());
       s->left -= n;
-      if (!s->res.Write(std::string_view(piece).substr(0, n))) {
-        if (!s->res.aborted()) s->res.OnWritable([s](Response&) { Pump(s); });
-        return;
-      }
+      if (s->res.Write(std::string_view(piece).substr(0, n))) continue;
+      if (!s->res.aborted()) s->res.OnWritable([s](Response&) { Pump(s); });
+      return;
     }
     s->res.End();
   }
@@ -241,9 +234,8 @@ class H2HostileTest : public percore::testing::EngineTest {
     app.All("/echo", [](const Request& req, Response& res) { res.Send(req.body()); });
     // Answered later, by nobody: the stream stays open until it is reset.
     app.Get("/hold", [this](const Request&, Response& res) {
-      Response later = res.Defer();
       std::lock_guard<std::mutex> lock(mu_);
-      kept_.push_back(std::move(later));
+      kept_.push_back(res.Defer());
     });
     app.Get("/quarter", [this](const Request&, Response& res) {
       ++handled_;
@@ -270,8 +262,7 @@ class H2HostileTest : public percore::testing::EngineTest {
     EngineTest::TearDown();
     if (!file_.empty()) std::filesystem::remove(file_);
   }
-  // 16 header blocks of Bomb() on one connection (trailers: each after a POST's header section
-  // and body), until the server ended each stream: the process's CPU time meanwhile.
+  // CPU time spent until the server ended 16 streams of Bomb() (trailers: after a POST's body).
   double SpendOnBombs(bool trailers) {
     RawH2 client(port_);
     const double before = CpuSeconds();
@@ -280,14 +271,13 @@ class H2HostileTest : public percore::testing::EngineTest {
       if (!trailers) block = RequestBlock("GET", "/") + block;
       const std::string request =
           trailers ? Headers(id, "POST", "/echo", false) + FrameBytes(kData, 0, id, "abc") : "";
-      EXPECT_TRUE(client.Send(request + Bomb(id, kEndStream, block)));
+      EXPECT_TRUE(client.Send(request + Bomb(id, block)));
     }
     EXPECT_TRUE(
         client.Until([&] { return client.ended() == 16 || client.goaway(); }, kTimeout * 3));
     return CpuSeconds() - before;
   }
-  // 50 requests for `path` from a client that opens no window; what `check` says while they
-  // wait; then the window opens and every answer has to come whole.
+  // 50 requests for `path` with no window open, `check()`, then the window opens: all finish.
   void AskWithAClosedWindow(const std::string& path, const std::function<void()>& check) {
     RawH2 client(port_, {{4, 0}});
     std::string burst;
@@ -298,8 +288,7 @@ class H2HostileTest : public percore::testing::EngineTest {
     ASSERT_TRUE(client.Send(Settings({{4, 1 << 24}}) + WindowUpdate(0, 1 << 30)));
     EXPECT_TRUE(client.Until([&] { return client.ended() == 50; }, kTimeout * 2));
   }
-  // 60 streams on /hold, each followed by `after(id)`: the GOAWAY's code, if one came before
-  // every stream was reset.
+  // 60 streams on /hold, each followed by `after(id)`: the GOAWAY's code, if one came.
   std::optional<uint32_t> ResetSixty(const std::function<std::string(int32_t)>& after) {
     RawH2 client(port_);
     std::string burst;
@@ -309,12 +298,6 @@ class H2HostileTest : public percore::testing::EngineTest {
     EXPECT_TRUE(client.Until([&] { return client.goaway().has_value() || client.ended() == 60; }));
     return client.goaway();
   }
-  // Another client's GET / on a connection of its own.
-  void ExpectOthersServed() {
-    RawH2 other(port_);
-    ASSERT_TRUE(other.Send(Headers(1, "GET", "/", true)));
-    EXPECT_TRUE(other.Until([&] { return other.ended() == 1; }));
-  }
 
   std::filesystem::path file_;
   std::atomic<int> handled_{0};
@@ -322,11 +305,10 @@ class H2HostileTest : public percore::testing::EngineTest {
   std::vector<Response> kept_;
 };
 
-// HPACK lets one byte name a 4000-byte field of the dynamic table: 147 KB of header block decode
-// to 590 MB. Past max_header_bytes the request is refused (431), but nghttp2 still checks each
-// field it hands over (nghttp2_check_header_value, 95% of the time): ~0.3 s of the loop's CPU a
-// block (hello_cores: another client's GET / took 0.8 s at the median). Trailers were not
-// counted at all: 590 MB of them were answered 200. Far past the limit, decoding has to stop.
+// HPACK lets one byte name a 4000-byte field: 147 KB of header block decode to 590 MB. Past
+// max_header_bytes the request was refused (431), but nghttp2 still checked each field
+// (nghttp2_check_header_value: ~0.3 s of the loop a block; hello_cores: another client's GET /
+// took 0.8 s at the median), and trailers were not counted (590 MB of them answered 200).
 TEST_P(H2HostileTest, AnHpackBombIsCutOffNotDecodedWhole) {
   ASSERT_NO_FATAL_FAILURE(ServeHostile());
   if (IsSkipped()) return;
@@ -334,16 +316,13 @@ TEST_P(H2HostileTest, AnHpackBombIsCutOffNotDecodedWhole) {
   EXPECT_LT(spent, 1.0) << "16 header blocks of 147 KB cost the server " << spent << " s of CPU";
   spent = SpendOnBombs(/*trailers=*/true);
   EXPECT_LT(spent, 1.0) << "16 trailer blocks of 147 KB cost the server " << spent << " s of CPU";
-  ASSERT_NO_FATAL_FAILURE(ExpectOthersServed());
 }
 
-// MadeYouReset (CVE-2025-8671): a stream error makes the server reset the stream, here a
-// WINDOW_UPDATE overflowing its window (RST_STREAM FLOW_CONTROL_ERROR), after the handler ran.
-// Http2Options counts resets "by the server for a fault of the client's" too, but nghttp2 closes
-// such a stream as it sends the RST_STREAM, outside the read, where OnStreamClose did not count
-// (hello_cores: 45,900 in 2.8 s on one connection, each leaving its 60 s timer, no GOAWAY). And
-// the rapid reset with RST_STREAM(NO_ERROR): OnStreamClose did not count it either, only
-// nghttp2's bucket (4x the limit) ended it, with INTERNAL_ERROR (hello_cores: 1,411 at 700/s).
+// MadeYouReset (CVE-2025-8671): a WINDOW_UPDATE overflowing the stream's window has the server
+// reset it (FLOW_CONTROL_ERROR) after the handler ran; nghttp2 closes it as the RST_STREAM goes,
+// outside the read, where resets were not counted (hello_cores: 45,900 in 2.8 s, each leaving a
+// 60 s timer, no GOAWAY). RST_STREAM(NO_ERROR) was not counted either: only nghttp2's bucket (4x
+// the limit) ended that flood, with INTERNAL_ERROR (hello_cores: 1,411 resets at 700/s).
 TEST_P(H2HostileTest, ResetsOfAnyCodeAndMadeYouResetAreCounted) {
   HttpOptions http;
   http.http2.max_resets_per_second = 10;
@@ -441,13 +420,11 @@ TEST_P(H2HostileTest, WhatAClosedWindowHoldsIsBounded) {
   });
 }
 
-// What the bounds must not do to clients that mean no harm. nghttp2's client interleaves two
-// 900 KB uploads' DATA: with the connection's window opened for one kept body at a time
-// (6903f3b) and nghttp2's WINDOW_UPDATE sent only once half the window is given back, both
-// stopped at ~800 KB for good (h2load -m 2 -d: both failed at body_timeout). And a reader that
-// pauses, as a browser's paused <video> does: two files stopped at their streams' windows (the
-// connection's open) counted as 2 x 960 KB held past max_queued_response_bytes (7d57d8a), and
-// every request behind them waited until the connection closed for want of progress.
+// What the bounds must not do to clients that mean no harm. Two 900 KB uploads interleaved by
+// nghttp2's client: with the connection's window opened for one kept body at a time (6903f3b),
+// both stopped at ~800 KB for good (h2load -m 2 -d: both failed at body_timeout). A paused
+// reader (a browser's paused <video>): two files stopped at their streams' windows counted as
+// 2 x 960 KB held (7d57d8a), and every request behind them waited until the connection closed.
 TEST_P(H2HostileTest, ALegitimateClientIsNotHeldUp) {
   ASSERT_NO_FATAL_FAILURE(ServeHostile());
   if (IsSkipped()) return;
@@ -471,13 +448,11 @@ TEST_P(H2HostileTest, ALegitimateClientIsNotHeldUp) {
   EXPECT_EQ(r->status, 200);
 }
 
-// An answer that waits on a window the client never opens has no deadline: the output is empty
-// (nghttp2 writes nothing), so send_timeout never runs, and SetDeadline sets none while streams
-// are open. hello_cores kept such a connection 90 s and more, its answers and files with it.
+// An answer waiting on a window the client never opens had no deadline (the output is empty, so
+// no send_timeout): hello_cores kept such a connection 90 s and more, its answers with it.
 TEST_P(H2HostileTest, AStreamStuckOnTheClientsWindowTimesOut) {
   HttpOptions http;
-  http.idle_timeout = absl::Milliseconds(300);
-  http.body_timeout = absl::Milliseconds(300);
+  http.idle_timeout = http.body_timeout = absl::Milliseconds(300);
   EngineOptions options;
   options.send_timeout = absl::Milliseconds(300);
   ASSERT_NO_FATAL_FAILURE(ServeHostile(http, options));
