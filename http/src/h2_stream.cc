@@ -223,17 +223,10 @@ void H2Stream::SendPendingFile(PendingResponse& pending, int fd, uint64_t offset
 }
 
 bool H2Stream::WritePart(PendingResponse& pending, std::string_view chunk) {
-  ResponseCore& res = pending.response;
-  const bool body = !res.head_ && res.status_ != 204 && res.status_ != 304;
+  const bool body = pending.HasBody();
   if (!pending.streaming) {
     BeginPending(pending);
-    pending.streaming = true;
-    res.sent_ = true;
-    if (res.GzipsStream(pending.length.value_or(UINT64_MAX))) {
-      pending.length.reset();
-      if (body) pending.gzip = std::make_unique<GzipStream>(res.compress_->level);
-    }
-    if (!res.WriteHead(pending.length, false).body) pending.length = 0;
+    pending.StartStream();
   }
   if (body && !chunk.empty()) {
     std::optional<std::string_view> piece = chunk;
@@ -251,8 +244,7 @@ bool H2Stream::WritePart(PendingResponse& pending, std::string_view chunk) {
 }
 
 void H2Stream::EndParts(PendingResponse& pending) {
-  ResponseCore& res = pending.response;
-  const bool body = !res.head_ && res.status_ != 204 && res.status_ != 304;
+  const bool body = pending.HasBody();
   bool failed = false;
   if (pending.gzip != nullptr) {
     std::optional<std::string_view> rest = pending.gzip->Finish();

@@ -56,8 +56,8 @@ struct Slot {
   ~Slot();
 
   PendingResponse* pending = nullptr;  // its deferred answer, until that is complete
-  std::string bytes;                 // what it wrote while a slot ahead of it was unanswered
-  int fd = -1;                       // a file range after `bytes` (SendFile), owned here
+  std::string bytes;                   // what it wrote while a slot ahead of it was unanswered
+  int fd = -1;                         // a file range after `bytes` (SendFile), owned here
   uint64_t offset = 0;
   uint64_t length = 0;
   FinishHooks finish;
@@ -78,6 +78,15 @@ struct PendingResponse : std::enable_shared_from_this<PendingResponse> {
   }
   // Detaches the answer from its stream and slot for good (aborted), its callbacks taken out.
   Abandoned Abandon();
+  // Whether the answer has a body at all (not for HEAD, 204, 304).
+  bool HasBody() const {
+    return !response.head_ && response.status_ != 204 && response.status_ != 304;
+  }
+  // The first Response::Write(), once the stream has pointed the answer at its output: the
+  // head is written. gzip is a stage of the body: with Compress(), a streamed body of a type
+  // worth it goes through a deflater of its own, and its length is no longer known ahead.
+  // Without a body, the pieces are not sent (`length` 0).
+  ResponseCore::Head StartStream();
   // Lets go of itself once none of the three callbacks waits: a reader that ends without an
   // answer leaves the answer to its handles, and to a 500 when none is left. The caller holds a
   // handle meanwhile, so that this never ends the answer under it.
@@ -108,7 +117,7 @@ struct PendingResponse : std::enable_shared_from_this<PendingResponse> {
   uint64_t written = 0;            // body bytes streamed so far
   bool streaming = false;          // the head went out with the first Write()
   bool chunked = false;
-  bool aborted = false;  // the connection went before the answer was complete
+  bool aborted = false;              // the connection went before the answer was complete
   std::unique_ptr<GzipStream> gzip;  // Compress(): the streamed body's deflater
 };
 

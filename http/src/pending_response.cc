@@ -135,23 +135,11 @@ void HttpSession::SendPendingFile(PendingResponse& pending, int fd, uint64_t off
 }
 
 bool HttpSession::WritePart(PendingResponse& pending, std::string_view chunk) {
-  ResponseCore& res = pending.response;
   Connection& conn = *pending.conn;
-  const bool body = !res.head_ && res.status_ != 204 && res.status_ != 304;
+  const bool body = pending.HasBody();
   if (!pending.streaming) {
     BeginPending(pending);
-    pending.streaming = true;
-    res.sent_ = true;
-    // gzip is a stage of the body: with Compress(), a streamed body of a type worth it goes
-    // through a deflater of its own, and its length is no longer known ahead.
-    if (res.GzipsStream(pending.length.value_or(UINT64_MAX))) {
-      pending.length.reset();
-      if (body) pending.gzip = std::make_unique<GzipStream>(res.compress_->level);
-    }
-    // Without a body (HEAD, 204, 304), the pieces are not sent.
-    const ResponseCore::Head head = res.WriteHead(pending.length, false);
-    pending.chunked = head.framing == ResponseCore::Framing::kChunked;
-    if (!head.body) pending.length = 0;
+    pending.chunked = pending.StartStream().framing == ResponseCore::Framing::kChunked;
   }
   if (body && !chunk.empty()) {
     std::optional<std::string_view> piece = chunk;
@@ -184,7 +172,7 @@ void HttpSession::AppendPart(PendingResponse& pending, std::string_view piece) {
 
 void HttpSession::EndParts(PendingResponse& pending) {
   ResponseCore& res = pending.response;
-  const bool body = !res.head_ && res.status_ != 204 && res.status_ != 304;
+  const bool body = pending.HasBody();
   if (pending.gzip != nullptr) {
     // The rest of the deflated body and the gzip trailer; the zlib state goes at once.
     if (std::optional<std::string_view> rest = pending.gzip->Finish(); rest.has_value()) {
@@ -206,8 +194,7 @@ bool HttpSession::StreamHasRoom(const PendingResponse& pending) const {
   return pending.conn->pending_output() <= bound && !pending.conn->output_full();
 }
 
-void HttpSession::WhenWritable(PendingResponse& pending,
-                               absl::AnyInvocable<void(Response&)> fn) {
+void HttpSession::WhenWritable(PendingResponse& pending, absl::AnyInvocable<void(Response&)> fn) {
   if (StreamHasRoom(pending)) {
     Response res = ResponseWriter::Handle(pending);
     fn(res);
@@ -270,6 +257,18 @@ bool HttpSession::QueueFull() const {
   size_t bytes = 0;
   for (const Slot& slot : slots) bytes += slot.bytes.size();
   return bytes >= options.max_queued_response_bytes;
+}
+
+ResponseCore::Head PendingResponse::StartStream() {
+  streaming = true;
+  response.sent_ = true;
+  if (response.GzipsStream(length.value_or(UINT64_MAX))) {
+    length.reset();
+    if (HasBody()) gzip = std::make_unique<GzipStream>(response.compress_->level);
+  }
+  const ResponseCore::Head head = response.WriteHead(length, false);
+  if (!head.body) length = 0;
+  return head;
 }
 
 Abandoned PendingResponse::Abandon() {
