@@ -401,13 +401,11 @@ TEST_P(H2HostileTest, UnfinishedBodiesAreBoundedPerConnection) {
 // A client that opens no window asking for 50 answers of 256 KiB had each handled and kept whole
 // (12.5 MB; hello_cores' /echo: 200 MB a connection) where HTTP/1.1 stops past 1 MiB held; and
 // each file answer held its file open (hello_cores --static, fd limit 20000: 205 such
-// connections, and no client was accepted any more). Opening the window lets all finish.
+// connections, and no client was accepted any more). Opening the window lets all finish. Files
+// are asked to be few with the defaults: counted against max_queued_responses (64), 320 such
+// connections still left hello_cores accepting no one (78f7374; HTTP/1.1 holds one file).
 TEST_P(H2HostileTest, WhatAClosedWindowHoldsIsBounded) {
-  // Answers in memory are bounded by their bytes (max_queued_response_bytes, 1 MiB: four of
-  // 256 KiB), files by their count (max_queued_responses, 8 here).
-  HttpOptions http;
-  http.max_queued_responses = 8;
-  ASSERT_NO_FATAL_FAILURE(ServeHostile(http));
+  ASSERT_NO_FATAL_FAILURE(ServeHostile());
   if (IsSkipped()) return;
   AskWithAClosedWindow("/quarter", [&] {
     EXPECT_LE(handled_.load(), 8) << "answers held: " << handled_.load() << " x 256 KiB";
@@ -416,7 +414,7 @@ TEST_P(H2HostileTest, WhatAClosedWindowHoldsIsBounded) {
   const size_t fds = OpenFds();
   AskWithAClosedWindow("/file", [&] {
     // The connection's two ends, and its files.
-    EXPECT_LE(OpenFds(), fds + 2 + 8) << handled_.load() << " files answered, held open";
+    EXPECT_LE(OpenFds(), fds + 2 + 16) << handled_.load() << " files answered, held open";
   });
 }
 
