@@ -214,18 +214,20 @@ void H2Session::Receive(std::string_view bytes) {
 void H2Session::RespondWaiting() {
   // As HTTP/1.1 reads no request behind more answers held than max_queued_responses, or more of
   // their bytes than max_queued_response_bytes, HTTP/2 routes none: a client that opens no
-  // window is held to that many answers (files open among them) and that much memory, and the
-  // frames that would open it are still read. Files count as answers, not bytes: a stream the
-  // client paused (a <video>) holds up nothing.
+  // window is held to that many answers, that much memory and Http2Options::max_files_held
+  // open files, and the frames that would open the windows are still read. A file counts as a
+  // file, not by its length: a stream the client paused (a <video>) holds up nothing.
   const HttpOptions& options = protocol_.config_->options;
   size_t next = 0;
   for (; next < waiting_.size() && !failed_; ++next) {
-    size_t answers = 0, bytes = 0;
+    size_t answers = 0, bytes = 0, files = 0;
     for (auto& [id, stream] : streams_) {
       answers += stream->holds_answer() ? 1 : 0;
+      files += stream->holds_file() ? 1 : 0;
       bytes += stream->held_bytes();
     }
-    if (answers >= options.max_queued_responses || bytes >= options.max_queued_response_bytes) {
+    if (answers >= options.max_queued_responses || bytes >= options.max_queued_response_bytes ||
+        files >= options.http2.max_files_held) {
       break;
     }
     if (H2Stream* stream = Find(waiting_[next]); stream != nullptr) stream->Respond();

@@ -72,7 +72,8 @@ class H2Stream final : public HttpStream {
   // The answer's bytes in memory not yet taken by nghttp2, and whether any of the answer (bytes
   // or file) is still to be taken.
   size_t held_bytes() const { return slot_.bytes.size() - sent_; }
-  bool holds_answer() const { return held_bytes() != 0 || slot_.fd >= 0; }
+  bool holds_answer() const { return held_bytes() != 0 || holds_file(); }
+  bool holds_file() const { return slot_.fd >= 0; }
   bool reset_by_server() const { return reset_by_server_; }
   void set_reset_by_server() { reset_by_server_ = true; }
   // A kept body's stream window opens as its bytes come for one stream at a time

@@ -128,7 +128,14 @@ void H2Stream::RunWritable() {
   Response res = ResponseWriter::Handle(pending);
   absl::AnyInvocable<void(Response&)> fn = std::move(pending.on_writable);
   pending.on_writable = nullptr;
-  fn(res);
+  // Run within H2Session::Flush: an exception must not leave the session mid-send (it would
+  // never send again). The answer cannot be completed: its stream is reset.
+  try {
+    fn(res);
+  } catch (...) {
+    session_.protocol_.LogFailure("", "", "an OnWritable callback threw");
+    if (pending.stream != nullptr) Fail(pending);
+  }
   pending.UnkeepIfIdle();
 }
 

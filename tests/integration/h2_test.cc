@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -118,6 +119,13 @@ class H2Test : public percore::testing::EngineTest {
                kept_.push_back(std::move(later));
              },
              {.max_body_bytes = 8 << 20, .stream_body = true});
+    // Throws from OnWritable once the client's window has shut the stream.
+    app.Get("/throws", [](const Request&, Response& res) {
+      Response later = res.Defer();
+      while (later.Write(std::string(16384, 't'))) {
+      }
+      later.OnWritable([](Response&) { throw std::runtime_error("OnWritable threw"); });
+    });
     app.Get("/crash", [](const Request& req, Response&) {
       percore::testing::CrashLoop(req.worker(), "crash requested by /crash");
     });
@@ -414,6 +422,19 @@ TEST_P(H2Test, ALoopThatDiesClosesItsConnectionsAndItsReplacementServes) {
   }
   engine_->Stop();
   supervisor.join();
+}
+
+TEST_P(H2Test, AnOnWritableThatThrowsResetsItsStreamAndTheConnectionGoesOn) {
+  ASSERT_NO_FATAL_FAILURE(ServeH2());
+  if (IsSkipped()) return;
+  H2Client client(port_);
+  const int32_t id = client.Submit("GET", "/throws");
+  std::optional<H2Response> r = client.Wait(id);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->error_code, static_cast<uint32_t>(NGHTTP2_INTERNAL_ERROR));
+  r = client.Fetch("GET", "/");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "Hello World!");
 }
 
 TEST_P(H2Test, WithHttp2OffThePrefaceIs505) {

@@ -42,6 +42,11 @@ struct Http2Options {
   // for each, and a hundred more); a header block in more than 8 CONTINUATION frames is one
   // (CVE-2024-27316).
   uint32_t max_control_frames_per_second = 1000;
+  // Files a connection's answers may hold open while they wait on the client's windows: past
+  // it no more requests are routed on that connection until some are sent (as past
+  // HttpOptions::max_queued_responses answers, or max_queued_response_bytes in memory). A
+  // client that opens no window would otherwise hold a descriptor for each of its streams.
+  uint32_t max_files_held = 16;
 };
 
 // HTTP server limits. A plain value type.
