@@ -94,8 +94,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   percore::testing::Exchange(harness, whole, a);
   percore::testing::Exchange(harness, split, b);
-  const std::string answer_a = a.TakePlaintext();
-  const std::string answer_b = b.TakePlaintext();
+  const std::string answer_a = percore::testing::WithoutDates(a.TakePlaintext());
+  const std::string answer_b = percore::testing::WithoutDates(b.TakePlaintext());
   if (answer_a != answer_b) percore::testing::Mismatch("answers", answer_a, answer_b);
   if (harness.Closing(whole) != harness.Closing(split)) {
     percore::testing::Mismatch("closing states", answer_a, answer_b);
